@@ -1,0 +1,21 @@
+"""sdtheory: a closed-form simulator of self-distillation on fixed features.
+
+Theory: Jeong & Chung, arXiv 2402.10482 (ICLR 2025); formulas in theory.md. float64 is needed
+by the theory code and is switched on explicitly with :func:`enable_x64` or :func:`x64`.
+"""
+
+from sdtheory._x64 import enable_x64, require_x64, x64, x64_enabled
+from sdtheory.gram import BlockModel, three_level, two_level
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "enable_x64",
+    "x64",
+    "x64_enabled",
+    "require_x64",
+    "BlockModel",
+    "two_level",
+    "three_level",
+]
