@@ -1,0 +1,454 @@
+"""Label noise: transition matrices, corruption, realised rates, superclasses (theory.md 5, 7).
+
+A transition matrix T (K x K, rows sum to 1) gives T_kj = probability that a sample of true
+class k is given label j. Its eta is a *target* rate: the realised rate of a corruption (the
+fraction of samples with given != true, :attr:`Corruption.rate`) differs from it by the
+floor rounding of exact-count mode or by sampling noise in sampled mode.
+
+* :func:`transition_matrix` builds the authors' kinds (sym, asym, pairflip, superclass),
+  :func:`custom_transition` validates a user's T.
+* :func:`exact_counts` / :func:`corrupt_exact`: off-diagonal counts floor(n_k T_kj), the
+  diagonal takes the rest (keeps symmetric structures balanced).
+* :func:`corrupt_sampled`: i.i.d. given label per sample from a seeded generator.
+* :func:`corruption_from_counts`: a user's K x K count matrix (row = true, column = given).
+* :func:`delta`, :func:`is_balanced`: the margin Delta and the balance condition of theory.md 5.
+* :func:`superclasses_from_features`: superclasses of real data by complete-linkage clustering.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "KINDS",
+    "transition_matrix",
+    "custom_transition",
+    "Corruption",
+    "exact_counts",
+    "corrupt_exact",
+    "corrupt_sampled",
+    "corruption_from_counts",
+    "delta",
+    "is_balanced",
+    "superclasses_from_features",
+    "check_superclasses_for_noise",
+]
+
+KINDS = ("sym", "asym", "pairflip", "superclass")
+"""Names accepted by :func:`transition_matrix`."""
+
+# Rows of a transition matrix must sum to 1 within this absolute tolerance.
+_ROW_TOL = 1e-12
+# floor(n_k T_kj + _FLOOR_TOL): 500 * 0.6 / 3 evaluates to 99.99999999999999 in floating point.
+_FLOOR_TOL = 1e-9
+
+
+def _as_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not isinstance(value, numbers.Integral) and (
+            not math.isfinite(float(value)) or float(value) != int(value)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def check_superclasses_for_noise(superclass_of) -> np.ndarray:
+    """Check that a class -> superclass map supports superclass noise (theory.md 7).
+
+    Superclass noise sends eta/(m-1) to each other class of the same superclass, so every
+    superclass needs m >= 2 classes.
+
+    Args:
+      superclass_of: class -> superclass index (length K, entries 0..S-1).
+
+    Returns:
+      the map as an int array.
+
+    Raises:
+      ValueError: naming the first superclass (cluster) with a single class, or for a map that
+        is not 1-D non-negative integers.
+    """
+    s = np.asarray(superclass_of)
+    if s.ndim != 1 or s.size == 0 or not np.issubdtype(s.dtype, np.integer) or s.min() < 0:
+        raise ValueError("superclass_of must be a 1-D sequence of non-negative integer "
+                         f"superclass indices, got {superclass_of!r}")
+    counts = np.bincount(s)
+    for sup in np.flatnonzero(counts == 1):
+        k = int(np.flatnonzero(s == sup)[0])
+        raise ValueError(f"superclass noise needs m >= 2 classes in every superclass; "
+                         f"superclass (cluster) {int(sup)} contains only class {k}")
+    return s.astype(np.int64)
+
+
+def transition_matrix(kind: str, K: int, eta: float, *, superclass_of=None) -> np.ndarray:
+    """Noise transition matrix T of one of the authors' kinds (theory.md section 7).
+
+    * "sym": T_kk = 1 - eta, T_kj = eta / (K - 1) (eta is the flip rate).
+    * "asym" (authors'): T_kk = 1 - eta, T_kj = eta / K for j != k, plus an extra eta / K on
+      class (k + 1) mod K.
+    * "pairflip": T_kk = 1 - eta, T_{k, (k+1) mod K} = eta.
+    * "superclass": T_kk = 1 - eta, eta / (m - 1) to each other class of the same superclass
+      (m = size of k's superclass, >= 2).
+
+    Args:
+      kind: one of :data:`KINDS`.
+      K: number of classes (>= 2).
+      eta: target noise rate in [0, 1).
+      superclass_of: class -> superclass index (length K), required for "superclass" and
+        ignored otherwise.
+
+    Returns:
+      (K, K) float64 array with rows summing to 1.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    K = _as_int(K, "K")
+    if K < 2:
+        raise ValueError(f"K (number of classes) must be >= 2, got K = {K}")
+    try:
+        eta = float(eta)
+    except (TypeError, ValueError):
+        raise ValueError(f"eta must be a number in [0, 1), got {eta!r}") from None
+    if not 0.0 <= eta < 1.0:  # also rejects NaN
+        raise ValueError(f"eta must be in [0, 1), got eta = {eta}")
+    k = np.arange(K)
+    if kind == "sym":
+        T = np.full((K, K), eta / (K - 1))
+    elif kind == "asym":
+        T = np.full((K, K), eta / K)
+        T[k, (k + 1) % K] += eta / K
+    elif kind == "pairflip":
+        T = np.zeros((K, K))
+        T[k, (k + 1) % K] = eta
+    else:
+        if superclass_of is None:
+            raise ValueError("superclass noise needs superclass_of (class -> superclass index)")
+        s = check_superclasses_for_noise(superclass_of)
+        if s.size != K:
+            raise ValueError(f"superclass_of must have K = {K} entries, got {s.size}")
+        same = s[:, None] == s[None, :]
+        m = np.bincount(s)[s]
+        T = same * (eta / (m - 1))[:, None]
+    T[k, k] = 1.0 - eta
+    return T
+
+
+def custom_transition(T) -> np.ndarray:
+    """Validate a user's transition matrix.
+
+    Args:
+      T: (K, K) array, K >= 2, finite, non-negative, every row summing to 1 within 1e-12.
+
+    Returns:
+      T as a new float64 array.
+    """
+    T = np.array(T, dtype=np.float64)
+    if T.ndim != 2 or T.shape[0] != T.shape[1]:
+        raise ValueError(f"transition matrix T must be square K x K, got shape {T.shape}")
+    if T.shape[0] < 2:
+        raise ValueError(f"transition matrix T needs K >= 2 classes, got K = {T.shape[0]}")
+    if not np.all(np.isfinite(T)):
+        raise ValueError("transition matrix T must be finite (it contains NaN or inf)")
+    if np.any(T < 0):
+        i, j = np.argwhere(T < 0)[0]
+        raise ValueError(f"transition matrix T must be non-negative, got T[{i}, {j}] = {T[i, j]}")
+    err = np.abs(T.sum(axis=1) - 1.0)
+    if np.any(err > _ROW_TOL):
+        k = int(np.argmax(err))
+        raise ValueError(f"transition matrix T must be row-stochastic (rows sum to 1 within "
+                         f"{_ROW_TOL}); row {k} sums to {T[k].sum()!r}")
+    return T
+
+
+@dataclass(frozen=True, eq=False)
+class Corruption:
+    """True and given labels of N training samples.
+
+    Attributes:
+      true: (N,) int64 true classes.
+      given: (N,) int64 given (possibly noisy) labels.
+      counts: (K, K) int64, counts[k, j] = number of samples of true class k given label j.
+    """
+
+    true: np.ndarray
+    given: np.ndarray
+    counts: np.ndarray
+
+    @property
+    def K(self) -> int:
+        """Number of classes."""
+        return int(self.counts.shape[0])
+
+    @property
+    def N(self) -> int:
+        """Number of samples."""
+        return int(self.true.size)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """(K,) class sizes n_k (row sums of ``counts``)."""
+        return self.counts.sum(axis=1)
+
+    @property
+    def rate(self) -> float:
+        """Realised noise rate: fraction of samples with given != true."""
+        return float(np.mean(self.given != self.true))
+
+    @property
+    def noisy(self) -> np.ndarray:
+        """(N,) bool mask of mislabelled samples (given != true)."""
+        return self.given != self.true
+
+    @property
+    def C(self) -> np.ndarray:
+        """(K, K) C_kj = fraction of class k given label j (theory.md section 5)."""
+        return self.counts / self.sizes[:, None]
+
+
+def _from_counts(counts: np.ndarray) -> Corruption:
+    K = counts.shape[0]
+    true = np.repeat(np.arange(K), counts.sum(axis=1))
+    given = np.concatenate([np.repeat(np.arange(K), row) for row in counts])
+    return Corruption(true=true.astype(np.int64), given=given.astype(np.int64),
+                      counts=counts.astype(np.int64))
+
+
+def _sizes(sizes, K: int) -> np.ndarray:
+    if np.isscalar(sizes):
+        out = np.full(K, _as_int(sizes, "sizes"), dtype=np.int64)
+    else:
+        out = np.array([_as_int(v, "sizes") for v in sizes], dtype=np.int64)
+        if out.shape != (K,):
+            raise ValueError(f"sizes must be an int or a sequence of K = {K} class sizes, "
+                             f"got {out.size}")
+    if np.any(out < 1):
+        k = int(np.flatnonzero(out < 1)[0])
+        raise ValueError(f"class sizes must be >= 1, got sizes[{k}] = {out[k]}")
+    return out
+
+
+def exact_counts(T, sizes) -> np.ndarray:
+    """Exact-count corruption: counts[k, j] = floor(n_k T_kj) off the diagonal (theory.md 7).
+
+    The diagonal takes the rest, so row k sums to n_k. The floor is taken of
+    n_k T_kj + 1e-9, so that products that are integers up to float error (500 * 0.6 / 3)
+    are not rounded down.
+
+    Example (K = 4, n = 500, sym, eta = 0.1): every row is [452, 16, 16, 16] up to rotation.
+
+    Args:
+      T: (K, K) transition matrix (validated as in :func:`custom_transition`).
+      sizes: n (same for every class) or a sequence of K class sizes n_k >= 1.
+
+    Returns:
+      (K, K) int64 counts, row = true class, column = given label.
+    """
+    T = custom_transition(T)
+    K = T.shape[0]
+    n = _sizes(sizes, K)
+    counts = np.floor(n[:, None] * T + _FLOOR_TOL).astype(np.int64)
+    np.fill_diagonal(counts, 0)
+    diag = n - counts.sum(axis=1)
+    if np.any(diag < 0):  # only possible if T_kk is ~0 and the floors round up
+        k = int(np.flatnonzero(diag < 0)[0])
+        raise ValueError(f"exact counts of row {k} exceed n_{k} = {n[k]}; T row {k} = {T[k]}")
+    counts[np.arange(K), np.arange(K)] = diag
+    return counts
+
+
+def corrupt_exact(T, sizes) -> Corruption:
+    """Exact-count corruption (:func:`exact_counts`) as labels.
+
+    Samples are ordered by true class (class 0 first, as :meth:`BlockModel.labels`), and within
+    a class by given label.
+    """
+    return _from_counts(exact_counts(T, sizes))
+
+
+def corrupt_sampled(T, true, seed) -> Corruption:
+    """Sampled corruption: given_i drawn i.i.d. from row T[true_i] (theory.md 7).
+
+    Args:
+      T: (K, K) transition matrix.
+      true: (N,) true classes in 0..K-1 (the sample order is kept).
+      seed: seed for ``numpy.random.default_rng``; same seed, same labels.
+
+    Returns:
+      :class:`Corruption`; its ``rate`` is the realised noise rate.
+    """
+    T = custom_transition(T)
+    K = T.shape[0]
+    true = np.asarray(true)
+    if true.ndim != 1 or not (np.issubdtype(true.dtype, np.integer) or true.size == 0):
+        raise ValueError(f"true must be a 1-D array of integer class labels, got dtype "
+                         f"{true.dtype} and shape {true.shape}")
+    if true.size and (true.min() < 0 or true.max() >= K):
+        raise ValueError(f"true labels must be in 0..K-1 = 0..{K - 1}, "
+                         f"got range {true.min()}..{true.max()}")
+    true = true.astype(np.int64)
+    u = np.random.default_rng(seed).random(true.size)
+    cum = np.cumsum(T, axis=1)
+    cum = cum / cum[:, -1:]  # last entry exactly 1, so u < 1 never falls past the last class
+    given = np.sum(u[:, None] >= cum[true], axis=1).astype(np.int64)
+    counts = np.zeros((K, K), dtype=np.int64)
+    np.add.at(counts, (true, given), 1)
+    return Corruption(true=true, given=given, counts=counts)
+
+
+def _counts_matrix(counts, *, integer: bool) -> np.ndarray:
+    """Validate a K x K count (or weight) matrix: square, K >= 2, >= 0, rows sum >= 1 (> 0)."""
+    C = np.asarray(counts)
+    if C.ndim != 2 or C.shape[0] != C.shape[1]:
+        raise ValueError(f"counts must be a square K x K matrix, got shape {C.shape}")
+    if C.shape[0] < 2:
+        raise ValueError(f"counts needs K >= 2 classes, got K = {C.shape[0]}")
+    if not (np.issubdtype(C.dtype, np.integer) or np.issubdtype(C.dtype, np.floating)):
+        raise ValueError(f"counts must be numeric, got dtype {C.dtype}")
+    Cf = C.astype(np.float64)
+    if not np.all(np.isfinite(Cf)):
+        raise ValueError("counts must be finite (it contains NaN or inf)")
+    if np.any(Cf < 0):
+        i, j = np.argwhere(Cf < 0)[0]
+        raise ValueError(f"counts must be non-negative, got counts[{i}, {j}] = {C[i, j]}")
+    if integer:
+        if np.any(Cf != np.round(Cf)):
+            i, j = np.argwhere(Cf != np.round(Cf))[0]
+            raise ValueError(f"counts must be integers, got counts[{i}, {j}] = {C[i, j]}")
+        rows = Cf.sum(axis=1)
+        if np.any(rows < 1):
+            k = int(np.flatnonzero(rows < 1)[0])
+            raise ValueError(f"every class needs >= 1 sample: counts row {k} sums to 0")
+        return np.round(Cf).astype(np.int64)
+    rows = Cf.sum(axis=1)
+    if np.any(rows <= 0):
+        k = int(np.flatnonzero(rows <= 0)[0])
+        raise ValueError(f"every counts row must have a positive sum: row {k} sums to 0")
+    return Cf
+
+
+def corruption_from_counts(counts, *, sizes=None) -> Corruption:
+    """A corruption with a given count matrix (row = true class, column = given label).
+
+    Samples are ordered as in :func:`corrupt_exact`: by true class, then by given label.
+
+    Args:
+      counts: (K, K) non-negative integers, K >= 2, every row sum >= 1.
+      sizes: optional class sizes (int or K ints); row k must then sum to sizes[k].
+
+    Raises:
+      ValueError: for a matrix that is not square, negative or non-integer entries, an empty
+        row, or a row whose sum differs from ``sizes`` (naming the row).
+    """
+    C = _counts_matrix(counts, integer=True)
+    if sizes is not None:
+        n = _sizes(sizes, C.shape[0])
+        rows = C.sum(axis=1)
+        bad = np.flatnonzero(rows != n)
+        if bad.size:
+            k = int(bad[0])
+            raise ValueError(f"counts row {k} sums to {rows[k]}, but class {k} has "
+                             f"n_{k} = {n[k]} samples")
+    return _from_counts(C)
+
+
+def delta(counts) -> float:
+    """Margin Delta of theory.md section 5.
+
+    With C = counts / row sums (C_kj = fraction of class k given label j),
+
+        Delta = min_k ( C_kk - max_{j != k, C_kj > 0} C_kj ),
+
+    where the max over an empty set (a class without mislabelled samples) is 0. Delta > 0 is
+    necessary for SD to correct every training label. Symmetric noise: Delta = (K-1-K eta)/(K-1)
+    up to the rounding of exact counts.
+
+    Args:
+      counts: (K, K) non-negative matrix with positive row sums: counts, or fractions C.
+
+    Example:
+      >>> delta([[452, 16, 16, 16], [16, 452, 16, 16], [16, 16, 452, 16], [16, 16, 16, 452]])
+      0.872
+    """
+    C = _counts_matrix(counts, integer=False)
+    C = C / C.sum(axis=1, keepdims=True)
+    off = C.copy()
+    np.fill_diagonal(off, 0.0)  # entries with C_kj = 0 contribute 0 = the empty-set max
+    return float(np.min(np.diag(C) - off.max(axis=1)))
+
+
+def is_balanced(counts) -> bool:
+    """Balanced corruption (theory.md 5): every given label appears as often as every class.
+
+    True iff all row sums are equal and every column sum equals the row sums (so the global
+    average given label is uniform, y-bar = 1/K).
+    """
+    C = _counts_matrix(counts, integer=False)
+    rows = C.sum(axis=1)
+    cols = C.sum(axis=0)
+    return bool(np.all(rows == rows[0]) and np.all(cols == rows[0]))
+
+
+def superclasses_from_features(X, y, *, cut: float = 0.8) -> np.ndarray:
+    """Superclasses of real data by complete-linkage clustering (theory.md section 7).
+
+    Steps: centre the features (subtract the mean over samples), L2-normalise each row; take
+    the class-wise mean cosine correlation M_kl = mean_{i in k, j in l} <x_i, x_j>; cluster
+    the classes with complete linkage on the distance 1 - M (zero diagonal, symmetrised,
+    clipped at 0) and cut the dendrogram at ``cut`` x the largest linkage distance.
+
+    Args:
+      X: (N, D) finite features.
+      y: (N,) class labels 0..K-1, every class present, K >= 2.
+      cut: fraction of the largest linkage distance at which to cut (> 0; >= 1 gives one
+        superclass).
+
+    Returns:
+      (K,) int64 class -> superclass index, 0-based and numbered in order of first class
+      (class 0 is in superclass 0).
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array (samples x features), got shape {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X must be finite (features contain NaN or inf)")
+    y = np.asarray(y)
+    if y.shape != (X.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y must be (N,) = ({X.shape[0]},) integer labels, got dtype "
+                         f"{y.dtype} and shape {y.shape}")
+    if y.min() < 0:
+        raise ValueError(f"y labels must be >= 0, got {y.min()}")
+    sizes = np.bincount(y)
+    K = sizes.size
+    if K < 2:
+        raise ValueError(f"superclasses need K >= 2 classes, got K = {K}")
+    if np.any(sizes == 0):
+        raise ValueError(f"every class 0..K-1 must appear in y; class "
+                         f"{int(np.flatnonzero(sizes == 0)[0])} has no sample")
+    cut = float(cut)
+    if not (math.isfinite(cut) and cut > 0):
+        raise ValueError(f"cut must be a finite number > 0, got cut = {cut}")
+    Z = X - X.mean(axis=0, keepdims=True)
+    norms = np.linalg.norm(Z, axis=1)
+    if np.any(norms == 0):
+        raise ValueError(f"X row {int(np.flatnonzero(norms == 0)[0])} has zero norm after "
+                         f"centring; cannot normalize it")
+    Z = Z / norms[:, None]
+    means = np.zeros((K, Z.shape[1]))
+    np.add.at(means, y, Z)
+    means /= sizes[:, None]
+    M = means @ means.T  # = mean over i in k, j in l of <z_i, z_j>
+    dist = 1.0 - M
+    dist = np.clip((dist + dist.T) / 2.0, 0.0, None)
+    np.fill_diagonal(dist, 0.0)
+    link = linkage(squareform(dist, checks=False), method="complete")
+    labels = fcluster(link, cut * link[:, 2].max(), criterion="distance")
+    _, first, inv = np.unique(labels, return_index=True, return_inverse=True)
+    rank = np.argsort(np.argsort(first))  # cluster id -> order of its first class
+    return rank[inv].astype(np.int64)
