@@ -127,9 +127,10 @@ def transition_matrix(kind: str, K: int, eta: float, *, superclass_of=None) -> n
     else:
         if superclass_of is None:
             raise ValueError("superclass noise needs superclass_of (class -> superclass index)")
+        if np.size(superclass_of) != K:
+            raise ValueError(f"superclass_of must have K = {K} entries, "
+                             f"got {np.size(superclass_of)}")
         s = check_superclasses_for_noise(superclass_of)
-        if s.size != K:
-            raise ValueError(f"superclass_of must have K = {K} entries, got {s.size}")
         same = s[:, None] == s[None, :]
         m = np.bincount(s)[s]
         T = same * (eta / (m - 1))[:, None]
@@ -160,7 +161,7 @@ def custom_transition(T) -> np.ndarray:
     if np.any(err > _ROW_TOL):
         k = int(np.argmax(err))
         raise ValueError(f"transition matrix T must be row-stochastic (rows sum to 1 within "
-                         f"{_ROW_TOL}); row {k} sums to {T[k].sum()!r}")
+                         f"{_ROW_TOL}); row {k} sums to {float(T[k].sum())!r}")
     return T
 
 
