@@ -5,7 +5,30 @@ by the theory code and is switched on explicitly with :func:`enable_x64` or :fun
 """
 
 from sdtheory._x64 import enable_x64, require_x64, x64, x64_enabled
-from sdtheory.gram import BlockModel, three_level, two_level
+from sdtheory.gram import (
+    BlockModel,
+    Eigen,
+    gmm_features,
+    gmm_means,
+    gram_from_features,
+    jitter,
+    min_eigenvalue,
+    three_level,
+    two_level,
+)
+from sdtheory.noise import (
+    Corruption,
+    check_superclasses_for_noise,
+    corrupt_exact,
+    corrupt_sampled,
+    corruption_from_counts,
+    custom_transition,
+    delta,
+    exact_counts,
+    is_balanced,
+    superclasses_from_features,
+    transition_matrix,
+)
 
 __version__ = "0.1.0"
 
@@ -18,4 +41,21 @@ __all__ = [
     "BlockModel",
     "two_level",
     "three_level",
+    "Eigen",
+    "jitter",
+    "min_eigenvalue",
+    "gmm_means",
+    "gmm_features",
+    "gram_from_features",
+    "transition_matrix",
+    "custom_transition",
+    "Corruption",
+    "exact_counts",
+    "corrupt_exact",
+    "corrupt_sampled",
+    "corruption_from_counts",
+    "delta",
+    "is_balanced",
+    "superclasses_from_features",
+    "check_superclasses_for_noise",
 ]
