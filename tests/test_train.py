@@ -1,0 +1,206 @@
+"""Gradient-trained linear softmax models against the fixed point (E) and an independent solver."""
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+from scipy.special import softmax
+
+from sdtheory.solve import SolverError
+from sdtheory.train import (
+    TrainedSolver,
+    feature_factor,
+    fixed_point_residual,
+    smoothness_bound,
+    softmax_objective,
+    train_softmax,
+)
+
+K, n, c, d = 4, 25, 0.4, 0.1
+N = K * n
+
+
+def two_level_gram(K, n, c, d):
+    """G_ii = 1, c within a class, d across classes (theory.md section 4), built directly."""
+    y = np.repeat(np.arange(K), n)
+    G = (1 - c) * np.eye(K * n) + (c - d) * (y[:, None] == y[None, :]) + d
+    return G, y
+
+
+@pytest.fixture(scope="module")
+def problem():
+    """Two-level block model, 15 flipped labels, a soft target matrix."""
+    G, y = two_level_gram(K, n, c, d)
+    X = feature_factor(G)
+    rng = np.random.default_rng(7)
+    given = y.copy()
+    flip = rng.choice(N, size=15, replace=False)
+    given[flip] = (given[flip] + rng.integers(1, K, size=15)) % K
+    soft = rng.dirichlet(np.full(K, 0.5), size=N)
+    soft = 0.6 * np.eye(K)[given] + 0.4 * soft
+    return {"G": G, "X": X, "y": y, "given": given, "onehot": np.eye(K)[given], "soft": soft}
+
+
+def reference_outputs(G, T, lam):
+    """Independent minimiser: the representer objective (theory.md section 2) by trust-exact.
+
+    f(A) = (1/N) sum_i CE(t_i, softmax((G A)_i)) + (lam/2) tr(A^T G A), with exact gradient
+    and Hessian (vec row-major); returns P = softmax(G A*).
+    """
+    Nn, Kk = T.shape
+    GI = np.kron(G, np.eye(Kk))
+
+    def parts(a):
+        A = a.reshape(Nn, Kk)
+        Z = G @ A
+        P = softmax(Z, axis=1)
+        return A, Z, P
+
+    def f(a):
+        A, Z, P = parts(a)
+        logp = Z - Z.max(1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+        return -np.sum(T * logp) / Nn + 0.5 * lam * np.sum(A * (G @ A))
+
+    def grad(a):
+        A, Z, P = parts(a)
+        return (G @ ((P - T) / Nn + lam * A)).ravel()
+
+    def hess(a):
+        _, _, P = parts(a)
+        J = np.zeros((Nn * Kk, Nn * Kk))
+        for i in range(Nn):
+            s = slice(i * Kk, (i + 1) * Kk)
+            J[s, s] = np.diag(P[i]) - np.outer(P[i], P[i])
+        return GI @ J @ GI / Nn + lam * GI
+
+    res = minimize(f, np.zeros(Nn * Kk), jac=grad, hess=hess, method="trust-exact",
+                   options={"gtol": 1e-14, "maxiter": 500})
+    A, _, P = parts(res.x)
+    return P
+
+
+@pytest.mark.parametrize("lam", [1e-3, 1e-2])
+@pytest.mark.parametrize("targets", ["onehot", "soft"])
+def test_lbfgs_satisfies_fixed_point_and_matches_independent_solver(problem, lam, targets):
+    T = problem[targets]
+    solver = TrainedSolver(problem["X"], problem["given"], lam, true=problem["y"])
+    fit = solver.fit(T)
+    # Protocol attributes.
+    assert solver.K == K and solver.name == "trained"
+    np.testing.assert_array_equal(solver.weight, np.ones(N))
+    np.testing.assert_array_equal(solver.true, problem["y"])
+    # Certificate of (E), with the Gram matrix built directly (not from X).
+    Z = problem["G"] @ (T - fit.P) / (N * lam)
+    residual = np.abs(fit.P - softmax(Z, axis=1)).max()
+    assert residual <= 1e-9
+    assert fit.residual == pytest.approx(residual, abs=1e-14)
+    assert fit.info["converged"] and fit.info["grad_norm"] <= fit.info["grad_tol"]
+    # Same minimiser as an independent second-order solver of the representer problem.
+    P_ref = reference_outputs(problem["G"], T, lam)
+    np.testing.assert_allclose(fit.P, P_ref, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fit.P.sum(axis=1), 1.0, rtol=0, atol=1e-14)
+    # Stationarity: W = (T - P)^T X / (N lam) up to grad / lam.
+    W_closed = (T - fit.P).T @ problem["X"] / (N * lam)
+    assert np.abs(fit.info["W"] - W_closed).max() <= 1e-9
+
+
+def test_lbfgs_raises_when_out_of_iterations(problem):
+    solver = TrainedSolver(problem["X"], problem["given"], 1e-3, max_iter=3)
+    with pytest.raises(SolverError, match="L-BFGS stopped after 3 iterations"):
+        solver.fit(problem["onehot"])
+
+
+def test_gd_monotone_and_reaches_lbfgs_optimum(problem):
+    X, T, lam = problem["X"], problem["onehot"], 1e-2
+    opt = train_softmax(X, T, lam, method="lbfgs", tol=1e-13)
+    f_star = opt.loss
+    L = smoothness_bound(X, lam)
+    # Short run: monotone, and within the strongly convex rate (1 - lam/L)^t (f(0) - f*).
+    t = 60
+    short = train_softmax(X, T, lam, method="gd", max_iter=t, tol=0.0)
+    h = short.history
+    assert short.iterations == t and h.size == t + 1
+    assert np.all(np.diff(h) <= 1e-14 * np.abs(h[:-1]))
+    gap = short.loss - f_star
+    bound = (1 - lam / L) ** t * (h[0] - f_star)
+    assert -1e-14 <= gap <= bound
+    # Full run to the gradient tolerance: same optimum to 1e-13, same outputs to 1e-9.
+    full = train_softmax(X, T, lam, method="gd", tol=1e-12)
+    assert full.converged
+    assert np.all(np.diff(full.history) <= 1e-14 * np.abs(full.history[:-1]))
+    assert abs(full.loss - f_star) <= 1e-13
+    np.testing.assert_allclose(softmax(X @ full.W.T, axis=1), softmax(X @ opt.W.T, axis=1),
+                               rtol=0, atol=1e-9)
+    assert full.history[-1] == pytest.approx(softmax_objective(full.W, X, T, lam), abs=1e-15)
+
+
+def test_sgd_reproducible_bit_for_bit(problem):
+    X, T, lam = problem["X"], problem["soft"], 1e-2
+    kw = dict(method="sgd", epochs=100, batch_size=16, lr=0.1, seed=11)
+    a = train_softmax(X, T, lam, **kw)
+    b = train_softmax(X, T, lam, **kw)
+    assert a.W.tobytes() == b.W.tobytes()
+    assert a.history.tobytes() == b.history.tobytes()
+    other = train_softmax(X, T, lam, **{**kw, "seed": 12})
+    assert np.abs(other.W - a.W).max() > 1e-6
+    # 100 samples in batches of 16: 7 steps per epoch (the last batch has 4 samples).
+    assert a.iterations == 100 * 7 and a.epochs == 100 and a.history.size == 101
+    # The authors' recipe (momentum 0.9, lr decay 0.98 per epoch) ends near the minimiser:
+    # measured gap 6.6e-5 after 100 epochs of batch 16 (the decayed step sets the noise floor).
+    f_star = train_softmax(X, T, lam).loss
+    assert 0.0 <= a.loss - f_star <= 2e-4
+
+
+def test_feature_factor_reconstructs_gram():
+    G, _ = two_level_gram(K, n, c, d)
+    for method in ("eigh", "cholesky"):
+        X = feature_factor(G, method=method)
+        assert np.abs(X @ X.T - G).max() <= 1e-10
+    # Singular PSD (rank 3): eigh keeps only the range.
+    rng = np.random.default_rng(0)
+    Y = rng.standard_normal((30, 3))
+    Gs = Y @ Y.T
+    for method in ("eigh", "cholesky"):
+        X = feature_factor(Gs, method=method)
+        assert np.abs(X @ X.T - Gs).max() <= 1e-10 * np.abs(Gs).max()
+    assert feature_factor(Gs).shape[1] <= 30
+
+
+def test_feature_factor_rejects_non_psd():
+    # Two-level with d > c: mu2 = 1 + (n-1)c - n d < 0 (theory.md section 4).
+    Kb, nb, cb, db = 3, 10, 0.2, 0.5
+    G, _ = two_level_gram(Kb, nb, cb, db)
+    mu2 = 1 + (nb - 1) * cb - nb * db
+    assert mu2 < 0
+    with pytest.raises(ValueError, match="most negative eigenvalue") as err:
+        feature_factor(G)
+    assert f"{mu2:.6g}" in str(err.value)
+    with pytest.raises(ValueError, match="symmetric"):
+        feature_factor(G + np.triu(np.full_like(G, 1e-3), 1))
+
+
+def test_progress_lines_report_final_state(problem, capsys):
+    solver = TrainedSolver(problem["X"], problem["given"], 1e-2, progress=True)
+    fit = solver.fit(problem["onehot"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].split()[2:4] == ["iter", "0"]
+    last = err[-1].split()
+    assert int(last[3]) == fit.info["iterations"]
+    assert float(last[7]) == pytest.approx(fit.info["grad_norm"], rel=1e-3)
+
+
+def test_trained_solver_rejects_bad_targets(problem):
+    solver = TrainedSolver(problem["X"], problem["given"], 1e-2)
+    with pytest.raises(ValueError, match="rows of T must sum to 1"):
+        solver.fit(problem["onehot"] * 0.5)
+    with pytest.raises(ValueError, match="lam must be"):
+        TrainedSolver(problem["X"], problem["given"], 0.0)
+
+
+def test_fixed_point_residual_bound_from_gradient(problem):
+    """Residual <= ||X||_2 ||grad||_F / (2 lam) (softmax is 1/2-Lipschitz in the 2-norm)."""
+    X, T, lam = problem["X"], problem["soft"], 1e-3
+    res = train_softmax(X, T, lam, method="gd", max_iter=50, tol=0.0)
+    P = softmax(X @ res.W.T, axis=1)
+    r = fixed_point_residual(X, T, P, lam)
+    assert 0 < r <= np.linalg.norm(X, 2) * res.grad_norm / (2 * lam)
