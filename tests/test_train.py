@@ -66,12 +66,13 @@ def reference_outputs(G, T, lam):
         return (G @ ((P - T) / Nn + lam * A)).ravel()
 
     def hess(a):
+        # H[(i,k),(j,l)] = sum_m G_im G_mj J_m[k,l] / N + lam G_ij delta_kl, J_m the softmax
+        # Jacobian diag(p_m) - p_m p_m^T.
         _, _, P = parts(a)
-        J = np.zeros((Nn * Kk, Nn * Kk))
-        for i in range(Nn):
-            s = slice(i * Kk, (i + 1) * Kk)
-            J[s, s] = np.diag(P[i]) - np.outer(P[i], P[i])
-        return GI @ J @ GI / Nn + lam * GI
+        J = P[:, :, None] * np.eye(Kk) - P[:, :, None] * P[:, None, :]
+        GJ = np.einsum("im,mkl->imkl", G, J)
+        H = np.einsum("imkl,mj->ikjl", GJ, G, optimize=True) / Nn
+        return H.reshape(Nn * Kk, Nn * Kk) + lam * GI
 
     res = minimize(f, np.zeros(Nn * Kk), jac=grad, hess=hess, method="trust-exact",
                    options={"gtol": 1e-14, "maxiter": 500})
