@@ -22,7 +22,20 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Fit", "Solver", "SolverError"]
+__all__ = [
+    "Fit",
+    "Solver",
+    "SolverError",
+    "ExactSolver",
+    "GroupSolver",
+    "LinearSolver",
+    "AveragingOperator",
+    "unit_matrix",
+    "fixed_point_residual",
+    "one_hot",
+    "check_lam",
+    "check_targets",
+]
 
 
 class SolverError(RuntimeError):
@@ -65,3 +78,436 @@ class Solver(Protocol):
     def fit(self, T: np.ndarray) -> Fit:
         """Train once on targets T (U x K, rows are distributions); return the outputs."""
         ...
+
+
+# --------------------------------------------------------------------------------------------
+# Validation shared by all solvers
+# --------------------------------------------------------------------------------------------
+
+def check_lam(lam) -> float:
+    """lam must be a finite float > 0 (the ridge makes the problem strictly convex)."""
+    lam = float(lam)
+    if not np.isfinite(lam) or lam <= 0:
+        raise ValueError(f"lam must be a finite number > 0, got {lam!r}")
+    return lam
+
+
+def check_targets(T, U: int, K: int, name: str = "T") -> np.ndarray:
+    """Targets: a (U, K) array whose rows are probability distributions."""
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape != (U, K):
+        raise ValueError(f"{name} must have shape ({U}, {K}) (units x classes), got {T.shape}")
+    if not np.all(np.isfinite(T)):
+        raise ValueError(f"{name} must be finite")
+    if np.any(T < -1e-12) or np.any(np.abs(T.sum(axis=1) - 1.0) > 1e-9):
+        raise ValueError(f"every row of {name} must be a distribution (entries >= 0, sum 1)")
+    return T
+
+
+def check_labels(labels, U: int, K: int, name: str) -> np.ndarray:
+    y = np.asarray(labels)
+    if y.shape != (U,) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{name} must be {U} integer labels, got shape {y.shape}, dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= K):
+        raise ValueError(f"{name} must lie in 0..{K - 1}")
+    return y.astype(np.int64)
+
+
+def one_hot(labels, K: int) -> np.ndarray:
+    return np.eye(K)[np.asarray(labels)]
+
+
+def softmax_np(Z: np.ndarray) -> np.ndarray:
+    Z = Z - Z.max(axis=1, keepdims=True)
+    E = np.exp(Z)
+    return E / E.sum(axis=1, keepdims=True)
+
+
+def fixed_point_residual(G, T, P, lam, weight=None) -> float:
+    """Certificate of (E): max |P - softmax(G (T - P) / (N lam))|.
+
+    With ``weight`` (units standing for several samples), G is the unit-level matrix of the
+    group reduction, G_eff = diag I + B diag(weight), and N = sum(weight).
+    """
+    N = float(np.sum(weight)) if weight is not None else P.shape[0]
+    Z = np.asarray(G) @ (np.asarray(T) - np.asarray(P)) / (N * lam)
+    return float(np.max(np.abs(P - softmax_np(Z))))
+
+
+# --------------------------------------------------------------------------------------------
+# Newton's method on the fixed point, in logit space
+# --------------------------------------------------------------------------------------------
+#
+# Unknown Z (U x K), P = softmax(Z). With s = 1/(N lam) and M the (unit-level) Gram matrix,
+#     F(Z) = Z - s M (T - softmax(Z)) = 0
+# is equivalent to (E). Its Jacobian is J = I + s M D(Z), D = blockdiag_i(diag(p_i) - p_i p_i^T).
+# For PSD M (or M similar to a PSD matrix, as in the group reduction) the eigenvalues of M D are
+# real and >= 0, so J is invertible everywhere; Newton with a backtracking line search on ||F||
+# converges from Z = 0 (the problem is the optimality condition of a strictly convex program).
+#
+# Small systems (U K <= _DENSE_LIMIT) build J and solve it directly. Large ones (the full N x N
+# problem) use GMRES, preconditioned by the exact inverse of J with D replaced by its mean
+# block I (x) Dbar: in the eigenbasis of M (computed once per Gram matrix) and of Dbar that
+# operator is diagonal, 1 + s mu_j sigma_l.
+
+_DENSE_LIMIT = 1200
+
+
+def _hess_apply(P, V):
+    """Row-wise (diag(p) - p p^T) v."""
+    import jax.numpy as jnp
+
+    return P * V - P * jnp.sum(P * V, axis=1, keepdims=True)
+
+
+def _make_kernels(M, s: float):
+    """jit-compiled F(Z), certificate and Newton direction for one unit-level matrix M."""
+    import jax
+    import jax.numpy as jnp
+
+    Mj = jnp.asarray(M)
+
+    @jax.jit
+    def residuals(Z, T):
+        P = jax.nn.softmax(Z, axis=1)
+        Zfix = s * (Mj @ (T - P))
+        F = Z - Zfix
+        cert = jnp.max(jnp.abs(P - jax.nn.softmax(Zfix, axis=1)))
+        return F, jnp.sqrt(jnp.sum(F * F)), cert
+
+    @jax.jit
+    def dense_direction(Z, F):
+        P = jax.nn.softmax(Z, axis=1)
+        U, K = P.shape
+        H = jax.vmap(lambda p: jnp.diag(p) - jnp.outer(p, p))(P)          # (U, K, K)
+        J = s * Mj[:, None, :, None] * H.transpose(1, 0, 2)[None, :, :, :]  # J[u,a,v,b]=s M_uv H_v[a,b]
+        J = J.reshape(U * K, U * K) + jnp.eye(U * K)
+        return jnp.linalg.solve(J, -F.reshape(-1)).reshape(U, K)
+
+    return residuals, dense_direction
+
+
+def _make_krylov(M, s: float, mu, V):
+    """Preconditioned GMRES Newton direction for the full problem."""
+    import jax
+    import jax.numpy as jnp
+    from jax.scipy.sparse.linalg import gmres
+
+    Mj, Vj, muj = jnp.asarray(M), jnp.asarray(V), jnp.maximum(jnp.asarray(mu), 0.0)
+
+    @jax.jit
+    def krylov_direction(Z, F, rtol):
+        P = jax.nn.softmax(Z, axis=1)
+        Hbar = jnp.mean(jax.vmap(lambda p: jnp.diag(p) - jnp.outer(p, p))(P), axis=0)
+        sig, W = jnp.linalg.eigh(Hbar)
+        den = 1.0 + s * muj[:, None] * jnp.maximum(sig, 0.0)[None, :]
+
+        def precond(Y):
+            return Vj @ (((Vj.T @ Y) @ W) / den) @ W.T
+
+        def jac(Y):
+            return Y + s * (Mj @ _hess_apply(P, Y))
+
+        dZ, _ = gmres(jac, -F, tol=rtol, restart=30, maxiter=20, M=precond,
+                      solve_method="batched")
+        lin = jnp.sqrt(jnp.sum((jac(dZ) + F) ** 2)) / jnp.sqrt(jnp.sum(F * F))
+        return dZ, lin
+
+    return krylov_direction
+
+
+def _newton(residuals, direction, T, Z0, *, tol: float, max_iter: int, krylov: bool):
+    """Damped Newton on F(Z) = 0 with backtracking on ||F||; returns (Z, cert, iterations)."""
+    import jax.numpy as jnp
+
+    Tj = jnp.asarray(T)
+    Z = jnp.asarray(Z0)
+    F, normF, cert = residuals(Z, Tj)
+    history = []
+    for it in range(max_iter + 1):
+        cert_f, normF_f = float(cert), float(normF)
+        history.append(cert_f)
+        if cert_f <= tol:
+            return Z, cert_f, it, history
+        if it == max_iter:
+            break
+        if krylov:
+            # Inexact Newton: forcing term tightens as ||F|| falls (superlinear convergence).
+            dZ, _ = direction(Z, F, min(1e-2, max(1e-10, 0.1 * normF_f)))
+        else:
+            dZ = direction(Z, F)
+        alpha = 1.0
+        while True:
+            F_new, normF_new, cert_new = residuals(Z + alpha * dZ, Tj)
+            if float(normF_new) <= (1.0 - 1e-4 * alpha) * normF_f or alpha < 1e-10:
+                break
+            alpha *= 0.5
+        if alpha < 1e-10:
+            break
+        Z, F, normF, cert = Z + alpha * dZ, F_new, normF_new, cert_new
+    raise SolverError(
+        f"exact solver did not reach residual {tol:g} in {it} Newton steps "
+        f"(residual {history[-1]:.3e}); history: {[f'{h:.1e}' for h in history[-5:]]}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Exact solvers
+# --------------------------------------------------------------------------------------------
+
+class ExactSolver:
+    """Exact student outputs on a full N x N Gram matrix (theory.md eq. E).
+
+    The Gram matrix is eigendecomposed once (the GMRES preconditioner); every :meth:`fit`
+    afterwards costs a handful of Newton steps of O(N^2 K) work each.
+
+    Args:
+      G: (N, N) symmetric positive semi-definite Gram matrix.
+      lam: ridge parameter lambda > 0.
+      given: (N,) given labels (targets of the teacher); optional for a bare solver.
+      true: (N,) true labels, for accuracy metrics (defaults to ``given``).
+      K: number of classes (default: max label + 1).
+      tol: required certificate max |P - softmax(G(T-P)/(N lam))|.
+      max_iter: Newton steps before :class:`SolverError`.
+      psd_tol: smallest eigenvalue allowed, relative to the largest (an indefinite G is not a
+        Gram matrix: the training problem behind (E) is then unbounded and (E) may have several
+        solutions or none reachable, so the solver refuses it).
+
+    Example:
+      >>> from sdtheory import two_level, enable_x64; enable_x64()
+      >>> m = two_level(3, 20, 0.4, 0.1)
+      >>> s = ExactSolver(m.dense(), 1e-3, given=m.labels())
+      >>> fit = s.fit(one_hot(m.labels(), 3)); fit.residual < 1e-12
+      True
+    """
+
+    name = "exact"
+
+    def __init__(self, G, lam, *, given=None, true=None, K=None, tol=1e-12, max_iter=60,
+                 psd_tol=1e-10):
+        from sdtheory._x64 import require_x64
+
+        require_x64("ExactSolver")
+        G = np.asarray(G, dtype=np.float64)
+        if G.ndim != 2 or G.shape[0] != G.shape[1] or G.shape[0] < 1:
+            raise ValueError(f"G must be a square N x N matrix, got shape {G.shape}")
+        if not np.all(np.isfinite(G)):
+            raise ValueError("G must be finite")
+        if not np.allclose(G, G.T, rtol=0, atol=1e-12 * max(1.0, np.abs(G).max())):
+            raise ValueError("G must be symmetric (a Gram matrix); the authors' non-symmetric "
+                             "jitter is not supported by the exact solver")
+        self.lam = check_lam(lam)
+        self.G = G
+        N = G.shape[0]
+        if given is None:
+            given = np.zeros(N, dtype=np.int64)
+        given = np.asarray(given)
+        self.K = int(K if K is not None else given.max() + 1)
+        self.given = check_labels(given, N, self.K, "given")
+        self.true = check_labels(true if true is not None else given, N, self.K, "true")
+        self.weight = np.ones(N)
+        self.tol, self.max_iter = float(tol), int(max_iter)
+        self.mu, self.V = np.linalg.eigh(G)
+        if self.mu[0] < -psd_tol * max(1.0, abs(self.mu[-1])):
+            raise ValueError(
+                f"G is not positive semi-definite: smallest eigenvalue {self.mu[0]:.4g} "
+                f"(largest {self.mu[-1]:.4g}). A jittered block model at this size needs a "
+                "smaller eps, or project it with sdtheory.gram.nearest_psd(G).")
+        self._s = 1.0 / (N * self.lam)
+        self._krylov = N * self.K > _DENSE_LIMIT
+        self._residuals, dense = _make_kernels(G, self._s)
+        self._direction = _make_krylov(G, self._s, self.mu, self.V) if self._krylov else dense
+
+    @property
+    def N(self) -> int:
+        return self.G.shape[0]
+
+    def fit(self, T, Z0=None) -> Fit:
+        """Exact outputs for targets T (N x K); ``Z0`` optionally warm-starts the logits."""
+        import time
+
+        T = check_targets(T, self.N, self.K)
+        Z0 = np.zeros_like(T) if Z0 is None else np.asarray(Z0, dtype=np.float64)
+        t0 = time.perf_counter()
+        Z, cert, its, hist = _newton(self._residuals, self._direction, T, Z0, tol=self.tol,
+                                     max_iter=self.max_iter, krylov=self._krylov)
+        P = softmax_np(np.asarray(Z))
+        return Fit(P=P, residual=cert, info={"iterations": its, "seconds": time.perf_counter() - t0,
+                                             "logits": np.asarray(Z), "history": hist})
+
+
+def unit_matrix(model, true, weight) -> np.ndarray:
+    """Unit-level Gram operator of the group reduction (theory.md section 2).
+
+    For a unit u (samples of true class k_u, all sharing one target) standing for m_u samples,
+    sum_j G_ij r_j over all samples equals (M r)_u with
+
+        M = diag I + B diag(m),   B_uv = sum_l weight_l [part_l(k_u) == part_l(k_v)],
+
+    where (diag, levels) = ``model.levels()``. M is similar to the symmetric PSD matrix
+    diag I + m^(1/2) B m^(1/2), so the reduced problem inherits uniqueness.
+    """
+    diag, levels = model.levels()
+    true = np.asarray(true)
+    B = np.zeros((true.size, true.size))
+    for w, part in levels:
+        p = np.asarray(part)[true]
+        B += w * (p[:, None] == p[None, :])
+    return diag * np.eye(true.size) + B * np.asarray(weight, dtype=np.float64)[None, :]
+
+
+class GroupSolver:
+    """Exact outputs on a block model through the group reduction (cost independent of n).
+
+    Units are the non-empty (true class, given label) groups of a count matrix; all samples of
+    a unit share their target in every round of SD and PLL, hence their output.
+
+    Args:
+      model: :class:`sdtheory.gram.BlockModel` (two- or three-level, any class sizes).
+      counts: (K, K) integer counts, row = true class, column = given label, rows summing to
+        the model's class sizes.
+      lam: ridge parameter lambda > 0.
+    """
+
+    name = "exact"
+
+    def __init__(self, model, counts, lam, *, tol=1e-12, max_iter=60):
+        from sdtheory._x64 import require_x64
+
+        require_x64("GroupSolver")
+        self.model = model
+        self.K = model.K
+        self.counts = _check_counts(counts, model)
+        self.true, self.given = np.nonzero(self.counts)
+        self.weight = self.counts[self.true, self.given].astype(np.float64)
+        self.lam = check_lam(lam)
+        self.tol, self.max_iter = float(tol), int(max_iter)
+        self.M = unit_matrix(model, self.true, self.weight)
+        self._s = 1.0 / (model.N * self.lam)
+        self._residuals, self._direction = _make_kernels(self.M, self._s)
+
+    def fit(self, T, Z0=None) -> Fit:
+        import time
+
+        U = self.true.size
+        T = check_targets(T, U, self.K)
+        Z0 = np.zeros_like(T) if Z0 is None else np.asarray(Z0, dtype=np.float64)
+        t0 = time.perf_counter()
+        Z, cert, its, hist = _newton(self._residuals, self._direction, T, Z0, tol=self.tol,
+                                     max_iter=self.max_iter, krylov=False)
+        P = softmax_np(np.asarray(Z))
+        return Fit(P=P, residual=cert, info={"iterations": its, "seconds": time.perf_counter() - t0,
+                                             "logits": np.asarray(Z), "history": hist})
+
+    def expand(self, P_units: np.ndarray) -> np.ndarray:
+        """Unit outputs -> per-sample outputs, samples ordered as ``noise.corrupt_exact``."""
+        return np.repeat(P_units, self.weight.astype(np.int64), axis=0)
+
+
+def _check_counts(counts, model) -> np.ndarray:
+    C = np.asarray(counts)
+    if C.shape != (model.K, model.K):
+        raise ValueError(f"counts must be a {model.K} x {model.K} matrix, got shape {C.shape}")
+    if not np.issubdtype(C.dtype, np.integer):
+        if not np.all(np.isfinite(C)) or np.any(C != np.round(C)):
+            raise ValueError("counts must be integers")
+        C = np.round(C).astype(np.int64)
+    if np.any(C < 0):
+        raise ValueError("counts must be >= 0")
+    rows = C.sum(axis=1)
+    for k, (r, n_k) in enumerate(zip(rows, model.sizes)):
+        if r != n_k:
+            raise ValueError(f"counts row {k} sums to {r}, but class {k} has n_k = {n_k} samples")
+    return C.astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# Linearised closed form (L): the averaging operator
+# --------------------------------------------------------------------------------------------
+
+class AveragingOperator:
+    """A = G (G + K N lam I)^{-1} through one eigendecomposition (theory.md eq. L).
+
+    With G = sum_j mu_j v_j v_j^T, A^t = sum_j a_j^t v_j v_j^T, a_j = mu_j / (mu_j + K N lam).
+    For a unit-level matrix M = diag I + B diag(m) (group reduction) the symmetric similar
+    matrix S = m^(1/2) M m^(-1/2) is decomposed instead, A^t = m^(-1/2) S-power m^(1/2).
+
+    Args:
+      M: (U, U) Gram matrix, or unit-level matrix with ``weight``.
+      lam, K: ridge and number of classes.
+      N: number of samples (default: sum of weight).
+      weight: samples per unit (default: ones).
+    """
+
+    def __init__(self, M, lam, K, *, weight=None, N=None):
+        M = np.asarray(M, dtype=np.float64)
+        w = np.ones(M.shape[0]) if weight is None else np.asarray(weight, dtype=np.float64)
+        self.K, self.lam = int(K), check_lam(lam)
+        self.N = float(w.sum() if N is None else N)
+        self._sq = np.sqrt(w)
+        S = M * self._sq[:, None] / self._sq[None, :]           # m^(1/2) M m^(-1/2)
+        S = 0.5 * (S + S.T)
+        self.mu, self.V = np.linalg.eigh(S)
+        self.a = self.mu / (self.mu + self.K * self.N * self.lam)
+
+    def power(self, t: float) -> np.ndarray:
+        """A^t as a (U, U) matrix (t >= 0, real powers allowed)."""
+        At = (self.V * self.a ** t) @ self.V.T
+        return At / self._sq[:, None] * self._sq[None, :]
+
+    def apply(self, Y, t: float = 1.0) -> np.ndarray:
+        """A^t Y without forming A^t."""
+        Yh = self.V.T @ (self._sq[:, None] * np.asarray(Y))
+        return (self.V @ (self.a[:, None] ** t * Yh)) / self._sq[:, None]
+
+
+class LinearSolver:
+    """Linearised outputs (L): one training maps T to 1/K + A (T - 1/K).
+
+    Round r of SD on one-hot labels Y gives 1/K + A^(r+1) (Y - 1/K); see
+    :meth:`round_outputs` for any r without iterating. Build it with :meth:`full` (dense G) or
+    :meth:`groups` (block model, unit level).
+    """
+
+    name = "linear"
+
+    def __init__(self, M, lam, K, true, given, weight, N=None):
+        self.K = int(K)
+        self.lam = check_lam(lam)
+        self.true = np.asarray(true, dtype=np.int64)
+        self.given = np.asarray(given, dtype=np.int64)
+        self.weight = np.asarray(weight, dtype=np.float64)
+        self.M = np.asarray(M, dtype=np.float64)
+        self.op = AveragingOperator(self.M, lam, K, weight=self.weight, N=N)
+
+    @classmethod
+    def full(cls, G, lam, *, given, true=None, K=None):
+        G = np.asarray(G, dtype=np.float64)
+        given = np.asarray(given)
+        K = int(K if K is not None else given.max() + 1)
+        N = G.shape[0]
+        given = check_labels(given, N, K, "given")
+        true = check_labels(true if true is not None else given, N, K, "true")
+        return cls(G, lam, K, true, given, np.ones(N))
+
+    @classmethod
+    def groups(cls, model, counts, lam):
+        C = _check_counts(counts, model)
+        true, given = np.nonzero(C)
+        weight = C[true, given].astype(np.float64)
+        return cls(unit_matrix(model, true, weight), lam, model.K, true, given, weight, N=model.N)
+
+    def fit(self, T) -> Fit:
+        T = check_targets(T, self.true.size, self.K)
+        P = 1.0 / self.K + self.op.apply(T - 1.0 / self.K, 1.0)
+        return Fit(P=P, residual=self.residual(T, P), info={})
+
+    def round_outputs(self, r: int, Y=None) -> np.ndarray:
+        """P_r = 1/K + A^(r+1) (Y - 1/K) directly (Y: one-hot given labels by default)."""
+        Y = one_hot(self.given, self.K) if Y is None else Y
+        return 1.0 / self.K + self.op.apply(Y - 1.0 / self.K, r + 1.0)
+
+    def residual(self, T, P) -> float:
+        """Residual of (L): max |P - 1/K - M (T - P) / (K N lam)|."""
+        R = self.M @ (T - P) / (self.K * self.op.N * self.lam)
+        return float(np.max(np.abs(P - 1.0 / self.K - R)))
