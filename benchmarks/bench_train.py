@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("--lam", type=float, nargs="+", default=[1e-3, 1e-5])
     ap.add_argument("--c", type=float, default=0.4)
     ap.add_argument("--d", type=float, default=0.1)
-    ap.add_argument("--gd-iters", type=int, default=20_000)
+    ap.add_argument("--gd-iters", type=int, default=5_000)
     args = ap.parse_args()
     sdtheory.enable_x64()
     K = args.K
