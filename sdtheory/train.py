@@ -53,7 +53,7 @@ __all__ = [
     "TrainResult",
     "TrainedSolver",
     "feature_factor",
-    "fixed_point_residual",
+    "feature_residual",
     "smoothness_bound",
     "softmax_objective",
     "train_rounds",
@@ -173,7 +173,7 @@ def smoothness_bound(X: np.ndarray, lam: float) -> float:
     return 0.5 * float(np.linalg.norm(X, 2)) ** 2 / X.shape[0] + float(lam)
 
 
-def fixed_point_residual(X: np.ndarray, T: np.ndarray, P: np.ndarray, lam: float) -> float:
+def feature_residual(X: np.ndarray, T: np.ndarray, P: np.ndarray, lam: float) -> float:
     """Certificate of theory.md eq. (E): max |P - softmax(G (T - P) / (N lam))| with G = X X^T.
 
     G (T - P) is computed as X (X^T (T - P)), without forming the N x N matrix. At the exact
@@ -678,8 +678,9 @@ class TrainedSolver:
 
         Returns:
           :class:`~sdtheory.solve.Fit` with ``info`` keys ``method``, ``iterations``, ``loss``,
-          ``grad_norm``, ``grad_tol``, ``converged``, ``wall_time``, ``history`` (objective per
-          iteration, or per epoch for SGD), ``epochs``, and ``W`` (the trained K x D weights).
+          ``grad_norm``, ``grad_tol``, ``converged``, ``seconds`` (wall time), ``history``
+          (objective per iteration, or per epoch for SGD), ``epochs``, and ``W`` (the trained
+          K x D weights).
 
         Raises:
           SolverError: ``method="lbfgs"`` did not reach the gradient tolerance within max_iter
@@ -692,7 +693,7 @@ class TrainedSolver:
                 f"{res.grad_norm:.3e} > tolerance {res.grad_tol:.3e} (raise max_iter or tol)"
             )
         P = softmax(self.X @ res.W.T, axis=1)
-        residual = fixed_point_residual(self.X, T, P, self.lam)
+        residual = feature_residual(self.X, T, P, self.lam)
         info = {
             "method": res.method,
             "iterations": res.iterations,
@@ -700,7 +701,7 @@ class TrainedSolver:
             "grad_norm": res.grad_norm,
             "grad_tol": res.grad_tol,
             "converged": res.converged,
-            "wall_time": res.wall_time,
+            "seconds": res.wall_time,
             "history": res.history,
             "epochs": res.epochs,
             "W": res.W,
