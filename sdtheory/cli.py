@@ -139,8 +139,56 @@ def _not_implemented(args: argparse.Namespace) -> int:
     return EXIT_USAGE
 
 
+def write_json_atomic(path: str, doc) -> None:
+    """Write JSON to a temporary file beside ``path``, then rename: no partial results."""
+    import json
+    import os
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(doc, fh, indent=1)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from sdtheory.simulate import SimConfig, format_table, load_counts, simulate
+    from sdtheory.solve import SolverError
+
+    solvers = {"both": ("exact", "linear")}.get(args.solver, (args.solver,))
+    cfg = SimConfig(
+        model=args.model, K=args.K, n=args.n, c=args.c, d=args.d, e=args.e,
+        classes_per_superclass=args.classes_per_superclass, dim=args.dim, jitter=args.jitter,
+        lam=args.lam, noise=args.noise, eta=args.eta,
+        counts=load_counts(args.counts) if args.counts else None, sampled=args.sampled,
+        seed=args.seed, rounds=args.rounds, solvers=solvers, pll=args.pll,
+    )
+    try:
+        doc = simulate(cfg, progress=not args.json)
+    except SolverError as err:
+        print(f"sdtheory simulate: solver failed: {err}", file=sys.stderr)
+        return EXIT_FAIL
+    if args.out:
+        write_json_atomic(os.path.join(args.out, "result.json"), doc)
+    if args.json:
+        print(json.dumps(doc))
+    else:
+        print(format_table(doc))
+    return EXIT_OK
+
+
 COMMANDS = {
-    "simulate": _not_implemented,
+    "simulate": _simulate,
     "phase": _not_implemented,
     "verify": _not_implemented,
     "probe": _not_implemented,
