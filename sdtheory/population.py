@@ -29,7 +29,7 @@ import numpy as np
 from scipy.special import ndtr, softmax
 from scipy.stats import multivariate_normal
 
-from sdtheory.solve import Fit
+from sdtheory.distill import accuracy
 
 __all__ = [
     "PopulationByRound",
@@ -253,6 +253,7 @@ def population_by_round(
     X: np.ndarray | None = None,
     lam: float | None = None,
     targets: Sequence[np.ndarray] | None = None,
+    given: np.ndarray | None = None,
     true: np.ndarray | None = None,
     abseps: float = 1e-7,
     seed: int = 0,
@@ -260,40 +261,53 @@ def population_by_round(
     """Population accuracy of the model of each round (round 0 = teacher).
 
     Each element of ``rounds`` is the round's model, given as
+
     (a) a (K, D) weight matrix,
-    (b) a :class:`~sdtheory.solve.Fit` carrying ``info["W"]`` (as :class:`~sdtheory.train.
-        TrainedSolver` returns), or
-    (c) a :class:`~sdtheory.solve.Fit` of a closed-form solver on the full training set: then
-        W = (T_r - P_r)^T X / (N lam) (:func:`weights_from_outputs`), which needs ``X``,
-        ``lam`` and the round's targets ``targets[r]``.
+    (b) a :class:`~sdtheory.solve.Fit` or :class:`~sdtheory.distill.RoundResult` whose ``info``
+        carries ``"W"`` (as :class:`~sdtheory.train.TrainedSolver` provides), or
+    (c) a fit or round result of a closed-form solver on the full training set: then
+        W = (T_r - P_r)^T X / (N lam) (:func:`weights_from_outputs`), which needs ``X``, ``lam``
+        and the round's targets T_r: ``targets[r]``, or, for self-distillation rounds, ``given``
+        (T_0 = one-hot given labels, T_r = P_{r-1}).
 
     Args:
-      rounds: per-round weights or fits.
+      rounds: per-round weights, fits or round results (e.g. ``self_distill(...).rounds``).
       means: (K, D) class means.
       sigma: noise standard deviation of fresh points.
-      X: (N, D) training features (for (c), and for training accuracy from weights).
+      X: (N, D) training features (for (c), and for training accuracy from bare weights).
       lam: weight decay (for (c)).
       targets: per-round targets T_r (for (c)).
-      true: (N,) true training labels; if given, training accuracy is reported too, from the
-        fit's P or, for bare weights, from softmax(X W^T).
+      given: (N,) given labels: SD targets for (c) when ``targets`` is None.
+      true: (N,) true training labels; if given, training accuracy is reported too (from the
+        round's P, or softmax(X W^T) for bare weights), with the tie rule of
+        :func:`sdtheory.distill.accuracy`.
       abseps, seed: passed to :func:`population_accuracy`.
 
     Returns:
       :class:`PopulationByRound`.
     """
+    K = np.asarray(means).shape[0]
     test_pc, train = [], []
+    prev_P = None
     for r, item in enumerate(rounds):
         P = None
-        if isinstance(item, Fit):
+        if hasattr(item, "P") and hasattr(item, "info"):
             P = np.asarray(item.P)
             W = item.info.get("W") if isinstance(item.info, dict) else None
             if W is None:
-                if X is None or lam is None or targets is None:
+                if targets is not None:
+                    T_r = targets[r]
+                elif given is not None:
+                    T_r = np.eye(K)[np.asarray(given)] if r == 0 else prev_P
+                else:
+                    T_r = None
+                if X is None or lam is None or T_r is None:
                     raise ValueError(
-                        f"round {r}: the fit carries no weights; pass X, lam and targets so "
-                        "that W = (T - P)^T X / (N lam) can be formed"
+                        f"round {r}: the fit carries no weights; pass X, lam and targets (or the "
+                        "given labels of SD rounds) so that W = (T - P)^T X / (N lam) can be formed"
                     )
-                W = weights_from_outputs(X, targets[r], P, lam)
+                W = weights_from_outputs(X, T_r, P, lam)
+            prev_P = P
         else:
             W = np.asarray(item, dtype=np.float64)
         pc, _ = population_accuracy(W, means, sigma, abseps=abseps, seed=seed)
@@ -303,7 +317,8 @@ def population_by_round(
                 if X is None:
                     raise ValueError("training accuracy from weights needs X")
                 P = softmax(np.asarray(X, dtype=np.float64) @ np.asarray(W).T, axis=1)
-            train.append(float(np.mean(np.argmax(P, axis=1) == np.asarray(true))))
+            true_arr = np.asarray(true)
+            train.append(accuracy(P, true_arr, true_arr, np.ones(true_arr.size))[0])
     test_pc = np.asarray(test_pc).reshape(len(test_pc), -1)
     return PopulationByRound(
         test_per_class=test_pc,

@@ -55,7 +55,6 @@ __all__ = [
     "feature_residual",
     "smoothness_bound",
     "softmax_objective",
-    "train_rounds",
     "train_softmax",
 ]
 
@@ -707,40 +706,3 @@ class TrainedSolver:
         }
         return Fit(P=P, residual=residual, info=info)
 
-
-def train_rounds(
-    X: np.ndarray,
-    given: np.ndarray,
-    lam: float,
-    rounds: int,
-    **solver_kwargs,
-) -> list[Fit]:
-    """Multi-round self-distillation with a trained model: rounds 0..R (theory.md section 1).
-
-    Round 0 (the teacher) trains on the one-hot given labels Y^; round r >= 1 trains from scratch
-    on the training outputs P_{r-1} of round r - 1. A small stand-alone loop: the general round
-    driver (PLL students, label mixing, any solver) is :mod:`sdtheory.distill`.
-
-    Args:
-      X: (N, D) features.
-      given: (N,) given labels.
-      lam: weight decay.
-      rounds: R >= 0, the last round.
-      **solver_kwargs: passed to :class:`TrainedSolver` (``true``, ``method``, ``tol``, ...).
-
-    Returns:
-      R + 1 fits, index r = round r; ``fit.info["W"]`` holds each round's weights.
-
-    Raises:
-      SolverError: a round did not converge (``method="lbfgs"``).
-    """
-    if int(rounds) < 0:
-        raise ValueError(f"rounds must be >= 0, got {rounds}")
-    solver = TrainedSolver(X, given, lam, **solver_kwargs)
-    T = np.eye(solver.K)[solver.given]
-    fits = []
-    for _ in range(int(rounds) + 1):
-        fit = solver.fit(T)
-        fits.append(fit)
-        T = fit.P
-    return fits

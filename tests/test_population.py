@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
+from sdtheory.distill import self_distill
 from sdtheory.gram import gmm_features, gmm_means
 from sdtheory.population import (
     population_accuracy,
@@ -13,6 +14,7 @@ from sdtheory.population import (
     population_by_round,
     weights_from_outputs,
 )
+from sdtheory.solve import ExactSolver
 from sdtheory.train import TrainedSolver
 
 C_, D_CORR = 0.4, 0.1
@@ -115,25 +117,24 @@ def test_weights_from_outputs_equals_trained_weights():
     given = y.copy()
     given[::5] = (given[::5] + 2) % K
     T = np.eye(K)[given]
-    solver = TrainedSolver(X, given, lam, true=y)
-    teacher = solver.fit(T)
-    student = solver.fit(teacher.P)
-    W_t = weights_from_outputs(X, T, teacher.P, lam)
-    assert np.abs(W_t - teacher.info["W"]).max() <= 1e-9
-    # Per round, three ways to pass the model give the same numbers (K = 3 is exact).
-    bare = population_by_round([teacher.info["W"], student.info["W"]], means, sigma, X=X, true=y)
-    fits = population_by_round([teacher, student], means, sigma, true=y)
-    stripped = [type(teacher)(P=f.P, residual=f.residual) for f in (teacher, student)]
-    closed = population_by_round(stripped, means, sigma, X=X, lam=lam,
-                                 targets=[T, teacher.P], true=y)
+    trained = self_distill(TrainedSolver(X, given, lam, true=y), 2)
+    teacher = trained.rounds[0]
+    assert np.abs(weights_from_outputs(X, T, teacher.P, lam) - teacher.info["W"]).max() <= 1e-9
+    # Three ways to pass each round's model give the same numbers (K = 3 is exact):
+    # trained weights, bare weight matrices, and the exact solver's outputs on G = X X^T with
+    # W rebuilt from the SD targets.
+    fits = population_by_round(trained.rounds, means, sigma, true=y)
+    bare = population_by_round([rr.info["W"] for rr in trained.rounds], means, sigma, X=X, true=y)
+    exact = self_distill(ExactSolver(X @ X.T, lam, given=given, true=y), 2)
+    closed = population_by_round(exact.rounds, means, sigma, X=X, lam=lam, given=given, true=y)
     np.testing.assert_allclose(fits.test, bare.test, rtol=0, atol=1e-15)
     np.testing.assert_allclose(closed.test_per_class, fits.test_per_class, rtol=0, atol=1e-9)
-    np.testing.assert_array_equal(fits.train, bare.train)
-    np.testing.assert_array_equal(
-        fits.train, [np.mean(teacher.P.argmax(1) == y), np.mean(student.P.argmax(1) == y)])
-    assert [r["round"] for r in fits.rows()] == [0, 1]
+    np.testing.assert_array_equal(fits.train, [rr.train_acc for rr in trained.rounds])
+    np.testing.assert_array_equal(bare.train, fits.train)
+    np.testing.assert_array_equal(closed.train, fits.train)
+    assert [r["round"] for r in fits.rows()] == [0, 1, 2]
     with pytest.raises(ValueError, match="carries no weights"):
-        population_by_round(stripped, means, sigma)
+        population_by_round(exact.rounds, means, sigma)
 
 
 def test_mc_reproducible_and_validation():

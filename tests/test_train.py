@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
+from sdtheory.distill import self_distill
 from sdtheory.solve import ExactSolver, SolverError
 from sdtheory.train import (
     TrainedSolver,
@@ -11,7 +12,6 @@ from sdtheory.train import (
     feature_residual,
     smoothness_bound,
     softmax_objective,
-    train_rounds,
     train_softmax,
 )
 
@@ -227,18 +227,17 @@ def test_feature_residual_bound_from_gradient(problem):
     assert 0 < r <= np.linalg.norm(X, 2) * res.grad_norm / (2 * lam)
 
 
-def test_train_rounds_follow_the_exact_chain(problem):
-    """Rounds 0..3: each trained round equals the exact solver fed the exact previous round."""
+def test_self_distill_rounds_and_pll_match_exact_solver(problem):
+    """Rounds 0..3 and the PLL student through the common driver: trained == exact."""
     G, X, lam = problem["G"], problem["X"], 1e-2
-    fits = train_rounds(X, problem["given"], lam, 3, true=problem["y"])
-    assert len(fits) == 4
-    T = problem["onehot"]
-    exact = ExactSolver(G, lam, given=problem["given"])
-    for fit in fits:
-        P_exact = exact.fit(T).P
-        assert fit.residual <= 1e-10
-        np.testing.assert_allclose(fit.P, P_exact, rtol=0, atol=1e-10)
-        T = P_exact
+    trained = self_distill(TrainedSolver(X, problem["given"], lam, true=problem["y"]), 3, pll=True)
+    exact = self_distill(ExactSolver(G, lam, given=problem["given"], true=problem["y"]), 3,
+                         pll=True)
+    assert trained.solver == "trained" and len(trained.rounds) == 4
+    for rt, re in zip((*trained.rounds, trained.pll), (*exact.rounds, exact.pll)):
+        assert rt.residual <= 1e-10
+        np.testing.assert_allclose(rt.P, re.P, rtol=0, atol=1e-10)
+        assert rt.train_acc == re.train_acc
     # Label averaging (theory.md section 3): outputs move towards uniform, round after round.
-    spread = [np.abs(f.P - 1 / K).max() for f in fits]
+    spread = [np.abs(rr.P - 1 / K).max() for rr in trained.rounds]
     assert all(a > b for a, b in zip(spread, spread[1:]))
