@@ -1,0 +1,80 @@
+"""The sdtheory command: contract of DESIGN.md, exit codes, reference case end to end."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sdtheory.cli import build_parser, main
+from tests.reference import public_vectors
+
+REF = public_vectors()["block_k4_n120"]
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "sdtheory.cli", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_simulate_json_reproduces_public_reference(tmp_path):
+    counts = tmp_path / "counts.json"
+    counts.write_text(json.dumps(REF["counts"]))
+    out = tmp_path / "out"
+    r = _run("simulate", "--K", "4", "--n", "120", "--c", "0.4", "--d", "0.1", "--lam", "1e-3",
+             "--counts", str(counts), "--rounds", "4", "--pll", "--solver", "both", "--json",
+             "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["config"]["counts"] == REF["counts"] and doc["version"]
+    assert json.loads((out / "result.json").read_text()) == doc
+    for which, key in [("exact", "groups"), ("linear", "linear_groups")]:
+        s = doc["solvers"][which]
+        assert s["r_star"] == 1
+        for rr, ref in zip(s["rounds"], REF["rounds"]):
+            assert rr["round"] == ref["round"] and rr["residual"] <= 1e-10
+            for g, gr in zip(rr["groups"], ref[key]):
+                assert (g["true"], g["given"], g["count"]) == (gr["true"], gr["given"], gr["count"])
+                np.testing.assert_allclose(g["p"], gr["p"], atol=1e-8, rtol=0)
+    for g, gr in zip(doc["solvers"]["exact"]["pll"]["groups"], REF["pll"]["groups"]):
+        np.testing.assert_allclose(g["p"], gr["p"], atol=1e-8, rtol=0)
+    assert doc["delta"] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--lam", "0"], "lam"),
+        (["--lam", "-1"], "lam"),
+        (["--eta", "1.5"], "eta"),
+        (["--K", "1"], "K"),
+        (["--c", "0.1", "--d", "0.4"], "c > d"),
+        (["--counts", "COUNTS_BAD_SUM"], "row 0"),
+        (["--counts", "COUNTS_NOT_JSON"], "not valid JSON"),
+        (["--counts", "/nonexistent/counts.json"], "cannot read"),
+    ],
+)
+def test_simulate_bad_input_exit_code_2(tmp_path, capsys, args, fragment):
+    bad_sum = tmp_path / "bad.json"
+    bad_sum.write_text(json.dumps([[60, 30, 20, 11]] + REF["counts"][1:]))
+    not_json = tmp_path / "nj.json"
+    not_json.write_text("[[1, 2],")
+    args = [{"COUNTS_BAD_SUM": str(bad_sum), "COUNTS_NOT_JSON": str(not_json)}.get(a, a) for a in args]
+    rc = main(["simulate", "--K", "4", "--n", "120", "--rounds", "1", "--json", *args])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert fragment in err
+
+
+def test_every_subcommand_has_help_with_defaults():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == {"simulate", "phase", "verify", "probe", "figures"}
+    for name, p in sub.choices.items():
+        text = p.format_help()
+        for action in p._actions:
+            if action.dest == "help":
+                continue
+            assert action.help, f"{name} --{action.dest} has no help text"
+        assert "default" in text
