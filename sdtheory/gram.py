@@ -37,6 +37,7 @@ __all__ = [
     "three_level",
     "jitter",
     "min_eigenvalue",
+    "nearest_psd",
     "gmm_means",
     "gmm_features",
     "gram_from_features",
@@ -433,6 +434,21 @@ def min_eigenvalue(G) -> float:
     if not np.allclose(G, G.T, rtol=0.0, atol=1e-12 * max(1.0, float(np.abs(G).max(initial=0)))):
         raise ValueError("G must be symmetric for min_eigenvalue (eigvalsh reads one triangle)")
     return float(np.linalg.eigvalsh(G)[0])
+
+
+def nearest_psd(G) -> np.ndarray:
+    """Nearest positive semi-definite matrix in Frobenius norm: eigenvalues clipped at 0.
+
+    A remedy for a jittered block model that is no longer a Gram matrix (e.g. N = 2000,
+    eps = 0.05, smallest eigenvalue about -1.97). The result is symmetric PSD but its diagonal
+    is no longer exactly 1; report it with the results.
+    """
+    G = _square_matrix(G)
+    if not np.allclose(G, G.T, rtol=0.0, atol=1e-12 * max(1.0, float(np.abs(G).max(initial=0)))):
+        raise ValueError("G must be symmetric for nearest_psd")
+    mu, V = np.linalg.eigh(0.5 * (G + G.T))
+    P = (V * np.maximum(mu, 0.0)) @ V.T
+    return 0.5 * (P + P.T)
 
 
 # -------------------------------------------------------------------------------- features

@@ -264,3 +264,16 @@ def _gram_cases():
 def test_validation_errors(fn, kwargs, message):
     with pytest.raises(ValueError, match=message):
         fn(**kwargs)
+
+
+def test_nearest_psd_repairs_indefinite_jitter_and_is_idempotent():
+    from sdtheory.gram import jitter, min_eigenvalue, nearest_psd, two_level
+
+    G = jitter(two_level(3, 100, 0.4, 0.1).dense(), 0.1, seed=0)
+    assert min_eigenvalue(G) < -0.5                  # semicircle radius 2 eps sqrt(N/3) = 2
+    P = nearest_psd(G)
+    assert min_eigenvalue(P) > -1e-10
+    np.testing.assert_allclose(nearest_psd(P), P, atol=1e-10)
+    # Frobenius distance equals the norm of the clipped negative eigenvalues
+    mu = np.linalg.eigvalsh(G)
+    assert np.linalg.norm(G - P) == pytest.approx(np.linalg.norm(mu[mu < 0]), rel=1e-9)
