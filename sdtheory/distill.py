@@ -30,6 +30,7 @@ __all__ = [
     "SDResult",
     "accuracy",
     "group_means",
+    "PLL_TIE_TOL",
     "pll_targets",
     "self_distill",
 ]
@@ -73,16 +74,26 @@ def group_means(P, true, given, weight, K: int) -> list[dict]:
     return out
 
 
-def pll_targets(P) -> np.ndarray:
+PLL_TIE_TOL = 1e-9
+"""Outputs within this of each other count as tied when the PLL student picks the teacher's
+top two classes. Symmetric noise makes exact ties common (a clean sample's wrong classes are
+equally likely), and solvers that agree to 1e-10 would otherwise break them differently."""
+
+
+def pll_targets(P, tie_tol: float = PLL_TIE_TOL) -> np.ndarray:
     """Top-2 partial labels: 1/2 on the two largest outputs of each row (theory.md section 1).
 
-    Ties are broken towards the lower class index (a stable sort of -P).
+    Ties (values within ``tie_tol`` of the largest remaining one) go to the lower class index.
     """
-    P = np.asarray(P)
-    order = np.argsort(-P, axis=1, kind="stable")[:, :2]
+    P = np.asarray(P, dtype=np.float64)
+    rows = np.arange(P.shape[0])
     T = np.zeros_like(P)
-    rows = np.arange(P.shape[0])[:, None]
-    T[rows, order] = 0.5
+    rest = P.copy()
+    for _ in range(2):
+        top = rest.max(axis=1, keepdims=True)
+        pick = np.argmax(rest >= top - tie_tol, axis=1)      # first (lowest) index among ties
+        T[rows, pick] = 0.5
+        rest[rows, pick] = -np.inf
     return T
 
 

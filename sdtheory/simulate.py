@@ -180,6 +180,10 @@ def simulate(cfg: SimConfig, *, progress: bool = False) -> dict:
         results[which] = self_distill(solver, cfg.rounds, pll=cfg.pll, progress=progress)
     dlt, r_th = _theory(p)
     cor = p.corruption
+    solver_docs = {k: v.to_dict() for k, v in results.items()}
+    if p.X is not None:
+        for k, v in results.items():
+            _add_test_accuracy(p, v, solver_docs[k])
     return {
         "config": cfg.to_dict(),
         "version": __version__,
@@ -187,8 +191,31 @@ def simulate(cfg: SimConfig, *, progress: bool = False) -> dict:
         "counts": cor.counts.tolist(),
         "delta": dlt,
         "r_star_theory": r_th,
-        "solvers": {k: v.to_dict() for k, v in results.items()},
+        "solvers": solver_docs,
     }
+
+
+def _add_test_accuracy(p: Problem, res: SDResult, doc: dict) -> None:
+    """Population (test) accuracy per round on fresh Gaussian-mixture points (theory.md 4).
+
+    The logits of a fresh x = mu_k + sigma xi are Gaussian given the training set; the accuracy
+    of class k is a Gaussian orthant probability (:mod:`sdtheory.population`). For closed-form
+    solvers W = (T_r - P_r)^T X / (N lam), the weights at the solution of round r.
+    """
+    from sdtheory.distill import pll_targets
+    from sdtheory.population import population_by_round
+
+    cfg = p.config
+    means = gram.gmm_means(cfg.K, cfg.c, cfg.d, cfg.dim)
+    sigma = math.sqrt((1.0 - cfg.c) / cfg.dim)
+    pop = population_by_round(res.rounds, means, sigma, X=p.X, lam=cfg.lam,
+                              given=p.corruption.given, seed=cfg.seed)
+    for rd, acc in zip(doc["rounds"], pop.test):
+        rd["test_acc"] = float(acc)
+    if res.pll is not None:
+        pll = population_by_round([res.pll], means, sigma, X=p.X, lam=cfg.lam,
+                                  targets=[pll_targets(res.rounds[0].P)], seed=cfg.seed)
+        doc["pll"]["test_acc"] = float(pll.test[0])
 
 
 def format_table(doc: dict) -> str:
@@ -209,12 +236,16 @@ def format_table(doc: dict) -> str:
     for name, s in doc["solvers"].items():
         lines.append("")
         lines.append(f"[{name}]  r* = {s['r_star'] if s['r_star'] is not None else 'not reached'}")
-        lines.append(" round  train_acc  clean_acc  noisy_acc  residual")
-        for r in s["rounds"]:
-            lines.append(f" {r['round']:5d}  {f(r['train_acc'])}   {f(r['clean_acc'])}   "
-                         f"{f(r['noisy_acc'])}   {r['residual']:.1e}")
+        test = "test_acc" in s["rounds"][0]
+        lines.append(" round  train_acc  clean_acc  noisy_acc  residual"
+                     + ("   test_acc" if test else ""))
+
+        def row(label, r):
+            return (f" {label:>5}  {f(r['train_acc'])}   {f(r['clean_acc'])}   "
+                    f"{f(r['noisy_acc'])}   {r['residual']:.1e}"
+                    + (f"   {f(r.get('test_acc'))}" if test else ""))
+
+        lines.extend(row(r["round"], r) for r in s["rounds"])
         if s["pll"] is not None:
-            q = s["pll"]
-            lines.append(f"   PLL  {f(q['train_acc'])}   {f(q['clean_acc'])}   "
-                         f"{f(q['noisy_acc'])}   {q['residual']:.1e}")
+            lines.append(row("PLL", s["pll"]))
     return "\n".join(lines)

@@ -92,14 +92,18 @@ def check_lam(lam) -> float:
     return lam
 
 
-def check_targets(T, U: int, K: int, name: str = "T") -> np.ndarray:
-    """Targets: a (U, K) array whose rows are probability distributions."""
+def check_targets(T, U: int, K: int, name: str = "T", *, simplex: bool = True) -> np.ndarray:
+    """Targets: a (U, K) array whose rows are probability distributions.
+
+    ``simplex=False`` (the linearised form, whose outputs may leave the simplex) only asks
+    for rows summing to 1.
+    """
     T = np.asarray(T, dtype=np.float64)
     if T.shape != (U, K):
         raise ValueError(f"{name} must have shape ({U}, {K}) (units x classes), got {T.shape}")
     if not np.all(np.isfinite(T)):
         raise ValueError(f"{name} must be finite")
-    if np.any(T < -1e-12) or np.any(np.abs(T.sum(axis=1) - 1.0) > 1e-9):
+    if (simplex and np.any(T < -1e-12)) or np.any(np.abs(T.sum(axis=1) - 1.0) > 1e-9):
         raise ValueError(f"every row of {name} must be a distribution (entries >= 0, sum 1)")
     return T
 
@@ -544,7 +548,7 @@ class LinearSolver:
         return cls(unit_matrix(model, true, weight), lam, model.K, true, given, weight, N=model.N)
 
     def fit(self, T) -> Fit:
-        T = check_targets(T, self.true.size, self.K)
+        T = check_targets(T, self.true.size, self.K, simplex=False)
         P = 1.0 / self.K + self.op.apply(T - 1.0 / self.K, 1.0)
         return Fit(P=P, residual=self.residual(T, P), info={})
 

@@ -52,8 +52,10 @@ def test_authors_default_r_star_exact_and_linear(row):
 
 
 def test_pll_targets_top2_with_lower_index_tie_break():
-    P = np.array([[0.5, 0.3, 0.2], [0.2, 0.4, 0.4], [1 / 3, 1 / 3, 1 / 3]])
-    np.testing.assert_array_equal(pll_targets(P), [[0.5, 0.5, 0], [0, 0.5, 0.5], [0.5, 0.5, 0]])
+    P = np.array([[0.5, 0.3, 0.2], [0.2, 0.4, 0.4], [1 / 3, 1 / 3, 1 / 3],
+                  [0.4, 0.3 - 1e-12, 0.3], [0.4, 0.3 - 1e-6, 0.3]])
+    np.testing.assert_array_equal(pll_targets(P), [[0.5, 0.5, 0], [0, 0.5, 0.5], [0.5, 0.5, 0],
+                                                   [0.5, 0.5, 0], [0.5, 0, 0.5]])
 
 
 def test_accuracy_weights_and_strict_ties():
