@@ -187,9 +187,15 @@ def _simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _lazy(module: str):
+    import importlib
+
+    return importlib.import_module(f"sdtheory.{module}")
+
+
 COMMANDS = {
     "simulate": _simulate,
-    "phase": _not_implemented,
+    "phase": lambda args: _lazy("phase").run_cli(args),
     "verify": _not_implemented,
     "probe": _not_implemented,
     "figures": _not_implemented,
