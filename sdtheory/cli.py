@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exact fixed point (E), linearised closed form (L), both, or a "
                         "gradient-trained linear softmax model")
     p.add_argument("--pll", action="store_true", help="also train the PLL student (top-2 of the teacher)")
+    p.add_argument("--pll-ties", choices=["lower", "split"], default="lower",
+                   help="PLL top-2 tie rule: lower class index wins, or split the 1/2 equally "
+                        "among tied classes (outputs within 1e-9 are tied)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.add_argument("--out", metavar="DIR", default=None, help="also write result.json into DIR")
 
@@ -172,6 +175,7 @@ def _simulate(args: argparse.Namespace) -> int:
         lam=args.lam, noise=args.noise, eta=args.eta,
         counts=load_counts(args.counts) if args.counts else None, sampled=args.sampled,
         seed=args.seed, rounds=args.rounds, solvers=solvers, pll=args.pll,
+        pll_ties=args.pll_ties,
     )
     try:
         doc = simulate(cfg, progress=not args.json)

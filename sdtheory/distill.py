@@ -31,6 +31,7 @@ __all__ = [
     "accuracy",
     "group_means",
     "PLL_TIE_TOL",
+    "PLL_TIES",
     "pll_targets",
     "self_distill",
 ]
@@ -80,14 +81,34 @@ top two classes. Symmetric noise makes exact ties common (a clean sample's wrong
 equally likely), and solvers that agree to 1e-10 would otherwise break them differently."""
 
 
-def pll_targets(P, tie_tol: float = PLL_TIE_TOL) -> np.ndarray:
+PLL_TIES = ("lower", "split")
+
+
+def pll_targets(P, tie_tol: float = PLL_TIE_TOL, ties: str = "lower") -> np.ndarray:
     """Top-2 partial labels: 1/2 on the two largest outputs of each row (theory.md section 1).
 
-    Ties (values within ``tie_tol`` of the largest remaining one) go to the lower class index.
+    Args:
+      P: (U, K) teacher outputs.
+      tie_tol: outputs within this of each other are tied.
+      ties: ``"lower"`` (default): ties go to the lower class index, a deterministic rule.
+        ``"split"``: the 1/2 of each of the two rank positions is shared equally by the classes
+        tied at that position (the expectation over uniformly random tie-breaks).
+
+    With exactly symmetric noise a clean sample's wrong classes are tied; under ``"lower"``
+    class 0 then becomes the second candidate of every other class, which biases the PLL
+    student towards class 0 (measured: PLL accuracy near 1/K at small eta and large lam).
     """
+    if ties not in PLL_TIES:
+        raise ValueError(f"ties must be one of {PLL_TIES}, got {ties!r}")
     P = np.asarray(P, dtype=np.float64)
     rows = np.arange(P.shape[0])
     T = np.zeros_like(P)
+    if ties == "split":
+        order = -np.sort(-P, axis=1)
+        for pos in range(2):
+            tied = np.abs(P - order[:, pos : pos + 1]) <= tie_tol
+            T += 0.5 * tied / tied.sum(axis=1, keepdims=True)
+        return T
     rest = P.copy()
     for _ in range(2):
         top = rest.max(axis=1, keepdims=True)
@@ -163,7 +184,7 @@ def _result(solver: Solver, r: int, fit: Fit) -> RoundResult:
 
 
 def self_distill(solver: Solver, rounds: int, *, pll: bool = False, progress: bool = False,
-                 targets0=None) -> SDResult:
+                 targets0=None, pll_ties: str = "lower") -> SDResult:
     """Run the teacher and ``rounds`` students (rounds 0..R), and optionally the PLL student.
 
     Args:
@@ -172,6 +193,7 @@ def self_distill(solver: Solver, rounds: int, *, pll: bool = False, progress: bo
       pll: also train the PLL student on the teacher's top-2 labels (CE loss, theory.md 6).
       progress: print one line per round on stderr.
       targets0: teacher targets (default: one-hot given labels).
+      pll_ties: tie rule of the top-2 partial labels (:func:`pll_targets`).
 
     Returns:
       :class:`SDResult` with one :class:`RoundResult` per round.
@@ -191,7 +213,7 @@ def self_distill(solver: Solver, rounds: int, *, pll: bool = False, progress: bo
         T = fit.P
     pll_res = None
     if pll:
-        pll_res = _result(solver, -1, solver.fit(pll_targets(out[0].P)))
+        pll_res = _result(solver, -1, solver.fit(pll_targets(out[0].P, ties=pll_ties)))
         if progress:
             print(f"[{solver.name}] PLL        train_acc {pll_res.train_acc:.4f}", file=sys.stderr)
     return SDResult(solver=solver.name, K=solver.K, true=np.asarray(solver.true),

@@ -49,6 +49,7 @@ class SimConfig:
     rounds: int = 10
     solvers: tuple[str, ...] = ("exact", "linear")
     pll: bool = False
+    pll_ties: str = "lower"
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -177,7 +178,8 @@ def simulate(cfg: SimConfig, *, progress: bool = False) -> dict:
     results: dict[str, SDResult] = {}
     for which in cfg.solvers:
         solver = make_solver(p, which, progress=progress)
-        results[which] = self_distill(solver, cfg.rounds, pll=cfg.pll, progress=progress)
+        results[which] = self_distill(solver, cfg.rounds, pll=cfg.pll, progress=progress,
+                                      pll_ties=cfg.pll_ties)
     dlt, r_th = _theory(p)
     cor = p.corruption
     solver_docs = {k: v.to_dict() for k, v in results.items()}
@@ -214,7 +216,8 @@ def _add_test_accuracy(p: Problem, res: SDResult, doc: dict) -> None:
         rd["test_acc"] = float(acc)
     if res.pll is not None:
         pll = population_by_round([res.pll], means, sigma, X=p.X, lam=cfg.lam,
-                                  targets=[pll_targets(res.rounds[0].P)], seed=cfg.seed)
+                                  targets=[pll_targets(res.rounds[0].P, ties=cfg.pll_ties)],
+                                  seed=cfg.seed)
         doc["pll"]["test_acc"] = float(pll.test[0])
 
 

@@ -70,3 +70,26 @@ def test_rounds_must_be_nonnegative():
     model = two_level(2, 3, 0.5, 0.1)
     with pytest.raises(ValueError, match="rounds"):
         self_distill(GroupSolver(model, [[3, 0], [0, 3]], 1e-2), rounds=-1)
+
+
+def test_pll_split_ties_is_the_mean_over_tie_breaks():
+    P = np.array([[0.4, 0.2, 0.2, 0.2], [0.3, 0.3, 0.3, 0.1], [0.5, 0.3, 0.1, 0.1]])
+    T = pll_targets(P, ties="split")
+    np.testing.assert_allclose(T, [[0.5, 1 / 6, 1 / 6, 1 / 6], [1 / 3, 1 / 3, 1 / 3, 0],
+                                   [0.5, 0.5, 0, 0]], atol=1e-15)
+    np.testing.assert_allclose(T.sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="ties"):
+        pll_targets(P, ties="random")
+
+
+def test_lower_index_tie_rule_biases_pll_to_class_0_without_noise():
+    """Clean labels, large lam: every clean teacher output has its wrong classes tied. The
+    lower-index rule names class 0 as every other class's second candidate and the PLL student
+    collapses towards class 0; splitting ties keeps it at 100%."""
+    model = two_level(4, 50, 0.4, 0.1)
+    counts = np.diag([50] * 4)
+    lower = self_distill(GroupSolver(model, counts, 1e-1), rounds=0, pll=True)
+    split = self_distill(GroupSolver(model, counts, 1e-1), rounds=0, pll=True, pll_ties="split")
+    assert lower.rounds[0].train_acc == 1.0
+    assert lower.pll.train_acc <= 0.5
+    assert split.pll.train_acc == 1.0
