@@ -288,9 +288,14 @@ def _eta_grid(spec: dict) -> np.ndarray:
 
 
 def compute_pll_vs_sd(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
-    """For each lam and eta: accuracy of rounds 0..R and of the PLL student (group solver)."""
+    """For each lam and eta: accuracy of rounds 0..R and of the PLL student (group solver).
+
+    The PLL student is trained once per tie rule of ``cfg["pll_ties"]``
+    (:func:`sdtheory.distill.pll_targets`): exactly symmetric noise ties a clean sample's
+    wrong classes in the teacher's outputs, and the rule decides its second candidate.
+    """
     from sdtheory import theory
-    from sdtheory.distill import self_distill
+    from sdtheory.distill import accuracy, pll_targets, self_distill
     from sdtheory.simulate import SimConfig, build_problem, make_solver
 
     R = int(cfg["rounds"])
@@ -302,11 +307,17 @@ def compute_pll_vs_sd(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
             sim = SimConfig(model="block", K=cfg["K"], n=cfg["n"], c=cfg["c"], d=cfg["d"],
                             lam=lam, noise=cfg["noise"], eta=float(eta), rounds=R)
             p = build_problem(sim)
-            res = self_distill(make_solver(p, "exact"), R, pll=True)
+            solver = make_solver(p, "exact")
+            res = self_distill(solver, R)
+            pll, pll_noisy = {}, {}
+            for rule in cfg["pll_ties"]:
+                fit = solver.fit(pll_targets(res.rounds[0].P, ties=rule))
+                acc, _, noisy = accuracy(fit.P, solver.true, solver.given, solver.weight)
+                pll[rule], pll_noisy[rule] = acc, noisy
             rows.append({"eta": float(eta), "delta": float(sdtheory.delta(p.corruption.counts)),
                          "sd": [rr.train_acc for rr in res.rounds],
                          "sd_noisy": [rr.noisy_acc for rr in res.rounds],
-                         "pll": res.pll.train_acc, "pll_noisy": res.pll.noisy_acc})
+                         "pll": pll, "pll_noisy": pll_noisy})
         panels.append({"lam": float(lam), "rows": rows})
         log(f"lam = {lam:g}: {len(etas)} noise rates done")
     data = {"eta_boundary": theory.eta_boundary(cfg["noise"], cfg["K"]), "panels": panels}

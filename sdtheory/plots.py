@@ -276,6 +276,14 @@ def plot_label_averaging(results, png) -> None:
 # pll_vs_sd
 # --------------------------------------------------------------------------------------------
 
+_PLL_LINES = {
+    "lower": dict(color=COLORS["vermillion"], ls="--", lw=2.0,
+                  label="PLL student (1 round), ties to lower index"),
+    "split": dict(color=COLORS["purple"], ls="none", marker="o", ms=4.5, markevery=3,
+                  zorder=5, label="PLL student (1 round), ties split"),
+}
+
+
 def plot_pll_vs_sd(results, png) -> None:
     """Training accuracy vs eta for SD rounds 0..R and the PLL student, one panel per lam."""
     plt = _plt()
@@ -291,13 +299,14 @@ def plot_pll_vs_sd(results, png) -> None:
         for ax, panel in zip(axes, panels):
             eta = np.array([row["eta"] for row in panel["rows"]])
             sd = np.array([row["sd"] for row in panel["rows"]], dtype=float)
-            pll = np.array([row["pll"] for row in panel["rows"]], dtype=float)
+            rules = list(panel["rows"][0]["pll"])
             for r in range(R + 1):
                 ax.plot(eta, sd[:, r], color=cmap(r / max(R, 1) * 0.9),
                         lw=2.6 - 1.6 * r / max(R, 1),
                         label=f"SD round {r}" + (" (teacher)" if r == 0 else ""))
-            ax.plot(eta, pll, color=COLORS["vermillion"], ls="--", lw=2.0,
-                    label="PLL student (1 round)")
+            for rule in rules:
+                pll = np.array([row["pll"][rule] for row in panel["rows"]], dtype=float)
+                ax.plot(eta, pll, **_PLL_LINES[rule])
             ax.axvline(doc["eta_boundary"], color="#555555", ls=":", lw=1.2)
             ax.text(doc["eta_boundary"] - 0.01, 0.55, r"$\eta=(K-1)/K$", rotation=90,
                     ha="right", va="center", fontsize=8, color="#555555",
@@ -319,9 +328,11 @@ def plot_pll_vs_sd(results, png) -> None:
         fig.tight_layout()
         _caption(fig, (
             "PLL student: one training on the teacher's top-2 labels (1/2 each, CE loss). "
-            r"Near $\eta=0$ a clean sample's second label is a tie among the other $K-1$ "
-            "classes, broken towards the lowest class index; the lopsided PLL targets then pull "
-            "most samples to class 0."
+            r"Symmetric noise ties a clean sample's $K-1$ wrong classes in the teacher's outputs."
+            "\n"
+            "Ties to the lower index make the PLL targets lopsided towards class 0 (the dip at "
+            r"small $\eta$); split ties (1/2 on the top class, the other 1/2 shared by the tied "
+            "classes) do not."
             f"\n{_stamp(doc)}"))
         _save(fig, png)
 
