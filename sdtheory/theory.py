@@ -254,7 +254,8 @@ def eta_boundary(kind: str, K: int, m: int | None = None) -> float:
     * superclass: (m - 1)/m, m = classes per superclass (>= 2).
 
     Exact counts floor n T_kj, so at finite n the realised Delta can be slightly larger than
-    the rate's, and the boundary in eta shifts up by less than 1/n.
+    the rate's: Delta can stay > 0 a little beyond the boundary (by less than one count per
+    entry of C, an eta shift of order K/n).
 
     Args:
       kind: one of "sym", "asym", "pairflip", "superclass".
