@@ -202,7 +202,7 @@ COMMANDS = {
     "phase": lambda args: _lazy("phase").run_cli(args),
     "verify": _not_implemented,
     "probe": _not_implemented,
-    "figures": _not_implemented,
+    "figures": lambda args: _lazy("figures").run_cli(args),
 }
 
 
