@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to colour the cells by")
     p.add_argument("--solver", choices=["exact", "linear"], default="exact", help="solver per cell")
     p.add_argument("--max-rounds", type=int, default=60, metavar="R", help="largest round tried")
+    p.add_argument("--pll-ties", choices=["lower", "split"], default="lower",
+                   help="pll_gain only: PLL top-2 tie rule (lower class index, or split equally)")
     p.add_argument("--out", metavar="DIR", default="out/phase", help="directory for CSV and PNG")
 
     p = sub.add_parser("verify", formatter_class=_Formatter,

@@ -401,7 +401,7 @@ def _phase_base(cfg: dict):
 
     return SimConfig(model="block", K=cfg["K"], n=cfg["n"], c=cfg["c"], d=cfg["d"],
                      lam=cfg.get("lam", 1e-5), noise=cfg["noise"], eta=cfg.get("eta", 0.0),
-                     rounds=cfg["max_rounds"])
+                     rounds=cfg["max_rounds"], pll_ties=cfg.get("pll_ties", "lower"))
 
 
 def _phase_sweeps(name: str, cfg: dict, out: Path, log, runs: list[tuple[str, str, int]]):

@@ -675,7 +675,7 @@ def _linear_r_star(g: _Group, at1: dict, R: int) -> np.ndarray:
     return out
 
 
-def _linear_group(g: _Group, quantity: str, R: int, m: int, progress) -> dict:
+def _linear_group(g: _Group, quantity: str, R: int, m: int, progress, ties: str = "lower") -> dict:
     a = _averaging(g, m)
     res = {"r_star_closed_form": _closed_form_column(g, a)}
     if quantity == "r_star":
@@ -714,7 +714,7 @@ def _linear_group(g: _Group, quantity: str, R: int, m: int, progress) -> dict:
                 done |= perfect
                 if done.all():
                     break
-            T = pll_targets(P0.reshape(-1, K)).reshape(P0.shape)
+            T = pll_targets(P0.reshape(-1, K), ties=ties).reshape(P0.shape)
             pll_acc = _linear_pll_acc(g, T, {nm: v[sl] for nm, v in a.items()}, cfg)
             out["pll_acc"][sl] = pll_acc
             out["sd_best_acc"][sl] = best
@@ -876,7 +876,8 @@ def _solve_cells(Z0, T, Wc, diag, m, s, *, chunk: int, max_iter: int):
     return Z, P, cert, iters
 
 
-def _exact_group(g: _Group, quantity: str, R: int, m_sup: int, chunk: int, progress) -> dict:
+def _exact_group(g: _Group, quantity: str, R: int, m_sup: int, chunk: int, progress,
+                 ties: str = "lower") -> dict:
     from sdtheory._x64 import require_x64
 
     require_x64("phase.sweep (exact solver)")
@@ -929,7 +930,7 @@ def _exact_group(g: _Group, quantity: str, R: int, m_sup: int, chunk: int, progr
         acc = (wi * correct).sum(axis=1) / wi.sum(axis=1)
         perfect = np.all(correct | (wi == 0), axis=1) & ~bad
         if quantity == "pll_gain" and r == 0:
-            Tp = pll_targets(Pn.reshape(-1, K)).reshape(Pn.shape)
+            Tp = pll_targets(Pn.reshape(-1, K), ties=ties).reshape(Pn.shape)
             Zp, Pp, cp = solve(idx, Zn, Tp)
             cert_max[idx] = np.maximum(cert_max[idx], np.where(np.isfinite(cp), cp, np.inf))
             badp = ~(cp <= CERT_TOL)
@@ -1018,9 +1019,11 @@ def _run(plan: _Plan, *, progress: bool = False, chunk: int = 512) -> PhaseResul
     m_sup = plan.base.classes_per_superclass
     for g in plan.groups:
         if plan.solver == "exact":
-            res = _exact_group(g, plan.quantity, plan.max_rounds, m_sup, int(chunk), say)
+            res = _exact_group(g, plan.quantity, plan.max_rounds, m_sup, int(chunk), say,
+                               ties=plan.base.pll_ties)
         else:
-            res = _linear_group(g, plan.quantity, plan.max_rounds, m_sup, say)
+            res = _linear_group(g, plan.quantity, plan.max_rounds, m_sup, say,
+                                ties=plan.base.pll_ties)
         for name, v in res.items():
             cols.setdefault(name, np.full(nx * ny, np.nan))[g.cells] = v
     values = {name: v.reshape(ny, nx) for name, v in cols.items()}
@@ -1272,7 +1275,7 @@ def config_from_args(args) -> tuple[SimConfig, Axis, Axis]:
                      jitter=0.0, lam=args.lam, noise=args.noise, eta=args.eta,
                      counts=load_counts(args.counts) if args.counts else None,
                      sampled=args.sampled, seed=args.seed, rounds=args.max_rounds,
-                     solvers=(args.solver,), pll=False)
+                     solvers=(args.solver,), pll=False, pll_ties=args.pll_ties)
     return base, x, y
 
 

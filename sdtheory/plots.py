@@ -542,8 +542,10 @@ def plot_phase_pll(results, png) -> None:
             "accurate than every SD round 0–R; red: less; white: equal; black line: gain = 0 "
             "boundary."
             "\n"
-            r"Training accuracy against the true labels. Red at small $\eta$: a clean sample's "
-            "second label is a tie among the other classes, broken towards the lowest class "
-            r"index; the lopsided targets hurt most at large $\lambda$.   "
-            f"{_stamp(doc)}"), y=0.0)
+            "Training accuracy against the true labels. PLL ties: "
+            + ("tied classes share the 1/2 (split): a clean sample's K-1 wrong classes are tied "
+               "under symmetric noise." if cfg.get("pll_ties") == "split" else
+               r"lowest class index; red at small $\eta$ is that rule (a clean sample's wrong "
+               "classes are tied under symmetric noise), not PLL itself.")
+            + f"   {_stamp(doc)}"), y=0.0)
         _save(fig, png)
