@@ -202,7 +202,7 @@ def _lazy(module: str):
 COMMANDS = {
     "simulate": _simulate,
     "phase": lambda args: _lazy("phase").run_cli(args),
-    "verify": _not_implemented,
+    "verify": lambda args: _lazy("verify").run_cli(args),
     "probe": _not_implemented,
     "figures": lambda args: _lazy("figures").run_cli(args),
 }
