@@ -241,3 +241,12 @@ def test_self_distill_rounds_and_pll_match_exact_solver(problem):
     # Label averaging (theory.md section 3): outputs move towards uniform, round after round.
     spread = [np.abs(rr.P - 1 / K).max() for rr in trained.rounds]
     assert all(a > b for a, b in zip(spread, spread[1:]))
+
+
+def test_verify_trained_vs_closed_form_check_passes_with_its_margin():
+    """The `sdtheory verify` check built on training: every case within 1e-6 of (E)."""
+    from sdtheory import verify
+
+    (res,) = verify.run(["trained_vs_closed_form"], quick=True)
+    assert res.ok and res.tried == 2
+    assert res.worst_margin > 1e-6 - 1e-9          # gaps measured ~1e-12
