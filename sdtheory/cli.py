@@ -144,29 +144,11 @@ def _not_implemented(args: argparse.Namespace) -> int:
     return EXIT_USAGE
 
 
-def write_json_atomic(path: str, doc) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename: no partial results."""
-    import json
-    import os
-    import tempfile
-
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _simulate(args: argparse.Namespace) -> int:
     import json
     import os
 
+    from sdtheory._io import write_json
     from sdtheory.simulate import SimConfig, format_table, load_counts, simulate
     from sdtheory.solve import SolverError
 
@@ -185,7 +167,7 @@ def _simulate(args: argparse.Namespace) -> int:
         print(f"sdtheory simulate: solver failed: {err}", file=sys.stderr)
         return EXIT_FAIL
     if args.out:
-        write_json_atomic(os.path.join(args.out, "result.json"), doc)
+        write_json(os.path.join(args.out, "result.json"), doc)
     if args.json:
         print(json.dumps(doc))
     else:

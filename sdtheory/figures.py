@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 import tomllib
 from collections.abc import Callable
@@ -32,6 +30,7 @@ import numpy as np
 
 import sdtheory
 from sdtheory import plots
+from sdtheory._io import atomic_write
 
 __all__ = [
     "EXPERIMENTS",
@@ -97,29 +96,6 @@ def load_config(name: str, quick: bool = False, directory: Path | None = None) -
     return cfg
 
 
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Write through ``write(tmp_path)`` into a temporary file beside ``path``, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.stem}-", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        _readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _readable(path) -> None:
-    """mkstemp creates 0600 files: give results files the usual umask permissions."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def _clean(obj):
     """JSON-ready copy: numpy scalars/arrays to Python, non-finite floats to None."""
     if isinstance(obj, dict):
@@ -147,7 +123,7 @@ def write_results(path: Path, figure: str, cfg: dict, data: dict) -> Path:
             json.dump(doc, fh, indent=1, allow_nan=False)
             fh.write("\n")
 
-    _atomic(path, write)
+    atomic_write(path, write)
     return Path(path)
 
 
@@ -418,7 +394,6 @@ def _phase_sweeps(name: str, cfg: dict, out: Path, log, runs: list[tuple[str, st
             raise FigureError(f"{name}: {nfail} cells of {csv_name} failed the exact solver's "
                                "certificate")
         phase.write_csv(res, out / csv_name)
-        _readable(out / csv_name)
         csvs.append({"file": csv_name, "quantity": quantity, "max_rounds": R})
         log(f"{csv_name}: {res.x.count} x {res.y.count} cells, {quantity}, rounds 0..{R}")
     data = {"csv": csvs, "eta_boundary": theory.eta_boundary(cfg["noise"], cfg["K"])}

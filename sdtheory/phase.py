@@ -56,13 +56,13 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from sdtheory import gram, noise
+from sdtheory._io import atomic_write
 from sdtheory.distill import TIE_TOL, pll_targets
 from sdtheory.simulate import SimConfig, load_counts
 from sdtheory.solve import SolverError
@@ -1045,22 +1045,6 @@ _HEADER = "# sdtheory phase "
 _INT_COLUMNS = ("r_star", "r_star_closed_form")
 
 
-def _atomic_write(path, write) -> None:
-    """Call ``write(tmp_path)``, then rename the temporary file onto ``path``."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _fmt(name: str, v: float) -> str:
     if not np.isfinite(v):
         return "" if np.isnan(v) else repr(float(v))
@@ -1092,7 +1076,7 @@ def write_csv(result: PhaseResult, path) -> None:
         with open(tmp, "w") as fh:
             fh.write("\n".join(lines) + "\n")
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def read_csv(path) -> PhaseResult:
@@ -1251,7 +1235,7 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False):
     def write(tmp):
         fig.savefig(tmp, format="png")
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return fig
 
 

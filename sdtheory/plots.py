@@ -11,11 +11,11 @@ Nothing here solves anything.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from sdtheory._io import atomic_write
 
 __all__ = [
     "STYLE",
@@ -78,20 +78,8 @@ def _plt():
 
 def _save(fig, png) -> None:
     """Save through a temporary file beside ``png``, then rename; close the figure."""
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=png.parent, prefix=f".tmp-{png.stem}-", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, png)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))
     finally:
         _plt().close(fig)
 

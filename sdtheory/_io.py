@@ -1,0 +1,49 @@
+"""Results files are written whole or not at all: temporary file beside the target, then rename."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+
+__all__ = ["atomic_write", "write_json", "write_text"]
+
+
+def atomic_write(path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it onto ``path``.
+
+    The file gets the usual umask permissions (mkstemp creates 0600); on any error the temporary
+    file is removed and nothing is left at ``path``.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    stem, suffix = os.path.splitext(os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".tmp-{stem}-", suffix=suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path, text: str) -> None:
+    """Atomically write ``text`` to ``path``."""
+
+    def write(tmp):
+        with open(tmp, "w") as fh:
+            fh.write(text)
+
+    atomic_write(path, write)
+
+
+def write_json(path, doc, *, indent: int | None = 1) -> None:
+    """Atomically write ``doc`` as JSON (newline-terminated) to ``path``."""
+    write_text(path, json.dumps(doc, indent=indent) + "\n")
