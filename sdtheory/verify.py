@@ -906,9 +906,17 @@ def _r_star_exact_band(t: Tally) -> None:
     if beyond:
         t.note(f"dev0 >= 0.3 (no claim): exact - closed r* counts {{{hist(beyond)}}} "
                "('none': exact not 100% within closed + 30 rounds)")
+        byK = {}
+        for params, _, _, diff in beyond_examples:
+            if diff is not None:
+                lo, hi = byK.get(params["K"], (diff, diff))
+                byK[params["K"]] = (min(lo, diff), max(hi, diff))
+        t.note("dev0 >= 0.3, range of exact - closed r* by K: " + ", ".join(
+            f"K={K}: {lo:+d}..{hi:+d}" for K, (lo, hi) in sorted(byK.items())))
         known = [x for x in beyond_examples if x[3] is not None]
         picks = [min(known, key=lambda x: x[3]), max(known, key=lambda x: x[3])] if known else []
         picks += [x for x in beyond_examples if x[3] is None][:1]
+        picks = [x for i, x in enumerate(picks) if all(x is not y for y in picks[:i])]
         for params, rc, re, _ in picks:
             t.note(f"  e.g. {_fmt(params)}: closed {rc}, exact {re}")
 
