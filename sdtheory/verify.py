@@ -35,7 +35,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from typing import Callable
 import numpy as np
 
 from sdtheory import theory as th
+from sdtheory._io import write_text
 from sdtheory.distill import accuracy, pll_targets, self_distill
 from sdtheory.gram import BlockModel, three_level, two_level
 from sdtheory.noise import (corrupt_sampled, corruption_from_counts, delta, exact_counts,
@@ -307,19 +307,6 @@ def results_to_json(results: list[CheckResult], *, quick: bool) -> dict:
             "ok": all(r.ok for r in results), "checks": [r.to_dict() for r in results]}
 
 
-def _write_atomic(path: str, text: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".verify-", suffix=".json.tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def run_cli(args) -> int:
     """``sdtheory verify``: run the checks, print the table (or JSON), return the exit code.
 
@@ -360,8 +347,7 @@ def run_cli(args) -> int:
     else:
         print(format_table(results))
     if out is not None:
-        os.makedirs(out, exist_ok=True)
-        _write_atomic(os.path.join(out, "verify.json"), json.dumps(payload, indent=2) + "\n")
+        write_text(os.path.join(out, "verify.json"), json.dumps(payload, indent=2) + "\n")
     return EXIT_OK if payload["ok"] else EXIT_FAIL
 
 
