@@ -93,3 +93,14 @@ def test_lower_index_tie_rule_biases_pll_to_class_0_without_noise():
     assert lower.rounds[0].train_acc == 1.0
     assert lower.pll.train_acc <= 0.5
     assert split.pll.train_acc == 1.0
+
+
+def test_delta_zero_unbalanced_counts_can_still_reach_full_accuracy():
+    """Delta > 0 is necessary only for balanced counts: a counter-example (exact solver)."""
+    from sdtheory.noise import delta, is_balanced
+
+    counts = np.array([[23, 22, 4], [9, 20, 20], [17, 11, 21]])
+    assert delta(counts) == 0.0 and not is_balanced(counts)
+    model = two_level(3, 49, 0.5246, 0.2211)
+    res = self_distill(GroupSolver(model, counts, 2.9e-5), rounds=210)
+    assert res.r_star is not None and 150 < res.r_star <= 210
