@@ -13,6 +13,7 @@ from sdtheory.gram import (
     gram_from_features,
     jitter,
     min_eigenvalue,
+    nearest_psd,
     three_level,
     two_level,
 )
@@ -30,6 +31,17 @@ from sdtheory.noise import (
     transition_matrix,
 )
 
+from sdtheory.solve import (  # noqa: E402  (after the models, as in the data flow)
+    AveragingOperator,
+    ExactSolver,
+    Fit,
+    GroupSolver,
+    LinearSolver,
+    SolverError,
+)
+from sdtheory.distill import SDResult, pll_targets, self_distill  # noqa: E402
+from sdtheory.simulate import SimConfig, simulate  # noqa: E402
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -44,6 +56,7 @@ __all__ = [
     "Eigen",
     "jitter",
     "min_eigenvalue",
+    "nearest_psd",
     "gmm_means",
     "gmm_features",
     "gram_from_features",
@@ -58,4 +71,15 @@ __all__ = [
     "is_balanced",
     "superclasses_from_features",
     "check_superclasses_for_noise",
+    "Fit",
+    "SolverError",
+    "ExactSolver",
+    "GroupSolver",
+    "LinearSolver",
+    "AveragingOperator",
+    "self_distill",
+    "pll_targets",
+    "SDResult",
+    "SimConfig",
+    "simulate",
 ]
