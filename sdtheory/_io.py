@@ -3,11 +3,39 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
 
-__all__ = ["atomic_write", "write_json", "write_text"]
+import numpy as np
+
+__all__ = ["atomic_write", "jsonable", "write_json", "write_text"]
+
+
+def jsonable(obj, *, nonfinite: str = "null"):
+    """JSON-ready copy: numpy scalars and arrays to Python, dict keys to str.
+
+    Args:
+      obj: nested dicts / lists / tuples / arrays / scalars.
+      nonfinite: what becomes of inf and nan: ``"null"`` (None) or ``"str"`` ("inf", "nan").
+    """
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v, nonfinite=nonfinite) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v, nonfinite=nonfinite) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist(), nonfinite=nonfinite)
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        x = float(obj)
+        if math.isfinite(x):
+            return x
+        return None if nonfinite == "null" else str(x)
+    return obj
 
 
 def atomic_write(path, write: Callable[[str], None]) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 
 import sdtheory
 from sdtheory import plots
-from sdtheory._io import atomic_write
+from sdtheory._io import atomic_write, jsonable
 
 __all__ = [
     "EXPERIMENTS",
@@ -96,27 +96,9 @@ def load_config(name: str, quick: bool = False, directory: Path | None = None) -
     return cfg
 
 
-def _clean(obj):
-    """JSON-ready copy: numpy scalars/arrays to Python, non-finite floats to None."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        x = float(obj)
-        return x if math.isfinite(x) else None
-    return obj
-
-
 def write_results(path: Path, figure: str, cfg: dict, data: dict) -> Path:
     """Write a JSON results file: figure name, package version, full config, then ``data``."""
-    doc = _clean({"figure": figure, "version": sdtheory.__version__, "config": cfg, **data})
+    doc = jsonable({"figure": figure, "version": sdtheory.__version__, "config": cfg, **data})
 
     def write(tmp):
         with open(tmp, "w") as fh:

@@ -43,7 +43,7 @@ from typing import Callable
 import numpy as np
 
 from sdtheory import theory as th
-from sdtheory._io import write_text
+from sdtheory._io import jsonable, write_text
 from sdtheory.distill import accuracy, pll_targets, self_distill
 from sdtheory.gram import BlockModel, three_level, two_level
 from sdtheory.noise import (corrupt_sampled, corruption_from_counts, delta, exact_counts,
@@ -240,20 +240,7 @@ def run(names=None, *, quick: bool = False, progress: bool = False) -> list[Chec
 
 def _jsonable(x):
     """numpy scalars/arrays -> Python; non-finite floats -> strings ("inf", "nan")."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        return x if math.isfinite(x) else str(x)
-    return x
+    return jsonable(x, nonfinite="str")
 
 
 def _fmt(v) -> str:
