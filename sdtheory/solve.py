@@ -371,16 +371,20 @@ class ExactSolver:
 
     def fit(self, T, Z0=None) -> Fit:
         """Exact outputs for targets T (N x K); ``Z0`` optionally warm-starts the logits."""
-        import time
+        return _newton_fit(self, check_targets(T, self.N, self.K), Z0, krylov=self._krylov)
 
-        T = check_targets(T, self.N, self.K)
-        Z0 = np.zeros_like(T) if Z0 is None else np.asarray(Z0, dtype=np.float64)
-        t0 = time.perf_counter()
-        Z, cert, its, hist = _newton(self._residuals, self._direction, T, Z0, tol=self.tol,
-                                     max_iter=self.max_iter, krylov=self._krylov)
-        P = softmax_np(np.asarray(Z))
-        return Fit(P=P, residual=cert, info={"iterations": its, "seconds": time.perf_counter() - t0,
-                                             "logits": np.asarray(Z), "history": hist})
+
+def _newton_fit(solver, T: np.ndarray, Z0, *, krylov: bool) -> Fit:
+    """Run :func:`_newton` with a solver's kernels and tolerances; package the :class:`Fit`."""
+    import time
+
+    Z0 = np.zeros_like(T) if Z0 is None else np.asarray(Z0, dtype=np.float64)
+    t0 = time.perf_counter()
+    Z, cert, its, hist = _newton(solver._residuals, solver._direction, T, Z0, tol=solver.tol,
+                                 max_iter=solver.max_iter, krylov=krylov)
+    Z = np.asarray(Z)
+    return Fit(P=softmax_np(Z), residual=cert, info={
+        "iterations": its, "seconds": time.perf_counter() - t0, "logits": Z, "history": hist})
 
 
 def _eigh(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -445,17 +449,8 @@ class GroupSolver:
         self._residuals, self._direction = _make_kernels(self.M, self._s)
 
     def fit(self, T, Z0=None) -> Fit:
-        import time
-
-        U = self.true.size
-        T = check_targets(T, U, self.K)
-        Z0 = np.zeros_like(T) if Z0 is None else np.asarray(Z0, dtype=np.float64)
-        t0 = time.perf_counter()
-        Z, cert, its, hist = _newton(self._residuals, self._direction, T, Z0, tol=self.tol,
-                                     max_iter=self.max_iter, krylov=False)
-        P = softmax_np(np.asarray(Z))
-        return Fit(P=P, residual=cert, info={"iterations": its, "seconds": time.perf_counter() - t0,
-                                             "logits": np.asarray(Z), "history": hist})
+        """Exact unit outputs for unit targets T (U x K); ``Z0`` optionally warm-starts."""
+        return _newton_fit(self, check_targets(T, self.true.size, self.K), Z0, krylov=False)
 
     def expand(self, P_units: np.ndarray) -> np.ndarray:
         """Unit outputs -> per-sample outputs, samples ordered as ``noise.corrupt_exact``."""
