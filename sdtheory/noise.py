@@ -32,6 +32,7 @@ __all__ = [
     "corrupt_exact",
     "corrupt_sampled",
     "corruption_from_counts",
+    "check_counts",
     "delta",
     "is_balanced",
     "superclasses_from_features",
@@ -331,6 +332,32 @@ def _counts_matrix(counts, *, integer: bool) -> np.ndarray:
     return Cf
 
 
+def check_counts(counts, sizes) -> np.ndarray:
+    """Validated (K, K) integer counts whose row k sums to sizes[k], K = len(sizes).
+
+    The one check of a count matrix against a model's class sizes, used by the solvers and the
+    theory layer as well as :func:`corruption_from_counts`.
+
+    Raises:
+      ValueError: wrong shape, negative or non-integer entries, or a row whose sum differs
+        from its class size (naming the row).
+    """
+    n = np.asarray(sizes, dtype=np.int64).reshape(-1)
+    K = n.size
+    C = np.asarray(counts)
+    if C.shape != (K, K):
+        raise ValueError(f"counts must be a {K} x {K} matrix (row = true class, column = given "
+                         f"label), got shape {C.shape}")
+    C = _counts_matrix(C, integer=True)
+    rows = C.sum(axis=1)
+    bad = np.flatnonzero(rows != n)
+    if bad.size:
+        k = int(bad[0])
+        raise ValueError(f"counts row {k} sums to {rows[k]}, but class {k} has "
+                         f"n_{k} = {n[k]} samples")
+    return C
+
+
 def corruption_from_counts(counts, *, sizes=None) -> Corruption:
     """A corruption with a given count matrix (row = true class, column = given label).
 
@@ -346,13 +373,7 @@ def corruption_from_counts(counts, *, sizes=None) -> Corruption:
     """
     C = _counts_matrix(counts, integer=True)
     if sizes is not None:
-        n = _sizes(sizes, C.shape[0])
-        rows = C.sum(axis=1)
-        bad = np.flatnonzero(rows != n)
-        if bad.size:
-            k = int(bad[0])
-            raise ValueError(f"counts row {k} sums to {rows[k]}, but class {k} has "
-                             f"n_{k} = {n[k]} samples")
+        C = check_counts(C, _sizes(sizes, C.shape[0]))
     return _from_counts(C)
 
 

@@ -22,6 +22,8 @@ from typing import Protocol
 
 import numpy as np
 
+from sdtheory.noise import check_counts
+
 __all__ = [
     "Fit",
     "Solver",
@@ -439,7 +441,7 @@ class GroupSolver:
         require_x64("GroupSolver")
         self.model = model
         self.K = model.K
-        self.counts = _check_counts(counts, model)
+        self.counts = check_counts(counts, model.sizes)
         self.true, self.given = np.nonzero(self.counts)
         self.weight = self.counts[self.true, self.given].astype(np.float64)
         self.lam = check_lam(lam)
@@ -455,23 +457,6 @@ class GroupSolver:
     def expand(self, P_units: np.ndarray) -> np.ndarray:
         """Unit outputs -> per-sample outputs, samples ordered as ``noise.corrupt_exact``."""
         return np.repeat(P_units, self.weight.astype(np.int64), axis=0)
-
-
-def _check_counts(counts, model) -> np.ndarray:
-    C = np.asarray(counts)
-    if C.shape != (model.K, model.K):
-        raise ValueError(f"counts must be a {model.K} x {model.K} matrix, got shape {C.shape}")
-    if not np.issubdtype(C.dtype, np.integer):
-        if not np.all(np.isfinite(C)) or np.any(C != np.round(C)):
-            raise ValueError("counts must be integers")
-        C = np.round(C).astype(np.int64)
-    if np.any(C < 0):
-        raise ValueError("counts must be >= 0")
-    rows = C.sum(axis=1)
-    for k, (r, n_k) in enumerate(zip(rows, model.sizes)):
-        if r != n_k:
-            raise ValueError(f"counts row {k} sums to {r}, but class {k} has n_k = {n_k} samples")
-    return C.astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -545,7 +530,7 @@ class LinearSolver:
 
     @classmethod
     def groups(cls, model, counts, lam):
-        C = _check_counts(counts, model)
+        C = check_counts(counts, model.sizes)
         true, given = np.nonzero(C)
         weight = C[true, given].astype(np.float64)
         return cls(unit_matrix(model, true, weight), lam, model.K, true, given, weight, N=model.N)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sdtheory.noise import KINDS, delta, is_balanced
+from sdtheory.noise import KINDS, check_counts, delta, is_balanced
 
 __all__ = [
     "averaging_eigenvalues",
@@ -46,19 +46,7 @@ __all__ = [
 
 def _counts(model, counts) -> np.ndarray:
     """Validated integer counts whose rows sum to the model's class sizes."""
-    C = np.asarray(counts)
-    if C.shape != (model.K, model.K):
-        raise ValueError(f"counts must be a {model.K} x {model.K} matrix (row = true class, "
-                         f"column = given label), got shape {C.shape}")
-    Cf = C.astype(np.float64)
-    if not np.all(np.isfinite(Cf)) or np.any(Cf != np.round(Cf)) or np.any(Cf < 0):
-        raise ValueError("counts must be non-negative integers")
-    C = np.round(Cf).astype(np.int64)
-    rows = C.sum(axis=1)
-    for k, (r, n_k) in enumerate(zip(rows, model.sizes)):
-        if r != n_k:
-            raise ValueError(f"counts row {k} sums to {r}, but class {k} has n_k = {n_k} samples")
-    return C
+    return check_counts(counts, model.sizes)
 
 
 def averaging_eigenvalues(model, lam: float) -> dict[str, float]:
