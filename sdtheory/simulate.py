@@ -161,13 +161,10 @@ def make_solver(p: Problem, which: str, *, progress: bool = False):
 
 def _theory(p: Problem) -> tuple[float, int | None]:
     """Delta and the closed-form r* (theory.md section 5) for this corruption."""
+    from sdtheory import theory
+
     counts = p.corruption.counts
-    dlt = float(noise.delta(counts))
-    try:
-        from sdtheory import theory
-    except ImportError:
-        return dlt, None
-    return dlt, theory.r_star_theory(p.model, counts, p.config.lam)
+    return float(noise.delta(counts)), theory.r_star_theory(p.model, counts, p.config.lam)
 
 
 def simulate(cfg: SimConfig, *, progress: bool = False) -> dict:
