@@ -1,122 +1,229 @@
-"""Rounds of distillation on one solver (theory.md sections 1, 3, 6).
+"""Rounds of distillation over any solver (docs/theory.md sections 1.2 and 1.3).
 
-Round 0 is the teacher, trained on the one-hot given labels; round r >= 1 trains from scratch on
-the outputs of round r - 1 on the training inputs. The PLL student trains once on the teacher's
-top-2 classes at 1/2 each. Any :class:`sdtheory.solve.Solver` runs the rounds: exact (full or
-group-reduced), linearised, or gradient-trained, so swapping one for another is one argument.
+Round 0 is the teacher, trained on the one-hot given labels; round r >= 1 trains from scratch
+on the outputs of round r - 1 on the training inputs. The PLL student trains once on the
+teacher's top-2 classes at 1/2 each. Any solver (:mod:`sdtheory.solvers`: exact, linearised,
+gradient-trained) runs the rounds, so swapping one for another is one argument.
+
+:func:`run_rounds` is the one round loop. It is batch-native: a solver may hold B independent
+problems (the cells of a sweep, the cases of a verification grid), all advanced together, each
+stopping at its first 100% round if asked. :func:`self_distill` is the single-problem view with
+the outputs of every round.
 
 Example:
   >>> import sdtheory as sd; sd.enable_x64()
-  >>> from sdtheory.solve import GroupSolver
   >>> m = sd.two_level(4, 120, 0.4, 0.1)
   >>> C = [[60, 30, 20, 10], [10, 60, 30, 20], [20, 10, 60, 30], [30, 20, 10, 60]]
-  >>> res = self_distill(GroupSolver(m, C, 1e-3), rounds=4, pll=True)
+  >>> res = self_distill(sd.ExactSolver(gram=m, labels=C, lam=1e-3), rounds=4, pll=True)
   >>> round(res.rounds[0].train_acc, 4), res.pll.train_acc
   (0.5833, 1.0)
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
-from sdtheory.solve import Fit, Solver, one_hot
+from sdtheory._progress import Progress
+from sdtheory._validate import check_rounds
+from sdtheory.metrics import accuracy, first_true, group_means
+from sdtheory.solvers.base import Fit, NewtonInfo, SolverError, TrainInfo
 
 __all__ = [
-    "TIE_TOL",
-    "RoundResult",
-    "SDResult",
-    "accuracy",
-    "group_means",
     "PLL_TIE_TOL",
     "PLL_TIES",
     "pll_targets",
+    "Rounds",
+    "run_rounds",
+    "RoundResult",
+    "SDResult",
     "self_distill",
 ]
 
-TIE_TOL = 1e-12
-"""A unit counts as correct only if p(true) exceeds every other output by more than this: an
-exact tie (e.g. pure pair-flip noise for the PLL student) is not a correct prediction."""
-
-
-def accuracy(P, true, given, weight) -> tuple[float, float | None, float | None]:
-    """Training accuracy against the true labels: (all, clean, noisy), weighted by ``weight``.
-
-    Clean units have given == true, noisy ones given != true; a part with no samples is None.
-    """
-    P = np.asarray(P)
-    true, given, w = np.asarray(true), np.asarray(given), np.asarray(weight, dtype=np.float64)
-    p_true = P[np.arange(P.shape[0]), true]
-    others = P.copy()
-    others[np.arange(P.shape[0]), true] = -np.inf
-    correct = (p_true - others.max(axis=1)) > TIE_TOL
-
-    def frac(mask):
-        tot = w[mask].sum()
-        return float(w[mask & correct].sum() / tot) if tot > 0 else None
-
-    return frac(np.ones_like(correct)), frac(given == true), frac(given != true)
-
-
-def group_means(P, true, given, weight, K: int) -> list[dict]:
-    """Mean output of the samples of each non-empty (true, given) group, in row-major order."""
-    P, true, given = np.asarray(P), np.asarray(true), np.asarray(given)
-    w = np.asarray(weight, dtype=np.float64)
-    out = []
-    for k in range(K):
-        for j in range(K):
-            mask = (true == k) & (given == j)
-            m = w[mask].sum()
-            if m > 0:
-                p = (w[mask, None] * P[mask]).sum(axis=0) / m
-                out.append({"true": k, "given": j, "count": int(round(m)), "p": p.tolist()})
-    return out
-
+log = logging.getLogger(__name__)
 
 PLL_TIE_TOL = 1e-9
 """Outputs within this of each other count as tied when the PLL student picks the teacher's
 top two classes. Symmetric noise makes exact ties common (a clean sample's wrong classes are
 equally likely), and solvers that agree to 1e-10 would otherwise break them differently."""
 
-
 PLL_TIES = ("lower", "split")
 
 
 def pll_targets(P, tie_tol: float = PLL_TIE_TOL, ties: str = "lower") -> np.ndarray:
-    """Top-2 partial labels: 1/2 on the two largest outputs of each row (theory.md section 1).
+    """Top-2 partial labels: 1/2 on the two largest outputs of each row (section 1.3).
 
     Args:
-      P: (U, K) teacher outputs.
+      P: (..., K) teacher outputs (any leading axes).
       tie_tol: outputs within this of each other are tied.
-      ties: ``"lower"`` (default): ties go to the lower class index, a deterministic rule.
+      ties: ``"lower"``: ties go to the lower class index, a deterministic rule.
         ``"split"``: the 1/2 of each of the two rank positions is shared equally by the classes
         tied at that position (the expectation over uniformly random tie-breaks).
 
     With exactly symmetric noise a clean sample's wrong classes are tied; under ``"lower"``
     class 0 then becomes the second candidate of every other class, which biases the PLL
-    student towards class 0 (measured: PLL accuracy near 1/K at small eta and large lam).
+    student towards class 0 (docs/theory.md section 9).
     """
     if ties not in PLL_TIES:
         raise ValueError(f"ties must be one of {PLL_TIES}, got {ties!r}")
     P = np.asarray(P, dtype=np.float64)
+    shape = P.shape
+    P = P.reshape(-1, shape[-1])
     rows = np.arange(P.shape[0])
     T = np.zeros_like(P)
     if ties == "split":
         order = -np.sort(-P, axis=1)
         for pos in range(2):
-            tied = np.abs(P - order[:, pos : pos + 1]) <= tie_tol
+            tied = np.abs(P - order[:, pos: pos + 1]) <= tie_tol
             T += 0.5 * tied / tied.sum(axis=1, keepdims=True)
-        return T
+        return T.reshape(shape)
     rest = P.copy()
     for _ in range(2):
         top = rest.max(axis=1, keepdims=True)
         pick = np.argmax(rest >= top - tie_tol, axis=1)      # first (lowest) index among ties
         T[rows, pick] = 0.5
         rest[rows, pick] = -np.inf
-    return T
+    return T.reshape(shape)
 
+
+# --------------------------------------------------------------------------------------------
+# The round loop (batched)
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Rounds:
+    """Rounds 0..R of B problems (arrays over rounds x problems).
+
+    Attributes:
+      train_acc, clean_acc, noisy_acc: (R + 1, B) accuracy against the true labels; NaN for a
+        round not trained (after the problem's first 100% round when stopping there, after a
+        failure) or an empty part.
+      residual: (R + 1, B) certificates.
+      ok: (B,) no training of the problem failed its tolerance.
+      r_star: (B,) first round with every unit correct, -1 if none within R.
+      pll_acc, pll_clean_acc, pll_noisy_acc, pll_residual: (B,) the PLL student (NaN if not
+        trained).
+      outputs: per round, (B, U, K) outputs (``keep_outputs`` only, else None); rows of
+        problems not trained that round are NaN.
+      pll_outputs: (B, U, K) PLL outputs (``keep_outputs`` and ``pll``).
+      fits: per round, the :class:`~sdtheory.solvers.base.BatchFit` of all problems
+        (``keep_outputs`` only).
+    """
+
+    train_acc: np.ndarray
+    clean_acc: np.ndarray
+    noisy_acc: np.ndarray
+    residual: np.ndarray
+    ok: np.ndarray
+    r_star: np.ndarray
+    pll_acc: np.ndarray
+    pll_clean_acc: np.ndarray
+    pll_noisy_acc: np.ndarray
+    pll_residual: np.ndarray
+    outputs: list | None = None
+    pll_outputs: np.ndarray | None = None
+    fits: list | None = None
+    pll_fit: object | None = None
+
+    @property
+    def best_acc(self) -> np.ndarray:
+        """(B,) the best SD accuracy over the rounds trained."""
+        return np.nanmax(self.train_acc, axis=0)
+
+
+def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "lower",
+               until_perfect: bool = False, keep_outputs: bool = False, targets0=None,
+               on_failure: str = "raise") -> Rounds:
+    """Train the teacher and R students (rounds 0..R) of every problem of ``solver``.
+
+    Args:
+      solver: any solver (:class:`sdtheory.solvers.base.Solver`), one problem or a batch.
+      rounds: R >= 0.
+      pll: also train the PLL student on the teacher's top-2 labels (CE loss, section 1.3).
+      pll_ties: tie rule of the top-2 labels (:func:`pll_targets`).
+      until_perfect: stop each problem at its first round with every unit correct (r* is then
+        known; later rounds stay NaN).
+      keep_outputs: keep every round's outputs (memory: (R + 1) B U K floats).
+      targets0: teacher targets (B, U, K) (default: one-hot given labels).
+      on_failure: ``"raise"`` a :class:`~sdtheory.solvers.SolverError` when a training misses
+        its tolerance, or ``"mark"`` the problem as failed (``ok`` False) and stop it.
+
+    Returns:
+      :class:`Rounds`.
+    """
+    R = check_rounds(rounds)
+    if on_failure not in ("raise", "mark"):
+        raise ValueError(f"on_failure must be 'raise' or 'mark', got {on_failure!r}")
+    B, U, K = solver.weight.shape[0], solver.true.size, solver.K
+    T = (np.broadcast_to(np.eye(K)[solver.given], (B, U, K)).copy() if targets0 is None
+         else np.array(targets0, dtype=np.float64).reshape(B, U, K))
+    nan = np.full((R + 1, B), np.nan)
+    acc, clean, noisy, resid = nan.copy(), nan.copy(), nan.copy(), nan.copy()
+    pll_out = {k: np.full(B, np.nan) for k in ("acc", "clean", "noisy", "residual")}
+    ok = np.ones(B, dtype=bool)
+    r_star = np.full(B, -1)
+    active = np.arange(B)
+    x = None
+    outputs, fits, pll_P, pll_fit = [], [], None, None
+    progress = Progress(log, total=R + 1, what="round")
+
+    def train(idx, targets, x0):
+        fit = solver.fit_batch(targets, x0, idx)
+        bad = ~fit.ok
+        if bad.any():
+            if on_failure == "raise":
+                i = int(np.flatnonzero(bad)[0])
+                raise SolverError(f"{solver.name} solver: problem {int(idx[i])} missed its "
+                                  f"tolerance (certificate {fit.residual[i]:.3e})")
+            ok[idx[bad]] = False
+        return fit
+
+    for r in range(R + 1):
+        if active.size == 0:
+            break
+        fit = train(active, T[active], None if x is None else x[active])
+        a, c, n = accuracy(fit.P, solver.true, solver.given, solver.weight[active])
+        acc[r, active], clean[r, active], noisy[r, active] = a, c, n
+        resid[r, active] = fit.residual
+        if keep_outputs:
+            full = np.full((B, U, K), np.nan)
+            full[active] = fit.P
+            outputs.append(full)
+            fits.append(fit)
+        if r == 0 and pll:
+            pfit = train(active, pll_targets(fit.P, ties=pll_ties), fit.x)
+            pa, pc, pn = accuracy(pfit.P, solver.true, solver.given, solver.weight[active])
+            pll_out["acc"][active], pll_out["clean"][active] = pa, pc
+            pll_out["noisy"][active], pll_out["residual"][active] = pn, pfit.residual
+            if keep_outputs:
+                pll_P = np.full((B, U, K), np.nan)
+                pll_P[active] = pfit.P
+                pll_fit = pfit
+        perfect = (a == 1.0) & fit.ok
+        newly = perfect & (r_star[active] < 0)
+        r_star[active[newly]] = r
+        T[active] = fit.P
+        if fit.x is not None:
+            if x is None:
+                x = np.zeros((B,) + fit.x.shape[1:])
+            x[active] = fit.x
+        keep = fit.ok & ~(perfect if until_perfect else np.zeros_like(perfect))
+        active = active[keep]
+        progress.step(f"{solver.name} solver, round {r}" + (
+            f": {active.size} of {B} problems still running" if B > 1 else
+            f": training accuracy {a[0]:.4f}"))
+    return Rounds(train_acc=acc, clean_acc=clean, noisy_acc=noisy, residual=resid, ok=ok,
+                  r_star=r_star, pll_acc=pll_out["acc"], pll_clean_acc=pll_out["clean"],
+                  pll_noisy_acc=pll_out["noisy"], pll_residual=pll_out["residual"],
+                  outputs=outputs if keep_outputs else None, pll_outputs=pll_P,
+                  fits=fits if keep_outputs else None, pll_fit=pll_fit)
+
+
+# --------------------------------------------------------------------------------------------
+# One problem: every round's outputs
+# --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class RoundResult:
@@ -125,10 +232,11 @@ class RoundResult:
     Attributes:
       round: 0 for the teacher, r for the r-th student, -1 for the PLL student.
       P: (U, K) outputs on the training units.
-      residual: the solver's certificate (see :class:`sdtheory.solve.Fit`).
+      residual: the solver's certificate (see :class:`sdtheory.solvers.base.Fit`).
       train_acc, clean_acc, noisy_acc: accuracy against the true labels (all / given == true /
         given != true), None where a part is empty.
-      info: solver diagnostics.
+      info: the solver's diagnostics (:class:`~sdtheory.solvers.base.NewtonInfo`,
+        :class:`~sdtheory.solvers.base.TrainInfo`, or None for the closed form).
     """
 
     round: int
@@ -137,12 +245,16 @@ class RoundResult:
     train_acc: float
     clean_acc: float | None
     noisy_acc: float | None
-    info: dict
+    info: NewtonInfo | TrainInfo | None = None
+
+    @property
+    def fit(self) -> Fit:
+        return Fit(P=self.P, residual=self.residual, info=self.info)
 
 
 @dataclass(frozen=True)
 class SDResult:
-    """Rounds 0..R of self-distillation (and the PLL student) with one solver."""
+    """Rounds 0..R of self-distillation (and the PLL student) of one problem."""
 
     solver: str
     K: int
@@ -155,16 +267,14 @@ class SDResult:
     @property
     def r_star(self) -> int | None:
         """First round with 100% training accuracy against the true labels (None: none)."""
-        for rr in self.rounds:
-            if rr.train_acc == 1.0:
-                return rr.round
-        return None
+        r = int(first_true([rr.train_acc == 1.0 for rr in self.rounds]))
+        return None if r < 0 else r
 
     def groups(self, rr: RoundResult) -> list[dict]:
         return group_means(rr.P, self.true, self.given, self.weight, self.K)
 
     def to_dict(self) -> dict:
-        """The JSON form of DESIGN.md ("solvers" entry of ``sdtheory simulate --json``)."""
+        """The JSON form of the "solvers" entry of ``sdtheory simulate --json``."""
 
         def one(rr: RoundResult, with_round: bool) -> dict:
             d = {"round": rr.round} if with_round else {}
@@ -177,45 +287,46 @@ class SDResult:
                 "r_star": self.r_star}
 
 
-def _result(solver: Solver, r: int, fit: Fit) -> RoundResult:
-    acc, clean, noisy = accuracy(fit.P, solver.true, solver.given, solver.weight)
-    return RoundResult(round=r, P=fit.P, residual=fit.residual, train_acc=acc, clean_acc=clean,
-                       noisy_acc=noisy, info=dict(fit.info))
+def _none(v) -> float | None:
+    return None if np.isnan(v) else float(v)
 
 
-def self_distill(solver: Solver, rounds: int, *, pll: bool = False, progress: bool = False,
-                 targets0=None, pll_ties: str = "lower") -> SDResult:
-    """Run the teacher and ``rounds`` students (rounds 0..R), and optionally the PLL student.
+def self_distill(solver, rounds: int, *, pll: bool = False, pll_ties: str = "lower",
+                 targets0=None) -> SDResult:
+    """Run the teacher and ``rounds`` students (rounds 0..R) of one problem, and optionally the
+    PLL student; keep every round's outputs.
 
     Args:
-      solver: any :class:`sdtheory.solve.Solver` (exact, group-reduced, linear, trained).
+      solver: any single-problem solver (exact, linear, trained).
       rounds: R >= 0; rounds 0..R are trained.
-      pll: also train the PLL student on the teacher's top-2 labels (CE loss, theory.md 6).
-      progress: print one line per round on stderr.
-      targets0: teacher targets (default: one-hot given labels).
+      pll: also train the PLL student on the teacher's top-2 labels (CE loss, section 1.3).
       pll_ties: tie rule of the top-2 partial labels (:func:`pll_targets`).
+      targets0: teacher targets (default: one-hot given labels).
 
     Returns:
       :class:`SDResult` with one :class:`RoundResult` per round.
+
+    Raises:
+      SolverError: a training missed its tolerance.
     """
-    rounds = int(rounds)
-    if rounds < 0:
-        raise ValueError(f"rounds must be >= 0, got {rounds}")
-    T = one_hot(solver.given, solver.K) if targets0 is None else np.asarray(targets0)
-    out = []
-    for r in range(rounds + 1):
-        fit = solver.fit(T)
-        out.append(_result(solver, r, fit))
-        if progress:
-            rr = out[-1]
-            print(f"[{solver.name}] round {r:3d}  train_acc {rr.train_acc:.4f}  "
-                  f"residual {rr.residual:.1e}", file=sys.stderr)
-        T = fit.P
+    if solver.weight.shape[0] != 1:
+        raise ValueError(f"self_distill runs one problem; this solver holds "
+                         f"{solver.weight.shape[0]} (use run_rounds)")
+    t0 = None if targets0 is None else np.asarray(targets0, dtype=np.float64)[None]
+    res = run_rounds(solver, rounds, pll=pll, pll_ties=pll_ties, keep_outputs=True,
+                     targets0=t0)
+
+    def rr(r, P, fit, a, c, n):
+        return RoundResult(round=r, P=P, residual=float(fit.residual[0]), train_acc=float(a),
+                           clean_acc=_none(c), noisy_acc=_none(n),
+                           info=None if fit.infos is None else fit.infos[0])
+
+    out = tuple(rr(r, res.outputs[r][0], res.fits[r], res.train_acc[r, 0], res.clean_acc[r, 0],
+                   res.noisy_acc[r, 0]) for r in range(len(res.outputs)))
     pll_res = None
     if pll:
-        pll_res = _result(solver, -1, solver.fit(pll_targets(out[0].P, ties=pll_ties)))
-        if progress:
-            print(f"[{solver.name}] PLL        train_acc {pll_res.train_acc:.4f}", file=sys.stderr)
+        pll_res = rr(-1, res.pll_outputs[0], res.pll_fit, res.pll_acc[0], res.pll_clean_acc[0],
+                     res.pll_noisy_acc[0])
     return SDResult(solver=solver.name, K=solver.K, true=np.asarray(solver.true),
-                    given=np.asarray(solver.given), weight=np.asarray(solver.weight),
-                    rounds=tuple(out), pll=pll_res)
+                    given=np.asarray(solver.given), weight=np.asarray(solver.weight[0]),
+                    rounds=out, pll=pll_res)

@@ -1,4 +1,4 @@
-"""The figures: one config file, one results file, one plot each (DESIGN.md data flow).
+"""The figures: one config file, one results file, one plot each.
 
 Every figure NAME runs the same pipeline:
 
@@ -11,16 +11,15 @@ A config file holds parameters only; its ``[quick]`` table overrides some of the
 settings (``--quick``, used by the tests). Results files are written to a temporary file and
 renamed, so an interrupted run never leaves a partial one.
 
-``sdtheory figures`` (:func:`run_cli`) regenerates all of them, or ``--only NAME``; it is an
-entry point, so it switches JAX to float64 itself.
+``sdtheory figures`` (:mod:`sdtheory.cli.figures`) regenerates all of them, or ``--only NAME``.
+Progress goes to the ``sdtheory.figures`` logger.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
-import sys
-import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 import sdtheory
-from sdtheory import plots
 from sdtheory._io import atomic_write, jsonable
+from sdtheory.plots import figures as plots
 
 __all__ = [
     "EXPERIMENTS",
@@ -40,8 +39,9 @@ __all__ = [
     "experiments_dir",
     "load_config",
     "run_figure",
-    "run_cli",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class FigureError(RuntimeError):
@@ -122,13 +122,15 @@ def compute_approximation(cfg: dict, out: Path, log: Callable[[str], None]) -> P
     """Training accuracy (clean / noisy / all) per round, exact solver vs linearised form.
 
     The two-level model with symmetric jitter (full N x N Gram matrix), sampled noise; the
-    exact solver (:class:`~sdtheory.solve.ExactSolver`) runs rounds 0..R of SD, the linearised
+    exact solver (:class:`~sdtheory.solvers.ExactSolver`) runs rounds 0..R of SD, the linearised
     one evaluates P_r = 1/K + A^(r+1) (Y - 1/K) directly (its outputs may leave the simplex, so
     it is not iterated through targets).
     """
-    from sdtheory import gram
-    from sdtheory.distill import accuracy, self_distill
-    from sdtheory.simulate import SimConfig, build_problem, make_solver
+    from sdtheory import models
+    from sdtheory.distill import self_distill
+    from sdtheory.metrics import accuracy
+    from sdtheory.problem import build_problem
+    from sdtheory.simulate import SimConfig, make_solver
 
     R = int(cfg["rounds"])
     sim = SimConfig(model="block", K=cfg["K"], n=cfg["n"], c=cfg["c"], d=cfg["d"],
@@ -138,9 +140,10 @@ def compute_approximation(cfg: dict, out: Path, log: Callable[[str], None]) -> P
     N = p.model.N
     # The eps the issue asked for, on the same model and seed: its smallest eigenvalue.
     eps_check = float(cfg["eps_requested"])
-    min_eig_requested = gram.min_eigenvalue(gram.jitter(p.model.dense(), eps_check, cfg["seed"]))
+    min_eig_requested = models.min_eigenvalue(models.jitter(p.model.dense(), eps_check,
+                                                            cfg["seed"]))
     exact_solver = make_solver(p, "exact")       # refuses an indefinite G
-    min_eig = float(exact_solver.mu[0])
+    min_eig = float(exact_solver.spectrum["min_eig"])
     log(f"N = {N}, min eigenvalue {min_eig:.4f} at eps = {cfg['eps']}, "
         f"{min_eig_requested:.4f} at eps = {eps_check}")
     exact = self_distill(exact_solver, R)
@@ -153,7 +156,7 @@ def compute_approximation(cfg: dict, out: Path, log: Callable[[str], None]) -> P
                               "clean_acc": rr.clean_acc, "noisy_acc": rr.noisy_acc,
                               "residual": rr.residual})
         P = lin.round_outputs(rr.round)
-        acc, clean, noisy = accuracy(P, lin.true, lin.given, lin.weight)
+        acc, clean, noisy = accuracy(P, lin.true, lin.given, lin.weight[0])
         rows["linear"].append({"round": rr.round, "train_acc": acc, "clean_acc": clean,
                                "noisy_acc": noisy, "residual": None})
         gap.append(float(np.max(np.abs(P - rr.P))))
@@ -178,46 +181,42 @@ def compute_approximation(cfg: dict, out: Path, log: Callable[[str], None]) -> P
 # label_averaging: outputs on the simplex and the per-eigenspace shrink
 # --------------------------------------------------------------------------------------------
 
-def _eigenspace_norms(X: np.ndarray, true: np.ndarray, K: int) -> dict[str, float]:
-    """Frobenius norms of the global / class / instance components of X (N x K).
+def _eigenspace_norms(X: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Frobenius norms of the global / class / instance components of X (N x K), the
+    eigenspaces of the two-level block model (:func:`sdtheory.theory.level_components`)."""
+    from sdtheory.theory import level_components
 
-    Global: the mean row; class: class-mean rows minus the mean row; instance: rows minus their
-    class mean (the eigenspaces of the two-level block model, theory.md section 4).
-    """
-    g = X.mean(axis=0, keepdims=True)
-    cm = np.stack([X[true == k].mean(axis=0) for k in range(K)])[true]
-    return {"global": float(np.sqrt(X.shape[0]) * np.linalg.norm(g)),
-            "class": float(np.linalg.norm(cm - g)),
-            "instance": float(np.linalg.norm(X - cm))}
+    parts = level_components(X, np.ones(X.shape[0]), true)
+    return {name: float(np.linalg.norm(v)) for name, v in parts.items()}
 
 
 def compute_label_averaging(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
     """Exact outputs of every training instance for selected rounds, and a_j^(r+1) per level."""
-    from sdtheory import gram, theory
+    from sdtheory import models, theory
     from sdtheory.distill import self_distill
-    from sdtheory.simulate import SimConfig, build_problem
-    from sdtheory.solve import ExactSolver, one_hot
+    from sdtheory.problem import ProblemConfig, build_problem
+    from sdtheory.solvers import ExactSolver, one_hot
 
     K = int(cfg["K"])
     shown = [int(r) for r in cfg["rounds_shown"]]
     R = max(int(cfg["rounds"]), max(shown))
-    sim = SimConfig(model="block", K=K, n=cfg["n"], c=cfg["c"], d=cfg["d"], jitter=cfg["eps"],
-                    lam=cfg["lam"], noise=cfg["noise"], eta=cfg["eta"], sampled=False,
-                    seed=cfg["seed"], rounds=R)
+    sim = ProblemConfig(model="block", K=K, n=cfg["n"], c=cfg["c"], d=cfg["d"],
+                        jitter=cfg["eps"], lam=cfg["lam"], noise=cfg["noise"], eta=cfg["eta"],
+                        sampled=False, seed=cfg["seed"])
     p = build_problem(sim)
     cor, model = p.corruption, p.model
     G = p.G if p.G is not None else model.dense()
-    solver = ExactSolver(G, cfg["lam"], given=cor.given, true=cor.true, K=K)
+    solver = ExactSolver(gram=G, labels=cor, lam=cfg["lam"])
     res = self_distill(solver, R)
     log(f"exact rounds 0..{R} done (N = {model.N})")
 
     a = theory.averaging_eigenvalues(model, cfg["lam"])
     rounds = list(range(R + 1))
     closed = {name: [a_j ** (r + 1) for r in rounds] for name, a_j in a.items()}
-    Y0 = _eigenspace_norms(one_hot(cor.given, K) - 1.0 / K, cor.true, K)
+    Y0 = _eigenspace_norms(one_hot(cor.given, K) - 1.0 / K, cor.true)
     measured = {name: [] for name in ("class", "instance")}
     for rr in res.rounds:
-        nr = _eigenspace_norms(rr.P - 1.0 / K, cor.true, K)
+        nr = _eigenspace_norms(rr.P - 1.0 / K, cor.true)
         for name in measured:
             measured[name].append(nr[name] / Y0[name] if Y0[name] > 0 else None)
     data = {
@@ -225,7 +224,7 @@ def compute_label_averaging(cfg: dict, out: Path, log: Callable[[str], None]) ->
         "mu": model.mu(),
         "a": a,
         "KNlam": K * model.N * cfg["lam"],
-        "min_eigenvalue": gram.min_eigenvalue(G),
+        "min_eigenvalue": models.min_eigenvalue(G),
         "counts": cor.counts,
         "true": cor.true,
         "given": cor.given,
@@ -253,8 +252,10 @@ def compute_pll_vs_sd(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
     wrong classes in the teacher's outputs, and the rule decides its second candidate.
     """
     from sdtheory import theory
-    from sdtheory.distill import accuracy, pll_targets, self_distill
-    from sdtheory.simulate import SimConfig, build_problem, make_solver
+    from sdtheory.distill import pll_targets, self_distill
+    from sdtheory.metrics import accuracy
+    from sdtheory.problem import ProblemConfig, build_problem
+    from sdtheory.simulate import make_solver
 
     R = int(cfg["rounds"])
     etas = _eta_grid(cfg["eta"])
@@ -262,15 +263,15 @@ def compute_pll_vs_sd(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
     for lam in cfg["lams"]:
         rows = []
         for eta in etas:
-            sim = SimConfig(model="block", K=cfg["K"], n=cfg["n"], c=cfg["c"], d=cfg["d"],
-                            lam=lam, noise=cfg["noise"], eta=float(eta), rounds=R)
+            sim = ProblemConfig(model="block", K=cfg["K"], n=cfg["n"], c=cfg["c"], d=cfg["d"],
+                                lam=lam, noise=cfg["noise"], eta=float(eta))
             p = build_problem(sim)
             solver = make_solver(p, "exact")
             res = self_distill(solver, R)
             pll, pll_noisy = {}, {}
             for rule in cfg["pll_ties"]:
                 fit = solver.fit(pll_targets(res.rounds[0].P, ties=rule))
-                acc, _, noisy = accuracy(fit.P, solver.true, solver.given, solver.weight)
+                acc, _, noisy = accuracy(fit.P, solver.true, solver.given, solver.weight[0])
                 pll[rule], pll_noisy[rule] = acc, noisy
             rows.append({"eta": float(eta), "delta": float(sdtheory.delta(p.corruption.counts)),
                          "sd": [rr.train_acc for rr in res.rounds],
@@ -294,55 +295,62 @@ def _model_for(spec: dict):
     return sdtheory.two_level(spec["K"], spec["n"], spec["c"], spec["d"])
 
 
-def _exact_r_star(solver, max_rounds: int) -> int | None:
-    """First round 0..max_rounds whose exact outputs are all correct (None: none).
-
-    Rounds as in :func:`sdtheory.distill.self_distill`, stopped at the first 100% round; each
-    round's Newton solve starts from the previous round's logits.
-    """
-    from sdtheory.distill import accuracy
-    from sdtheory.solve import one_hot
-
-    T, Z0 = one_hot(solver.given, solver.K), None
-    for r in range(max_rounds + 1):
-        fit = solver.fit(T, Z0)
-        if accuracy(fit.P, solver.true, solver.given, solver.weight)[0] == 1.0:
-            return r
-        T, Z0 = fit.P, fit.info["logits"]
-    return None
-
-
 def compute_min_rounds(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
-    """r* per noise rate: theory (closed form at the exact counts) and exact group solver."""
+    """r* per noise rate: theory (closed form at the exact counts) and exact group solver.
+
+    Both are eta x lam sweeps (:func:`sdtheory.sweep.phase_diagram`): the exact solver on the
+    marker grid, the closed form (column ``r_star_closed_form``) on the fine grid of the lines.
+    """
     from sdtheory import noise, theory
-    from sdtheory.solve import GroupSolver
+    from sdtheory.problem import ProblemConfig
+    from sdtheory.sweep import Axis, phase_diagram
 
     R = int(cfg["max_rounds"])
+    lams = [float(v) for v in cfg["lams"]]
+    lam_axis = Axis("lam", lams[0], lams[-1], len(lams), log=len(lams) > 1)
+    if not np.allclose(lam_axis.values, lams, rtol=1e-12, atol=0):
+        raise ValueError("min_rounds: lams must be log-spaced (an axis of the sweep)")
     panels = []
     for spec in cfg["noise"]:
         model = _model_for(spec)
         m = spec.get("m")
         kind = spec["kind"]
         boundary = theory.eta_boundary(kind, model.K, m)
+        base = ProblemConfig(model="superclass" if spec["model"] == "superclass" else "block",
+                             K=model.K, n=spec["n"], c=spec["c"], d=spec["d"],
+                             e=spec.get("e", 0.0), classes_per_superclass=m or 2, noise=kind)
 
-        def counts_at(eta):
-            T = noise.transition_matrix(kind, model.K, float(eta),
-                                        superclass_of=model.superclass_of)
-            return noise.exact_counts(T, model.sizes)
+        def axis(grid, spec=spec):
+            g = _eta_grid(grid | {"hi": spec["eta_hi"]})
+            return Axis("eta", float(g[0]), float(g[-1]), g.size), g
 
-        lines, rows = [], []
-        for lam in cfg["lams"]:
-            fine = _eta_grid(cfg["eta_fine"] | {"hi": spec["eta_hi"]})
-            lines.append({"lam": float(lam), "eta": fine,
-                          "r_star_closed": [theory.r_star_theory(model, counts_at(e), lam)
-                                            for e in fine]})
-            for eta in _eta_grid(cfg["eta"] | {"hi": spec["eta_hi"]}):
-                C = counts_at(eta)
-                rows.append({"lam": float(lam), "eta": float(eta), "counts": C,
+        fine_axis, fine = axis(cfg["eta_fine"])
+        lines_res = phase_diagram(base, fine_axis, lam_axis, quantity="r_star", solver="linear",
+                                  max_rounds=0)
+        ex_axis, etas = axis(cfg["eta"])
+        exact = phase_diagram(base, ex_axis, lam_axis, quantity="r_star", solver="exact",
+                              max_rounds=R)
+        if exact.failed.any():
+            raise FigureError(f"min_rounds: {int(exact.failed.sum())} cells failed the exact "
+                              "solver's certificate")
+
+        def r_or_none(v):
+            return None if np.isnan(v) else int(v)
+
+        closed = lines_res.values["r_star_closed_form"]
+        lines = [{"lam": lam, "eta": fine, "r_star_closed": [r_or_none(v) for v in closed[i]]}
+                 for i, lam in enumerate(lams)]
+        rows = []
+        for i, lam in enumerate(lams):
+            for j, eta in enumerate(etas):
+                T = noise.transition_matrix(kind, model.K, float(eta),
+                                            superclass_of=model.superclass_of)
+                C = noise.exact_counts(T, model.sizes)
+                rows.append({"lam": lam, "eta": float(eta), "counts": C,
                              "delta": float(noise.delta(C)),
-                             "r_star_closed": theory.r_star_theory(model, C, lam),
-                             "r_star_exact": _exact_r_star(GroupSolver(model, C, lam), R)})
-            log(f"{spec['label']}: lam = {lam:g} done")
+                             "r_star_closed": r_or_none(exact.values["r_star_closed_form"][i, j]),
+                             "r_star_exact": r_or_none(exact.values["r_star"][i, j])})
+        log(f"{spec['label']}: {len(etas)} x {len(lams)} cells")
         panels.append({"label": spec["label"], "kind": kind, "K": model.K, "m": m,
                        "model": spec, "mu": model.mu(), "eta_boundary": boundary,
                        "lines": lines, "rows": rows})
@@ -354,28 +362,29 @@ def compute_min_rounds(cfg: dict, out: Path, log: Callable[[str], None]) -> Path
 # --------------------------------------------------------------------------------------------
 
 def _phase_base(cfg: dict):
-    """The base :class:`~sdtheory.simulate.SimConfig` of a phase figure (swept fields aside)."""
-    from sdtheory.simulate import SimConfig
+    """The base :class:`~sdtheory.problem.ProblemConfig` of a phase figure (swept fields
+    aside)."""
+    from sdtheory.problem import ProblemConfig
 
-    return SimConfig(model="block", K=cfg["K"], n=cfg["n"], c=cfg["c"], d=cfg["d"],
-                     lam=cfg.get("lam", 1e-5), noise=cfg["noise"], eta=cfg.get("eta", 0.0),
-                     rounds=cfg["max_rounds"], pll_ties=cfg.get("pll_ties", "lower"))
+    return ProblemConfig(model="block", K=cfg["K"], n=cfg["n"], c=cfg["c"], d=cfg["d"],
+                         lam=cfg.get("lam", 1e-5), noise=cfg["noise"], eta=cfg.get("eta", 0.0))
 
 
 def _phase_sweeps(name: str, cfg: dict, out: Path, log, runs: list[tuple[str, str, int]]):
-    """Run ``phase.sweep`` for each (csv name, quantity, R); write the CSVs and the sidecar."""
-    from sdtheory import phase, theory
+    """Run a sweep for each (csv name, quantity, R); write the CSVs and the sidecar."""
+    from sdtheory import theory
+    from sdtheory.sweep import phase_diagram, write_csv
 
     base = _phase_base(cfg)
     csvs = []
     for csv_name, quantity, R in runs:
-        res = phase.sweep(base, cfg["x"], cfg["y"], quantity=quantity, solver=cfg["solver"],
-                          max_rounds=R)
+        res = phase_diagram(base, cfg["x"], cfg["y"], quantity=quantity, solver=cfg["solver"],
+                            max_rounds=R, pll_ties=cfg.get("pll_ties", "lower"))
         nfail = int(res.failed.sum())
         if nfail:
             raise FigureError(f"{name}: {nfail} cells of {csv_name} failed the exact solver's "
                                "certificate")
-        phase.write_csv(res, out / csv_name)
+        write_csv(res, out / csv_name)
         csvs.append({"file": csv_name, "quantity": quantity, "max_rounds": R})
         log(f"{csv_name}: {res.x.count} x {res.y.count} cells, {quantity}, rounds 0..{R}")
     data = {"csv": csvs, "eta_boundary": theory.eta_boundary(cfg["noise"], cfg["K"])}
@@ -457,7 +466,7 @@ def run_figure(name: str, out: Path, *, quick: bool = False,
     if name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
     fig = FIGURES[name]
-    log = log or (lambda msg: None)
+    log = log or (lambda msg: globals()["log"].info("%s: %s", name, msg))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(name, quick=quick)
@@ -465,52 +474,3 @@ def run_figure(name: str, out: Path, *, quick: bool = False,
     png = out / f"{name}.png"
     fig.plot(results, png)
     return results, png
-
-
-def run_cli(args) -> int:
-    """``sdtheory figures``: regenerate every figure (or ``--only NAME``) into ``--out``.
-
-    Args:
-      args: the parsed ``figures`` subcommand (``only``, ``out``, ``quick``, ``list``).
-
-    Returns:
-      exit code: 0 on success, 1 if a solver failed (nothing written for that figure), 2 for
-      an unknown figure name or a missing experiments directory.
-    """
-    from sdtheory.solve import SolverError
-
-    if args.list:
-        width = max(len(n) for n in FIGURES)
-        for f in FIGURES.values():
-            print(f"{f.name:<{width}}  {f.description}")
-        return 0
-    names = list(args.only) if args.only else list(FIGURES)
-    unknown = [n for n in names if n not in FIGURES]
-    if unknown:
-        print(f"sdtheory figures: error: unknown figure(s) {', '.join(unknown)}; known: "
-              f"{', '.join(FIGURES)}", file=sys.stderr)
-        return 2
-    try:
-        experiments_dir()
-    except FileNotFoundError as err:
-        print(f"sdtheory figures: error: {err}", file=sys.stderr)
-        return 2
-    sdtheory.enable_x64()
-    out = Path(args.out)
-    t_all = time.perf_counter()
-    for name in names:
-        t0 = time.perf_counter()
-
-        def log(msg, name=name, t0=t0):
-            print(f"[figures] {name} {time.perf_counter() - t0:7.1f} s  {msg}", file=sys.stderr)
-
-        log("start" + (" (quick)" if args.quick else ""))
-        try:
-            results, png = run_figure(name, out, quick=args.quick, log=log)
-        except (SolverError, FigureError) as err:
-            print(f"sdtheory figures: {name} failed: {err}", file=sys.stderr)
-            return 1
-        log(f"done -> {results}, {png}")
-    print(f"[figures] {len(names)} figure(s) in {time.perf_counter() - t_all:.1f} s",
-          file=sys.stderr)
-    return 0

@@ -1,4 +1,5 @@
-"""Label noise: transition matrices, corruption, realised rates, superclasses (theory.md 5, 7).
+"""Label noise: transition matrices, corruption, realised rates, Delta, superclasses
+(docs/theory.md section 6).
 
 A transition matrix T (K x K, rows sum to 1) gives T_kj = probability that a sample of true
 class k is given label j. Its eta is a *target* rate: the realised rate of a corruption (the
@@ -11,17 +12,19 @@ floor rounding of exact-count mode or by sampling noise in sampled mode.
   diagonal takes the rest (keeps symmetric structures balanced).
 * :func:`corrupt_sampled`: i.i.d. given label per sample from a seeded generator.
 * :func:`corruption_from_counts`: a user's K x K count matrix (row = true, column = given).
-* :func:`delta`, :func:`is_balanced`: the margin Delta and the balance condition of theory.md 5.
+* :func:`delta`, :func:`is_balanced`: the margin Delta and the balance condition (section 6.3),
+  vectorised over a leading batch of count matrices.
 * :func:`superclasses_from_features`: superclasses of real data by complete-linkage clustering.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
+
+from sdtheory._validate import as_int, check_counts, check_eta, check_K, count_matrix
 
 __all__ = [
     "KINDS",
@@ -32,6 +35,7 @@ __all__ = [
     "corrupt_exact",
     "corrupt_sampled",
     "corruption_from_counts",
+    "corruption_from_labels",
     "check_counts",
     "delta",
     "is_balanced",
@@ -48,17 +52,8 @@ _ROW_TOL = 1e-12
 _FLOOR_TOL = 1e-9
 
 
-def _as_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if not isinstance(value, numbers.Integral) and (
-            not math.isfinite(float(value)) or float(value) != int(value)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    return int(value)
-
-
 def check_superclasses_for_noise(superclass_of) -> np.ndarray:
-    """Check that a class -> superclass map supports superclass noise (theory.md 7).
+    """Check that a class -> superclass map supports superclass noise (docs/theory.md section 6.2).
 
     Superclass noise sends eta/(m-1) to each other class of the same superclass, so every
     superclass needs m >= 2 classes.
@@ -86,7 +81,7 @@ def check_superclasses_for_noise(superclass_of) -> np.ndarray:
 
 
 def transition_matrix(kind: str, K: int, eta: float, *, superclass_of=None) -> np.ndarray:
-    """Noise transition matrix T of one of the authors' kinds (theory.md section 7).
+    """Noise transition matrix T of one of the authors' kinds (docs/theory.md section 6).
 
     * "sym": T_kk = 1 - eta, T_kj = eta / (K - 1) (eta is the flip rate).
     * "asym" (authors'): T_kk = 1 - eta, T_kj = eta / K for j != k, plus an extra eta / K on
@@ -107,15 +102,8 @@ def transition_matrix(kind: str, K: int, eta: float, *, superclass_of=None) -> n
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    K = _as_int(K, "K")
-    if K < 2:
-        raise ValueError(f"K (number of classes) must be >= 2, got K = {K}")
-    try:
-        eta = float(eta)
-    except (TypeError, ValueError):
-        raise ValueError(f"eta must be a number in [0, 1), got {eta!r}") from None
-    if not 0.0 <= eta < 1.0:  # also rejects NaN
-        raise ValueError(f"eta must be in [0, 1), got eta = {eta}")
+    K = check_K(K)
+    eta = check_eta(eta)
     k = np.arange(K)
     if kind == "sym":
         T = np.full((K, K), eta / (K - 1))
@@ -207,7 +195,7 @@ class Corruption:
 
     @property
     def C(self) -> np.ndarray:
-        """(K, K) C_kj = fraction of class k given label j (theory.md section 5)."""
+        """(K, K) C_kj = fraction of class k given label j (docs/theory.md section 6.3)."""
         return self.counts / self.sizes[:, None]
 
 
@@ -221,9 +209,9 @@ def _from_counts(counts: np.ndarray) -> Corruption:
 
 def _sizes(sizes, K: int) -> np.ndarray:
     if np.isscalar(sizes):
-        out = np.full(K, _as_int(sizes, "sizes"), dtype=np.int64)
+        out = np.full(K, as_int(sizes, "sizes"), dtype=np.int64)
     else:
-        out = np.array([_as_int(v, "sizes") for v in sizes], dtype=np.int64)
+        out = np.array([as_int(v, "sizes") for v in sizes], dtype=np.int64)
         if out.shape != (K,):
             raise ValueError(f"sizes must be an int or a sequence of K = {K} class sizes, "
                              f"got {out.size}")
@@ -234,7 +222,7 @@ def _sizes(sizes, K: int) -> np.ndarray:
 
 
 def exact_counts(T, sizes) -> np.ndarray:
-    """Exact-count corruption: counts[k, j] = floor(n_k T_kj) off the diagonal (theory.md 7).
+    """Exact-count corruption: counts[k, j] = floor(n_k T_kj) off the diagonal (section 6.2).
 
     The diagonal takes the rest, so row k sums to n_k. The floor is taken of
     n_k T_kj + 1e-9, so that products that are integers up to float error (500 * 0.6 / 3)
@@ -243,22 +231,29 @@ def exact_counts(T, sizes) -> np.ndarray:
     Example (K = 4, n = 500, sym, eta = 0.1): every row is [452, 16, 16, 16] up to rotation.
 
     Args:
-      T: (K, K) transition matrix (validated as in :func:`custom_transition`).
-      sizes: n (same for every class) or a sequence of K class sizes n_k >= 1.
+      T: (K, K) transition matrix (validated as in :func:`custom_transition`), or a batch
+        (..., K, K) of them (sweeps).
+      sizes: n (same for every class) or a sequence of K class sizes n_k >= 1; with a batch of
+        T, an array broadcasting against (..., K) (e.g. per-cell n of shape (B, 1)).
 
     Returns:
-      (K, K) int64 counts, row = true class, column = given label.
+      (..., K, K) int64 counts, row = true class, column = given label.
     """
-    T = custom_transition(T)
-    K = T.shape[0]
-    n = _sizes(sizes, K)
-    counts = np.floor(n[:, None] * T + _FLOOR_TOL).astype(np.int64)
-    np.fill_diagonal(counts, 0)
-    diag = n - counts.sum(axis=1)
+    T = np.asarray(T, dtype=np.float64)
+    if T.ndim == 2:
+        T = custom_transition(T)
+        n = _sizes(sizes, T.shape[0])
+    else:
+        n = np.asarray(sizes, dtype=np.int64)
+    K = T.shape[-1]
+    eye = np.eye(K, dtype=bool)
+    counts = np.floor(np.asarray(n)[..., :, None] * T + _FLOOR_TOL).astype(np.int64)
+    counts[..., eye] = 0
+    diag = np.asarray(n) - counts.sum(axis=-1)
     if np.any(diag < 0):  # only possible if T_kk is ~0 and the floors round up
-        k = int(np.flatnonzero(diag < 0)[0])
-        raise ValueError(f"exact counts of row {k} exceed n_{k} = {n[k]}; T row {k} = {T[k]}")
-    counts[np.arange(K), np.arange(K)] = diag
+        raise ValueError("exact counts exceed the class size n_k (a transition matrix with "
+                         "T_kk ~ 0)")
+    counts[..., eye] = np.broadcast_to(diag, counts[..., eye].shape)
     return counts
 
 
@@ -272,7 +267,7 @@ def corrupt_exact(T, sizes) -> Corruption:
 
 
 def corrupt_sampled(T, true, seed) -> Corruption:
-    """Sampled corruption: given_i drawn i.i.d. from row T[true_i] (theory.md 7).
+    """Sampled corruption: given_i drawn i.i.d. from row T[true_i] (docs/theory.md section 6.2).
 
     Args:
       T: (K, K) transition matrix.
@@ -301,63 +296,6 @@ def corrupt_sampled(T, true, seed) -> Corruption:
     return Corruption(true=true, given=given, counts=counts)
 
 
-def _counts_matrix(counts, *, integer: bool) -> np.ndarray:
-    """Validate a K x K count (or weight) matrix: square, K >= 2, >= 0, rows sum >= 1 (> 0)."""
-    C = np.asarray(counts)
-    if C.ndim != 2 or C.shape[0] != C.shape[1]:
-        raise ValueError(f"counts must be a square K x K matrix, got shape {C.shape}")
-    if C.shape[0] < 2:
-        raise ValueError(f"counts needs K >= 2 classes, got K = {C.shape[0]}")
-    if not (np.issubdtype(C.dtype, np.integer) or np.issubdtype(C.dtype, np.floating)):
-        raise ValueError(f"counts must be numeric, got dtype {C.dtype}")
-    Cf = C.astype(np.float64)
-    if not np.all(np.isfinite(Cf)):
-        raise ValueError("counts must be finite (it contains NaN or inf)")
-    if np.any(Cf < 0):
-        i, j = np.argwhere(Cf < 0)[0]
-        raise ValueError(f"counts must be non-negative, got counts[{i}, {j}] = {C[i, j]}")
-    if integer:
-        if np.any(Cf != np.round(Cf)):
-            i, j = np.argwhere(Cf != np.round(Cf))[0]
-            raise ValueError(f"counts must be integers, got counts[{i}, {j}] = {C[i, j]}")
-        rows = Cf.sum(axis=1)
-        if np.any(rows < 1):
-            k = int(np.flatnonzero(rows < 1)[0])
-            raise ValueError(f"every class needs >= 1 sample: counts row {k} sums to 0")
-        return np.round(Cf).astype(np.int64)
-    rows = Cf.sum(axis=1)
-    if np.any(rows <= 0):
-        k = int(np.flatnonzero(rows <= 0)[0])
-        raise ValueError(f"every counts row must have a positive sum: row {k} sums to 0")
-    return Cf
-
-
-def check_counts(counts, sizes) -> np.ndarray:
-    """Validated (K, K) integer counts whose row k sums to sizes[k], K = len(sizes).
-
-    The one check of a count matrix against a model's class sizes, used by the solvers and the
-    theory layer as well as :func:`corruption_from_counts`.
-
-    Raises:
-      ValueError: wrong shape, negative or non-integer entries, or a row whose sum differs
-        from its class size (naming the row).
-    """
-    n = np.asarray(sizes, dtype=np.int64).reshape(-1)
-    K = n.size
-    C = np.asarray(counts)
-    if C.shape != (K, K):
-        raise ValueError(f"counts must be a {K} x {K} matrix (row = true class, column = given "
-                         f"label), got shape {C.shape}")
-    C = _counts_matrix(C, integer=True)
-    rows = C.sum(axis=1)
-    bad = np.flatnonzero(rows != n)
-    if bad.size:
-        k = int(bad[0])
-        raise ValueError(f"counts row {k} sums to {rows[k]}, but class {k} has "
-                         f"n_{k} = {n[k]} samples")
-    return C
-
-
 def corruption_from_counts(counts, *, sizes=None) -> Corruption:
     """A corruption with a given count matrix (row = true class, column = given label).
 
@@ -371,14 +309,34 @@ def corruption_from_counts(counts, *, sizes=None) -> Corruption:
       ValueError: for a matrix that is not square, negative or non-integer entries, an empty
         row, or a row whose sum differs from ``sizes`` (naming the row).
     """
-    C = _counts_matrix(counts, integer=True)
+    C = count_matrix(counts)
     if sizes is not None:
         C = check_counts(C, _sizes(sizes, C.shape[0]))
     return _from_counts(C)
 
 
-def delta(counts) -> float:
-    """Margin Delta of theory.md section 5.
+def corruption_from_labels(true, given, K: int | None = None) -> Corruption:
+    """A corruption from per-sample true and given labels (the sample order is kept).
+
+    Args:
+      true, given: (N,) integer labels in 0..K-1.
+      K: number of classes (default: 1 + the largest label, at least 2).
+    """
+    from sdtheory._validate import check_labels
+
+    true, given = np.asarray(true), np.asarray(given)
+    if K is None:
+        K = max(2, int(max(true.max(initial=0), given.max(initial=0))) + 1)
+    K = check_K(K)
+    true = check_labels(true, true.size, K, "true labels")
+    given = check_labels(given, true.size, K, "given labels")
+    counts = np.zeros((K, K), dtype=np.int64)
+    np.add.at(counts, (true, given), 1)
+    return Corruption(true=true, given=given, counts=counts)
+
+
+def delta(counts):
+    """Margin Delta of docs/theory.md section 6.3.
 
     With C = counts / row sums (C_kj = fraction of class k given label j),
 
@@ -386,38 +344,48 @@ def delta(counts) -> float:
 
     where the max over an empty set (a class without mislabelled samples) is 0. For balanced
     counts (:func:`is_balanced`) Delta > 0 is necessary for SD to correct every training label;
-    for unbalanced counts it is not (measured: K=3, n=49, c=.5246, d=.2211, lam=2.9e-5, counts
-    [[23,22,4],[9,20,20],[17,11,21]] has Delta = 0 and the exact solver is 100% correct from
-    round 205). Symmetric noise: Delta = (K-1-K eta)/(K-1) up to the rounding of exact counts.
+    for unbalanced counts it is not (docs/theory.md section 7.3). Symmetric noise:
+    Delta = (K-1-K eta)/(K-1) up to the rounding of exact counts.
 
     Args:
-      counts: (K, K) non-negative matrix with positive row sums: counts, or fractions C.
+      counts: (K, K) non-negative matrix with positive row sums (counts, or fractions C), or a
+        batch (..., K, K) of them (not validated: sweeps pass counts they built).
+
+    Returns:
+      a float, or an array over the batch axes.
 
     Example:
       >>> delta([[452, 16, 16, 16], [16, 452, 16, 16], [16, 16, 452, 16], [16, 16, 16, 452]])
       0.872
     """
-    C = _counts_matrix(counts, integer=False)
-    C = C / C.sum(axis=1, keepdims=True)
-    off = C.copy()
-    np.fill_diagonal(off, 0.0)  # entries with C_kj = 0 contribute 0 = the empty-set max
-    return float(np.min(np.diag(C) - off.max(axis=1)))
+    C = np.asarray(counts)
+    single = C.ndim == 2
+    C = count_matrix(C, integer=False) if single else C.astype(np.float64)
+    C = C / C.sum(axis=-1, keepdims=True)
+    K = C.shape[-1]
+    eye = np.eye(K, dtype=bool)
+    off = np.where(eye, 0.0, C)  # entries with C_kj = 0 contribute 0 = the empty-set max
+    out = np.min(np.diagonal(C, axis1=-2, axis2=-1) - off.max(axis=-1), axis=-1)
+    return float(out) if single else out
 
 
-def is_balanced(counts) -> bool:
-    """Balanced corruption (theory.md 5): every given label appears as often as every class.
+def is_balanced(counts):
+    """Balanced corruption (section 6.3): every given label appears as often as every class.
 
     True iff all row sums are equal and every column sum equals the row sums (so the global
-    average given label is uniform, y-bar = 1/K).
+    average given label is uniform, y-bar = 1/K). Vectorised over a leading batch like
+    :func:`delta`.
     """
-    C = _counts_matrix(counts, integer=False)
-    rows = C.sum(axis=1)
-    cols = C.sum(axis=0)
-    return bool(np.all(rows == rows[0]) and np.all(cols == rows[0]))
+    C = np.asarray(counts)
+    single = C.ndim == 2
+    C = count_matrix(C, integer=False) if single else C.astype(np.float64)
+    rows, cols = C.sum(axis=-1), C.sum(axis=-2)
+    out = np.all(rows == rows[..., :1], axis=-1) & np.all(cols == rows[..., :1], axis=-1)
+    return bool(out) if single else out
 
 
 def superclasses_from_features(X, y, *, cut: float = 0.8) -> np.ndarray:
-    """Superclasses of real data by complete-linkage clustering (theory.md section 7).
+    """Superclasses of real data by complete-linkage clustering (docs/theory.md section 6).
 
     Steps: centre the features (subtract the mean over samples), L2-normalise each row; take
     the class-wise mean cosine correlation M_kl = mean_{i in k, j in l} <x_i, x_j>; cluster

@@ -1,9 +1,9 @@
-"""Test accuracy on fresh Gaussian-mixture points (theory.md section 4, end).
+"""Test accuracy on fresh Gaussian-mixture points (docs/theory.md section 10).
 
 With explicit Gaussian-mixture features, a fresh point of class k is x = mu_k + sigma xi,
-xi ~ N(0, I_D) (for the construction of theory.md: mu_k = sqrt(d) u_0 + sqrt(c - d) u_k with
-orthonormal u's and sigma^2 = (1 - c) / D). A trained linear model W (K x D, rows w_j) gives it
-the logits
+xi ~ N(0, I_D) (for the construction of docs/theory.md section 5.5: mu_k = sqrt(d) u_0 +
+sqrt(c - d) u_k with orthonormal u's and sigma^2 = (1 - c) / D). A trained linear model W
+(K x D, rows w_j) gives it the logits
 
     z = W mu_k + sigma W xi  ~  N(W mu_k, sigma^2 W W^T),
 
@@ -15,8 +15,8 @@ orthant probability of the K - 1 differences delta_j = z_k - z_j (j != k):
 :func:`population_accuracy` evaluates it (exactly for K = 2 and K = 3, by Genz's quasi-Monte
 Carlo algorithm to an absolute error ``abseps`` for K >= 4); :func:`population_accuracy_mc`
 samples fresh points as a cross-check. Any linear model works: a trained one
-(:class:`sdtheory.train.TrainedSolver` stores W in ``fit.info["W"]``) or a closed-form one,
-W = (T - P)^T X / (N lam) (theory.md section 2, :func:`weights_from_outputs`).
+(:class:`sdtheory.solvers.TrainedSolver` stores W in ``fit.info.W``) or a closed-form one,
+W = (T - P)^T X / (N lam) (docs/theory.md section 2.1, :func:`weights_from_outputs`).
 :func:`population_by_round` puts test accuracy next to training-label accuracy, round by round.
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 from scipy.special import ndtr, softmax
 from scipy.stats import multivariate_normal
 
-from sdtheory.distill import accuracy
+from sdtheory.metrics import accuracy
 
 __all__ = [
     "PopulationByRound",
@@ -46,7 +46,7 @@ _TIE_RTOL = 1e-12
 def weights_from_outputs(X: np.ndarray, T: np.ndarray, P: np.ndarray, lam: float) -> np.ndarray:
     """Weights of the minimiser from its training outputs: W = (T - P)^T X / (N lam).
 
-    This is the stationarity condition of L(W) (theory.md section 2); with P from an exact
+    This is the stationarity condition of L(W) (docs/theory.md section 2.1); with P from an exact
     solver of (E) it is the trained model itself, so its test accuracy is the population
     accuracy of the closed form.
 
@@ -263,8 +263,8 @@ def population_by_round(
     Each element of ``rounds`` is the round's model, given as
 
     (a) a (K, D) weight matrix,
-    (b) a :class:`~sdtheory.solve.Fit` or :class:`~sdtheory.distill.RoundResult` whose ``info``
-        carries ``"W"`` (as :class:`~sdtheory.train.TrainedSolver` provides), or
+    (b) a :class:`~sdtheory.solvers.Fit` or :class:`~sdtheory.distill.RoundResult` whose ``info``
+        carries the weights ``W`` (as :class:`~sdtheory.solvers.TrainedSolver` provides), or
     (c) a fit or round result of a closed-form solver on the full training set: then
         W = (T_r - P_r)^T X / (N lam) (:func:`weights_from_outputs`), which needs ``X``, ``lam``
         and the round's targets T_r: ``targets[r]``, or, for self-distillation rounds, ``given``
@@ -280,7 +280,7 @@ def population_by_round(
       given: (N,) given labels: SD targets for (c) when ``targets`` is None.
       true: (N,) true training labels; if given, training accuracy is reported too (from the
         round's P, or softmax(X W^T) for bare weights), with the tie rule of
-        :func:`sdtheory.distill.accuracy`.
+        :func:`sdtheory.metrics.accuracy`.
       abseps, seed: passed to :func:`population_accuracy`.
 
     Returns:
@@ -293,7 +293,7 @@ def population_by_round(
         P = None
         if hasattr(item, "P") and hasattr(item, "info"):
             P = np.asarray(item.P)
-            W = item.info.get("W") if isinstance(item.info, dict) else None
+            W = getattr(item.info, "W", None)
             if W is None:
                 if targets is not None:
                     T_r = targets[r]

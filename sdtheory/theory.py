@@ -1,19 +1,21 @@
 """What the linearised theory predicts: a_j, the per-instance form, Delta, r*, PLL conditions.
 
-Everything here is a closed-form statement of theory.md sections 3, 5 and 6 about the block
-models of section 4 (equal class sizes n, and three-level equal superclass sizes m), evaluated
-in plain numpy float64. Nothing here solves (E); :mod:`sdtheory.verify` compares these
-statements with the solvers of :mod:`sdtheory.solve`.
+Every statement of docs/theory.md sections 4, 7 and 8 about the equal-size block models of
+section 5 lives here once, vectorised over a batch of *cells* (parameter sets sharing K) so
+that sweeps evaluate whole grids, with scalar entry points for one model. Nothing here solves
+(E); ``sdtheory verify`` compares these statements with the solvers.
 
-* :func:`averaging_eigenvalues`: a_j = mu_j / (mu_j + K N lam), the factor by which one
-  training shrinks the label signal along the j-th eigenspace of G (section 3).
-* :func:`decompose`: the per-instance form of the linearised outputs at round r (section 5),
-  one term per eigenspace, for every (true class, given label) group.
-* :func:`delta`, :func:`r_star_closed`, :func:`r_star_linear`, :func:`r_star_theory`: the
-  100%-correction condition and the minimum round r* (section 5).
-* :func:`delta_from_eta`, :func:`eta_boundary`: Delta as a function of the noise rate of the
-  section 7 transition matrices, and the largest rate at which 100% correction is possible.
-* :func:`pll_conditions`: the one-round sufficient conditions of the PLL student (section 6).
+* :func:`averaging`, :func:`averaging_eigenvalues`: a_j = mu_j / (mu_j + K N lam), the factor
+  by which one training shrinks the label signal along the j-th eigenspace (section 4).
+* :func:`level_components`, :func:`decompose`: the per-instance form of the linearised outputs
+  (section 7.1), one term per eigenspace, for the (true class, given label) groups.
+* :func:`pair_coefficients`, :func:`first_perfect_linear`, :func:`r_star_linear`: the first
+  round whose linearised margins are all > 0, for any counts (section 7.3).
+* :func:`r_star_closed`, :func:`closed_form_applies`, :func:`r_star_theory`: the closed form
+  of section 7.2 and where it applies.
+* :func:`delta_from_eta`, :func:`eta_boundary`: Delta of the section 6 transition matrices and
+  the largest noise rate at which 100% correction is possible.
+* :func:`pll_conditions`: the one-round conditions of the PLL student (section 8.1).
 
 Rounds follow the package convention: round 0 is the teacher, and round r is the (r+1)-th
 training, so the linearised output carries the powers a_j^t with t = r + 1.
@@ -26,43 +28,66 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sdtheory.noise import KINDS, check_counts, delta, is_balanced
+from sdtheory._validate import as_int, check_counts, check_eta, check_K, check_lam
+from sdtheory.metrics import TIE_TOL
+from sdtheory.models import level_eigenvalues
+from sdtheory.noise import KINDS, delta, is_balanced
 
 __all__ = [
+    "averaging",
     "averaging_eigenvalues",
+    "level_names",
+    "level_components",
+    "grid_components",
     "Decomposition",
     "decompose",
     "group_margins",
+    "pair_coefficients",
+    "first_perfect_linear",
     "delta",
     "delta_from_eta",
     "eta_boundary",
     "r_star_closed",
+    "closed_form_applies",
+    "closed_form_factors",
     "r_star_linear",
     "r_star_theory",
-    "closed_form_factors",
     "pll_conditions",
 ]
 
 
-def _counts(model, counts) -> np.ndarray:
-    """Validated integer counts whose rows sum to the model's class sizes."""
-    return check_counts(counts, model.sizes)
+# --------------------------------------------------------------------------------------------
+# Averaging eigenvalues (section 4)
+# --------------------------------------------------------------------------------------------
+
+def averaging(mu, K, N, lam):
+    """a_j = mu_j / (mu_j + K N lam), vectorised (section 4)."""
+    return mu / (mu + np.asarray(K) * np.asarray(N) * np.asarray(lam))
+
+
+def level_names(three_level: bool) -> tuple[str, ...]:
+    """The eigenspaces of the equal-size block model, coarsest first."""
+    return (("global", "superclass", "class", "instance") if three_level
+            else ("global", "class", "instance"))
+
+
+def _cell_a(K, n, c, d, e, m, lam) -> dict[str, np.ndarray]:
+    """a_j of every level for cells (arrays broadcast together)."""
+    mus = level_eigenvalues(K, n, c, d, e, m)
+    return {name: averaging(mu, K, np.asarray(K) * np.asarray(n), lam)
+            for name, (mu, _) in mus.items()}
 
 
 def averaging_eigenvalues(model, lam: float) -> dict[str, float]:
-    """Eigenvalues of the averaging operator A = G (G + K N lam I)^{-1} (theory.md section 3).
+    """Eigenvalues of the averaging operator A = G (G + K N lam I)^{-1} (section 4).
 
     For each level eigenvalue mu_j of the block model (:meth:`BlockModel.mu`),
-
-        a_j = mu_j / (mu_j + K N lam),
-
-    the factor by which one training shrinks the label signal along that eigenspace. Two-level:
-    "global" a1, "class" a2, "instance" a3 (section 5). Three-level: "global", "superclass",
-    "class" (a_cls), "instance" (a_inst).
+    a_j = mu_j / (mu_j + K N lam), the factor by which one training shrinks the label signal
+    along that eigenspace. Two-level: "global" a1, "class" a2, "instance" a3. Three-level:
+    "global", "superclass", "class" (a_cls), "instance" (a_inst).
 
     Args:
-      model: a :class:`sdtheory.gram.BlockModel` with equal class sizes (and, three-level,
-        equal superclass sizes).
+      model: a block model with equal class sizes (and, three-level, equal superclass sizes).
       lam: ridge parameter lambda > 0.
 
     Returns:
@@ -74,36 +99,93 @@ def averaging_eigenvalues(model, lam: float) -> dict[str, float]:
       >>> round(a["instance"], 6)
       0.555556
     """
-    lam = float(lam)
-    if not (math.isfinite(lam) and lam > 0):
-        raise ValueError(f"lam must be a finite number > 0, got {lam!r}")
-    KNlam = model.K * model.N * lam
-    return {name: mu / (mu + KNlam) for name, mu in model.mu().items()}
+    lam = check_lam(lam)
+    return {name: float(averaging(mu, model.K, model.N, lam)) for name, mu in model.mu().items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Per-instance form (section 7.1)
+# --------------------------------------------------------------------------------------------
+
+def level_components(V, weight, unit_class, superclass_of=None) -> dict[str, np.ndarray]:
+    """Projections of unit rows onto the eigenspaces of an equal-size block model (7.1).
+
+    With A^t V = sum_level a_level^t comp_level: comp_global is the weighted global mean row,
+    each finer level the difference of the means at two consecutive levels (superclass,
+    class), and the instance level the unit's own row minus its class mean. Units may be
+    samples (weight 1) or groups of samples (weight = their count).
+
+    Args:
+      V: (..., U, K) unit rows, broadcastable against ``weight``.
+      weight: (..., U) samples per unit; every class must hold the same number of samples.
+      unit_class: (U,) class of each unit.
+      superclass_of: (K,) class -> superclass (three-level), or None.
+
+    Returns:
+      dict level -> (..., U, K) components, coarsest first; they sum to V.
+    """
+    w = np.asarray(weight, dtype=np.float64)
+    V = np.asarray(V, dtype=np.float64)
+    V = np.broadcast_to(V, w.shape + V.shape[-1:])
+    unit_class = np.asarray(unit_class)
+    K = V.shape[-1] if superclass_of is None else len(superclass_of)
+    K = max(K, int(unit_class.max()) + 1)
+    E = np.eye(K)[unit_class]                                    # (U, K) unit -> class
+    n = w @ E                                                    # (..., K) class sizes
+    cls = np.einsum("...u,uk,...ul->...kl", w, E, V) / n[..., None]
+    glob = cls.mean(axis=-2, keepdims=True)                      # equal sizes: mean of classes
+    means = {"global": np.broadcast_to(glob, cls.shape)}
+    if superclass_of is not None:
+        member = np.eye(int(np.max(superclass_of)) + 1)[np.asarray(superclass_of)]   # (K, S)
+        sup = np.einsum("...kl,ks->...sl", cls, member) / member.sum(axis=0)[:, None]
+        means["superclass"] = np.einsum("ks,...sl->...kl", member, sup)
+    means["class"] = cls
+    comps, coarser = {}, None
+    for name, mk in means.items():
+        mk = mk[..., unit_class, :]                              # each unit's mean
+        comps[name] = mk if coarser is None else mk - coarser
+        coarser = mk
+    comps["instance"] = V - coarser
+    return comps
+
+
+def _grid(K: int):
+    """(true, given) of the K x K grid of groups, row-major."""
+    return np.divmod(np.arange(K * K), K)
+
+
+def grid_components(V, counts, superclass_of=None) -> dict[str, np.ndarray]:
+    """:func:`level_components` on the K x K grid of (true, given) groups weighted by counts.
+
+    Args:
+      V: (..., K * K, K) unit rows; counts: (..., K, K).
+
+    Returns:
+      dict level -> (..., K * K, K).
+    """
+    C = np.asarray(counts, dtype=np.float64)
+    K = C.shape[-1]
+    return level_components(V, C.reshape(C.shape[:-2] + (K * K,)), _grid(K)[0], superclass_of)
 
 
 @dataclass(frozen=True)
 class Decomposition:
-    """Per-instance form of the linearised outputs at round r (theory.md section 5).
+    """Per-instance form of the linearised outputs at round r (section 7.1).
 
     For an instance i of true class k and given label j, with t = r + 1,
 
         p_i = 1/K + a1^t (ybar - 1/K) + a2^t (ybar_k - ybar) + a3^t (e_j - ybar_k)
 
-    (two-level), and for the three-level model, with ybar_s the average given label of the
-    superclass s of k,
-
-        p_i = 1/K + a_glob^t (ybar - 1/K) + a_sup^t (ybar_s - ybar)
-                  + a_cls^t (ybar_k - ybar_s) + a_inst^t (e_j - ybar_k).
-
-    Each bracket is the projection of the centred one-hot labels onto one eigenspace of G
-    (global mean, superclass means, class means, within-class deviations).
+    (two-level); the three-level model adds a_sup^t (ybar_s - ybar) and uses ybar_s in place
+    of ybar in the class term. Each bracket is the projection of the centred one-hot labels
+    onto one eigenspace of G.
 
     Attributes:
       r: round (0 = teacher).
-      true, given, count: (U,) the non-empty (true, given) groups, in row-major order (the unit
-        order of :meth:`LinearSolver.groups`).
-      terms: name -> (U, K) array; names "uniform" (1/K), "global", "superclass" (three-level
-        only), "class", "instance".
+      true, given, count: (U,) the non-empty (true, given) groups, row-major (the unit order of
+        :class:`~sdtheory.solvers.LinearSolver` on a block model).
+      terms: name -> (U, K) array; "uniform" (1/K), "global", "superclass" (three-level only),
+        "class", "instance".
       a: the averaging eigenvalues used (:func:`averaging_eigenvalues`).
     """
 
@@ -120,89 +202,163 @@ class Decomposition:
         return sum(self.terms.values())
 
 
-def _projections(model, counts):
-    """Per-group label components (before the a_j^t factors) and the groups themselves."""
-    K = model.K
-    C = _counts(model, counts)
-    n = np.asarray(model.sizes, dtype=np.float64)
+def _check_uniform(model, what: str) -> None:
     if model._uniform() is None:
-        raise ValueError("the per-instance decomposition needs equal class sizes (and, "
-                         f"three-level, equal superclass sizes); got sizes {model.sizes}")
-    true, given = np.nonzero(C)
-    ybar_k = C / n[:, None]                                   # (K, K): row k = ybar_k
-    ybar = C.sum(axis=0) / n.sum()                            # (K,)
-    comps = {"global": np.broadcast_to(ybar - 1.0 / K, (true.size, K))}
-    if model.three_level:
-        s = np.asarray(model.superclass_of)
-        ybar_s = np.zeros((model.S, K))
-        np.add.at(ybar_s, s, C.astype(np.float64))
-        ybar_s /= np.bincount(s, weights=n)[:, None]          # superclass means
-        comps["superclass"] = (ybar_s[s] - ybar)[true]
-        comps["class"] = (ybar_k - ybar_s[s])[true]
-    else:
-        comps["class"] = (ybar_k - ybar)[true]
-    comps["instance"] = np.eye(K)[given] - ybar_k[true]
-    return C, true, given, comps
+        raise ValueError(f"{what} needs equal class sizes (and, three-level, equal superclass "
+                         f"sizes); got sizes {model.sizes}")
 
 
 def decompose(model, counts, lam: float, r: int) -> Decomposition:
-    """Per-instance decomposition of the linearised outputs at round r (theory.md section 5).
+    """Per-instance decomposition of the linearised outputs at round r (section 7.1).
 
-    The sum of the terms equals ``LinearSolver.groups(model, counts, lam).round_outputs(r)``
-    (to rounding), for any counts, balanced or not.
-
-    Args:
-      model: block model with equal class sizes (three-level: equal superclass sizes).
-      counts: (K, K) integer counts, row k summing to n.
-      lam: ridge parameter lambda > 0.
-      r: round >= 0 (t = r + 1 trainings).
-
-    Returns:
-      :class:`Decomposition`.
+    The sum of the terms equals the linearised solver's outputs of round r (to rounding), for
+    any counts, balanced or not.
     """
-    r = int(r)
-    if r < 0:
-        raise ValueError(f"round r must be >= 0, got r = {r}")
+    r = as_int(r, "round r", lo=0)
+    _check_uniform(model, "the per-instance decomposition")
+    C = check_counts(counts, model.sizes)
     a = averaging_eigenvalues(model, lam)
-    C, true, given, comps = _projections(model, counts)
-    t = r + 1
-    terms = {"uniform": np.full((true.size, model.K), 1.0 / model.K)}
+    K = model.K
+    true, given = np.nonzero(C)
+    comps = level_components(np.eye(K)[given] - 1.0 / K, C[true, given], true,
+                             model.superclass_of)
+    terms = {"uniform": np.full((true.size, K), 1.0 / K)}
     for name, X in comps.items():
-        terms[name] = a[name] ** t * X
+        terms[name] = a[name] ** (r + 1) * X
     return Decomposition(r=r, true=true, given=given, count=C[true, given], terms=terms, a=a)
 
 
 def group_margins(model, counts, lam: float, rounds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Linearised margins p(true) - max_{l != true} p(l) of every group at the given rounds.
 
-    Evaluates the section-5 formula (global term included) for all rounds at once.
-
-    Args:
-      model, counts, lam: as in :func:`decompose`.
-      rounds: iterable of rounds r >= 0.
-
     Returns:
       (margins, true, given): margins has shape (len(rounds), U); a group is correct at round r
       iff its margin is > 0.
     """
+    from sdtheory.metrics import margins
+
+    _check_uniform(model, "group margins")
+    C = check_counts(counts, model.sizes)
     a = averaging_eigenvalues(model, lam)
-    _, true, given, comps = _projections(model, counts)
     t = np.asarray(list(rounds), dtype=np.float64) + 1.0
     if np.any(t < 1):
         raise ValueError("rounds must be >= 0")
     K = model.K
+    true, given = np.nonzero(C)
+    comps = level_components(np.eye(K)[given] - 1.0 / K, C[true, given], true,
+                             model.superclass_of)
     P = np.full((t.size, true.size, K), 1.0 / K)
     for name, X in comps.items():
         P = P + (a[name] ** t)[:, None, None] * X[None]
-    idx = np.arange(true.size)
-    p_true = P[:, idx, true]
-    others = P.copy()
-    others[:, idx, true] = -np.inf
-    return p_true - others.max(axis=2), true, given
+    return margins(P, true), true, given
 
+
+# --------------------------------------------------------------------------------------------
+# First 100% round of the linearised form, vectorised (section 7.3)
+# --------------------------------------------------------------------------------------------
+
+def pair_coefficients(counts, superclass_of=None) -> np.ndarray:
+    """Level coefficients of the worst margin of each (class k, other class l) pair.
+
+    The linearised margin of unit (k, j) against class l is sum_level a_level^t [comp(k) -
+    comp(l)] (section 7.1); only the instance level depends on j, through [j == k] - [j == l],
+    whose smallest value over the non-empty units of class k is -1 (C_kl > 0), else 0 (some
+    j outside {k, l}), else +1. So every unit of every class is correct at round r iff
+    sum_level coef[p, level] a_level^(r+1) > 0 for every pair p.
+
+    Args:
+      counts: (G, K, K) counts of G configurations (equal class sizes within each).
+      superclass_of: (K,) or None.
+
+    Returns:
+      (G, P, L) coefficients for P = K (K - 1) pairs (k, l) and the L levels of
+      :func:`level_names`; pairs repeated within a configuration are merged (padded by
+      repeating a row), which keeps the result exact.
+    """
+    C = np.asarray(counts)
+    Gn, K, _ = C.shape
+    comps = grid_components(np.eye(K)[_grid(K)[1]], C, superclass_of)
+    names = level_names(superclass_of is not None)
+    kk, ll = np.nonzero(~np.eye(K, dtype=bool))
+    coef = np.empty((Gn, kk.size, len(names)))
+    for i, name in enumerate(names):
+        if name == "instance":
+            cls_mean = C / C.sum(axis=-1, keepdims=True)        # ybar_k of the one-hot rows
+            base = -(cls_mean[:, kk, kk] - cls_mean[:, kk, ll])
+            others = (C > 0).sum(axis=2)[:, kk] - (C[:, kk, kk] > 0) - (C[:, kk, ll] > 0)
+            o = np.where(C[:, kk, ll] > 0, -1.0, np.where(others > 0, 0.0, 1.0))
+            coef[:, :, i] = base + o
+        else:
+            comp = comps[name].reshape(Gn, K, K, K)[:, :, 0, :]  # class-level: any unit j
+            coef[:, :, i] = comp[:, kk, kk] - comp[:, kk, ll]
+    # Merge duplicate pairs inside each configuration (symmetric noise: all pairs alike).
+    P = kk.size
+    rows = np.concatenate([np.repeat(np.arange(Gn), P)[:, None].astype(np.float64),
+                           coef.reshape(Gn * P, -1)], axis=1)
+    uniq = np.unique(rows, axis=0)
+    gid = uniq[:, 0].astype(np.int64)
+    per = np.bincount(gid, minlength=Gn)
+    start = np.concatenate([[0], np.cumsum(per)[:-1]])
+    pos = np.arange(gid.size) - start[gid]
+    out = np.broadcast_to(uniq[start][:, None, 1:], (Gn, per.max(), len(names))).copy()
+    out[gid, pos] = uniq[:, 1:]
+    return out
+
+
+def first_perfect_linear(coef, a, max_rounds: int, tie_tol: float = TIE_TOL) -> np.ndarray:
+    """First round 0..max_rounds whose linearised margins all exceed ``tie_tol``, per cell.
+
+    Args:
+      coef: (C, P, L) pair coefficients of each cell (:func:`pair_coefficients`, indexed by
+        the cell's configuration).
+      a: (C, L) averaging eigenvalues of each cell, levels in :func:`level_names` order.
+      max_rounds: last round examined.
+
+    Returns:
+      (C,) float: the round, NaN where none within max_rounds. Each round costs one
+      multiply-add per level and distinct pair of the cells not yet decided.
+    """
+    coef, a = np.asarray(coef), np.asarray(a, dtype=np.float64)
+    out = np.full(a.shape[0], np.nan)
+    active = np.arange(a.shape[0])
+    at = a.copy()
+    for r in range(int(max_rounds) + 1):
+        margin = np.einsum("apl,al->ap", coef[active], at)
+        ok = np.all(margin > tie_tol, axis=1)
+        out[active[ok]] = r
+        active, at = active[~ok], at[~ok] * a[active[~ok]]
+        if active.size == 0:
+            break
+    return out
+
+
+def r_star_linear(model, counts, lam: float, max_rounds: int = 1000) -> int | None:
+    """Linear-theory r* for any counts: the first round whose margins are all > 0 (7.3).
+
+    The section-7 margins (global a1 term included) of every group, round by round. For
+    unbalanced counts 100% correction, once reached, can be lost again: the global term
+    a1^t (ybar - 1/K) decays slowest and eventually dominates.
+
+    Returns:
+      The first r in 0..max_rounds at which every group's true class is strictly largest, or
+      None.
+    """
+    max_rounds = as_int(max_rounds, "max_rounds", lo=0)
+    _check_uniform(model, "r_star_linear")
+    C = check_counts(counts, model.sizes)
+    coef = pair_coefficients(C[None], model.superclass_of)
+    a = averaging_eigenvalues(model, lam)
+    names = level_names(model.three_level)
+    r = first_perfect_linear(coef, np.array([[a[nm] for nm in names]]), max_rounds, 0.0)[0]
+    return None if np.isnan(r) else int(r)
+
+
+# --------------------------------------------------------------------------------------------
+# Delta, boundaries, closed-form r* (sections 6.3, 7.2)
+# --------------------------------------------------------------------------------------------
 
 def delta_from_eta(kind: str, K: int, eta: float, m: int | None = None) -> float:
-    """Delta of the transition matrix of one noise kind (theory.md sections 5 and 7).
+    """Delta of the transition matrix of one noise kind (sections 6.3 and 7.2).
 
     With C = T (the target rates, not exact-count floors):
 
@@ -211,13 +367,9 @@ def delta_from_eta(kind: str, K: int, eta: float, m: int | None = None) -> float
       eta/K, so Delta = 1 - eta - 2 eta/K = 1 - (K + 2) eta / K;
     * pairflip: Delta = 1 - 2 eta;
     * superclass (m classes per superclass): Delta = 1 - eta - eta/(m-1).
-
-    At eta = 0 every formula gives 1, as :func:`delta` does for C = I.
     """
-    K = _check_K(K)
-    eta = float(eta)
-    if not 0.0 <= eta < 1.0:
-        raise ValueError(f"eta must be in [0, 1), got eta = {eta}")
+    K = check_K(K)
+    eta = check_eta(eta)
     if kind == "sym":
         return 1.0 - eta - eta / (K - 1)
     if kind == "asym":
@@ -231,30 +383,17 @@ def delta_from_eta(kind: str, K: int, eta: float, m: int | None = None) -> float
 
 
 def eta_boundary(kind: str, K: int, m: int | None = None) -> float:
-    """Largest noise rate at which 100% label correction is possible (theory.md section 5).
+    """Largest noise rate at which 100% label correction is possible (section 6.3).
 
-    The supremum of the eta with Delta(eta) > 0 for the transition matrix of ``kind``
-    (:func:`delta_from_eta`); at the boundary itself Delta = 0 and no round is 100% correct:
-
-    * sym: (K - 1)/K;
-    * asym (authors'): K/(K + 2);
-    * pairflip: 1/2;
-    * superclass: (m - 1)/m, m = classes per superclass (>= 2).
-
-    Exact counts floor n T_kj, so at finite n the realised Delta can be slightly larger than
-    the rate's: Delta can stay > 0 a little beyond the boundary (by less than one count per
-    entry of C, an eta shift of order K/n).
-
-    Args:
-      kind: one of "sym", "asym", "pairflip", "superclass".
-      K: number of classes (>= 2).
-      m: classes per superclass (superclass noise only).
+    The supremum of the eta with Delta(eta) > 0 (:func:`delta_from_eta`): sym (K - 1)/K, asym
+    (authors') K/(K + 2), pairflip 1/2, superclass (m - 1)/m. Exact counts floor n T_kj, so at
+    finite n the realised Delta can stay > 0 a little beyond it (an eta shift of order K/n).
 
     Example:
       >>> eta_boundary("sym", 4), eta_boundary("asym", 4), eta_boundary("pairflip", 10)
       (0.75, 0.6666666666666666, 0.5)
     """
-    K = _check_K(K)
+    K = check_K(K)
     if kind == "sym":
         return (K - 1) / K
     if kind == "asym":
@@ -267,146 +406,130 @@ def eta_boundary(kind: str, K: int, m: int | None = None) -> float:
     raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
-def _check_K(K) -> int:
-    if isinstance(K, bool) or int(K) != K or int(K) < 2:
-        raise ValueError(f"K (number of classes) must be an integer >= 2, got K = {K!r}")
-    return int(K)
-
-
 def _check_m(m, K: int) -> int:
     if m is None:
         raise ValueError("superclass noise needs m (classes per superclass)")
-    if isinstance(m, bool) or int(m) != m or int(m) < 2:
-        raise ValueError(f"m (classes per superclass) must be an integer >= 2, got m = {m!r}")
-    if K % int(m):
+    m = as_int(m, "m (classes per superclass)", lo=2)
+    if K % m:
         raise ValueError(f"m = {m} must divide K = {K}")
-    return int(m)
+    return m
 
 
-def r_star_closed(delta_: float | None, a2: float, a3: float) -> int | None:
-    """Closed-form minimum round of 100% correction (theory.md section 5, balanced C).
+def r_star_closed(delta_, a2, a3):
+    """Closed-form minimum round of 100% correction (section 7.2, balanced C).
 
     r* is the smallest r >= 0 with the strict inequality
 
         (a2/a3)^(r+1) > 1 + 1/Delta,
 
-    i.e. r* = floor(log(1 + 1/Delta) / log(a2/a3)) except at an exact integer, where the
-    strict inequality decides: the logarithm only gives a starting point, and the answer is
-    found by evaluating the inequality itself.
+    found from floor(log(1 + 1/Delta) / log(a2/a3)) and then decided by evaluating the
+    inequality itself (an exact integer is decided by the strict inequality). Delta = +inf (no
+    mislabelled sample) gives 0.
 
     Args:
-      delta_: Delta (:func:`delta`); None or Delta <= 0 gives None.
-      a2, a3: class and instance factors (three-level superclass noise: a_cls, a_inst).
+      delta_, a2, a3: Delta and the class and instance factors (three-level superclass noise:
+        a_cls, a_inst); scalars or broadcastable arrays.
 
     Returns:
-      r* (int >= 0), or None if no round is 100% correct (Delta <= 0, or a2 <= a3).
+      scalars: r* as an int, or None if no round is 100% correct (Delta <= 0 or None, or
+      a2 <= a3); arrays: float r* with NaN there.
 
     Example:
       >>> r_star_closed(0.5, 0.9, 0.3)  # (a2/a3)^t = 3^t > 3 first at t = 2
       1
+      >>> r_star_closed(np.array([0.5, 0.0, np.inf]), 0.9, 0.3)
+      array([ 1., nan,  0.])
     """
-    if delta_ is None or not delta_ > 0:
+    scalar = all(np.ndim(v) == 0 for v in (delta_, a2, a3))
+    if delta_ is None:
         return None
-    a2, a3 = float(a2), float(a3)
-    if not (a3 > 0 and a2 > a3):
-        return None
-    ratio = a2 / a3
-    target = 1.0 + 1.0 / float(delta_)
-    if not math.isfinite(target):
-        return None
-    est = math.log(target) / math.log1p((a2 - a3) / a3)
-    r = max(0, int(math.floor(est)))
-    while r > 0 and ratio ** r > target:          # (r-1) + 1 = r already satisfies it
-        r -= 1
-    while not ratio ** (r + 1) > target:
-        r += 1
-    return r
+    dl, a2, a3 = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64)
+                                       for v in (delta_, a2, a3)))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ok = (dl > 0) & (a3 > 0) & (a2 > a3)
+        target = 1.0 + 1.0 / dl                          # 1 for Delta = inf
+        ratio = a2 / a3
+        est = np.log(target) / np.log1p((a2 - a3) / a3)
+        r = np.where(ok, np.maximum(0.0, np.floor(np.where(ok & np.isfinite(est), est, 0.0))),
+                     0.0)
+        # The strict inequality decides: move down while round r-1 already satisfies it, up
+        # while round r does not (the estimate is off by at most a few from rounding).
+        for _ in range(64):
+            down = ok & (r > 0) & (ratio ** r > target)
+            up = ok & ~(ratio ** (r + 1) > target)
+            if not (down.any() or up.any()):
+                break
+            r = np.where(down, r - 1, np.where(up, r + 1, r))
+        else:  # pragma: no cover
+            raise ArithmeticError("closed-form r*: the floor estimate did not settle")
+    out = np.where(ok, r, np.nan)
+    if scalar:
+        return None if np.isnan(out) else int(out)
+    return out
+
+
+def closed_form_applies(counts, superclass_of=None):
+    """Where the closed form of section 7.2 holds: balanced counts; three-level, labels only
+    flipped inside the true superclass (superclass noise). Vectorised over (..., K, K)."""
+    C = np.asarray(counts)
+    ok = is_balanced(C)
+    if superclass_of is not None:
+        s = np.asarray(superclass_of)
+        across = s[:, None] != s[None, :]
+        ok = ok & ~np.any((C > 0) & across, axis=(-2, -1))
+    return ok
 
 
 def closed_form_factors(model, counts, lam: float) -> tuple[float, float]:
     """(a2, a3) of the closed form for these counts, or ValueError where it does not apply.
 
-    Two-level, balanced counts: (a_class, a_instance). Three-level: the closed form holds for
-    balanced counts whose labels stay inside the true superclass (superclass noise): then
-    (a_cls, a_inst) (section 5). Other counts need :func:`r_star_linear`.
+    Two-level, balanced counts: (a_class, a_instance); three-level superclass noise: (a_cls,
+    a_inst). Other counts need :func:`r_star_linear`.
     """
-    C = _counts(model, counts)
-    if not is_balanced(C):
+    C = check_counts(counts, model.sizes)
+    if not closed_form_applies(C, model.superclass_of):
         raise ValueError("the closed-form r* needs balanced counts (every given label as "
-                         "frequent as every class); use r_star_linear for these counts")
-    if model.three_level:
-        s = np.asarray(model.superclass_of)
-        if np.any(C[s[:, None] != s[None, :]] > 0):
-            raise ValueError("the three-level closed form needs labels flipped only inside the "
-                             "true superclass (superclass noise); use r_star_linear")
+                         "frequent as every class) and, three-level, labels flipped only inside "
+                         "the true superclass; use r_star_linear for these counts")
     a = averaging_eigenvalues(model, lam)
     return a["class"], a["instance"]
 
 
-def r_star_linear(model, counts, lam: float, max_rounds: int = 1000) -> int | None:
-    """Linear-theory r* for any counts: the first round whose margins are all > 0.
-
-    Evaluates the section-5 formula (global a1 term included) for every group, round by round
-    (:func:`group_margins`). For unbalanced counts 100% correction, once reached, can be lost
-    again: the global term a1^t (ybar - 1/K) decays slowest and eventually dominates.
-
-    Args:
-      model, counts, lam: as in :func:`decompose`.
-      max_rounds: last round examined.
-
-    Returns:
-      The first r in 0..max_rounds at which every group's true class is strictly largest, or
-      None.
-    """
-    max_rounds = int(max_rounds)
-    if max_rounds < 0:
-        raise ValueError(f"max_rounds must be >= 0, got {max_rounds}")
-    step = 256
-    for start in range(0, max_rounds + 1, step):
-        rounds = np.arange(start, min(start + step, max_rounds + 1))
-        margins, _, _ = group_margins(model, counts, lam, rounds)
-        ok = np.all(margins > 0, axis=1)
-        if ok.any():
-            return int(rounds[np.argmax(ok)])
-    return None
-
-
 def r_star_theory(model, counts, lam: float, max_rounds: int = 1000) -> int | None:
-    """The theory's r* for a block model and counts (theory.md section 5).
+    """The theory's r* for a block model and counts (section 7).
 
-    0 if no sample is mislabelled; the closed form :func:`r_star_closed` where it applies
-    (:func:`closed_form_factors`); otherwise :func:`r_star_linear` up to ``max_rounds``.
+    0 if no sample is mislabelled; the closed form :func:`r_star_closed` where it applies;
+    otherwise :func:`r_star_linear` up to ``max_rounds``.
     """
-    C = _counts(model, counts)
+    C = check_counts(counts, model.sizes)
     if not np.any(C[~np.eye(model.K, dtype=bool)]):
         return 0
-    try:
-        a2, a3 = closed_form_factors(model, C, lam)
-    except ValueError:
+    if not closed_form_applies(C, model.superclass_of):
         return r_star_linear(model, C, lam, max_rounds)
+    a2, a3 = closed_form_factors(model, C, lam)
     return r_star_closed(delta(C), a2, a3)
 
 
+# --------------------------------------------------------------------------------------------
+# PLL student (section 8)
+# --------------------------------------------------------------------------------------------
+
 def pll_conditions(model, counts, lam: float) -> tuple[bool, dict[str, float]]:
-    """One-round sufficient conditions of the PLL student (theory.md section 6).
+    """One-round sufficient conditions of the PLL student (section 8.1, reconstructed).
 
     Balanced counts on the two-level model, C = counts / n, a2, a3 = class and instance
-    factors (:func:`averaging_eigenvalues`). Three margins, each > 0 when its condition holds:
+    factors. Three margins, each > 0 when its condition holds:
 
     * "plurality": min_k min_{l != k} (C_kk - C_kl): the true class is the plurality label of
       its class, so it is in the teacher's top two for every sample of the class;
     * "pair_mass": min_k (1 - C_kk - max_{l != k} C_kl): the student's tie between the two
-      candidates (e_j + e_k)/2 is broken towards k by the class average,
-      p(k) - p(j) = (a2 - a3)(tbar_k(k) - tbar_k(j)) with
-      tbar_k(k) - tbar_k(j) >= (1 - C_kk - max_{l != k} C_kl)/2;
+      candidates (e_j + e_k)/2 is broken towards k by the class average;
     * "teacher_ranking": min over mislabelled groups (k, j), C_kj > 0, of
       a3 - (a2 - a3)(C_kk - C_kj): the linearised teacher (t = 1) ranks the given label j
       first (+inf when no sample is mislabelled).
 
-    Args:
-      model: two-level block model with equal class sizes.
-      counts: (K, K) balanced integer counts.
-      lam: ridge parameter lambda > 0.
+    Section 8.2 records where these conditions fail to be sufficient (general balanced counts)
+    and where the teacher-ranking one is not necessary.
 
     Returns:
       (ok, margins): ok is True iff every margin is > 0.
@@ -416,10 +539,10 @@ def pll_conditions(model, counts, lam: float) -> tuple[bool, dict[str, float]]:
         balanced corruption only).
     """
     if model.three_level:
-        raise ValueError("the PLL conditions of section 6 are stated for the two-level model")
-    Cn = _counts(model, counts)
+        raise ValueError("the PLL conditions of section 8 are stated for the two-level model")
+    Cn = check_counts(counts, model.sizes)
     if not is_balanced(Cn):
-        raise ValueError("the PLL conditions of section 6 are stated for balanced counts "
+        raise ValueError("the PLL conditions of section 8 are stated for balanced counts "
                          "(every given label as frequent as every class)")
     K = model.K
     n = np.asarray(model.sizes, dtype=np.float64)

@@ -60,7 +60,8 @@ def test_simulate_bad_input_exit_code_2(tmp_path, capsys, args, fragment):
     bad_sum.write_text(json.dumps([[60, 30, 20, 11]] + REF["counts"][1:]))
     not_json = tmp_path / "nj.json"
     not_json.write_text("[[1, 2],")
-    args = [{"COUNTS_BAD_SUM": str(bad_sum), "COUNTS_NOT_JSON": str(not_json)}.get(a, a) for a in args]
+    files = {"COUNTS_BAD_SUM": str(bad_sum), "COUNTS_NOT_JSON": str(not_json)}
+    args = [files.get(a, a) for a in args]
     rc = main(["simulate", "--K", "4", "--n", "120", "--rounds", "1", "--json", *args])
     err = capsys.readouterr().err
     assert rc == 2

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from sdtheory.distill import accuracy, pll_targets, self_distill
-from sdtheory.gram import two_level
+from sdtheory.distill import pll_targets, self_distill
+from sdtheory.metrics import accuracy
+from sdtheory.models import two_level
 from sdtheory.noise import corrupt_exact, transition_matrix
-from sdtheory.solve import GroupSolver, LinearSolver
+from sdtheory.solvers import ExactSolver, LinearSolver
 from tests.reference import public_vectors
 
 VECTORS = public_vectors()
@@ -23,10 +24,11 @@ def _assert_groups(groups, ref_groups, tol=1e-8):
 @pytest.mark.parametrize("which", ["exact", "linear"])
 def test_block_k4_n120_every_round_and_pll(which):
     model = two_level(REF["K"], REF["n"], REF["c"], REF["d"])
-    solver = (GroupSolver(model, REF["counts"], REF["lam"]) if which == "exact"
-              else LinearSolver.groups(model, REF["counts"], REF["lam"]))
+    solver = (ExactSolver(gram=model, labels=REF["counts"], lam=REF["lam"]) if which == "exact"
+              else LinearSolver(gram=model, labels=REF["counts"], lam=REF["lam"]))
     res = self_distill(solver, rounds=4, pll=True)
-    gkey, akey = ("groups", "train_acc") if which == "exact" else ("linear_groups", "linear_train_acc")
+    gkey, akey = (("groups", "train_acc") if which == "exact"
+                  else ("linear_groups", "linear_train_acc"))
     for rr, ref in zip(res.rounds, REF["rounds"]):
         assert rr.round == ref["round"]
         _assert_groups(res.groups(rr), ref[gkey])
@@ -37,14 +39,16 @@ def test_block_k4_n120_every_round_and_pll(which):
         assert res.pll.train_acc == REF["pll"]["train_acc"]
 
 
-@pytest.mark.parametrize("row", VECTORS["authors_default_sym"]["rows"], ids=lambda r: f"eta={r['eta']}")
+@pytest.mark.parametrize("row", VECTORS["authors_default_sym"]["rows"],
+                         ids=lambda r: f"eta={r['eta']}")
 def test_authors_default_r_star_exact_and_linear(row):
     cfg = VECTORS["authors_default_sym"]
     model = two_level(cfg["K"], cfg["n"], cfg["c"], cfg["d"])
     cor = corrupt_exact(transition_matrix("sym", cfg["K"], row["eta"]), model.sizes)
     assert cor.counts[0].tolist() == row["counts_row0"]
-    ex = self_distill(GroupSolver(model, cor.counts, cfg["lam"]), rounds=cfg["max_rounds"])
-    li = self_distill(LinearSolver.groups(model, cor.counts, cfg["lam"]), rounds=cfg["max_rounds"])
+    R = cfg["max_rounds"]
+    ex = self_distill(ExactSolver(gram=model, labels=cor.counts, lam=cfg["lam"]), rounds=R)
+    li = self_distill(LinearSolver(gram=model, labels=cor.counts, lam=cfg["lam"]), rounds=R)
     assert ex.r_star == row["r_star_exact"]
     assert li.r_star == row["r_star_linear"]
     np.testing.assert_allclose([rr.train_acc for rr in ex.rounds],
@@ -69,7 +73,7 @@ def test_accuracy_weights_and_strict_ties():
 def test_rounds_must_be_nonnegative():
     model = two_level(2, 3, 0.5, 0.1)
     with pytest.raises(ValueError, match="rounds"):
-        self_distill(GroupSolver(model, [[3, 0], [0, 3]], 1e-2), rounds=-1)
+        self_distill(ExactSolver(gram=model, labels=[[3, 0], [0, 3]], lam=1e-2), rounds=-1)
 
 
 def test_pll_split_ties_is_the_mean_over_tie_breaks():
@@ -88,8 +92,9 @@ def test_lower_index_tie_rule_biases_pll_to_class_0_without_noise():
     collapses towards class 0; splitting ties keeps it at 100%."""
     model = two_level(4, 50, 0.4, 0.1)
     counts = np.diag([50] * 4)
-    lower = self_distill(GroupSolver(model, counts, 1e-1), rounds=0, pll=True)
-    split = self_distill(GroupSolver(model, counts, 1e-1), rounds=0, pll=True, pll_ties="split")
+    lower = self_distill(ExactSolver(gram=model, labels=counts, lam=1e-1), rounds=0, pll=True)
+    split = self_distill(ExactSolver(gram=model, labels=counts, lam=1e-1), rounds=0, pll=True,
+                         pll_ties="split")
     assert lower.rounds[0].train_acc == 1.0
     assert lower.pll.train_acc <= 0.5
     assert split.pll.train_acc == 1.0
@@ -102,5 +107,5 @@ def test_delta_zero_unbalanced_counts_can_still_reach_full_accuracy():
     counts = np.array([[23, 22, 4], [9, 20, 20], [17, 11, 21]])
     assert delta(counts) == 0.0 and not is_balanced(counts)
     model = two_level(3, 49, 0.5246, 0.2211)
-    res = self_distill(GroupSolver(model, counts, 2.9e-5), rounds=210)
+    res = self_distill(ExactSolver(gram=model, labels=counts, lam=2.9e-5), rounds=210)
     assert res.r_star is not None and 150 < res.r_star <= 210

@@ -1,7 +1,7 @@
 """Figures: config -> results file -> PNG, and the numbers the theory fixes in each results file.
 
 Every figure runs with its ``[quick]`` settings into a temporary directory through the same
-entry point as ``sdtheory figures`` (:func:`sdtheory.figures.run_cli`).
+entry point as ``sdtheory figures`` (:func:`sdtheory.cli.main`).
 """
 
 import json
@@ -12,16 +12,16 @@ import pytest
 
 import sdtheory
 from sdtheory import figures, theory
-from sdtheory.cli import build_parser
+from sdtheory.cli import main
 
 
-def _args(*argv):
-    return build_parser().parse_args(["figures", *argv])
+def _figures(*argv) -> int:
+    return main(["figures", *argv])
 
 
 def _run(name, out):
     """Run one figure with --quick into ``out``; return its results document."""
-    assert figures.run_cli(_args("--only", name, "--out", str(out), "--quick")) == 0
+    assert _figures("--only", name, "--out", str(out), "--quick") == 0
     path = out / f"{name}.json"
     assert path.is_file()
     return json.loads(path.read_text())
@@ -63,7 +63,7 @@ def pll_vs_sd(tmp_path_factory):
 # ------------------------------------------------------------------------------- runner / CLI
 
 def test_list_names_every_figure(capsys):
-    assert figures.run_cli(_args("--list")) == 0
+    assert _figures("--list") == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [ln.split()[0] for ln in lines] == list(figures.FIGURES)
     assert all(len(ln.split(None, 1)[1]) > 20 for ln in lines)      # a real description
@@ -78,14 +78,14 @@ def test_every_figure_has_a_config_with_quick_settings():
 
 
 def test_unknown_figure_exit_2(tmp_path, capsys):
-    assert figures.run_cli(_args("--only", "nope", "--out", str(tmp_path))) == 2
+    assert _figures("--only", "nope", "--out", str(tmp_path)) == 2
     assert "unknown figure" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 
 def test_missing_experiments_dir_exit_2(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(figures, "EXPERIMENTS", tmp_path / "missing")
-    assert figures.run_cli(_args("--only", "approximation", "--out", str(tmp_path))) == 2
+    assert _figures("--only", "approximation", "--out", str(tmp_path)) == 2
     err = capsys.readouterr().err
     assert "experiments directory not found" in err and str(tmp_path / "missing") in err
 
@@ -140,7 +140,7 @@ def test_label_averaging_shrink_is_closed_form(label_averaging):
     cfg = doc["config"]
     K, n, c, d, lam = cfg["K"], cfg["n"], cfg["c"], cfg["d"], cfg["lam"]
     N = K * n
-    # theory.md section 4, written out independently of the package.
+    # docs/theory.md section 4, written out independently of the package.
     mu = {"global": 1 + (n - 1) * c + (K - 1) * n * d, "class": 1 + (n - 1) * c - n * d,
           "instance": 1 - c}
     rounds = np.asarray(doc["shrink"]["rounds"])
@@ -161,7 +161,7 @@ def test_label_averaging_outputs(label_averaging):
         P = np.asarray(P)
         assert P.shape == (true.size, cfg["K"])
         np.testing.assert_allclose(P.sum(axis=1), 1.0, atol=1e-5)     # stored to 6 decimals
-    # Instance directions die at the rate a3 (theory.md section 3): the measured instance part
+    # Instance directions die at the rate a3 (docs/theory.md section 3): the measured instance part
     # of the exact outputs shrinks by more than an order of magnitude within the quick rounds.
     inst = doc["shrink"]["exact_measured"]["instance"]
     assert inst[-1] < 0.1 * inst[0]
@@ -188,7 +188,7 @@ def test_pll_vs_sd_results(pll_vs_sd):
             counts = sdtheory.exact_counts(sdtheory.transition_matrix("sym", K, eta), n)
             ok, margins = theory.pll_conditions(model, counts, panel["lam"])
             if eta > 0 and ok:
-                # One-round PLL conditions (theory.md section 6) hold: PLL corrects everything
+                # One-round PLL conditions (docs/theory.md section 6) hold: PLL corrects everything
                 # (split ties: the clean samples' tied wrong classes share the second half).
                 assert row["pll"]["split"] == 1.0, (eta, margins)
             r_star = theory.r_star_theory(model, counts, panel["lam"])
@@ -209,11 +209,11 @@ def min_rounds(tmp_path_factory):
 def _linear_r_star(model, counts, lam, max_rounds=400):
     """r* of the linearised solver, by evaluating (L) round by round (independent of theory)."""
     from sdtheory.distill import accuracy
-    from sdtheory.solve import LinearSolver
+    from sdtheory.solvers import LinearSolver
 
-    lin = LinearSolver.groups(model, counts, lam)
+    lin = LinearSolver(gram=model, labels=counts, lam=lam)
     for r in range(max_rounds + 1):
-        if accuracy(lin.round_outputs(r), lin.true, lin.given, lin.weight)[0] == 1.0:
+        if accuracy(lin.round_outputs(r), lin.true, lin.given, lin.weight[0])[0] == 1.0:
             return r
     return None
 
@@ -256,15 +256,15 @@ def test_min_rounds_closed_form_and_boundary(min_rounds):
 # ------------------------------------------------------------------------------- phase diagrams
 
 def _run_phase(name, out):
-    assert figures.run_cli(_args("--only", name, "--out", str(out), "--quick")) == 0
+    assert _figures("--only", name, "--out", str(out), "--quick") == 0
     doc = json.loads((out / f"{name}.json").read_text())
     _check_provenance(doc, name)
     _check_png(out / f"{name}.png")
-    from sdtheory import phase
+    from sdtheory.sweep import read_csv
 
     results = []
     for entry in doc["csv"]:
-        res = phase.read_csv(out / entry["file"])
+        res = read_csv(out / entry["file"])
         assert res.version == sdtheory.__version__
         assert res.quantity == entry["quantity"] and res.max_rounds == entry["max_rounds"]
         assert not res.failed.any()
@@ -322,7 +322,7 @@ def test_phase_pll_gain(tmp_path):
                 continue
             ok, margins = theory.pll_conditions(model, counts, lam)
             if ok:
-                # theory.md section 6: one PLL round corrects every label.
+                # docs/theory.md section 6: one PLL round corrects every label.
                 assert v["pll_acc"][iy, ix] == 1.0, (eta, lam, margins)
     # More SD rounds can only raise the best SD accuracy, so the gain can only fall with R.
     for a, b in zip(results, results[1:]):

@@ -1,9 +1,9 @@
-"""Label noise (theory.md sections 5 and 7)."""
+"""Label noise (docs/theory.md sections 5 and 7)."""
 
 import numpy as np
 import pytest
 
-from sdtheory.gram import two_level
+from sdtheory.models import two_level
 from sdtheory.noise import (
     Corruption,
     check_superclasses_for_noise,
@@ -231,10 +231,10 @@ def _noise_cases():
     nan = float("nan")
     sym = transition_matrix("sym", 3, 0.3)
     return [
-        (transition_matrix, dict(kind="sym", K=1, eta=0.1), "K .* must be >= 2"),
-        (transition_matrix, dict(kind="sym", K=3, eta=1.0), "eta must be in \\[0, 1\\)"),
-        (transition_matrix, dict(kind="sym", K=3, eta=-0.1), "eta must be in \\[0, 1\\)"),
-        (transition_matrix, dict(kind="sym", K=3, eta=nan), "eta must be in \\[0, 1\\)"),
+        (transition_matrix, dict(kind="sym", K=1, eta=0.1), "K .* must be an integer >= 2"),
+        (transition_matrix, dict(kind="sym", K=3, eta=1.0), "eta must be a number in \\[0, 1\\)"),
+        (transition_matrix, dict(kind="sym", K=3, eta=-0.1), "eta must be a number in \\[0, 1\\)"),
+        (transition_matrix, dict(kind="sym", K=3, eta=nan), "eta must be a number in \\[0, 1\\)"),
         (transition_matrix, dict(kind="flip", K=3, eta=0.1), "kind must be one of"),
         (transition_matrix, dict(kind="superclass", K=4, eta=0.1), "superclass_of"),
         (transition_matrix, dict(kind="superclass", K=4, eta=0.1, superclass_of=[0, 0, 1]),

@@ -7,15 +7,15 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from sdtheory.distill import self_distill
-from sdtheory.gram import gmm_features, gmm_means
+from sdtheory.models import Features, gmm_features, gmm_means
+from sdtheory.noise import corruption_from_labels
 from sdtheory.population import (
     population_accuracy,
     population_accuracy_mc,
     population_by_round,
     weights_from_outputs,
 )
-from sdtheory.solve import ExactSolver
-from sdtheory.train import TrainedSolver
+from sdtheory.solvers import ExactSolver, TrainedSolver
 
 C_, D_CORR = 0.4, 0.1
 DIM = 40
@@ -71,8 +71,9 @@ def test_orthant_matches_monte_carlo_trained_weights():
     means, sigma = mixture(K)
     given = y.copy()
     given[::7] = (given[::7] + 1) % K
-    fit = TrainedSolver(X, given, 1e-2, true=y).fit(np.eye(K)[given])
-    assert_within_mc(fit.info["W"], means, sigma, seed=5)
+    fit = TrainedSolver(gram=Features(X), labels=corruption_from_labels(y, given),
+                        lam=1e-2).fit(np.eye(K)[given])
+    assert_within_mc(fit.info.W, means, sigma, seed=5)
 
 
 def test_singular_covariance_rank_deficient_weights():
@@ -117,15 +118,16 @@ def test_weights_from_outputs_equals_trained_weights():
     given = y.copy()
     given[::5] = (given[::5] + 2) % K
     T = np.eye(K)[given]
-    trained = self_distill(TrainedSolver(X, given, lam, true=y), 2)
+    labels = corruption_from_labels(y, given)
+    trained = self_distill(TrainedSolver(gram=Features(X), labels=labels, lam=lam), 2)
     teacher = trained.rounds[0]
-    assert np.abs(weights_from_outputs(X, T, teacher.P, lam) - teacher.info["W"]).max() <= 1e-9
+    assert np.abs(weights_from_outputs(X, T, teacher.P, lam) - teacher.info.W).max() <= 1e-9
     # Three ways to pass each round's model give the same numbers (K = 3 is exact):
     # trained weights, bare weight matrices, and the exact solver's outputs on G = X X^T with
     # W rebuilt from the SD targets.
     fits = population_by_round(trained.rounds, means, sigma, true=y)
-    bare = population_by_round([rr.info["W"] for rr in trained.rounds], means, sigma, X=X, true=y)
-    exact = self_distill(ExactSolver(X @ X.T, lam, given=given, true=y), 2)
+    bare = population_by_round([rr.info.W for rr in trained.rounds], means, sigma, X=X, true=y)
+    exact = self_distill(ExactSolver(gram=X @ X.T, labels=labels, lam=lam), 2)
     closed = population_by_round(exact.rounds, means, sigma, X=X, lam=lam, given=given, true=y)
     np.testing.assert_allclose(fits.test, bare.test, rtol=0, atol=1e-15)
     np.testing.assert_allclose(closed.test_per_class, fits.test_per_class, rtol=0, atol=1e-9)

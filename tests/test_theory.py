@@ -1,4 +1,5 @@
-"""Theory layer (theory.md sections 3, 5, 6): a_j, per-instance form, Delta, r*, PLL conditions."""
+"""Theory layer (docs/theory.md sections 4, 7, 8): a_j, the per-instance form, Delta, r*, the
+PLL conditions."""
 
 import math
 
@@ -10,9 +11,9 @@ from hypothesis import strategies as st
 import sdtheory as sd
 from sdtheory import theory as th
 from sdtheory.distill import accuracy, self_distill
-from sdtheory.solve import GroupSolver, LinearSolver
+from sdtheory.solvers import ExactSolver, LinearSolver
 
-# theory.md section 8 (a): the public reference counts
+# docs/theory.md section 8 (a): the public reference counts
 REF_COUNTS = [[60, 30, 20, 10], [10, 60, 30, 20], [20, 10, 60, 30], [30, 20, 10, 60]]
 
 
@@ -65,7 +66,7 @@ def _random_counts(rng, K, n):
 def test_decomposition_equals_linear_solver_reference_counts(r):
     m = sd.two_level(4, 120, 0.4, 0.1)
     D = th.decompose(m, REF_COUNTS, 1e-3, r)
-    P = LinearSolver.groups(m, REF_COUNTS, 1e-3).round_outputs(r)
+    P = LinearSolver(gram=m, labels=REF_COUNTS, lam=1e-3).round_outputs(r)
     np.testing.assert_allclose(D.P, P, rtol=0, atol=1e-12)
     assert set(D.terms) == {"uniform", "global", "class", "instance"}
     # balanced counts: y-bar = 1/K, the global term vanishes
@@ -73,7 +74,7 @@ def test_decomposition_equals_linear_solver_reference_counts(r):
 
 
 def test_decomposition_reference_round0_value():
-    """theory.md section 8 (a): linearised teacher output of group (true 0, given 1)."""
+    """docs/theory.md section 8 (a): linearised teacher output of group (true 0, given 1)."""
     D = th.decompose(sd.two_level(4, 120, 0.4, 0.1), REF_COUNTS, 1e-3, 0)
     u = int(np.flatnonzero((D.true == 0) & (D.given == 1))[0])
     np.testing.assert_allclose(D.P[u], [0.3684913217623498, 0.42857142857142855,
@@ -89,7 +90,7 @@ def test_decomposition_equals_linear_solver_unbalanced(seed):
     m = sd.two_level(K, n, c, rng.uniform(0.0, c - 0.05))
     C = _random_counts(rng, K, n)
     lam = 10 ** rng.uniform(-5, 0)
-    lin = LinearSolver.groups(m, C, lam)
+    lin = LinearSolver(gram=m, labels=C, lam=lam)
     for r in (0, 2, 9):
         D = th.decompose(m, C, lam, r)
         np.testing.assert_allclose(D.P, lin.round_outputs(r), rtol=0, atol=1e-12)
@@ -105,12 +106,13 @@ def test_decomposition_three_level_equals_linear_solver(S, m_, rng):
     for r in (0, 3):
         D = th.decompose(model, C, 1e-3, r)
         assert "superclass" in D.terms
-        np.testing.assert_allclose(D.P, LinearSolver.groups(model, C, 1e-3).round_outputs(r),
+        lin = LinearSolver(gram=model, labels=C, lam=1e-3)
+        np.testing.assert_allclose(D.P, lin.round_outputs(r),
                                    rtol=0, atol=1e-12)
 
 
 def test_decomposition_terms_are_the_stated_formula():
-    """Each term is a_j^t times its label projection (theory.md section 5), t = r + 1."""
+    """Each term is a_j^t times its label projection (docs/theory.md section 5), t = r + 1."""
     m = sd.two_level(3, 10, 0.4, 0.1)
     C = np.array([[6, 3, 1], [2, 7, 1], [0, 5, 5]])
     lam, r = 1e-2, 2
@@ -132,7 +134,7 @@ def test_decomposition_rejects_bad_input():
     m = sd.two_level(3, 10)
     with pytest.raises(ValueError, match="row 1 sums to 9"):
         th.decompose(m, [[10, 0, 0], [0, 9, 0], [0, 0, 10]], 1e-3, 0)
-    with pytest.raises(ValueError, match="r must be >= 0"):
+    with pytest.raises(ValueError, match="round r must be an integer >= 0"):
         th.decompose(m, np.diag([10, 10, 10]), 1e-3, -1)
 
 
@@ -208,7 +210,7 @@ def test_r_star_closed_matches_floor_formula_off_integers(rng):
 
 
 def test_r_star_public_reference_authors_defaults():
-    """theory.md section 8 (b): K=4, n=500, c=.4, d=.1, lam=1e-5, sym exact counts; the
+    """docs/theory.md section 8 (b): K=4, n=500, c=.4, d=.1, lam=1e-5, sym exact counts; the
     linearised r* of the public vectors is 6, 7, 11, 14 at eta = 0.1, 0.3, 0.5, 0.6."""
     m = sd.two_level(4, 500, 0.4, 0.1)
     got = []
@@ -221,9 +223,9 @@ def test_r_star_public_reference_authors_defaults():
 
 
 def _linear_solver_r_star(m, C, lam, last):
-    lin = LinearSolver.groups(m, C, lam)
+    lin = LinearSolver(gram=m, labels=C, lam=lam)
     for r in range(last + 1):
-        if accuracy(lin.round_outputs(r), lin.true, lin.given, lin.weight)[0] == 1.0:
+        if accuracy(lin.round_outputs(r), lin.true, lin.given, lin.weight[0])[0] == 1.0:
             return r
     return None
 
@@ -298,7 +300,7 @@ def test_group_margins_match_exact_teacher_signs_at_large_lam():
     m = sd.two_level(4, 120, 0.4, 0.1)
     lam = 1.0
     margins, true, given = th.group_margins(m, REF_COUNTS, lam, [0, 1, 2])
-    res = self_distill(GroupSolver(m, REF_COUNTS, lam), 2)
+    res = self_distill(ExactSolver(gram=m, labels=REF_COUNTS, lam=lam), 2)
     for r in range(3):
         P = res.rounds[r].P
         idx = np.arange(P.shape[0])
@@ -323,7 +325,8 @@ def test_pll_conditions_public_reference_margins():
     assert mg["teacher_ranking"] == pytest.approx(a3 - (a2 - a3) * (0.5 - 10 / 120), abs=1e-15)
     assert mg["teacher_ranking"] == pytest.approx(-0.05859664738169412, abs=1e-12)
     assert not ok
-    assert self_distill(GroupSolver(m, REF_COUNTS, 1e-3), 0, pll=True).pll.train_acc == 1.0
+    res = self_distill(ExactSolver(gram=m, labels=REF_COUNTS, lam=1e-3), 0, pll=True)
+    assert res.pll.train_acc == 1.0
 
 
 def test_pll_conditions_hold_and_imply_one_round_for_sym_noise():
@@ -333,7 +336,7 @@ def test_pll_conditions_hold_and_imply_one_round_for_sym_noise():
     assert ok
     assert mg["plurality"] == pytest.approx(0.2, abs=1e-15)
     assert mg["pair_mass"] == pytest.approx(0.4, abs=1e-15)
-    assert self_distill(GroupSolver(m, C, 1e-4), 0, pll=True).pll.train_acc == 1.0
+    assert self_distill(ExactSolver(gram=m, labels=C, lam=1e-4), 0, pll=True).pll.train_acc == 1.0
 
 
 def test_pll_conditions_pairflip_tie_has_zero_pair_mass():

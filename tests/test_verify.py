@@ -1,6 +1,5 @@
 """The verify harness: quick run passes, broken statements are caught with a counter-example."""
 
-import argparse
 import json
 import math
 import sys
@@ -11,13 +10,19 @@ import pytest
 import sdtheory as sd
 from sdtheory import theory as th
 from sdtheory import verify
-from sdtheory.solve import LinearSolver
+from sdtheory.cli import main
+from sdtheory.solvers import LinearSolver
+from sdtheory.verify import harness
 
 
-def _args(**kw):
-    base = dict(quick=True, only=None, list=False, json=False, out=None)
-    base.update(kw)
-    return argparse.Namespace(**base)
+def _verify(*, quick=True, only=None, list=False, json=False, out=None) -> int:
+    """``sdtheory verify`` with these options, through the command's entry point."""
+    argv = ["verify"] + (["--quick"] if quick else []) + (["--list"] if list else [])
+    argv += ["--json"] if json else []
+    for name in only or ():
+        argv += ["--only", name]
+    argv += ["--out", out] if out is not None else []
+    return main(argv)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +34,7 @@ def quick_run(tmp_path_factory):
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        code = verify.run_cli(_args(out=str(out)))
+        code = _verify(out=str(out))
     return code, buf.getvalue(), json.loads((out / "verify.json").read_text())
 
 
@@ -68,7 +73,7 @@ def _run_only(names, **kw):
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        code = verify.run_cli(_args(only=list(names), **kw))
+        code = _verify(only=list(names), **kw)
     return code, buf.getvalue()
 
 
@@ -95,20 +100,22 @@ def test_wrong_r_star_formula_is_caught(monkeypatch, tmp_path):
 
 def test_broken_statement_registered_by_decorator_is_caught(monkeypatch):
     """A check added through @check, with a3/a2 replaced by a2/a3: exit code 1."""
-    monkeypatch.setattr(verify, "_REGISTRY", dict(verify._REGISTRY))
+    monkeypatch.setattr(harness, "_REGISTRY", dict(harness._REGISTRY))
 
     @verify.check("broken_label_averaging", "ratio inst/class shrinks by a2/a3 (wrong)")
     def _broken(t):
         for K, lam in ((3, 1e-2), (4, 1e-3)):
             m = sd.two_level(K, 20, 0.4, 0.1)
             C = sd.exact_counts(sd.transition_matrix("sym", K, 0.3), 20)
-            lin = LinearSolver.groups(m, C, lam)
+            lin = LinearSolver(gram=m, labels=C, lam=lam)
             a = th.averaging_eigenvalues(m, lam)
             norms = []
             for r in (0, 1):
                 Q = lin.round_outputs(r) - 1 / K
-                _, _, cls, inst = verify._components(Q, lin.true, lin.weight)
-                norms.append(verify._wnorm(inst, lin.weight) / verify._wnorm(cls, lin.weight))
+                parts = th.level_components(Q, lin.weight[0], lin.true)
+                w = np.sqrt(lin.weight[0])[:, None]
+                norms.append(np.linalg.norm(w * parts["instance"])
+                             / np.linalg.norm(w * parts["class"]))
             err = abs(norms[1] / norms[0] / (a["class"] / a["instance"]) - 1)
             t.case({"K": K, "lam": lam}, 1e-10 - err, rel_err=err)
 
@@ -122,7 +129,7 @@ def test_broken_statement_registered_by_decorator_is_caught(monkeypatch):
 
 
 def test_check_that_raises_is_a_failure(monkeypatch):
-    monkeypatch.setattr(verify, "_REGISTRY", dict(verify._REGISTRY))
+    monkeypatch.setattr(harness, "_REGISTRY", dict(harness._REGISTRY))
 
     @verify.check("crashes", "raises after one passing case")
     def _crash(t):
@@ -135,14 +142,14 @@ def test_check_that_raises_is_a_failure(monkeypatch):
 
 
 def test_check_with_no_case_is_not_a_pass(monkeypatch):
-    monkeypatch.setattr(verify, "_REGISTRY", dict(verify._REGISTRY))
+    monkeypatch.setattr(harness, "_REGISTRY", dict(harness._REGISTRY))
     verify.check("empty", "tries nothing")(lambda t: None)
     (res,) = verify.run(["empty"])
     assert not res.ok and res.tried == 0
 
 
 def test_unknown_check_is_bad_input(capsys):
-    assert verify.run_cli(_args(only=["no_such_check"])) == 2
+    assert _verify(only=["no_such_check"]) == 2
     assert "unknown check 'no_such_check'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown check"):
         verify.run(["no_such_check"])
@@ -151,29 +158,27 @@ def test_unknown_check_is_bad_input(capsys):
 def test_out_that_is_a_file_is_bad_input(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")
-    assert verify.run_cli(_args(only=["eta_boundary"], out=str(f))) == 2
+    assert _verify(only=["eta_boundary"], out=str(f)) == 2
     assert "not a directory" in capsys.readouterr().err
 
 
 def test_list_prints_every_check(capsys):
-    assert verify.run_cli(_args(list=True)) == 0
+    assert _verify(list=True) == 0
     out = capsys.readouterr().out
     for name in verify.checks():
         assert any(line.startswith(name + " ") for line in out.splitlines())
 
 
 def test_duplicate_name_is_rejected(monkeypatch):
-    monkeypatch.setattr(verify, "_REGISTRY", dict(verify._REGISTRY))
+    monkeypatch.setattr(harness, "_REGISTRY", dict(harness._REGISTRY))
     with pytest.raises(ValueError, match="already registered"):
         verify.check("collapse", "again")(lambda t: None)
     with pytest.raises(ValueError, match="letters"):
         verify.check("bad name", "x")
 
 
-def test_extra_check_modules_absent_or_present(monkeypatch, tmp_path):
-    monkeypatch.setattr(verify, "_REGISTRY", dict(verify._REGISTRY))
-    monkeypatch.setattr(verify, "EXTRA_CHECK_MODULES", ("sdtheory_no_such_module_xyz",))
-    assert "collapse" in verify.checks()              # an absent module is skipped
+def test_check_modules_register_on_import_and_import_errors_propagate(monkeypatch, tmp_path):
+    monkeypatch.setattr(harness, "_REGISTRY", dict(harness._REGISTRY))
     (tmp_path / "extra_checks_for_test.py").write_text(
         "from sdtheory.verify import check\n"
         "@check('extra_from_module', 'registered on import')\n"
@@ -181,12 +186,12 @@ def test_extra_check_modules_absent_or_present(monkeypatch, tmp_path):
         "    t.case({'a': 1}, 0.25)\n")
     (tmp_path / "broken_checks_for_test.py").write_text("import sdtheory_missing_dependency\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(verify, "EXTRA_CHECK_MODULES", ("extra_checks_for_test",))
+    monkeypatch.setattr(harness, "CHECK_MODULES", ("extra_checks_for_test",))
     assert "extra_from_module" in verify.checks()
     (res,) = verify.run(["extra_from_module"])
     assert res.ok and res.worst_margin == 0.25
-    # a present module whose own import fails is an error, not silently skipped
-    monkeypatch.setattr(verify, "EXTRA_CHECK_MODULES", ("broken_checks_for_test",))
+    # a module whose own import fails is an error, never silently skipped
+    monkeypatch.setattr(harness, "CHECK_MODULES", ("broken_checks_for_test",))
     with pytest.raises(ModuleNotFoundError, match="sdtheory_missing_dependency"):
         verify.checks()
     sys.modules.pop("extra_checks_for_test", None)

@@ -1,21 +1,33 @@
-"""Figure functions: one per figure, each reading only its results file (DESIGN.md).
+"""Figure functions: one per figure, each reading only its results file.
 
 Every ``plot_NAME(results, png)`` opens the results file written by :mod:`sdtheory.figures`
 (JSON with the full config and the package version; for the phase diagrams a JSON sidecar
-naming the CSVs of :mod:`sdtheory.phase`, drawn with :func:`sdtheory.phase.plot_phase` where
-one panel suffices), draws the figure in the common style (:data:`STYLE`, Okabe-Ito colours),
-puts the parameters in the title and caption, and writes the PNG through a temporary file.
-Nothing here solves anything.
+naming the CSVs of :mod:`sdtheory.sweep`, drawn with :func:`sdtheory.plots.phase.plot_phase`
+where one panel suffices), draws the figure in the common style
+(:data:`~sdtheory.plots.style.STYLE`, Okabe-Ito colours), puts the parameters in the title and
+caption, and writes the PNG through a temporary file. Nothing here solves anything.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from sdtheory._io import atomic_write
+from sdtheory.plots.phase import cell_edges, plot_phase
+from sdtheory.plots.style import (
+    CLASS_COLORS,
+    COLORS,
+    LEVEL_COLORS,
+    PART_COLORS,
+    STYLE,
+    caption,
+    lam_tex,
+    load_results,
+    pyplot,
+    save,
+    stamp,
+)
 
 __all__ = [
     "STYLE",
@@ -30,87 +42,13 @@ __all__ = [
     "plot_phase_pll",
 ]
 
-STYLE = {
-    "figure.dpi": 100,
-    "savefig.dpi": 130,
-    "font.size": 10,
-    "axes.titlesize": 10.5,
-    "axes.labelsize": 10.5,
-    "legend.fontsize": 8.5,
-    "legend.framealpha": 0.9,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "lines.linewidth": 1.6,
-    "lines.markersize": 5,
-}
-"""matplotlib rc parameters shared by every figure."""
-
-COLORS = {
-    "black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
-    "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7",
-}
-"""Okabe-Ito colour-blind-safe palette."""
-
-PART_COLORS = {"all": COLORS["black"], "clean": COLORS["blue"], "noisy": COLORS["vermillion"]}
-CLASS_COLORS = [COLORS[c] for c in ("blue", "orange", "green", "purple", "sky", "vermillion",
-                                    "yellow", "black")]
-LEVEL_COLORS = {"global": COLORS["black"], "superclass": COLORS["purple"],
-                "class": COLORS["blue"], "instance": COLORS["vermillion"]}
-
-
-def load_results(path) -> dict:
-    """Read a JSON results file of :mod:`sdtheory.figures`."""
-    with open(path) as fh:
-        return json.load(fh)
-
-
-def _plt():
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, png) -> None:
-    """Save through a temporary file beside ``png``, then rename; close the figure."""
-    try:
-        atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"))
-    finally:
-        _plt().close(fig)
-
-
-def _caption(fig, text: str, y: float = -0.01) -> None:
-    """Caption below the axes (lines broken by hand with newlines)."""
-    fig.text(0.5, y, text, ha="center", va="top", fontsize=8.5, color="#333333",
-             linespacing=1.5)
-
-
-def _lam(x: float) -> str:
-    """lam as a mathtext power of ten where it is one (1e-5 -> 10^{-5})."""
-    e = np.log10(x)
-    if abs(e - round(e)) < 1e-9:
-        return rf"10^{{{int(round(e))}}}"
-    m, ex = f"{x:.1e}".split("e")
-    return rf"{float(m):g}\times 10^{{{int(ex)}}}"
-
-
-def _stamp(doc: dict) -> str:
-    q = " (quick settings)" if doc["config"].get("quick") else ""
-    return f"sdtheory {doc['version']}, experiments/{doc['figure']}.toml{q}"
-
-
 # --------------------------------------------------------------------------------------------
 # approximation
 # --------------------------------------------------------------------------------------------
 
 def plot_approximation(results, png) -> None:
     """Exact vs linearised: training accuracy per round, one panel per solver."""
-    plt = _plt()
+    plt = pyplot()
     doc = load_results(results)
     cfg = doc["config"]
     titles = {"exact": "exact students, fixed point (E)",
@@ -135,12 +73,12 @@ def plot_approximation(results, png) -> None:
         axes[0].legend(loc="upper left", bbox_to_anchor=(0.0, 0.93))
         fig.suptitle(
             rf"Exact vs linearised self-distillation: $K={cfg['K']}$, $n={cfg['n']}$ "
-            rf"($N={doc['N']}$), $c={cfg['c']}$, $d={cfg['d']}$, $\lambda={_lam(cfg['lam'])}$, "
+            rf"($N={doc['N']}$), $c={cfg['c']}$, $d={cfg['d']}$, $\lambda={lam_tex(cfg['lam'])}$, "
             rf"sampled sym. noise $\eta={cfg['eta']}$ (realised {doc['realised_noise_rate']:.3f},"
             rf" $\Delta={doc['delta']:.3f}$)", fontsize=11)
         fig.tight_layout()
         gap = doc["max_abs_output_gap"]
-        _caption(fig, (
+        caption(fig, (
             rf"$G$ = two-level block model + symmetric Uniform$[-\varepsilon, \varepsilon]$ "
             rf"jitter, $\varepsilon={cfg['eps']}$ (smallest eigenvalue "
             rf"{doc['min_eigenvalue']:+.3f}; $\varepsilon \leq {doc['eps_psd_bound']:.4f}$ "
@@ -152,8 +90,8 @@ def plot_approximation(results, png) -> None:
             "unbounded and the exact solver refuses it."
             "\n"
             rf"Largest output gap max$_i\,\|p^E_i - p^L_i\|_\infty$: {gap[0]:.3f} at $r=0$, "
-            rf"{gap[-1]:.3f} at $r={len(gap) - 1}$.   {_stamp(doc)}"))
-        _save(fig, png)
+            rf"{gap[-1]:.3f} at $r={len(gap) - 1}$.   {stamp(doc)}"))
+        save(fig, png)
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,7 +123,7 @@ def _simplex_axes(ax) -> None:
 
 def plot_label_averaging(results, png) -> None:
     """Ternary plots of the outputs of every instance per round, and a_j^(r+1) per level."""
-    plt = _plt()
+    plt = pyplot()
     from matplotlib.lines import Line2D
 
     doc = load_results(results)
@@ -241,10 +179,10 @@ def plot_label_averaging(results, png) -> None:
         fig.suptitle(
             rf"Label averaging: outputs of all $N={doc['N']}$ training instances on the simplex, "
             rf"exact solver (E); $K={cfg['K']}$, $n={cfg['n']}$, $c={cfg['c']}$, $d={cfg['d']}$, "
-            rf"$\lambda={_lam(cfg['lam'])}$, sym. noise $\eta={cfg['eta']}$ (exact counts)",
+            rf"$\lambda={lam_tex(cfg['lam'])}$, sym. noise $\eta={cfg['eta']}$ (exact counts)",
             fontsize=11, y=0.995)
         fig.tight_layout(rect=(0, 0, 1, 0.93))
-        _caption(fig, (
+        caption(fig, (
             "Noisy instances leave the corner of their given label and join their true class "
             "(instance directions die at the rate $a_3$), each class collapses to one point, "
             "and the classes drift towards $1/K$ at the slower rate $a_2$."
@@ -256,8 +194,8 @@ def plot_label_averaging(results, png) -> None:
             "\n"
             rf"$G$ = two-level block model + symmetric jitter $\varepsilon={cfg['eps']}$ "
             rf"(separates the instances; smallest eigenvalue {doc['min_eigenvalue']:.3f}), "
-            rf"seed {cfg['seed']}; $KN\lambda={doc['KNlam']:.3g}$.   {_stamp(doc)}"))
-        _save(fig, png)
+            rf"seed {cfg['seed']}; $KN\lambda={doc['KNlam']:.3g}$.   {stamp(doc)}"))
+        save(fig, png)
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,7 +212,7 @@ _PLL_LINES = {
 
 def plot_pll_vs_sd(results, png) -> None:
     """Training accuracy vs eta for SD rounds 0..R and the PLL student, one panel per lam."""
-    plt = _plt()
+    plt = pyplot()
     doc = load_results(results)
     cfg = doc["config"]
     panels = doc["panels"]
@@ -302,7 +240,7 @@ def plot_pll_vs_sd(results, png) -> None:
             if np.all(sd == sd[:, :1]):
                 ax.text(0.03, 0.05, f"rounds 0–{R} coincide", transform=ax.transAxes,
                         fontsize=8.5, color="#333333")
-            ax.set_title(rf"$\lambda={_lam(panel['lam'])}$")
+            ax.set_title(rf"$\lambda={lam_tex(panel['lam'])}$")
             ax.set_xlabel(r"noise rate $\eta$")
             ax.set_ylim(-0.03, 1.03)
         axes[0].set_ylabel("training accuracy vs true labels")
@@ -314,15 +252,15 @@ def plot_pll_vs_sd(results, png) -> None:
             rf"$n={cfg['n']}$, $c={cfg['c']}$, $d={cfg['d']}$, symmetric noise, exact counts",
             fontsize=11)
         fig.tight_layout()
-        _caption(fig, (
+        caption(fig, (
             "PLL student: one training on the teacher's top-2 labels (1/2 each, CE loss). "
             r"Symmetric noise ties a clean sample's $K-1$ wrong classes in the teacher's outputs."
             "\n"
             "Ties to the lower index make the PLL targets lopsided towards class 0 (the dip at "
             r"small $\eta$); split ties (1/2 on the top class, the other 1/2 shared by the tied "
             "classes) do not."
-            f"\n{_stamp(doc)}"))
-        _save(fig, png)
+            f"\n{stamp(doc)}"))
+        save(fig, png)
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,7 +277,7 @@ def _nan(values) -> np.ndarray:
 
 def plot_min_rounds(results, png) -> None:
     """r* against eta: closed-form staircase (lines) and exact solver (markers), per noise."""
-    plt = _plt()
+    plt = pyplot()
     doc = load_results(results)
     cfg = doc["config"]
     R = int(cfg["max_rounds"])
@@ -356,13 +294,13 @@ def plot_min_rounds(results, png) -> None:
                 y = _nan(line["r_star_closed"])
                 top = max(top, np.nanmax(y) if np.any(np.isfinite(y)) else 0)
                 ax.plot(line["eta"], y, color=col, lw=1.4, drawstyle="steps-post",
-                        label=rf"$\lambda={_lam(lam)}$: closed form")
+                        label=rf"$\lambda={lam_tex(lam)}$: closed form")
                 rows = [r for r in panel["rows"] if r["lam"] == lam]
                 eta = np.array([r["eta"] for r in rows])
                 ex = _nan([r["r_star_exact"] for r in rows])
                 top = max(top, np.nanmax(ex) if np.any(np.isfinite(ex)) else 0)
                 ax.plot(eta, ex, ls="none", marker="o", mfc="none", mew=1.3, ms=5.5,
-                        color=col, label=rf"$\lambda={_lam(lam)}$: exact solver (E)")
+                        color=col, label=rf"$\lambda={lam_tex(lam)}$: exact solver (E)")
                 miss = np.array([r["r_star_exact"] is None and r["delta"] > 0 for r in rows])
                 if miss.any():
                     ax.plot(eta[miss], np.full(miss.sum(), R), ls="none", marker="^",
@@ -389,14 +327,14 @@ def plot_min_rounds(results, png) -> None:
         fig.suptitle(r"Minimum rounds $r^*$ of self-distillation for 100% training-label "
                      r"correction: closed form vs exact solver", fontsize=11)
         fig.tight_layout()
-        _caption(fig, (
+        caption(fig, (
             r"Closed form: smallest $r$ with $(a_2/a_3)^{r+1} > 1 + 1/\Delta$ (superclass: "
             r"$a_{cls}/a_{inst}$), $\Delta$ of the exact counts; exact: first round of the "
             r"group-reduced solver of (E) with training accuracy 1."
             "\n"
             rf"Rounds tried: 0..{R} (a triangle at {R}: not reached); no marker right of the "
-            rf"dashed line: no round corrects every label.   {_stamp(doc)}"))
-        _save(fig, png)
+            rf"dashed line: no round corrects every label.   {stamp(doc)}"))
+        save(fig, png)
 
 
 # --------------------------------------------------------------------------------------------
@@ -430,23 +368,21 @@ def _boundary(ax, eta_b: float, frac: str = "(K-1)/K", at: float = 0.5) -> None:
 def plot_phase_eta_lam(results, png) -> None:
     """r* over eta x lam: :func:`sdtheory.phase.plot_phase` with closed-form level lines, plus
     the boundary eta = (K-1)/K and a caption."""
-    from sdtheory import phase
-
     doc = load_results(results)
     cfg = doc["config"]
-    with _plt().rc_context(PHASE_STYLE):
-        fig = phase.plot_phase(_phase_csv(results), png, overlay_closed_form_levels=True)
+    with pyplot().rc_context(PHASE_STYLE):
+        fig = plot_phase(_phase_csv(results), png, overlay_closed_form_levels=True)
         ax = fig.axes[0]
         _integer_colorbar(fig, int(cfg["max_rounds"]))
         _boundary(ax, doc["eta_boundary"])
-        _caption(fig, (
+        caption(fig, (
             r"Colour: exact $r^*$. Black lines: closed-form $r^*$; the line labelled $k$ "
             r"separates $r^* < k$ (above) from $r^* \geq k$ (below). White: no round up to "
             f"{cfg['max_rounds']} is 100% correct"
             "\n"
             rf"(right of the dashed line $\Delta \leq 0$: impossible at any round). "
-            f"{_stamp(doc)}"), y=0.0)
-        _save(fig, png)
+            f"{stamp(doc)}"), y=0.0)
+        save(fig, png)
 
 
 def plot_phase_eta_gap(results, png) -> None:
@@ -454,48 +390,36 @@ def plot_phase_eta_gap(results, png) -> None:
     relabelled as the class gap c - d (increasing upwards)."""
     from matplotlib.ticker import FuncFormatter
 
-    from sdtheory import phase
-
     doc = load_results(results)
     cfg = doc["config"]
     c = float(cfg["c"])
-    with _plt().rc_context(PHASE_STYLE):
-        fig = phase.plot_phase(_phase_csv(results), png, overlay_closed_form_levels=True)
+    with pyplot().rc_context(PHASE_STYLE):
+        fig = plot_phase(_phase_csv(results), png, overlay_closed_form_levels=True)
         ax = fig.axes[0]
         _integer_colorbar(fig, int(cfg["max_rounds"]))
         ax.invert_yaxis()
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{c - v:.4g}"))
         ax.set_ylabel(rf"class gap $c - d$ ($d$ swept at $c = {c:g}$)")
         _boundary(ax, doc["eta_boundary"])
-        _caption(fig, (
+        caption(fig, (
             r"$r^*$ grows without bound as $c - d \to 0$: then $\mu_2 = 1 - c + n(c-d) \to "
             r"\mu_3 = 1 - c$ and $a_2/a_3 \to 1$. Lines: closed-form $r^*$; white: not reached "
             f"by round {cfg['max_rounds']}."
             "\n"
-            f"{_stamp(doc)}"), y=0.0)
-        _save(fig, png)
-
-
-def _cell_edges(values: np.ndarray, log: bool) -> np.ndarray:
-    t = np.log10(values) if log else np.asarray(values, dtype=float)
-    if t.size == 1:
-        e = np.array([t[0] - 0.5, t[0] + 0.5])
-    else:
-        mid = 0.5 * (t[1:] + t[:-1])
-        e = np.concatenate([[2 * t[0] - mid[0]], mid, [2 * t[-1] - mid[-1]]])
-    return 10.0 ** e if log else e
+            f"{stamp(doc)}"), y=0.0)
+        save(fig, png)
 
 
 def plot_phase_pll(results, png) -> None:
     """PLL gain over eta x lam, one panel per R (three CSVs of :func:`sdtheory.phase.sweep`)."""
-    plt = _plt()
+    plt = pyplot()
     from matplotlib import colors
 
-    from sdtheory import phase
+    from sdtheory.sweep.io import read_csv
 
     doc = load_results(results)
     cfg = doc["config"]
-    res = [phase.read_csv(Path(results).parent / f["file"]) for f in doc["csv"]]
+    res = [read_csv(Path(results).parent / f["file"]) for f in doc["csv"]]
     lim = max(float(np.nanmax(np.abs(r.data))) for r in res)
     lim = max(lim, 1e-6)
     norm = colors.TwoSlopeNorm(vcenter=0.0, vmin=-lim, vmax=lim)
@@ -505,7 +429,7 @@ def plot_phase_pll(results, png) -> None:
                                  sharey=True, squeeze=False)
         axes = axes[0]
         for ax, r in zip(axes, res):
-            xe, ye = _cell_edges(r.x_values, r.x.log), _cell_edges(r.y_values, r.y.log)
+            xe, ye = cell_edges(r.x), cell_edges(r.y)
             mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(r.data), cmap=cmap, norm=norm,
                                  shading="flat")
             X, Y = np.meshgrid(r.x_values, r.y_values)
@@ -525,7 +449,7 @@ def plot_phase_pll(results, png) -> None:
             rf"Where one PLL round beats $R$ rounds of SD (exact, group-reduced): $K={cfg['K']}$,"
             rf" $n={cfg['n']}$, $c={cfg['c']}$, $d={cfg['d']}$, symmetric noise, exact counts",
             fontsize=11, y=1.02)
-        _caption(fig, (
+        caption(fig, (
             "Blue: the PLL student (one training on the teacher's top-2 labels) is more "
             "accurate than every SD round 0–R; red: less; white: equal; black line: gain = 0 "
             "boundary."
@@ -535,5 +459,5 @@ def plot_phase_pll(results, png) -> None:
                "under symmetric noise." if cfg.get("pll_ties") == "split" else
                r"lowest class index; red at small $\eta$ is that rule (a clean sample's wrong "
                "classes are tied under symmetric noise), not PLL itself.")
-            + f"   {_stamp(doc)}"), y=0.0)
-        _save(fig, png)
+            + f"   {stamp(doc)}"), y=0.0)
+        save(fig, png)

@@ -1,6 +1,6 @@
-"""Gradient-trained linear softmax models on explicit features (theory.md sections 1-2).
+"""Gradient-trained linear softmax models on explicit features (docs/theory.md section 11).
 
-The closed forms of :mod:`sdtheory.solve` describe the *global minimiser* of one training,
+The exact solvers of :mod:`sdtheory.solvers` describe the *global minimiser* of one training,
 
     L(W) = (1/N) sum_i CE(t_i, softmax(W x_i)) + (lam/2) ||W||_F^2,     W in R^{K x D},
 
@@ -9,22 +9,26 @@ with soft targets t_i (rows of T, N x K). This module trains that model for real
 can be checked against training rather than against itself:
 
 * ``"lbfgs"``: :func:`optax.lbfgs` with its zoom line search, run until the gradient norm is
-  tiny; its outputs satisfy the fixed point (E) of theory.md to about the gradient tolerance
+  tiny; its outputs satisfy the fixed point (E) to about the gradient tolerance
   times ||X||_2 / lam.
 * ``"gd"``: plain full-batch gradient descent with a fixed step, by default 1/L with the
   smoothness bound L = ||X||_2^2 / (2N) + lam (the Hessian of the softmax cross-entropy in the
   logits, diag(p) - p p^T, has largest eigenvalue at most 1/2). With step <= 1/L the objective
   never increases.
-* ``"sgd"``: mini-batch SGD with momentum and weight decay lam, seeded shuffling and a
-  per-epoch learning-rate decay, the recipe of the authors' linear-probing runs (lr 0.1,
-  momentum 0.9, batch 128, 200 epochs, lr x 0.98 per epoch).
+* ``"sgd"``: mini-batch SGD with momentum and weight decay lam (:func:`optax.sgd` with an
+  exponential, per-epoch learning-rate decay), seeded shuffling: the recipe of the authors'
+  linear-probing runs (lr 0.1, momentum 0.9, batch 128, 200 epochs, lr x 0.98 per epoch).
 
-At a stationary point W = (T - P)^T X / (N lam) (theory.md section 2), so the training outputs
-P = softmax(X W^T) satisfy P = softmax(G (T - P) / (N lam)) with G = X X^T. :class:`TrainedSolver`
-reports the residual of that equation as its certificate, exactly as the exact solvers do, and
-plugs into the round driver of :mod:`sdtheory.distill` through the
-:class:`~sdtheory.solve.Solver` protocol. :func:`feature_factor` turns any Gram model into
-explicit features X with X X^T = G, so every Gram model can be trained explicitly.
+At a stationary point W = (T - P)^T X / (N lam) (docs/theory.md section 2.1), so the training
+outputs P = softmax(X W^T) satisfy P = softmax(G (T - P) / (N lam)) with G = X X^T.
+:class:`TrainedSolver` reports the certificate of that equation, computed exactly as for the
+exact solvers (:func:`feature_residual`), and plugs into the round driver of
+:mod:`sdtheory.distill` through the :class:`~sdtheory.solvers.base.Solver` protocol. Any Gram
+input is trained through explicit features X with X X^T = G
+(:func:`sdtheory.models.feature_factor`).
+
+Progress goes to the ``logging`` logger of this module (INFO): the library stays quiet unless
+the caller (the ``sdtheory`` command) attaches a handler.
 
 All computations are float64: call :func:`sdtheory.enable_x64` first (the JAX entry points
 refuse to run in float32).
@@ -33,10 +37,9 @@ refuse to run in float32).
 from __future__ import annotations
 
 import functools
-import sys
+import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -45,85 +48,24 @@ import optax
 import optax.tree_utils as otu
 from scipy.special import log_softmax, softmax
 
+from sdtheory._progress import Progress
+from sdtheory._validate import check_lam
 from sdtheory._x64 import require_x64
-from sdtheory.solve import Fit, SolverError
+from sdtheory.models import BlockModel, Features, feature_factor
+from sdtheory.solvers.base import Fit, SingleProblem, SolverError, TrainInfo
 
 __all__ = [
-    "TrainResult",
     "TrainedSolver",
-    "feature_factor",
     "feature_residual",
     "smoothness_bound",
     "softmax_objective",
     "train_softmax",
 ]
 
+log = logging.getLogger(__name__)
+
 METHODS = ("lbfgs", "gd", "sgd")
 DEFAULT_MAX_ITER = {"lbfgs": 10_000, "gd": 100_000}
-# Seconds between two progress lines on stderr.
-PROGRESS_INTERVAL = 2.0
-
-
-# --------------------------------------------------------------------------------------------
-# Features from a Gram matrix
-# --------------------------------------------------------------------------------------------
-
-
-def feature_factor(G: np.ndarray, *, method: str = "eigh") -> np.ndarray:
-    """Explicit features X with X X^T = G, so a Gram model can be trained explicitly.
-
-    ``method="eigh"``: G = V diag(mu) V^T, X = V diag(sqrt(mu)) (columns with mu = 0 dropped, so
-    D = rank G). ``method="cholesky"``: X = the lower Cholesky factor (D = N) when G is
-    numerically positive definite, otherwise the ``"eigh"`` factor. Eigenvalues in
-    [-1e-12 max|mu|, 0) are rounding noise and are clipped to 0; anything more negative means
-    G is not positive semi-definite (not a Gram matrix) and raises.
-
-    Args:
-      G: (N, N) symmetric positive semi-definite matrix.
-      method: ``"eigh"`` or ``"cholesky"``.
-
-    Returns:
-      X: (N, D) float64 features, X @ X.T == G up to rounding (about N eps max|mu|).
-
-    Raises:
-      ValueError: G not square, not finite, not symmetric (to 1e-12 relative), or with an
-        eigenvalue below -1e-12 max|mu| (the message names the most negative eigenvalue).
-
-    Example:
-      >>> from sdtheory.gram import two_level
-      >>> G = two_level(K=3, n=4).dense()
-      >>> X = feature_factor(G)
-      >>> bool(abs(X @ X.T - G).max() < 1e-12)
-      True
-    """
-    G = np.asarray(G, dtype=np.float64)
-    if G.ndim != 2 or G.shape[0] != G.shape[1]:
-        raise ValueError(f"G must be a square matrix, got shape {G.shape}")
-    if not np.all(np.isfinite(G)):
-        raise ValueError("G contains NaN or infinite entries")
-    if method not in ("eigh", "cholesky"):
-        raise ValueError(f"method must be 'eigh' or 'cholesky', got {method!r}")
-    scale = float(np.abs(G).max()) if G.size else 0.0
-    if scale == 0.0:
-        return np.zeros((G.shape[0], 0))
-    asym = float(np.abs(G - G.T).max())
-    if asym > 1e-12 * scale:
-        raise ValueError(f"G must be symmetric: max |G - G^T| = {asym:.3g}")
-    G = 0.5 * (G + G.T)
-    if method == "cholesky":
-        try:
-            return np.linalg.cholesky(G)
-        except np.linalg.LinAlgError:
-            pass  # not numerically PD: fall back to the eigendecomposition
-    mu, V = np.linalg.eigh(G)
-    floor = -1e-12 * float(np.abs(mu).max())
-    if mu[0] < floor:
-        raise ValueError(
-            f"G is not positive semi-definite: most negative eigenvalue {mu[0]:.6g} "
-            f"(tolerance {floor:.3g}); a Gram matrix has none"
-        )
-    keep = mu > 0.0
-    return V[:, keep] * np.sqrt(mu[keep])
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,61 +113,24 @@ def smoothness_bound(X: np.ndarray, lam: float) -> float:
     return 0.5 * float(np.linalg.norm(X, 2)) ** 2 / X.shape[0] + float(lam)
 
 
-def feature_residual(X: np.ndarray, T: np.ndarray, P: np.ndarray, lam: float) -> float:
-    """Certificate of theory.md eq. (E): max |P - softmax(G (T - P) / (N lam))| with G = X X^T.
+def feature_residual(X: np.ndarray, T: np.ndarray, W: np.ndarray, lam: float) -> float:
+    """Certificate of (E) for trained weights: max |P - softmax(G (T - P) / (N lam))|,
+    P = softmax(X W^T), G = X X^T.
 
-    G (T - P) is computed as X (X^T (T - P)), without forming the N x N matrix. At the exact
-    minimiser the residual is 0; for a trained W with gradient g, the logits differ from those of
-    (E) by X g^T / lam, so the residual is at most about ||X||_2 ||g||_F / (2 lam).
-
-    Args:
-      X: (N, D) features.
-      T: (N, K) targets.
-      P: (N, K) outputs on the training inputs.
-      lam: weight decay.
-
-    Returns:
-      The residual (max-abs), a float.
+    Computed by the feature-space problem of the Newton core
+    (:class:`sdtheory.solvers.problems.FactorProblem`) and its one certificate formula, as X
+    (X^T (T - P)), without forming the N x N matrix. At the exact minimiser the residual is 0;
+    for weights with gradient g the logits differ from those of (E) by X g^T / lam, so the
+    residual is at most about ||X||_2 ||g||_F / (2 lam).
     """
-    X = np.asarray(X, dtype=np.float64)
-    R = np.asarray(T, dtype=np.float64) - np.asarray(P, dtype=np.float64)
-    Z = X @ (X.T @ R) / (X.shape[0] * lam)
-    return float(np.abs(np.asarray(P) - softmax(Z, axis=1)).max())
+    from sdtheory.solvers.newton import certificate
+    from sdtheory.solvers.problems import FactorProblem
 
-
-# --------------------------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """Outcome of one training of the linear softmax model.
-
-    Attributes:
-      W: (K, D) trained weights.
-      method: ``"lbfgs"``, ``"gd"`` or ``"sgd"``.
-      iterations: optimiser steps taken (L-BFGS iterations, GD steps, or SGD mini-batch steps).
-      loss: final objective L(W).
-      grad_norm: final full-batch gradient norm ||grad L(W)||_F.
-      grad_tol: the absolute gradient tolerance used (tol times the reference gradient norm).
-      converged: whether grad_norm <= grad_tol.
-      wall_time: seconds spent training (compilation included).
-      history: objective after each step, starting with L(W0) (``"lbfgs"`` and ``"gd"``: one
-        entry per iteration; ``"sgd"``: one entry per epoch).
-      epochs: SGD epochs run (0 for the full-batch methods).
-    """
-
-    W: np.ndarray
-    method: str
-    iterations: int
-    loss: float
-    grad_norm: float
-    grad_tol: float
-    converged: bool
-    wall_time: float
-    history: np.ndarray = field(repr=False)
-    epochs: int = 0
+    X = jnp.asarray(X, dtype=jnp.float64)
+    problem = FactorProblem(s=jnp.asarray(1.0 / (X.shape[0] * lam)), X=X, Vf=jnp.zeros((0, 0)),
+                            nu=jnp.zeros(0), nu_rest=jnp.asarray(0.0))
+    P, Zfix, _ = problem.evaluate(jnp.asarray(W).T, jnp.asarray(T))
+    return float(certificate(P, Zfix))
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,7 +147,7 @@ def _loss(W, X, T, lam):
 _value_and_grad = jax.value_and_grad(_loss)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _lbfgs(memory_size: int, max_linesearch_steps: int):
     """The optax L-BFGS transformation and a jitted chunk of its iterations."""
     opt = optax.lbfgs(
@@ -310,29 +215,30 @@ def _gd_chunk(W, it, X, T, lam, step, gtol, max_iter, *, chunk):
     return W, it, j, hist, value, gn, stop
 
 
-@jax.jit
-def _sgd_step(W, v, Xb, Tb, lam, lr, momentum):
-    """One SGD step with heavy-ball momentum (PyTorch convention) and weight decay lam.
+@functools.cache
+def _sgd(momentum: float):
+    """A jitted epoch of optax SGD (heavy-ball momentum, the PyTorch convention:
+    v <- momentum v + g, W <- W - lr v) on the mini-batch objective, weight decay included in
+    the loss: g = grad of (1/B) sum_b CE + (lam/2)||W||^2."""
 
-    g = grad of the mini-batch objective (1/B) sum_b CE + (lam/2)||W||^2; v <- momentum v + g;
-    W <- W - lr v.
-    """
-    _, g = _value_and_grad(W, Xb, Tb, lam)
-    v = momentum * v + g
-    return W - lr * v, v
+    def opt(lr):
+        return optax.sgd(learning_rate=lr, momentum=momentum)
 
+    @jax.jit
+    def step(W, state, Xb, Tb, lam, lr):
+        _, g = _value_and_grad(W, Xb, Tb, lam)
+        updates, state = opt(lr).update(g, state, W)
+        return optax.apply_updates(W, updates), state
 
-@jax.jit
-def _sgd_epoch(W, v, Xs, Ts, lam, lr, momentum):
-    """SGD steps over stacked full batches Xs (nb, B, D), Ts (nb, B, K)."""
+    @jax.jit
+    def epoch(W, state, Xs, Ts, lam, lr):
+        def body(carry, batch):
+            return step(*carry, batch[0], batch[1], lam, lr), None
 
-    def body(carry, batch):
-        W, v = carry
-        W, v = _sgd_step(W, v, batch[0], batch[1], lam, lr, momentum)
-        return (W, v), None
+        (W, state), _ = jax.lax.scan(body, (W, state), (Xs, Ts))
+        return W, state
 
-    (W, v), _ = jax.lax.scan(body, (W, v), (Xs, Ts))
-    return W, v
+    return opt, step, epoch
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,11 +272,6 @@ def _check_inputs(X, T, lam, W0):
     return X, T, float(lam), W0
 
 
-def _progress_line(method, it, loss, gn):
-    print(f"[sdtheory.train {method}] iter {it:>8d}  loss {loss:.15g}  |grad| {gn:.3e}",
-          file=sys.stderr, flush=True)
-
-
 def train_softmax(
     X: np.ndarray,
     T: np.ndarray,
@@ -381,7 +282,6 @@ def train_softmax(
     max_iter: int | None = None,
     W0: np.ndarray | None = None,
     seed: int = 0,
-    progress: bool = False,
     step: float | None = None,
     memory_size: int = 20,
     max_linesearch_steps: int = 30,
@@ -391,7 +291,7 @@ def train_softmax(
     epochs: int = 200,
     lr_decay: float = 0.98,
     chunk: int | None = None,
-) -> TrainResult:
+) -> TrainInfo:
     """Train the bias-free linear softmax classifier on features X and soft targets T.
 
     Minimises L(W) = (1/N) sum_i CE(t_i, softmax(W x_i)) + (lam/2) ||W||_F^2 over W in
@@ -413,7 +313,6 @@ def train_softmax(
         by ``"sgd"``, which runs ``epochs`` epochs.
       W0: (K, D) initial weights (default zeros).
       seed: seed of the SGD batch shuffling (the full-batch methods are deterministic).
-      progress: print a line (iteration, loss, gradient norm) to stderr every ~2 s and at the end.
       step: GD step size (default 1 / :func:`smoothness_bound`, which guarantees monotone decrease).
       memory_size: L-BFGS memory.
       max_linesearch_steps: most zoom line-search steps per L-BFGS iteration.
@@ -427,7 +326,8 @@ def train_softmax(
         ``"lbfgs"``, 2,000 for ``"gd"``).
 
     Returns:
-      A :class:`TrainResult`. Not converging is not an error here (see
+      A :class:`~sdtheory.solvers.base.TrainInfo`. Progress (iteration, loss, gradient norm)
+      goes to this module's logger every ~2 s. Not converging is not an error here (see
       :class:`TrainedSolver`, which raises for ``"lbfgs"``).
 
     Raises:
@@ -442,6 +342,7 @@ def train_softmax(
     if not (tol >= 0):
         raise ValueError(f"tol must be >= 0, got {tol}")
     t_start = time.perf_counter()
+    progress = Progress(log, what=f"{method} iteration")
     N, K = T.shape
     Xj, Tj = jnp.asarray(X), jnp.asarray(T)
 
@@ -461,9 +362,6 @@ def train_softmax(
         history = [float(value)]
         gn = float(jnp.linalg.norm(grad))
         it = 0
-        last_print = time.perf_counter()
-        if progress:
-            _progress_line(method, 0, history[-1], gn)
         while gn > gtol and it < max_iter:
             W_before = W
             W, state, it_j, j, hist, value, gn_j = run_chunk(
@@ -480,9 +378,7 @@ def train_softmax(
             it = int(it_j)
             history.extend(np.asarray(hist[:done]).tolist())
             gn = float(gn_j)
-            if progress and time.perf_counter() - last_print >= PROGRESS_INTERVAL:
-                _progress_line(method, it, float(value), gn)
-                last_print = time.perf_counter()
+            progress.step(f"loss {float(value):.15g}, |grad| {gn:.3e}", n=done)
         W = np.asarray(W)
         iterations = it
         epochs_run = 0
@@ -494,19 +390,17 @@ def train_softmax(
         W = jnp.asarray(W0)
         it = 0
         history = []
-        last_print = time.perf_counter()
         stop = False
         while not stop:
             W, it_j, j, hist, value, gn_j, stop_j = _gd_chunk(
                 W, jnp.asarray(it), Xj, Tj, lam, step, gtol, max_iter, chunk=chunk or 2000
             )
+            progress.step(f"loss {float(value):.15g}, |grad| {float(gn_j):.3e}",
+                          n=int(it_j) - it, force=bool(stop_j))
             it = int(it_j)
             history.extend(np.asarray(hist[: int(j)]).tolist())
             gn = float(gn_j)
             stop = bool(stop_j)
-            if progress and (stop or time.perf_counter() - last_print >= PROGRESS_INTERVAL):
-                _progress_line(method, it, float(value), gn)
-                last_print = time.perf_counter()
         W = np.asarray(W)
         iterations = it
         epochs_run = 0
@@ -515,35 +409,34 @@ def train_softmax(
             raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size}, {epochs}")
         B = min(int(batch_size), N)
         rng = np.random.default_rng(seed)
+        opt, sgd_step, sgd_epoch = _sgd(float(momentum))
         W = jnp.asarray(W0)
-        v = jnp.zeros_like(W)
+        state = opt(float(lr)).init(W)
         history = [softmax_objective(W0, X, T, lam)]
-        cur_lr = float(lr)
         nb, rest = divmod(N, B)
-        last_print = time.perf_counter()
+        # lr x lr_decay after every epoch (optax.exponential_decay, staircase per epoch).
+        schedule = optax.exponential_decay(float(lr), transition_steps=1,
+                                           decay_rate=float(lr_decay), staircase=True)
+        progress.total = int(epochs)
+        progress.what = "SGD epoch"
         for epoch in range(int(epochs)):
+            lr_e = jnp.asarray(schedule(epoch))
             perm = rng.permutation(N)
             full = perm[: nb * B].reshape(nb, B)
-            W, v = _sgd_epoch(W, v, Xj[full], Tj[full], lam, cur_lr, float(momentum))
+            W, state = sgd_epoch(W, state, Xj[full], Tj[full], lam, lr_e)
             if rest:
                 tail = perm[nb * B:]
-                W, v = _sgd_step(W, v, Xj[tail], Tj[tail], lam, cur_lr, float(momentum))
-            cur_lr *= float(lr_decay)
+                W, state = sgd_step(W, state, Xj[tail], Tj[tail], lam, lr_e)
             history.append(softmax_objective(np.asarray(W), X, T, lam))
-            if progress and (epoch == int(epochs) - 1
-                             or time.perf_counter() - last_print >= PROGRESS_INTERVAL):
-                gn_now = float(jnp.linalg.norm(_value_and_grad(W, Xj, Tj, lam)[1]))
-                _progress_line(method, (epoch + 1) * (nb + (rest > 0)), history[-1], gn_now)
-                last_print = time.perf_counter()
+            progress.step(f"loss {history[-1]:.15g}")
         W = np.asarray(W)
         iterations = int(epochs) * (nb + (rest > 0))
         epochs_run = int(epochs)
         gn = float(np.linalg.norm((softmax(X @ W.T, axis=1) - T).T @ X / N + lam * W))
 
     loss = softmax_objective(W, X, T, lam)
-    if method == "lbfgs" and progress:
-        _progress_line(method, iterations, loss, gn)
-    return TrainResult(
+    log.debug("%s: %d iterations, loss %.15g, |grad| %.3e", method, iterations, loss, gn)
+    return TrainInfo(
         W=W,
         method=method,
         iterations=int(iterations),
@@ -551,7 +444,7 @@ def train_softmax(
         grad_norm=float(gn),
         grad_tol=gtol,
         converged=bool(gn <= gtol),
-        wall_time=time.perf_counter() - t_start,
+        seconds=time.perf_counter() - t_start,
         history=np.asarray(history, dtype=np.float64),
         epochs=epochs_run,
     )
@@ -562,127 +455,93 @@ def train_softmax(
 # --------------------------------------------------------------------------------------------
 
 
-class TrainedSolver:
-    """One training by gradient descent on explicit features, as a :class:`~sdtheory.solve.Solver`.
+class TrainedSolver(SingleProblem):
+    """One training by gradient descent on explicit features, as a solver.
 
-    Each :meth:`fit` trains W from W0 (zeros: every round "from scratch", theory.md section 1)
-    on the given targets and returns the training outputs P = softmax(X W^T) with the
-    certificate of (E),
-
-        residual = max |P - softmax(G (T - P) / (N lam))|,   G = X X^T,
-
-    which is 0 at the exact minimiser. Units are samples (``weight`` = 1).
+    Each :meth:`fit` trains W from W0 (zeros: every round "from scratch", docs/theory.md
+    section 1.2) on the given targets and returns the training outputs P = softmax(X W^T) with
+    the certificate of (E) (:func:`feature_residual`), which is 0 at the exact minimiser.
+    Units are samples (weight 1).
 
     Args:
-      X: (N, D) features (for a Gram model use :func:`feature_factor`).
-      given: (N,) given (possibly noisy) labels in 0..K-1.
+      gram: :class:`~sdtheory.models.Features` (trained as they are), or an (N, N) Gram matrix
+        or a :class:`~sdtheory.models.BlockModel`, trained through a factor X X^T = G
+        (:func:`~sdtheory.models.feature_factor`).
+      labels: :class:`~sdtheory.noise.Corruption` (true and given label per sample).
       lam: weight decay lam > 0.
-      true: (N,) true labels (default: ``given``, i.e. no known corruption).
       method: ``"lbfgs"``, ``"gd"`` or ``"sgd"`` (see :func:`train_softmax`).
       tol: relative gradient-norm tolerance of :func:`train_softmax`.
       max_iter: most L-BFGS / GD iterations (None: the method's default).
       seed: SGD shuffling seed.
-      progress: periodic progress lines on stderr.
-      K: number of classes (default: 1 + the largest label in ``given`` and ``true``).
       W0: initial weights for every fit (default zeros).
       options: further keyword arguments for :func:`train_softmax` (``step``, ``lr``,
         ``momentum``, ``batch_size``, ``epochs``, ``lr_decay``, ``memory_size``, ...).
 
-    Attributes:
-      K, true, given, weight, name: the :class:`~sdtheory.solve.Solver` protocol
-        (``name == "trained"``).
-      X, lam, method, tol, max_iter, seed, progress, W0, options: as given.
-
     Example:
-      >>> import numpy as np
-      >>> from sdtheory.gram import two_level
-      >>> model = two_level(K=3, n=10)
-      >>> X = feature_factor(model.dense())
-      >>> solver = TrainedSolver(X, model.labels(), lam=1e-2)
-      >>> fit = solver.fit(np.eye(3)[model.labels()])    # doctest: +SKIP
-      >>> fit.residual < 1e-8                              # doctest: +SKIP
+      >>> import sdtheory as sd; sd.enable_x64()
+      >>> model = sd.two_level(K=3, n=10)
+      >>> cor = sd.noise.corruption_from_counts(10 * np.eye(3, dtype=int))
+      >>> solver = TrainedSolver(gram=model, labels=cor, lam=1e-2)
+      >>> fit = solver.fit(solver.targets0())     # doctest: +SKIP
+      >>> fit.residual < 1e-8                     # doctest: +SKIP
       True
     """
 
     name = "trained"
 
-    def __init__(
-        self,
-        X: np.ndarray,
-        given: np.ndarray,
-        lam: float,
-        *,
-        true: np.ndarray | None = None,
-        method: str = "lbfgs",
-        tol: float = 1e-12,
-        max_iter: int | None = None,
-        seed: int = 0,
-        progress: bool = False,
-        K: int | None = None,
-        W0: np.ndarray | None = None,
-        options: Mapping | None = None,
-    ) -> None:
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2:
-            raise ValueError(f"X must be an (N, D) matrix, got shape {X.shape}")
-        given = np.asarray(given)
-        if given.shape != (X.shape[0],) or not np.issubdtype(given.dtype, np.integer):
-            raise ValueError(f"given must be {X.shape[0]} integer labels, got {given.shape} "
-                             f"{given.dtype}")
-        true = given.copy() if true is None else np.asarray(true)
-        if true.shape != given.shape or not np.issubdtype(true.dtype, np.integer):
-            raise ValueError(f"true must be {X.shape[0]} integer labels like given")
-        if K is None:
-            K = int(max(given.max(), true.max())) + 1
-        K = int(K)
-        if K < 2:
-            raise ValueError(f"K must be >= 2, got {K}")
-        if min(given.min(), true.min()) < 0 or max(given.max(), true.max()) >= K:
-            raise ValueError(f"labels must lie in 0..K-1 = 0..{K - 1}")
+    def __init__(self, *, gram, labels, lam, method: str = "lbfgs", tol: float = 1e-12,
+                 max_iter: int | None = None, seed: int = 0, W0: np.ndarray | None = None,
+                 options: Mapping | None = None) -> None:
+        from sdtheory.noise import Corruption
+
+        if isinstance(gram, Features):
+            X = gram.X
+        elif isinstance(gram, BlockModel):
+            X = feature_factor(gram.dense())
+        else:
+            X = feature_factor(gram)
+        if not isinstance(labels, Corruption):
+            raise ValueError("labels must be a Corruption (true and given label per sample, "
+                             "sdtheory.noise)")
+        if labels.N != X.shape[0]:
+            raise ValueError(f"labels has {labels.N} samples but the features have "
+                             f"{X.shape[0]} rows")
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-        if not (np.isfinite(lam) and lam > 0):
-            raise ValueError(f"lam must be a finite number > 0, got {lam}")
         self.X = X
-        self.given = given
-        self.true = true
-        self.K = K
-        self.weight = np.ones(X.shape[0])
-        self.lam = float(lam)
+        self.true, self.given, self.K = labels.true, labels.given, labels.K
+        self.weight = np.ones((1, X.shape[0]))
+        self.lam = check_lam(lam)
         self.method = method
         self.tol = float(tol)
         self.max_iter = max_iter
         self.seed = int(seed)
-        self.progress = bool(progress)
         self.W0 = None if W0 is None else np.asarray(W0, dtype=np.float64)
         self.options = dict(options or {})
 
-    def train(self, T: np.ndarray) -> TrainResult:
-        """Train on targets T (N x K) and return the full :class:`TrainResult`."""
+    def targets0(self) -> np.ndarray:
+        """One-hot given labels."""
+        return np.eye(self.K)[self.given]
+
+    def train(self, T: np.ndarray) -> TrainInfo:
+        """Train on targets T (N x K) and return the full :class:`TrainInfo`."""
         T = np.asarray(T, dtype=np.float64)
         if T.shape != (self.X.shape[0], self.K):
             raise ValueError(f"T must have shape (N, K) = {(self.X.shape[0], self.K)}, "
                              f"got {T.shape}")
         return train_softmax(
             self.X, T, self.lam, method=self.method, tol=self.tol, max_iter=self.max_iter,
-            W0=self.W0, seed=self.seed, progress=self.progress, **self.options,
+            W0=self.W0, seed=self.seed, **self.options,
         )
 
-    def fit(self, T: np.ndarray) -> Fit:
-        """Train once on targets T; return P = softmax(X W^T) and the residual of (E).
+    def fit(self, T: np.ndarray, x0=None) -> Fit:
+        """Train once on targets T; return P = softmax(X W^T) and the certificate of (E).
 
-        Args:
-          T: (N, K) targets, rows on the simplex.
-
-        Returns:
-          :class:`~sdtheory.solve.Fit` with ``info`` keys ``method``, ``iterations``, ``loss``,
-          ``grad_norm``, ``grad_tol``, ``converged``, ``seconds`` (wall time), ``history``
-          (objective per iteration, or per epoch for SGD), ``epochs``, and ``W`` (the trained
-          K x D weights).
+        ``x0`` is ignored: every round trains from W0 (from scratch).
 
         Raises:
           SolverError: ``method="lbfgs"`` did not reach the gradient tolerance within max_iter
-            (GD and SGD are returned as trained; check ``info["converged"]``).
+            (GD and SGD are returned as trained; check ``fit.info.converged``).
         """
         res = self.train(T)
         if self.method == "lbfgs" and not res.converged:
@@ -691,18 +550,4 @@ class TrainedSolver:
                 f"{res.grad_norm:.3e} > tolerance {res.grad_tol:.3e} (raise max_iter or tol)"
             )
         P = softmax(self.X @ res.W.T, axis=1)
-        residual = feature_residual(self.X, T, P, self.lam)
-        info = {
-            "method": res.method,
-            "iterations": res.iterations,
-            "loss": res.loss,
-            "grad_norm": res.grad_norm,
-            "grad_tol": res.grad_tol,
-            "converged": res.converged,
-            "seconds": res.wall_time,
-            "history": res.history,
-            "epochs": res.epochs,
-            "W": res.W,
-        }
-        return Fit(P=P, residual=residual, info=info)
-
+        return Fit(P=P, residual=feature_residual(self.X, T, res.W, self.lam), info=res)

@@ -1,9 +1,9 @@
-"""Gram models (theory.md section 4): spectra, jitter, Gaussian-mixture and user features."""
+"""Gram models (docs/theory.md section 4): spectra, jitter, Gaussian-mixture and user features."""
 
 import numpy as np
 import pytest
 
-from sdtheory.gram import (
+from sdtheory.models import (
     BlockModel,
     Eigen,
     gmm_features,
@@ -252,7 +252,7 @@ def _gram_cases():
         (gmm_features, dict(K=3, n=2, c=0.4, d=-0.1, D=10, seed=0), "d >= 0"),
         (gmm_features, dict(K=3, n=2, c=0.1, d=0.2, D=10, seed=0), "c > d"),
         (gmm_features, dict(K=3, n=0, c=0.4, d=0.1, D=10, seed=0), "n must be >= 1"),
-        (gram_from_features, dict(X=np.ones(3)), "X must be a 2-D"),
+        (gram_from_features, dict(X=np.ones(3)), "features X must be an \\(N, D\\) matrix"),
         (gram_from_features, dict(X=[[1.0, np.nan], [0.0, 1.0]]), "X must be finite"),
         (gram_from_features, dict(X=[[1.0, 0.0], [0.0, 0.0]], normalize=True),
          "row 1 has zero norm"),
@@ -267,7 +267,7 @@ def test_validation_errors(fn, kwargs, message):
 
 
 def test_nearest_psd_repairs_indefinite_jitter_and_is_idempotent():
-    from sdtheory.gram import jitter, min_eigenvalue, nearest_psd, two_level
+    from sdtheory.models import jitter, min_eigenvalue, nearest_psd, two_level
 
     G = jitter(two_level(3, 100, 0.4, 0.1).dense(), 0.1, seed=0)
     assert min_eigenvalue(G) < -0.5                  # semicircle radius 2 eps sqrt(N/3) = 2

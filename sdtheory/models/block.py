@@ -1,4 +1,4 @@
-"""Gram and feature models (theory.md section 4).
+"""Block Gram models: two- and three-level, any class sizes (docs/theory.md section 5).
 
 Block models are described without building the N x N matrix: a Gram matrix of the form
 
@@ -7,40 +7,29 @@ Block models are described without building the N x N matrix: a Gram matrix of t
 where each level l partitions the classes (class itself, superclass, everything). The
 two-level model is diag = 1 - c, levels (c - d, class), (d, all); the three-level model adds
 (d - e, superclass). :meth:`BlockModel.levels` exposes exactly this, which is what the
-group-reduced solver in :mod:`sdtheory.solve` consumes.
-
-Besides the block models the module offers
-
-* the analytic spectrum of a block model (:meth:`BlockModel.spectrum`, :meth:`BlockModel.mu`),
-* the symmetric off-diagonal jitter of the authors' numerics (:func:`jitter`),
-* Gaussian-mixture features whose Gram matrix concentrates on the two-level model
-  (:func:`gmm_features`, :func:`gmm_means`),
-* the Gram matrix of user features (:func:`gram_from_features`).
+group-reduced solver consumes (:meth:`BlockModel.class_structure`). The analytic spectrum
+(:meth:`BlockModel.spectrum`, :meth:`BlockModel.mu`) comes from one vectorised formula,
+:func:`level_eigenvalues`, which sweeps evaluate on whole grids of parameters.
 
 Everything here is plain numpy (float64); nothing needs JAX.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
+from sdtheory._validate import as_float, as_int
+
 __all__ = [
     "BlockModel",
     "Eigen",
+    "level_eigenvalues",
+    "psd_margin",
     "two_level",
     "three_level",
-    "jitter",
-    "min_eigenvalue",
-    "nearest_psd",
-    "gmm_means",
-    "gmm_features",
-    "gram_from_features",
 ]
 
 # Relative tolerance below which a computed eigenvalue counts as zero in the PSD check: the
@@ -63,42 +52,65 @@ class Eigen(NamedTuple):
     name: str
 
 
-def _as_int(value, name: str) -> int:
-    """``value`` as a Python int, or ValueError naming ``name`` if it is not integral."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if not math.isfinite(float(value)) or float(value) != int(value):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    return int(value)
-
-
-def _as_finite(value, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return v
-
-
 def _sizes(K, n) -> tuple[int, ...]:
     """Per-class sizes from K and n (an int, or a sequence of K ints)."""
-    K = _as_int(K, "K")
+    K = as_int(K, "K")
     if np.isscalar(n):
-        return (_as_int(n, "n"),) * K
-    sizes = tuple(_as_int(v, "n") for v in n)
+        return (as_int(n, "n"),) * K
+    sizes = tuple(as_int(v, "n") for v in n)
     if len(sizes) != K:
         raise ValueError(f"n must be an int or a sequence of K = {K} class sizes, "
                          f"got {len(sizes)} sizes")
     return sizes
 
 
+def level_eigenvalues(K, n, c, d, e=None, m=None) -> dict[str, tuple]:
+    """Level eigenvalues and multiplicities of the equal-size block model (docs/theory.md 5).
+
+    Two-level (``e`` and ``m`` None): "global" mu1 = 1 + (n-1)c + (K-1) n d (multiplicity 1),
+    "class" mu2 = 1 + (n-1)c - n d (K - 1), "instance" mu3 = 1 - c (K (n - 1)).
+    Three-level (S = K/m superclasses of m classes): "global" mu_sup + K n e (1), "superclass"
+    mu_sup = mu_cls + m n (d - e) (S - 1), "class" mu_cls = 1 - c + n (c - d) (K - S),
+    "instance" 1 - c (K (n - 1)).
+
+    Every argument may be a numpy array (broadcast together): sweeps evaluate whole grids.
+
+    Returns:
+      dict name -> (eigenvalue, multiplicity), from the coarsest level to the finest.
+    """
+    K, n, c, d = (np.asarray(v) for v in (K, n, c, d))
+    inst = 1.0 - c
+    cls = 1.0 - c + n * (c - d)
+    if e is None:
+        return {"global": (cls + K * n * d, np.ones_like(K)), "class": (cls, K - 1),
+                "instance": (inst, K * (n - 1))}
+    e, m = np.asarray(e), np.asarray(m)
+    S = K // m
+    sup = cls + m * n * (d - e)
+    return {"global": (sup + K * n * e, np.ones_like(K)), "superclass": (sup, S - 1),
+            "class": (cls, K - S), "instance": (inst, K * (n - 1))}
+
+
+def psd_margin(values, multiplicity=None):
+    """Smallest eigenvalue relative to the largest magnitude: >= 0 for a PSD spectrum.
+
+    Eigenvalues above -1e-12 max(1, |mu|max) count as zero (the model with mu1 = 0 exactly is
+    PSD, float error aside). Vectorised over a leading axis of levels: ``values`` (L, ...)
+    with ``multiplicity`` (L, ...) ignores levels of multiplicity 0.
+
+    Returns:
+      min(mu) + 1e-12 scale (negative iff not PSD), an array over the trailing axes.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    used = np.ones(v.shape, dtype=bool) if multiplicity is None else np.asarray(multiplicity) > 0
+    with np.errstate(invalid="ignore"):
+        scale = np.maximum(1.0, np.max(np.where(used, np.abs(v), 0.0), axis=0))
+        return np.min(np.where(used, v, np.inf), axis=0) + _PSD_RTOL * scale
+
+
 @dataclass(frozen=True)
 class BlockModel:
-    """Two- or three-level block Gram model (theory.md section 4).
+    """Two- or three-level block Gram model (docs/theory.md section 5).
 
     G_ii = 1; G_ij = c for two samples of the same class; d for different classes (two-level)
     or different classes of the same superclass (three-level); e across superclasses. So
@@ -130,14 +142,14 @@ class BlockModel:
     superclass_of: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        sizes = tuple(_as_int(v, "sizes (n_k)") for v in self.sizes)
+        sizes = tuple(as_int(v, "sizes (n_k)") for v in self.sizes)
         if len(sizes) < 2:
             raise ValueError(f"K (number of classes) must be >= 2, got K = {len(sizes)}")
         for k, n_k in enumerate(sizes):
             if n_k < 1:
                 raise ValueError(f"class sizes n_k must be >= 1, got n_{k} = {n_k}")
-        c = _as_finite(self.c, "c")
-        d = _as_finite(self.d, "d")
+        c = as_float(self.c, "c")
+        d = as_float(self.d, "d")
         if c > 1.0:
             raise ValueError(f"c must be <= 1 (G_ii = 1 and |G_ij| <= 1), got c = {c}")
         object.__setattr__(self, "sizes", sizes)
@@ -150,11 +162,11 @@ class BlockModel:
             if not c > d:
                 raise ValueError(f"two-level model needs c > d, got c = {c}, d = {d}")
         else:
-            e = _as_finite(self.e, "e")
+            e = as_float(self.e, "e")
             if not c > d > e:
                 raise ValueError(f"three-level model needs c > d > e, got c = {c}, d = {d}, "
                                  f"e = {e}")
-            sup = tuple(_as_int(s, "superclass_of") for s in self.superclass_of)
+            sup = tuple(as_int(s, "superclass_of") for s in self.superclass_of)
             if len(sup) != len(sizes):
                 raise ValueError(f"superclass_of must have K = {len(sizes)} entries, "
                                  f"got {len(sup)}")
@@ -168,13 +180,13 @@ class BlockModel:
             object.__setattr__(self, "e", e)
             object.__setattr__(self, "superclass_of", sup)
         spec = self.spectrum()
-        scale = max(1.0, max(abs(ev.value) for ev in spec))
-        for ev in spec:
-            if ev.value < -_PSD_RTOL * scale:
-                raise ValueError(
-                    f"the Gram model is not positive semidefinite: the {ev.name!r} eigenvalue "
-                    f"is {ev.value:.6g} < 0 (multiplicity {ev.multiplicity}); all eigenvalues "
-                    f"must be >= 0 (raise d{' or e' if self.three_level else ''})")
+        margin = psd_margin(np.array([ev.value for ev in spec]))
+        if margin < 0:
+            ev = min(spec, key=lambda e: e.value)
+            raise ValueError(
+                f"the Gram model is not positive semidefinite: the {ev.name!r} eigenvalue "
+                f"is {ev.value:.6g} < 0 (multiplicity {ev.multiplicity}); all eigenvalues "
+                f"must be >= 0 (raise d{' or e' if self.three_level else ''})")
 
     @property
     def K(self) -> int:
@@ -211,6 +223,23 @@ class BlockModel:
             ]
         return 1.0 - self.c, [(self.c - self.d, np.arange(K)), (self.d, np.zeros(K, dtype=int))]
 
+    def class_structure(self) -> tuple[float, float, np.ndarray, np.ndarray]:
+        """(diag, alpha, L, w): G = diag I + (Wc between the classes of i and j), with the
+        class-level matrix Wc = alpha I + L diag(w) L^T (docs/theory.md section 3.2).
+
+        alpha is the weight of "same class" (c - d); the columns of L (K x r) indicate the
+        coarser levels (each superclass, then all classes) with weights w (r,). This is what
+        the group-reduced Newton step exploits.
+        """
+        diag, levels = self.levels()
+        (alpha, _), coarse = levels[0], levels[1:]
+        cols, w = [], []
+        for weight, part in coarse:
+            for p in range(int(part.max()) + 1):
+                cols.append((part == p).astype(np.float64))
+                w.append(weight)
+        return diag, alpha, np.stack(cols, axis=1), np.asarray(w, dtype=np.float64)
+
     def dense(self) -> np.ndarray:
         """The N x N Gram matrix."""
         y = self.labels()
@@ -238,14 +267,14 @@ class BlockModel:
         return self.sizes[0], int(per_super[0])
 
     def mu(self) -> dict[str, float]:
-        """Level eigenvalues of an equal-size model (theory.md section 4).
+        """Level eigenvalues of an equal-size model (docs/theory.md section 5).
 
         Two-level: "global" mu1 = 1 + (n-1)c + (K-1) n d, "class" mu2 = 1 + (n-1)c - n d,
         "instance" mu3 = 1 - c. Three-level: "instance" 1 - c, "class"
         mu_cls = 1 - c + n (c - d), "superclass" mu_sup = mu_cls + m n (d - e), "global"
         mu_glob = mu_sup + K n e. Every name is present even where its multiplicity is 0
         (n = 1, one superclass, one class per superclass): the value is still the factor that
-        theory.md's formulas use.
+        the formulas of docs/theory.md section 7 use.
 
         Returns:
           dict name -> eigenvalue.
@@ -259,14 +288,9 @@ class BlockModel:
             raise ValueError("mu() needs equal class sizes n_k (and, three-level, equal "
                              f"superclass sizes); got sizes {self.sizes}. Use spectrum().")
         n, m = u
-        c, d, K = self.c, self.d, self.K
-        mu_inst = 1.0 - c
-        mu_cls = 1.0 - c + n * (c - d)
-        if not self.three_level:
-            return {"global": mu_cls + K * n * d, "class": mu_cls, "instance": mu_inst}
-        mu_sup = mu_cls + m * n * (d - self.e)
-        return {"global": mu_sup + K * n * self.e, "superclass": mu_sup, "class": mu_cls,
-                "instance": mu_inst}
+        levels = level_eigenvalues(self.K, n, self.c, self.d, self.e if self.three_level else None,
+                                   m if self.three_level else None)
+        return {name: float(mu) for name, (mu, _) in levels.items()}
 
     def class_space(self) -> np.ndarray:
         """The K x K matrix B of G restricted to class-constant vectors.
@@ -310,13 +334,12 @@ class BlockModel:
         u = self._uniform()
         K = self.K
         if u is not None:
-            n, _ = u
-            mu = self.mu()
-            mult = {"global": 1, "superclass": self.S - 1, "class": K - self.S,
-                    "instance": K * (n - 1)}
-            order = ("global", "superclass", "class", "instance")
-            return tuple(Eigen(float(mu[k]), mult[k], k) for k in order
-                         if k in mu and mult[k] > 0)
+            n, m = u
+            levels = level_eigenvalues(K, n, self.c, self.d,
+                                       self.e if self.three_level else None,
+                                       m if self.three_level else None)
+            return tuple(Eigen(float(mu), int(mult), name) for name, (mu, mult) in levels.items()
+                         if mult > 0)
         vals = np.linalg.eigvalsh(self.class_space())[::-1]
         out = [Eigen(float(v), 1, "class-space") for v in vals]
         n_inst = self.N - K
@@ -357,8 +380,8 @@ def three_level(S: int, m: int, n, c: float, d: float, e: float) -> BlockModel:
       d: same-superclass correlation.
       e: cross-superclass correlation (c > d > e).
     """
-    S = _as_int(S, "S")
-    m = _as_int(m, "m")
+    S = as_int(S, "S")
+    m = as_int(m, "m")
     if S < 1:
         raise ValueError(f"S (number of superclasses) must be >= 1, got S = {S}")
     if m < 1:
@@ -370,182 +393,3 @@ def three_level(S: int, m: int, n, c: float, d: float, e: float) -> BlockModel:
                       superclass_of=tuple(k // m for k in range(K)))
 
 
-# ------------------------------------------------------------------------------------ jitter
-
-def _square_matrix(G, name: str = "G") -> np.ndarray:
-    G = np.asarray(G, dtype=np.float64)
-    if G.ndim != 2 or G.shape[0] != G.shape[1]:
-        raise ValueError(f"{name} must be a square 2-D array, got shape {G.shape}")
-    if not np.all(np.isfinite(G)):
-        raise ValueError(f"{name} must be finite (it contains NaN or inf)")
-    return G
-
-
-def jitter(G, eps: float, seed, symmetric: bool = True) -> np.ndarray:
-    """G plus Uniform[-eps, eps] noise on the off-diagonal (theory.md section 4).
-
-    ``symmetric=True`` draws the strict upper triangle i.i.d. Uniform[-eps, eps] and mirrors
-    it, so each off-diagonal entry is Uniform[-eps, eps], the result is symmetric and the
-    diagonal is unchanged. It is still not necessarily positive semidefinite: the noise is a
-    Wigner matrix with entry variance eps^2 / 3, whose spectrum fills a semicircle of radius
-    2 eps sqrt(N / 3). At the authors' N = 2000, eps = 0.05 that radius is 2.58 while the
-    smallest eigenvalue of the two-level G is 1 - c = 0.6, so the jittered G is indefinite
-    (minimum eigenvalue about -2); check with :func:`min_eigenvalue`.
-
-    ``symmetric=False`` reproduces the authors' variant: i.i.d. noise on every off-diagonal
-    entry, not symmetrised. That matrix is not a Gram matrix, and a ``UserWarning`` says so.
-
-    Args:
-      G: square matrix (N x N), e.g. :meth:`BlockModel.dense`.
-      eps: noise half-width, >= 0.
-      seed: seed for ``numpy.random.default_rng``.
-      symmetric: symmetrise the noise (default) or not.
-
-    Returns:
-      a new float64 array; same seed, same bytes.
-    """
-    G = _square_matrix(G)
-    eps = _as_finite(eps, "eps")
-    if eps < 0:
-        raise ValueError(f"eps must be >= 0, got eps = {eps}")
-    N = G.shape[0]
-    rng = np.random.default_rng(seed)
-    if symmetric:
-        iu = np.triu_indices(N, k=1)
-        noise = np.zeros((N, N))
-        noise[iu] = rng.uniform(-eps, eps, size=iu[0].size)
-        noise = noise + noise.T
-    else:
-        warnings.warn("jitter(symmetric=False) adds independent noise to G_ij and G_ji: the "
-                      "result is not symmetric, so it is not a Gram matrix", UserWarning,
-                      stacklevel=2)
-        noise = rng.uniform(-eps, eps, size=(N, N))
-        np.fill_diagonal(noise, 0.0)
-    return G + noise
-
-
-def min_eigenvalue(G) -> float:
-    """Smallest eigenvalue of a symmetric matrix (``numpy.linalg.eigvalsh``).
-
-    Raises:
-      ValueError: if G is not square, not finite, or not symmetric (to 1e-12 relative).
-    """
-    G = _square_matrix(G)
-    if not np.allclose(G, G.T, rtol=0.0, atol=1e-12 * max(1.0, float(np.abs(G).max(initial=0)))):
-        raise ValueError("G must be symmetric for min_eigenvalue (eigvalsh reads one triangle)")
-    return float(np.linalg.eigvalsh(G)[0])
-
-
-def nearest_psd(G) -> np.ndarray:
-    """Nearest positive semi-definite matrix in Frobenius norm: eigenvalues clipped at 0.
-
-    A remedy for a jittered block model that is no longer a Gram matrix (e.g. N = 2000,
-    eps = 0.05, smallest eigenvalue about -1.97). The result is symmetric PSD but its diagonal
-    is no longer exactly 1; report it with the results.
-    """
-    G = _square_matrix(G)
-    if not np.allclose(G, G.T, rtol=0.0, atol=1e-12 * max(1.0, float(np.abs(G).max(initial=0)))):
-        raise ValueError("G must be symmetric for nearest_psd")
-    mu, V = np.linalg.eigh(0.5 * (G + G.T))
-    P = (V * np.maximum(mu, 0.0)) @ V.T
-    return 0.5 * (P + P.T)
-
-
-# -------------------------------------------------------------------------------- features
-
-def _check_gmm(K, c, d, D) -> tuple[int, float, float, int]:
-    K = _as_int(K, "K")
-    D = _as_int(D, "D")
-    c = _as_finite(c, "c")
-    d = _as_finite(d, "d")
-    if K < 2:
-        raise ValueError(f"K (number of classes) must be >= 2, got K = {K}")
-    if D < K + 1:
-        raise ValueError(f"D (feature dimension) must be >= K + 1 = {K + 1}, got D = {D}")
-    if d < 0:
-        raise ValueError(f"Gaussian-mixture features need d >= 0 (mu_k has sqrt(d)), got d = {d}")
-    if not c > d:
-        raise ValueError(f"Gaussian-mixture features need c > d, got c = {c}, d = {d}")
-    if c > 1:
-        raise ValueError(f"Gaussian-mixture features need c <= 1 (sigma^2 = (1-c)/D), got c = {c}")
-    return K, c, d, D
-
-
-def gmm_means(K: int, c: float, d: float, D: int) -> np.ndarray:
-    """Class means mu_k = sqrt(d) u_0 + sqrt(c - d) u_k of the Gaussian mixture (theory.md 4).
-
-    The orthonormal u_0, ..., u_K are the first K + 1 standard basis vectors of R^D, so
-    <mu_k, mu_k> = c and <mu_k, mu_l> = d for k != l.
-
-    Returns:
-      (K, D) float64 array, row k = mu_k.
-    """
-    K, c, d, D = _check_gmm(K, c, d, D)
-    M = np.zeros((K, D))
-    M[:, 0] = math.sqrt(d)
-    M[np.arange(K), np.arange(1, K + 1)] = math.sqrt(c - d)
-    return M
-
-
-def gmm_features(K: int, n, c: float, d: float, D: int, seed) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian-mixture features whose Gram matrix concentrates on the two-level model.
-
-    x_i = mu_{y_i} + sigma xi_i with mu_k from :func:`gmm_means` (u's = standard basis
-    vectors), sigma^2 = (1 - c) / D and xi_i ~ N(0, I_D). Then E<x_i, x_j> = c (same class,
-    i != j), d (different classes) and E||x_i||^2 = 1; each entry of G - E[G] has standard
-    deviation O(1 / sqrt(D)) (off-diagonal exactly sqrt((1 - c^2) / D)).
-
-    Args:
-      K: number of classes (>= 2).
-      n: samples per class (int) or a sequence of K class sizes.
-      c, d: target correlations, 0 <= d < c <= 1.
-      D: feature dimension, >= K + 1.
-      seed: seed for ``numpy.random.default_rng``; same seed, same bytes.
-
-    Returns:
-      (X, y): X of shape (N, D) float64, rows ordered by class (class 0 first), and the labels
-      y of shape (N,), as :meth:`BlockModel.labels`.
-    """
-    M = gmm_means(K, c, d, D)
-    sizes = _sizes(K, n)
-    for k, n_k in enumerate(sizes):
-        if n_k < 1:
-            raise ValueError(f"class sizes n must be >= 1, got n_{k} = {n_k}")
-    y = np.repeat(np.arange(len(sizes)), sizes)
-    sigma = math.sqrt((1.0 - float(c)) / int(D))
-    xi = np.random.default_rng(seed).standard_normal((y.size, int(D)))
-    return M[y] + sigma * xi, y
-
-
-def gram_from_features(X, *, center: bool = False, normalize: bool = False) -> np.ndarray:
-    """Gram matrix G = X X^T of user features (rows = samples).
-
-    Preprocessing happens in this order: first ``center`` (subtract the feature-wise mean over
-    the samples), then ``normalize`` (divide each row by its L2 norm, so G_ii = 1).
-
-    Args:
-      X: (N, D) finite array.
-      center: subtract the mean feature vector.
-      normalize: L2-normalise each row (after centring).
-
-    Returns:
-      (N, N) float64 array.
-
-    Raises:
-      ValueError: if X is not 2-D, has NaN/inf, or (normalize) a row of zero norm.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"X must be a 2-D array (samples x features), got shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError("X must be finite (features contain NaN or inf)")
-    if center:
-        X = X - X.mean(axis=0, keepdims=True)
-    if normalize:
-        norms = np.linalg.norm(X, axis=1)
-        zero = np.flatnonzero(norms == 0)
-        if zero.size:
-            raise ValueError(f"X row {zero[0]} has zero norm"
-                             f"{' after centring' if center else ''}; cannot normalize it")
-        X = X / norms[:, None]
-    return X @ X.T

@@ -1,5 +1,6 @@
-"""Phase diagrams: batched exact solver against per-cell GroupSolver rounds, the vectorised
-linear path against the closed form and per-cell LinearSolver rounds, files, CLI exit codes."""
+"""Phase diagrams: the batched exact solver against per-cell ExactSolver rounds, the
+vectorised linear path against the closed form and per-cell LinearSolver rounds, files, CLI
+exit codes."""
 
 import dataclasses
 import json
@@ -8,17 +9,19 @@ import math
 import numpy as np
 import pytest
 
-from sdtheory import phase
-from sdtheory.cli import build_parser
+from sdtheory import theory
+from sdtheory.cli import main
 from sdtheory.distill import self_distill
-from sdtheory.gram import three_level, two_level
+from sdtheory.models import two_level
 from sdtheory.noise import delta as noise_delta
-from sdtheory.simulate import SimConfig, build_problem
-from sdtheory.solve import GroupSolver, LinearSolver, _dense_direction_impl, one_hot, unit_matrix
+from sdtheory.plots.phase import plot_phase
+from sdtheory.problem import ProblemConfig, build_problem, model_of
+from sdtheory.solvers import ExactSolver, LinearSolver
+from sdtheory.sweep import CERT_TOL, Axis, phase_diagram, plan, read_csv, write_csv
 
 
 def _per_cell(base, x, y, quantity, solver, R):
-    """The same diagram by one GroupSolver / LinearSolver and distill.self_distill per cell."""
+    """The same diagram by one ExactSolver / LinearSolver and distill.self_distill per cell."""
     out = np.full((y.count, x.count), np.nan)
     for iy, yv in enumerate(y.values):
         for ix, xv in enumerate(x.values):
@@ -26,9 +29,9 @@ def _per_cell(base, x, y, quantity, solver, R):
             for ax, v in ((x, xv), (y, yv)):
                 kw[ax.name] = int(v) if ax.name in ("n", "K") else float(v)
             p = build_problem(dataclasses.replace(base, **kw))
-            s = (GroupSolver(p.model, p.corruption.counts, p.config.lam, tol=1e-11)
+            s = (ExactSolver(gram=p.model, labels=p.corruption.counts, lam=p.config.lam)
                  if solver == "exact" else
-                 LinearSolver.groups(p.model, p.corruption.counts, p.config.lam))
+                 LinearSolver(gram=p.model, labels=p.corruption.counts, lam=p.config.lam))
             res = self_distill(s, R, pll=quantity == "pll_gain")
             if quantity == "r_star":
                 out[iy, ix] = np.nan if res.r_star is None else res.r_star
@@ -47,19 +50,19 @@ def _assert_same(a, b, tol=0.0):
 
 CASES = [
     # (base config, x, y): eta x lam; K x n (shapes change: one batch per K); superclass model
-    (SimConfig(K=4, n=60, c=0.4, d=0.1), "eta:0:0.7:4", "lam:1e-4:1e-2:3:log"),
-    (SimConfig(n=30, eta=0.3, lam=1e-3), "K:2:4:3", "n:20:60:2"),
-    (SimConfig(model="superclass", K=4, n=40, c=0.5, d=0.2, noise="superclass", lam=1e-3),
+    (ProblemConfig(K=4, n=60, c=0.4, d=0.1), "eta:0:0.7:4", "lam:1e-4:1e-2:3:log"),
+    (ProblemConfig(n=30, eta=0.3, lam=1e-3), "K:2:4:3", "n:20:60:2"),
+    (ProblemConfig(model="superclass", K=4, n=40, c=0.5, d=0.2, noise="superclass", lam=1e-3),
      "eta:0:0.45:3", "e:-0.05:0.1:2"),
 ]
 
 
 @pytest.mark.parametrize("base, xs, ys", CASES, ids=["eta-lam", "K-n", "superclass"])
 def test_batched_exact_r_star_equals_per_cell_rounds(base, xs, ys):
-    x, y = phase.Axis.parse(xs), phase.Axis.parse(ys)
-    res = phase.sweep(base, x, y, quantity="r_star", solver="exact", max_rounds=15)
+    x, y = Axis.parse(xs), Axis.parse(ys)
+    res = phase_diagram(base, x, y, quantity="r_star", solver="exact", max_rounds=15)
     assert res.data.shape == (y.count, x.count)
-    assert np.all(res.values["certificate"] <= phase.CERT_TOL)
+    assert np.all(res.values["certificate"] <= CERT_TOL)
     ref = _per_cell(base, x, y, "r_star", "exact", 15)
     _assert_same(res.data, ref)
     assert np.isfinite(ref).sum() >= 3 and np.nanmax(ref) >= 1   # not a trivial grid
@@ -68,9 +71,9 @@ def test_batched_exact_r_star_equals_per_cell_rounds(base, xs, ys):
 @pytest.mark.parametrize("quantity", ["acc_round_R", "pll_gain"])
 @pytest.mark.parametrize("solver", ["exact", "linear"])
 def test_accuracy_and_pll_gain_equal_per_cell_rounds(quantity, solver):
-    base = SimConfig(K=3, n=40, c=0.4, d=0.1, noise="asym")
-    x, y = phase.Axis.parse("eta:0.1:0.6:3"), phase.Axis.parse("lam:3e-4:3e-2:3:log")
-    res = phase.sweep(base, x, y, quantity=quantity, solver=solver, max_rounds=4)
+    base = ProblemConfig(K=3, n=40, c=0.4, d=0.1, noise="asym")
+    x, y = Axis.parse("eta:0.1:0.6:3"), Axis.parse("lam:3e-4:3e-2:3:log")
+    res = phase_diagram(base, x, y, quantity=quantity, solver=solver, max_rounds=4)
     ref = _per_cell(base, x, y, quantity, solver, 4)
     _assert_same(res.data, ref, tol=1e-12)
     assert np.ptp(ref) > 0.05
@@ -78,75 +81,46 @@ def test_accuracy_and_pll_gain_equal_per_cell_rounds(quantity, solver):
         np.testing.assert_allclose(res.data, res.values["pll_acc"] - res.values["sd_best_acc"])
 
 
-def _units(model, counts):
-    K = model.K
-    true, given = np.repeat(np.arange(K), K), np.tile(np.arange(K), K)
-    return true, given, np.asarray(counts, dtype=np.float64).reshape(-1)
-
-
-@pytest.mark.parametrize("three", [False, True])
-def test_woodbury_newton_direction_equals_dense_solve(three, rng):
-    import jax.numpy as jnp
-
-    model = three_level(2, 2, 30, 0.5, 0.2, 0.05) if three else two_level(4, 50, 0.4, 0.1)
-    K, U = model.K, model.K ** 2
-    counts = rng.integers(1, 10, (K, K))
-    counts[0, 2] = 0                                   # an empty group: weight-0 unit
-    counts[np.arange(K), np.arange(K)] += model.sizes[0] - counts.sum(axis=1)
-    true, given, w = _units(model, counts)
-    diag, levels = model.levels()
-    Wc = sum(wt * (part[:, None] == part[None, :]) for wt, part in levels)
-    s = 1.0 / (model.N * 1e-4)
-    Z = rng.normal(size=(U, K))
-    P, F, _, _ = phase._fixed_point(jnp.asarray(Z), jnp.asarray(one_hot(given, K)),
-                                    jnp.asarray(Wc), diag, jnp.asarray(w), s)
-    M = unit_matrix(model, true, w)
-    np.testing.assert_allclose(F, Z - s * M @ (one_hot(given, K) - np.asarray(P)), atol=1e-10)
-    dZ = phase._newton_direction(P, F, jnp.asarray(Wc), diag, jnp.asarray(w), s)
-    ref = _dense_direction_impl(jnp.asarray(Z), F, jnp.asarray(M), s)
-    np.testing.assert_allclose(dZ, ref, atol=1e-10 * float(np.abs(ref).max()))
-
-
 @pytest.mark.parametrize("base", [
-    SimConfig(K=4, n=500, c=0.4, d=0.1, lam=1e-6),                       # smallest lam
-    SimConfig(model="superclass", K=4, n=50, c=0.5, d=0.2, e=0.0, noise="superclass", lam=1e-4),
-    SimConfig(K=3, n=50, noise="pairflip", sampled=True, seed=3, lam=1e-3),  # unbalanced
+    ProblemConfig(K=4, n=500, c=0.4, d=0.1, lam=1e-6),                       # smallest lam
+    ProblemConfig(model="superclass", K=4, n=50, c=0.5, d=0.2, e=0.0, noise="superclass", lam=1e-4),
+    ProblemConfig(K=3, n=50, noise="pairflip", sampled=True, seed=3, lam=1e-3),  # unbalanced
 ], ids=["two-level", "three-level", "sampled"])
 def test_batched_outputs_equal_group_solver(base):
-    plan = phase._prepare(base, phase.Axis.parse("eta:0.1:0.45:3"),
-                          phase.Axis.parse("c:0.4:0.6:2"), "r_star", "exact", 3)
-    (g,) = plan.groups
-    K, U = g.K, g.K ** 2
-    diag, Wc = phase._levels(g)
-    w = g.counts.reshape(-1, U).astype(np.float64)[g.cfg]
-    s = 1.0 / (K * g.n * g.lam)
-    T = np.broadcast_to(np.tile(np.eye(K), (K, 1)), (g.cells.size, U, K)).copy()
-    Z = np.zeros_like(T)
+    """The sweep's batched solver (every cell of a plan at once) equals one ExactSolver per
+    cell, round after round."""
+    p = plan(base, Axis.parse("eta:0.1:0.45:3"), Axis.parse("c:0.4:0.6:2"))
+    (g,) = p.groups
+    diag, alpha, L, w = g.class_structure()
+    batch = ExactSolver.group_batch(diag=diag, alpha=alpha, L=L, w=w, counts=g.counts[g.cfg],
+                                    lam=g.lam)
     refs = []
-    for i in range(g.cells.size):
-        model = phase._model_of(base, K, int(g.n[i]), g.c[i], g.d[i], g.e[i])
-        refs.append(GroupSolver(model, g.counts[g.cfg[i]], g.lam[i], tol=1e-11))
+    for i in range(g.size):
+        cfg = dataclasses.replace(base, K=g.K, n=int(g.n[i]), c=float(g.c[i]), d=float(g.d[i]),
+                                  e=float(g.e[i]))
+        refs.append(ExactSolver(gram=model_of(cfg), labels=g.counts[g.cfg[i]], lam=g.lam[i]))
+    T = batch.targets0()
     for _ in range(3):                                    # rounds 0, 1, 2
-        Z, P, cert, _ = phase._solve_cells(Z, T, Wc, diag, w, s, chunk=64, max_iter=60)
-        assert np.all(cert <= phase.CERT_TOL)
+        out = batch.fit_batch(T)
+        assert np.all(out.ok) and np.all(out.residual <= CERT_TOL)
         for i, ref in enumerate(refs):
-            units = ref.true * K + ref.given
+            units = ref.true * g.K + ref.given
             fit = ref.fit(T[i, units])
-            np.testing.assert_allclose(P[i, units], fit.P, atol=1e-10, rtol=0)
-        T = P
+            np.testing.assert_allclose(out.P[i, units], fit.P, rtol=0,
+                                       atol=1e3 * (out.residual[i] + fit.residual) + 1e-13)
+        T = out.P
 
 
 @pytest.mark.parametrize("noise_kind, model", [("sym", "block"), ("asym", "block"),
                                                 ("pairflip", "block"),
                                                 ("superclass", "superclass")])
 def test_vectorised_exact_counts_equal_noise_module(noise_kind, model):
-    base = SimConfig(model=model, K=6, n=70, c=0.5, d=0.2, e=0.0, classes_per_superclass=3,
+    base = ProblemConfig(model=model, K=6, n=70, c=0.5, d=0.2, e=0.0, classes_per_superclass=3,
                      noise=noise_kind)
-    x, y = phase.Axis.parse("eta:0:0.6:13"), phase.Axis.parse("n:7:300:5")
-    plan = phase._prepare(base, x, y, "r_star", "linear", 1)
-    (g,) = plan.groups
+    x, y = Axis.parse("eta:0:0.6:13"), Axis.parse("n:7:300:5")
+    (g,) = plan(base, x, y).groups
     X, Y = np.meshgrid(x.values, y.values)
-    for i, cell in enumerate(g.cells):
+    for i, cell in enumerate(g.index):
         p = build_problem(dataclasses.replace(base, eta=float(X.flat[cell]),
                                               n=int(Y.flat[cell])))
         np.testing.assert_array_equal(g.counts[g.cfg[i]], p.corruption.counts)
@@ -170,10 +144,10 @@ def _closed_form_brute(model, counts, lam):
 
 
 def test_linear_r_star_equals_closed_form_and_impossible_beyond_boundary():
-    base = SimConfig(K=4, n=500, c=0.4, d=0.1)
-    x, y = phase.Axis.parse("eta:0:0.9:46"), phase.Axis.parse("lam:1e-6:1e-2:21:log")
+    base = ProblemConfig(K=4, n=500, c=0.4, d=0.1)
+    x, y = Axis.parse("eta:0:0.9:46"), Axis.parse("lam:1e-6:1e-2:21:log")
     R = 40
-    res = phase.sweep(base, x, y, quantity="r_star", solver="linear", max_rounds=R)
+    res = phase_diagram(base, x, y, quantity="r_star", solver="linear", max_rounds=R)
     cf = res.values["r_star_closed_form"]
     model = two_level(4, 500, 0.4, 0.1)
     for iy in range(0, y.count, 4):
@@ -190,50 +164,54 @@ def test_linear_r_star_equals_closed_form_and_impossible_beyond_boundary():
 
 
 @pytest.mark.parametrize("base, xs", [
-    (SimConfig(K=4, n=40, noise="asym"), "eta:0:0.6:5"),
-    (SimConfig(K=3, n=40, noise="sym", sampled=True, seed=5), "eta:0:0.6:5"),
-    (SimConfig(model="superclass", K=6, n=20, c=0.5, d=0.2, e=0.05, classes_per_superclass=3,
+    (ProblemConfig(K=4, n=40, noise="asym"), "eta:0:0.6:5"),
+    (ProblemConfig(K=3, n=40, noise="sym", sampled=True, seed=5), "eta:0:0.6:5"),
+    (ProblemConfig(model="superclass", K=6, n=20, c=0.5, d=0.2, e=0.05, classes_per_superclass=3,
                noise="sym"), "eta:0:0.6:5"),
     # unbalanced counts with a clean class (its only unit is (k, k))
-    (SimConfig(K=3, n=50, counts=((50, 0, 0), (12, 30, 8), (5, 21, 24))), "c:0.15:0.9:6"),
+    (ProblemConfig(K=3, n=50, counts=((50, 0, 0), (12, 30, 8), (5, 21, 24))), "c:0.15:0.9:6"),
 ], ids=["asym", "sampled", "three-level-sym", "counts"])
 def test_linear_r_star_equals_per_cell_linear_rounds(base, xs):
-    x, y = phase.Axis.parse(xs), phase.Axis.parse("lam:1e-5:1e-2:4:log")
-    res = phase.sweep(base, x, y, quantity="r_star", solver="linear", max_rounds=25)
+    x, y = Axis.parse(xs), Axis.parse("lam:1e-5:1e-2:4:log")
+    res = phase_diagram(base, x, y, quantity="r_star", solver="linear", max_rounds=25)
     ref = _per_cell(base, x, y, "r_star", "linear", 25)
     _assert_same(res.data, ref)
     assert np.isfinite(ref).any()
 
 
-def test_vectorised_closed_form_matches_theory_module():
-    theory = pytest.importorskip("sdtheory.theory")
-    if not hasattr(theory, "r_star_closed"):
-        pytest.skip("sdtheory.theory has no r_star_closed")
+def test_vectorised_closed_form_equals_counting_rounds():
+    """theory.r_star_closed on arrays = the smallest r with (a2/a3)^(r+1) > 1 + 1/Delta found
+    by counting, and = its scalar form."""
     rng = np.random.default_rng(7)
     d = np.concatenate([rng.uniform(-0.1, 1, 200), [0.5, 1.0, 0.25]])
     a3 = np.concatenate([rng.uniform(0.01, 0.9, 200), [0.3, 0.25, 0.2]])
     a2 = np.concatenate([a3[:200] * rng.uniform(0.9, 3, 200), [0.9, 0.5, 0.2 * 5 ** 0.5]])
-    got = phase.closed_form_r_star(d, a2, a3)
+    got = theory.r_star_closed(d, a2, a3)
     for i in range(d.size):
-        ref = theory.r_star_closed(d[i], a2[i], a3[i])
+        ref = None
+        if d[i] > 0 and a2[i] > a3[i]:
+            ref = 0
+            while not (a2[i] / a3[i]) ** (ref + 1) > 1 + 1 / d[i]:
+                ref += 1
         assert (ref is None and np.isnan(got[i])) or got[i] == ref
+        assert theory.r_star_closed(d[i], a2[i], a3[i]) == ref
 
 
 def test_axis_parse_values_and_spec_round_trip():
-    a = phase.Axis.parse("lam:1e-6:1e-2:5:log")
+    a = Axis.parse("lam:1e-6:1e-2:5:log")
     np.testing.assert_allclose(a.values, [1e-6, 1e-5, 1e-4, 1e-3, 1e-2], rtol=1e-12)
-    assert phase.Axis.parse(a.spec) == a
-    np.testing.assert_array_equal(phase.Axis.parse("n:10:20:3").values, [10, 15, 20])
+    assert Axis.parse(a.spec) == a
+    np.testing.assert_array_equal(Axis.parse("n:10:20:3").values, [10, 15, 20])
     with pytest.raises(ValueError, match="repeated integers"):
-        phase.Axis.parse("K:2:3:5")
+        Axis.parse("K:2:3:5")
 
 
 def test_csv_round_trip_columns_config_and_empty_cells(tmp_path):
-    base = SimConfig(K=4, n=100, c=0.4, d=0.1)
-    res = phase.sweep(base, "eta:0:0.8:5", "lam:1e-4:1e-2:3:log", solver="exact",
+    base = ProblemConfig(K=4, n=100, c=0.4, d=0.1)
+    res = phase_diagram(base, "eta:0:0.8:5", "lam:1e-4:1e-2:3:log", solver="exact",
                       max_rounds=10)
     path = tmp_path / "p.csv"
-    phase.write_csv(res, path)
+    write_csv(res, path)
     lines = path.read_text().splitlines()
     meta = json.loads(lines[0][len("# sdtheory phase "):])
     from sdtheory import __version__
@@ -253,7 +231,7 @@ def test_csv_round_trip_columns_config_and_empty_cells(tmp_path):
     undefined = [r for r in rows if float(r[0]) >= 0.75]   # eta = 0.8: impossible
     assert len(undefined) == 3 and all(r[j] == "" for r in undefined)
     assert rows[0][:3] == ["0.0", "0.0001", "0"]
-    back = phase.read_csv(path)
+    back = read_csv(path)
     assert (back.x, back.y, back.quantity, back.solver, back.max_rounds) == (
         res.x, res.y, res.quantity, res.solver, res.max_rounds)
     assert list(back.values) == list(res.values)
@@ -262,14 +240,14 @@ def test_csv_round_trip_columns_config_and_empty_cells(tmp_path):
     assert back.config == res.config and back.version == res.version
 
 
-def _args(*extra):
-    return build_parser().parse_args(["phase", *extra])
+def _phase(*extra) -> int:
+    return main(["phase", *extra])
 
 
 def test_run_cli_writes_csv_and_png(tmp_path, capsys):
     out = tmp_path / "out"
-    rc = phase.run_cli(_args("--n", "100", "--x", "eta:0:0.7:4", "--y", "lam:1e-4:1e-2:3:log",
-                             "--max-rounds", "12", "--solver", "linear", "--out", str(out)))
+    rc = _phase("--n", "100", "--x", "eta:0:0.7:4", "--y", "lam:1e-4:1e-2:3:log",
+                "--max-rounds", "12", "--solver", "linear", "--out", str(out))
     assert rc == 0
     cap = capsys.readouterr()
     assert "cells" in cap.err                            # progress on stderr
@@ -277,18 +255,18 @@ def test_run_cli_writes_csv_and_png(tmp_path, capsys):
     png = out / "phase_r_star_eta_lam.png"
     assert cap.out.split() == [str(csv), str(png)]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    back = phase.read_csv(csv)
-    ref = phase.sweep(SimConfig(n=100), "eta:0:0.7:4", "lam:1e-4:1e-2:3:log", solver="linear",
+    back = read_csv(csv)
+    ref = phase_diagram(ProblemConfig(n=100), "eta:0:0.7:4", "lam:1e-4:1e-2:3:log", solver="linear",
                       max_rounds=12)
     _assert_same(back.data, ref.data)
     assert sorted(p.name for p in out.iterdir()) == [csv.name, png.name]   # no temp files left
 
 
 def test_plot_phase_overlay_from_csv(tmp_path):
-    res = phase.sweep(SimConfig(n=100), "eta:0:0.7:8", "lam:1e-5:1e-2:6:log", solver="linear",
+    res = phase_diagram(ProblemConfig(n=100), "eta:0:0.7:8", "lam:1e-5:1e-2:6:log", solver="linear",
                       max_rounds=20)
-    phase.write_csv(res, tmp_path / "p.csv")
-    fig = phase.plot_phase(tmp_path / "p.csv", tmp_path / "p.png", overlay_closed_form_levels=True)
+    write_csv(res, tmp_path / "p.csv")
+    fig = plot_phase(tmp_path / "p.csv", tmp_path / "p.png", overlay_closed_form_levels=True)
     ax = fig.axes[0]
     assert ax.get_xlabel() == r"noise rate $\eta$" and ax.get_ylabel() == r"ridge $\lambda$"
     assert ax.get_yscale() == "log" and ax.get_xscale() == "linear"
@@ -316,8 +294,8 @@ def test_plot_phase_overlay_from_csv(tmp_path):
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, extra, fragment):
     out = tmp_path / "out"
     # later options override the defaults given first
-    rc = phase.run_cli(_args("--n", "50", "--x", "eta:0:0.5:3", "--y", "lam:1e-4:1e-2:3:log",
-                             *extra, "--out", str(out)))
+    rc = _phase("--n", "50", "--x", "eta:0:0.5:3", "--y", "lam:1e-4:1e-2:3:log",
+                *extra, "--out", str(out))
     err = capsys.readouterr().err
     assert rc == 2
     assert fragment in err and len(err.strip().splitlines()) == 1
@@ -327,12 +305,11 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, ex
 def test_counts_file_cannot_be_swept_over_eta(tmp_path, capsys):
     f = tmp_path / "c.json"
     f.write_text(json.dumps([[40, 10], [10, 40]]))
-    rc = phase.run_cli(_args("--K", "2", "--n", "50", "--counts", str(f), "--out",
-                             str(tmp_path / "o")))
+    rc = _phase("--K", "2", "--n", "50", "--counts", str(f), "--out", str(tmp_path / "o"))
     assert rc == 2 and "--counts" in capsys.readouterr().err
-    rc = phase.run_cli(_args("--K", "2", "--n", "50", "--counts", str(f), "--x",
-                             "c:0.2:0.6:3", "--out", str(tmp_path / "o"), "--max-rounds", "5"))
+    rc = _phase("--K", "2", "--n", "50", "--counts", str(f), "--x", "c:0.2:0.6:3", "--out",
+                str(tmp_path / "o"), "--max-rounds", "5")
     assert rc == 0
-    res = phase.read_csv(tmp_path / "o" / "phase_r_star_c_lam.csv")
+    res = read_csv(tmp_path / "o" / "phase_r_star_c_lam.csv")
     assert res.config["counts"] == [[40, 10], [10, 40]]
     assert not math.isnan(res.data[-1, -1])

@@ -1,6 +1,6 @@
 """``sdtheory verify`` check: gradient-trained linear models against the closed forms.
 
-Registered into :mod:`sdtheory.verify` through ``EXTRA_CHECK_MODULES``. The statement: a bias-free
+The statement: a bias-free
 linear softmax classifier trained by L-BFGS to convergence on explicit features (X X^T = G)
 outputs the exact solution of (E) in every SD round and for the PLL student; the linearised
 closed form (L) is a different model, and its gap to the trained one is reported per round.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sdtheory.verify import Tally, check
+from sdtheory.verify.harness import Tally, check
 
 AGREE_TOL = 1e-6
 

@@ -1,0 +1,65 @@
+"""Progress reports: one rate-limited reporter on top of :mod:`logging`.
+
+The library reports progress to loggers under ``sdtheory`` at INFO level and never prints:
+without a handler (the default for a library) nothing is shown. The ``sdtheory`` command
+attaches a stderr handler (:func:`sdtheory.cli.main`), so long jobs show where they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+__all__ = ["Progress"]
+
+
+class Progress:
+    """Reports ``done / total`` with the elapsed time and an estimate of the time left.
+
+    Args:
+      logger: where to report (INFO).
+      total: number of steps, or None when unknown.
+      what: label of a step ("round", "cell", "case", ...).
+      interval: seconds between two reports. Nothing is reported before ``interval`` seconds
+        have passed, so short jobs stay silent; a job that reported anything also reports its
+        last step.
+
+    Example:
+      >>> p = Progress(logging.getLogger("sdtheory.demo"), total=3, what="round")
+      >>> for r in range(3):
+      ...     p.step(f"round {r} done")
+    """
+
+    def __init__(self, logger: logging.Logger, total: int | None = None, what: str = "step",
+                 interval: float = 2.0):
+        self.log = logger
+        self.total = total
+        self.what = what
+        self.interval = float(interval)
+        self.t0 = time.perf_counter()
+        self.last = -float("inf")
+        self.done = 0
+
+    def step(self, message: str = "", n: int = 1, *, force: bool = False) -> None:
+        """Count ``n`` more steps done and report if the interval has passed."""
+        self.done += n
+        now = time.perf_counter()
+        last_one = self.total is not None and self.done >= self.total
+        due = now - max(self.last, self.t0) >= self.interval
+        if not (force or due or (last_one and self.last > -float("inf"))):
+            return
+        self.last = now
+        if not self.log.isEnabledFor(logging.INFO):
+            return
+        elapsed = now - self.t0
+        if self.total:
+            left = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+            head = (f"{self.done}/{self.total} {self.what}s, {elapsed:.1f} s"
+                    + (f", ~{left:.0f} s left" if self.done < self.total else ""))
+        else:
+            head = f"{self.done} {self.what}s, {elapsed:.1f} s"
+        self.log.info("%s%s", head, f": {message}" if message else "")
+
+    def note(self, message: str) -> None:
+        """Report a line now, without counting a step."""
+        self.log.info("%s", message)

@@ -1,0 +1,241 @@
+"""Parameter checks, once: every public entry point validates through these functions.
+
+Each check returns the value in its canonical type or raises ``ValueError`` with one line that
+names the parameter, its valid range and the value received. The command line turns that
+error into exit code 2 (``sdtheory.cli``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+
+import numpy as np
+
+__all__ = [
+    "as_int",
+    "as_float",
+    "check_lam",
+    "check_eta",
+    "check_K",
+    "check_rounds",
+    "check_seed",
+    "check_labels",
+    "check_targets",
+    "count_matrix",
+    "check_counts",
+    "check_out_dir",
+    "check_out_file",
+]
+
+LAM_MIN, LAM_MAX = 1e-8, 1e3
+"""Range of the ridge lam in which the solvers are validated (docs/theory.md section 2.3):
+below 1e-8 the fixed-point logits s M (T - P), s = 1/(N lam), lose their last digits to
+float64 round-off before the certificate reaches its tolerance; above 1e3 every output equals
+1/K to within 1e-9 and the problem says nothing."""
+
+ROUNDS_MAX = 100_000
+"""Most rounds a run may ask for (each round is one training)."""
+
+
+def as_int(value, name: str, *, lo: int | None = None, hi: int | None = None) -> int:
+    """``value`` as a Python int in [lo, hi] (either bound optional), else ValueError."""
+    bad = isinstance(value, bool) or not isinstance(value, (numbers.Real, np.integer))
+    if not bad and not isinstance(value, (numbers.Integral, np.integer)):
+        bad = not math.isfinite(float(value)) or float(value) != int(value)
+    if bad:
+        raise ValueError(f"{name} must be an integer{_range(lo, hi)}, got {value!r}")
+    v = int(value)
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise ValueError(f"{name} must be an integer{_range(lo, hi)}, got {v}")
+    return v
+
+
+def _range(lo, hi) -> str:
+    if lo is not None and hi is not None:
+        return f" in [{lo}, {hi}]"
+    if lo is not None:
+        return f" >= {lo}"
+    if hi is not None:
+        return f" <= {hi}"
+    return ""
+
+
+def as_float(value, name: str) -> float:
+    """``value`` as a finite Python float (bool and strings refused), else ValueError."""
+    if isinstance(value, (bool, str, bytes)) or not isinstance(value, (numbers.Real, np.floating,
+                                                                       np.integer)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return v
+
+
+def check_lam(lam, *, lo: float = 0.0, hi: float = math.inf) -> float:
+    """lam: a finite number > 0 (the ridge makes the problem strictly convex).
+
+    ``lo``/``hi`` narrow the range further (the command line uses :data:`LAM_MIN`,
+    :data:`LAM_MAX`).
+    """
+    try:
+        v = as_float(lam, "lam")
+    except ValueError:
+        v = None
+    if v is None or not v > 0:
+        raise ValueError(f"lam must be a finite number > 0, got {lam!r}")
+    if v < lo or v > hi:
+        raise ValueError(f"lam must be in [{lo:g}, {hi:g}], got lam = {v:g}")
+    return v
+
+
+def check_eta(eta) -> float:
+    """eta: a noise rate in [0, 1)."""
+    try:
+        v = as_float(eta, "eta")
+    except ValueError:
+        v = None
+    if v is None or not 0.0 <= v < 1.0:
+        raise ValueError(f"eta must be a number in [0, 1), got {eta!r}")
+    return v
+
+
+def check_K(K) -> int:
+    """K: number of classes, an integer >= 2."""
+    return as_int(K, "K (number of classes)", lo=2)
+
+
+def check_rounds(rounds) -> int:
+    """rounds: R >= 0 (rounds 0..R are trained), at most :data:`ROUNDS_MAX`."""
+    return as_int(rounds, "rounds", lo=0, hi=ROUNDS_MAX)
+
+
+def check_seed(seed) -> int:
+    """seed: a non-negative integer (numpy's generators refuse negative seeds)."""
+    return as_int(seed, "seed", lo=0)
+
+
+def check_labels(labels, N: int, K: int, name: str) -> np.ndarray:
+    """N integer labels in 0..K-1, as int64."""
+    y = np.asarray(labels)
+    if y.shape != (N,) or not (np.issubdtype(y.dtype, np.integer) or y.size == 0):
+        raise ValueError(f"{name} must be {N} integer labels, got shape {y.shape}, dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= K):
+        raise ValueError(f"{name} must lie in 0..{K - 1}, got range {y.min()}..{y.max()}")
+    return y.astype(np.int64)
+
+
+def check_targets(T, shape: tuple, name: str = "T", *, simplex: bool = True) -> np.ndarray:
+    """Targets of the given shape whose rows (last axis) are probability distributions.
+
+    ``simplex=False`` (the linearised form, whose outputs may leave the simplex) only asks for
+    rows summing to 1.
+    """
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} (units x classes), got {T.shape}")
+    if not np.all(np.isfinite(T)):
+        raise ValueError(f"{name} must be finite")
+    if (simplex and np.any(T < -1e-12)) or np.any(np.abs(T.sum(axis=-1) - 1.0) > 1e-9):
+        raise ValueError(f"every row of {name} must be a distribution (entries >= 0, sum 1)")
+    return T
+
+
+def count_matrix(counts, *, integer: bool = True, name: str = "counts") -> np.ndarray:
+    """A K x K count (or weight) matrix: square, K >= 2, non-negative, every row sum > 0.
+
+    ``integer=True`` asks for integer entries and returns int64; otherwise float64.
+    """
+    try:
+        C = np.asarray(counts)
+    except ValueError:
+        raise ValueError(f"{name} must be a K x K matrix (a list of K rows of K numbers); "
+                         "got rows of different lengths") from None
+    if C.dtype == object or C.ndim != 2 or C.shape[0] != C.shape[1]:
+        raise ValueError(f"{name} must be a square K x K matrix (K rows of K numbers), "
+                         f"got shape {C.shape if C.dtype != object else 'ragged'}")
+    if C.shape[0] < 2:
+        raise ValueError(f"{name} needs K >= 2 classes, got K = {C.shape[0]}")
+    if not (np.issubdtype(C.dtype, np.integer) or np.issubdtype(C.dtype, np.floating)):
+        raise ValueError(f"{name} must be numeric, got dtype {C.dtype}")
+    Cf = C.astype(np.float64)
+    if not np.all(np.isfinite(Cf)):
+        raise ValueError(f"{name} must be finite (it contains NaN or inf)")
+    if np.any(Cf < 0):
+        i, j = np.argwhere(Cf < 0)[0]
+        raise ValueError(f"{name} must be non-negative, got {name}[{i}, {j}] = {C[i, j]}")
+    rows = Cf.sum(axis=1)
+    if integer:
+        if np.any(Cf != np.round(Cf)):
+            i, j = np.argwhere(Cf != np.round(Cf))[0]
+            raise ValueError(f"{name} must be integers, got {name}[{i}, {j}] = {C[i, j]}")
+        if np.any(rows < 1):
+            k = int(np.flatnonzero(rows < 1)[0])
+            raise ValueError(f"every class needs >= 1 sample: {name} row {k} sums to 0")
+        return np.round(Cf).astype(np.int64)
+    if np.any(rows <= 0):
+        k = int(np.flatnonzero(rows <= 0)[0])
+        raise ValueError(f"every {name} row must have a positive sum: row {k} sums to 0")
+    return Cf
+
+
+def check_counts(counts, sizes) -> np.ndarray:
+    """Validated (K, K) integer counts whose row k sums to sizes[k], K = len(sizes).
+
+    Raises:
+      ValueError: wrong shape, negative or non-integer entries, or a row whose sum differs
+        from its class size (naming the row).
+    """
+    n = np.asarray(sizes, dtype=np.int64).reshape(-1)
+    K = n.size
+    C = count_matrix(counts)
+    if C.shape != (K, K):
+        raise ValueError(f"counts must be a {K} x {K} matrix (row = true class, column = given "
+                         f"label) for K = {K}, got a {C.shape[0]} x {C.shape[1]} matrix")
+    rows = C.sum(axis=1)
+    bad = np.flatnonzero(rows != n)
+    if bad.size:
+        k = int(bad[0])
+        raise ValueError(f"counts row {k} sums to {rows[k]}, but class {k} has "
+                         f"n_{k} = {n[k]} samples")
+    return C
+
+
+def check_out_dir(path, name: str = "--out") -> str:
+    """An output directory that exists or can be created, and is writable.
+
+    Checked before any computation, so that a bad path fails at once and leaves nothing.
+    """
+    path = os.fspath(path)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise ValueError(f"{name} {path!r} exists and is not a directory")
+        probe = path
+    else:
+        probe = _existing_parent(path)
+        if not os.path.isdir(probe):
+            raise ValueError(f"{name} {path!r} cannot be created: {probe!r} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{name} {path!r} is not writable")
+    return path
+
+
+def check_out_file(path, name: str) -> str:
+    """An output file path whose directory exists or can be created, and is writable, and that
+    is not an existing directory."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{name} {path!r} is a directory, not a file")
+    check_out_dir(os.path.dirname(os.path.abspath(path)), name)
+    return path
+
+
+def _existing_parent(path: str) -> str:
+    p = os.path.abspath(path)
+    while not os.path.exists(p):
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    return p

@@ -1,0 +1,65 @@
+"""``sdtheory figures``: regenerate every figure (config -> results file -> PNG)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+from sdtheory.cli import EXIT_FAIL, EXIT_OK, Formatter, UsageError
+
+log = logging.getLogger("sdtheory.figures")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("figures", formatter_class=Formatter,
+                       help="regenerate every figure into figures/ (or --only NAME)",
+                       description="Run each figure's config in experiments/NAME.toml to a results "
+                                   "file (JSON or CSV, with the full config and the package "
+                                   "version) and a PNG drawn from that file alone.")
+    p.add_argument("--only", metavar="NAME", action="append", default=None,
+                   help="regenerate only the named figure (repeatable; see --list)")
+    p.add_argument("--out", metavar="DIR", default="figures", help="directory for results and PNGs")
+    p.add_argument("--quick", action="store_true", help="reduced settings (for tests)")
+    p.add_argument("--list", action="store_true", help="list the figures and exit")
+
+
+def run(args) -> int:
+    """0 on success, 1 if a solver failed (nothing written for that figure), 2 for an unknown
+    figure name, a missing experiments directory or an unusable --out."""
+    from sdtheory._validate import check_out_dir
+    from sdtheory.figures import FIGURES, FigureError, experiments_dir, run_figure
+    from sdtheory.solvers import SolverError
+
+    if args.list:
+        width = max(len(n) for n in FIGURES)
+        for f in FIGURES.values():
+            print(f"{f.name:<{width}}  {f.description}")
+        return EXIT_OK
+    names = list(args.only) if args.only else list(FIGURES)
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        raise UsageError(f"unknown figure(s) {', '.join(unknown)}; known: {', '.join(FIGURES)}")
+    try:
+        experiments_dir()
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from None
+    check_out_dir(args.out)
+    out = Path(args.out)
+    t_all = time.perf_counter()
+    for name in names:
+        t0 = time.perf_counter()
+
+        def step(msg, name=name, t0=t0):
+            log.info("%s %7.1f s  %s", name, time.perf_counter() - t0, msg)
+
+        step("start" + (" (quick)" if args.quick else ""))
+        try:
+            results, png = run_figure(name, out, quick=args.quick, log=step)
+        except (SolverError, FigureError) as err:
+            print(f"sdtheory figures: {name} failed: {err}", file=sys.stderr)
+            return EXIT_FAIL
+        step(f"done -> {results}, {png}")
+    log.info("%d figure(s) in %.1f s", len(names), time.perf_counter() - t_all)
+    return EXIT_OK

@@ -1,0 +1,166 @@
+"""A problem: the model and noise parameters, and what they build (docs/theory.md 5, 6).
+
+Data flow: :class:`ProblemConfig` (validated parameters) -> :func:`build_problem` -> a block
+model (or a dense Gram matrix, or features) and a corruption (true and given labels) ->
+solvers. ``sdtheory simulate`` adds rounds and solvers (:class:`sdtheory.simulate.SimConfig`);
+sweeps vary the fields of a base configuration cell by cell (:mod:`sdtheory.sweep`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from sdtheory import models, noise
+from sdtheory._validate import (
+    as_float,
+    as_int,
+    check_eta,
+    check_K,
+    check_lam,
+    check_seed,
+    count_matrix,
+)
+
+__all__ = ["MODELS", "ProblemConfig", "Problem", "build_problem", "gram_of", "load_counts",
+           "model_of"]
+
+MODELS = ("block", "superclass", "gmm")
+
+
+@dataclass(frozen=True)
+class ProblemConfig:
+    """Model and noise parameters (the ``config`` block of results files).
+
+    Attributes mirror the command-line options; ``counts`` (K x K integers, row = true class,
+    column = given label) overrides ``noise``/``eta``. Every field is validated on
+    construction (ValueError naming the field and its range).
+    """
+
+    model: str = "block"
+    K: int = 4
+    n: int = 500
+    c: float = 0.4
+    d: float = 0.1
+    e: float = 0.0
+    classes_per_superclass: int = 2
+    dim: int = 2000
+    jitter: float = 0.0
+    lam: float = 1e-5
+    noise: str = "sym"
+    eta: float = 0.5
+    counts: tuple[tuple[int, ...], ...] | None = None
+    sampled: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        fix = object.__setattr__
+        fix(self, "K", check_K(self.K))
+        fix(self, "n", as_int(self.n, "n (samples per class)", lo=1))
+        for name in ("c", "d", "e"):
+            fix(self, name, as_float(getattr(self, name), name))
+        m = as_int(self.classes_per_superclass, "classes-per-superclass m", lo=1)
+        fix(self, "classes_per_superclass", m)
+        fix(self, "dim", as_int(self.dim, "dim (feature dimension D)", lo=1))
+        jit = as_float(self.jitter, "jitter")
+        if jit < 0:
+            raise ValueError(f"jitter must be >= 0, got jitter = {jit:g}")
+        fix(self, "jitter", jit)
+        fix(self, "lam", check_lam(self.lam))
+        if self.noise not in noise.KINDS:
+            raise ValueError(f"noise must be one of {noise.KINDS}, got {self.noise!r}")
+        fix(self, "eta", check_eta(self.eta))
+        if self.counts is not None:
+            C = count_matrix(self.counts)
+            if C.shape[0] != self.K:
+                raise ValueError(f"the counts matrix is {C.shape[0]} x {C.shape[0]}, but K = "
+                                 f"{self.K}; give K = {C.shape[0]}")
+            fix(self, "counts", tuple(tuple(int(v) for v in row) for row in C))
+        fix(self, "sampled", bool(self.sampled))
+        fix(self, "seed", check_seed(self.seed))
+        if self.model == "superclass" and self.K % m:
+            raise ValueError(f"K = {self.K} must be a multiple of classes-per-superclass "
+                             f"m = {m}")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["counts"] = None if self.counts is None else [list(r) for r in self.counts]
+        return d
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A built problem: model, labels, and (when not a pure block model) G / X."""
+
+    config: ProblemConfig
+    model: models.BlockModel | None
+    corruption: noise.Corruption
+    G: np.ndarray | None          # dense Gram matrix (None: group reduction on ``model``)
+    X: np.ndarray | None          # explicit features (gmm) if any
+
+
+def load_counts(path: str) -> tuple[tuple[int, ...], ...]:
+    """Read a JSON K x K integer count matrix (row = true class, column = given label)."""
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except OSError as err:
+        raise ValueError(f"--counts: cannot read {path}: {err.strerror}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--counts: {path} is not valid JSON ({err.msg}, line "
+                         f"{err.lineno})") from None
+    if isinstance(data, dict) and "counts" in data:
+        data = data["counts"]
+    if not (isinstance(data, list) and data and all(isinstance(r, list) for r in data)):
+        raise ValueError(f"--counts: {path} must hold a K x K list of lists of integers")
+    rows = []
+    for i, r in enumerate(data):
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in r):
+            raise ValueError(f"--counts: row {i} of {path} has a non-integer entry")
+        if len(r) != len(data):
+            raise ValueError(f"--counts: {path} must be K x K: row {i} has {len(r)} entries, "
+                             f"there are {len(data)} rows")
+        rows.append(tuple(r))
+    return tuple(rows)
+
+
+def model_of(cfg: ProblemConfig) -> models.BlockModel:
+    """The block model of a configuration (two-level, or three-level for "superclass")."""
+    if cfg.model == "superclass":
+        m = cfg.classes_per_superclass
+        return models.three_level(cfg.K // m, m, cfg.n, cfg.c, cfg.d, cfg.e)
+    return models.two_level(cfg.K, cfg.n, cfg.c, cfg.d)
+
+
+def build_problem(cfg: ProblemConfig) -> Problem:
+    """Model -> labels (-> dense G when jitter or features make the block structure inexact)."""
+    model = model_of(cfg)
+    K, sizes = model.K, model.sizes
+    if cfg.counts is not None:
+        cor = noise.corruption_from_counts(np.asarray(cfg.counts), sizes=sizes)
+    else:
+        T = noise.transition_matrix(cfg.noise, K, cfg.eta, superclass_of=model.superclass_of)
+        cor = (noise.corrupt_sampled(T, model.labels(), cfg.seed) if cfg.sampled
+               else noise.corrupt_exact(T, sizes))
+    G = X = None
+    if cfg.model == "gmm":
+        X, y = models.gmm_features(K, cfg.n, cfg.c, cfg.d, cfg.dim, cfg.seed)
+        # gmm_features orders samples by class like the corruption does.
+        assert np.array_equal(y, cor.true)
+        G = X @ X.T
+    elif cfg.jitter > 0:
+        G = model.dense()
+    if cfg.jitter > 0:
+        G = models.jitter(G, cfg.jitter, cfg.seed)
+    return Problem(config=cfg, model=model, corruption=cor, G=G, X=X)
+
+
+def gram_of(p: Problem):
+    """The Gram input of the exact and linearised solvers: the block model itself where the
+    group reduction is exact (no jitter, no sampled features), else the dense G."""
+    return p.model if p.G is None else p.G

@@ -1,0 +1,359 @@
+"""Exact student outputs: the fixed point (E), every solve through the one Newton core.
+
+:class:`ExactSolver` builds the problem that fits its Gram input and hands it to
+:func:`sdtheory.solvers.newton.newton`:
+
+* a :class:`~sdtheory.models.BlockModel`: the group reduction (docs/theory.md section 3); the
+  units are the non-empty (true class, given label) groups and the cost does not depend on n;
+* an (N, N) array: the full Gram matrix (docs/theory.md section 2.4), units = samples;
+* :meth:`ExactSolver.group_batch`: many block problems with the same K at once (sweeps,
+  verification grids), units = the full K x K grid of groups, empty ones with weight 0.
+
+Every returned solution carries its certificate max |P - softmax(G(T-P)/(N lam))|; a problem
+that does not reach it is retried once from zero logits with more steps, and then reported as
+failed (:class:`~sdtheory.solvers.SolverError` for :meth:`ExactSolver.fit`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from sdtheory._validate import check_counts, check_labels, check_lam, check_targets
+from sdtheory._x64 import require_x64
+from sdtheory.models import BlockModel, is_psd, psd_refusal, square_matrix
+from sdtheory.solvers.base import BatchFit, Fit, NewtonInfo, SolverError, one_hot
+from sdtheory.solvers.newton import ACCEPT_FACTOR, DEFAULT_TOL, FAILED, STATUS_NAMES, newton
+from sdtheory.solvers.problems import padded_size
+
+__all__ = ["ExactSolver", "EIGH_MAX", "RETRY_MAX_ITER", "leading_spectrum"]
+
+log = logging.getLogger(__name__)
+
+RETRY_MAX_ITER = 400
+"""Newton steps of the second attempt, from zero logits, for a problem whose first (usually
+warm-started) attempt failed."""
+
+EIGH_MAX = 3000
+"""Largest N for which the preconditioner comes from a full eigendecomposition of G; above it,
+a Cholesky factorisation certifies G >= 0 and a randomized subspace iteration finds the leading
+eigenpairs (docs/theory.md section 2.4)."""
+
+_PREC_RATIO = 4.0     # grow k until (1 + s mu_(k+1)/2) / (1 + s mean_rest/2) <= this
+_PREC_K_MAX = 512
+
+
+def _labels_of(labels, N: int | None = None):
+    """(true, given, counts, K) from a :class:`~sdtheory.noise.Corruption` or a count matrix."""
+    from sdtheory.noise import Corruption
+
+    if isinstance(labels, Corruption):
+        return labels.true, labels.given, labels.counts, labels.K
+    C = np.asarray(labels)
+    if C.ndim != 2 or C.shape[0] != C.shape[1]:
+        raise ValueError("labels must be a Corruption (sdtheory.noise) or a K x K count matrix, "
+                         f"got an array of shape {C.shape}")
+    return None, None, C, C.shape[0]
+
+
+class ExactSolver:
+    """Exact outputs of one training (docs/theory.md section 2), through the Newton core.
+
+    Args:
+      gram: a :class:`~sdtheory.models.BlockModel` (group reduction) or an (N, N) symmetric
+        positive semi-definite Gram matrix.
+      labels: a :class:`~sdtheory.noise.Corruption` (true and given label per sample, in the
+        order of the Gram matrix); for a block model also a K x K count matrix (row = true
+        class, column = given label, rows summing to the class sizes).
+      lam: ridge parameter lambda > 0.
+      tol: certificate to reach (a certificate up to 100 tol is accepted at float64 round-off).
+      max_iter: Newton steps of the first attempt.
+
+    Attributes:
+      name, K, true, given, weight: the :class:`~sdtheory.solvers.base.Solver` protocol
+        (units: the non-empty groups of a block model, or the samples).
+
+    Example:
+      >>> import sdtheory as sd; sd.enable_x64()
+      >>> m = sd.two_level(K=4, n=120, c=0.4, d=0.1)
+      >>> C = [[60, 30, 20, 10], [10, 60, 30, 20], [20, 10, 60, 30], [30, 20, 10, 60]]
+      >>> s = ExactSolver(gram=m, labels=C, lam=1e-3)
+      >>> fit = s.fit(s.targets0()); fit.residual < 1e-12
+      True
+    """
+
+    name = "exact"
+
+    def __init__(self, *, gram, labels, lam, tol: float = DEFAULT_TOL, max_iter: int = 60):
+        require_x64("ExactSolver")
+        self.lam = check_lam(lam)
+        self.tol, self.max_iter = float(tol), int(max_iter)
+        if isinstance(gram, BlockModel):
+            true, given, counts, _ = _labels_of(labels)
+            counts = check_counts(counts, gram.sizes)
+            diag, alpha, L, w = gram.class_structure()
+            self._init_groups(diag=np.array([diag]), alpha=np.array([alpha]), L=L[None],
+                              w=w[None], counts=counts[None], lam=np.array([self.lam]),
+                              keep_empty=False)
+            self.model = gram
+        else:
+            self._init_dense(gram, labels)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def group_batch(cls, *, diag, alpha, L, w, counts, lam, tol: float = DEFAULT_TOL,
+                    max_iter: int = 60) -> ExactSolver:
+        """B block problems with the same K, solved together (sweeps, verification grids).
+
+        Units are the full K x K grid of (true class, given label) groups in row-major order;
+        an empty group has weight 0 and acts on nothing.
+
+        Args:
+          diag, alpha: (B,) instance and class levels (:meth:`BlockModel.class_structure`).
+          L, w: (B, K, r) and (B, r) coarser levels.
+          counts: (B, K, K) integer counts (not re-validated: the caller built them).
+          lam: (B,) ridge parameters.
+        """
+        require_x64("ExactSolver.group_batch")
+        self = cls.__new__(cls)
+        self.tol, self.max_iter = float(tol), int(max_iter)
+        self.model = None
+        self._init_groups(diag=np.asarray(diag, float), alpha=np.asarray(alpha, float),
+                          L=np.asarray(L, float), w=np.asarray(w, float),
+                          counts=np.asarray(counts), lam=np.asarray(lam, float),
+                          keep_empty=True)
+        return self
+
+    def _init_groups(self, *, diag, alpha, L, w, counts, lam, keep_empty: bool) -> None:
+        import jax.numpy as jnp
+
+        from sdtheory.solvers.problems import GroupProblem
+
+        B, K, _ = counts.shape
+        self.K = K
+        self.kind = "group"
+        m = counts.astype(np.float64)
+        N = m.sum(axis=(1, 2))
+        self.lam_b = lam
+        self._problem = GroupProblem(s=jnp.asarray(1.0 / (N * lam)), diag=jnp.asarray(diag),
+                                     alpha=jnp.asarray(alpha), L=jnp.asarray(L),
+                                     w=jnp.asarray(w), m=jnp.asarray(m))
+        flat = m.reshape(B, K * K)
+        self._sel = np.arange(K * K) if keep_empty else np.flatnonzero(flat[0] > 0)
+        grid_true, grid_given = np.divmod(np.arange(K * K), K)
+        self.true, self.given = grid_true[self._sel], grid_given[self._sel]
+        self.weight = flat[:, self._sel]
+        self.counts = counts[0] if B == 1 else counts
+
+    def _init_dense(self, G, labels) -> None:
+        from sdtheory.noise import Corruption
+        from sdtheory.solvers.problems import DenseProblem
+
+        G = square_matrix(G, symmetric=True)
+        N = G.shape[0]
+        if not isinstance(labels, Corruption):
+            raise ValueError("a dense Gram matrix needs labels=Corruption (true and given label "
+                             "per sample, sdtheory.noise)")
+        if labels.N != N:
+            raise ValueError(f"labels has {labels.N} samples but G is {N} x {N}")
+        self.K = labels.K
+        self.kind = "dense"
+        self.true = check_labels(labels.true, N, self.K, "true labels")
+        self.given = check_labels(labels.given, N, self.K, "given labels")
+        self.weight = np.ones((1, N))
+        self.counts = labels.counts
+        self.lam_b = np.array([self.lam])
+        s = 1.0 / (N * self.lam)
+        self.spectrum = sp = leading_spectrum(G, s)
+        import jax.numpy as jnp
+
+        Np = padded_size(N)
+        Gp = np.zeros((Np, Np))
+        Gp[:N, :N] = G
+        Vp = np.zeros((Np, sp["k"]))
+        Vp[:N] = sp["V"]
+        self._problem = DenseProblem(s=jnp.asarray(s), G=jnp.asarray(Gp), V=jnp.asarray(Vp),
+                                     mu=jnp.asarray(sp["mu"]), mu_rest=jnp.asarray(sp["mu_rest"]),
+                                     mask=jnp.asarray((np.arange(Np) < N).astype(np.float64)))
+        self._sel = np.arange(N)
+        self.G = G
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def B(self) -> int:
+        """Number of problems held."""
+        return self.weight.shape[0]
+
+    @property
+    def U(self) -> int:
+        """Number of units."""
+        return self.true.size
+
+    def targets0(self) -> np.ndarray:
+        """Teacher targets: one-hot given labels, (U, K) for one problem, (B, U, K) for more."""
+        Y = one_hot(self.given, self.K)
+        return Y if self.B == 1 else np.broadcast_to(Y, (self.B,) + Y.shape).copy()
+
+    def expand(self, P_units: np.ndarray) -> np.ndarray:
+        """Unit outputs -> per-sample outputs, samples ordered as ``noise.corrupt_exact``
+        (identity for a dense problem)."""
+        if self.kind != "group":
+            return np.asarray(P_units)
+        return np.repeat(P_units, self.weight[0].astype(np.int64), axis=0)
+
+    # ------------------------------------------------------------------ solving
+
+    def _grid(self, T, b: int, fill: float | None = None):
+        """Unit rows -> the problem's layout: the K x K grid of groups, or the padded samples;
+        the added rows are ``fill`` (default 1/K: targets; logits use 0)."""
+        K = self.K
+        fill = 1.0 / K if fill is None else fill
+        if self.kind != "group":
+            full = np.full((b, self._problem.G.shape[0], K), fill)
+            full[:, :T.shape[1]] = T
+            return full
+        full = np.full((b, K * K, K), fill)
+        full[:, self._sel] = T
+        return full.reshape(b, K, K, K)
+
+    def fit_batch(self, T, x0=None, idx=None) -> BatchFit:
+        """Exact outputs of problems ``idx`` (default all) for targets T (b, U, K)."""
+        require_x64("ExactSolver.fit")
+        idx = np.arange(self.B) if idx is None else np.asarray(idx, dtype=np.int64)
+        T = check_targets(T, (idx.size, self.U, self.K))
+        Tg = self._grid(T, idx.size)
+        x0 = np.zeros_like(Tg) if x0 is None else np.asarray(x0, dtype=np.float64)
+        t0 = time.perf_counter()
+        x, P, cert, its, status = self._solve(idx, Tg, x0, self.max_iter)
+        bad = np.flatnonzero(status == FAILED)
+        if bad.size:     # second attempt from zero logits, more steps
+            log.info("retrying %d of %d problems from zero logits", bad.size, idx.size)
+            r2 = self._solve(idx[bad], Tg[bad], np.zeros_like(Tg[bad]), RETRY_MAX_ITER)
+            x[bad], P[bad], cert[bad], its[bad], status[bad] = r2
+        seconds = time.perf_counter() - t0
+        Pu = P.reshape(idx.size, -1, self.K)[:, self._sel]
+        infos = tuple(NewtonInfo(iterations=int(i), status=STATUS_NAMES[int(st)],
+                                 seconds=seconds, logits=xi.reshape(-1, self.K)[self._sel])
+                      for i, st, xi in zip(its, status, x))
+        return BatchFit(P=Pu, residual=cert, ok=status != FAILED, x=x, infos=infos)
+
+    def _solve(self, idx, T, x0, max_iter):
+        """The Newton core on problems idx (a dense problem is held, and solved, unbatched)."""
+        import jax
+
+        if self.kind == "dense":
+            r = newton(self._problem, T[0], x0[0], tol=self.tol, max_iter=max_iter)
+            return tuple(np.asarray(v)[None] for v in (r.x, r.P, r.certificate, r.iterations,
+                                                       r.status))
+        problem = self._problem if idx.size == self.B and np.array_equal(idx, np.arange(self.B)) \
+            else jax.tree_util.tree_map(lambda a: a[idx], self._problem)
+        r = newton(problem, T, x0, tol=self.tol, max_iter=max_iter, batched=True)
+        return r.x, r.P, r.certificate, r.iterations, r.status
+
+    def fit(self, T, x0=None) -> Fit:
+        """Exact outputs for unit targets T (U, K); ``x0`` optionally warm-starts (the logits
+        of an earlier solve, ``fit.info.logits``).
+
+        Raises:
+          SolverError: the certificate did not reach the tolerance (nor 100 x the tolerance at
+            the round-off floor) after the retry.
+        """
+        if self.B != 1:
+            raise ValueError(f"this solver holds {self.B} problems; use fit_batch")
+        T = np.asarray(T, dtype=np.float64)
+        if x0 is not None:
+            x0 = self._grid(np.asarray(x0, dtype=np.float64)[None], 1, fill=0.0)
+        out = self.fit_batch(T[None], x0)
+        if not out.ok[0]:
+            raise SolverError(
+                f"exact solver did not reach certificate {self.tol:g} (nor "
+                f"{ACCEPT_FACTOR * self.tol:g} at round-off): certificate {out.residual[0]:.3e} "
+                f"after {out.infos[0].iterations} Newton steps (lam = {self.lam_b[0]:g})")
+        return out.single()
+
+
+def _eigh(G: np.ndarray):
+    """Full symmetric eigendecomposition by numpy's LAPACK (ascending).
+
+    Not jnp.linalg.eigh: on the CPU two BLAS thread pools (numpy's and the one jaxlib calls)
+    spinning against each other on a 2-core machine made one N = 2000 eigh take 10-20 s
+    instead of 0.8 s (measured).
+    """
+    return np.linalg.eigh(G)
+
+
+def _choose_k(mu_desc: np.ndarray, mean_rest: np.ndarray, s: float) -> int:
+    """Smallest k with (1 + s mu_(k+1)/2) / (1 + s mean_rest(k)/2) <= _PREC_RATIO."""
+    ratio = (1.0 + 0.5 * s * np.maximum(mu_desc, 0)) / (1.0 + 0.5 * s * np.maximum(mean_rest, 0))
+    ok = np.flatnonzero(ratio <= _PREC_RATIO)
+    return int(ok[0]) if ok.size else mu_desc.size
+
+
+def leading_spectrum(G: np.ndarray, s: float, *, seed: int = 0) -> dict:
+    """PSD check and the preconditioner's spectral data of a dense Gram matrix.
+
+    N <= :data:`EIGH_MAX`: a full eigendecomposition; above, a Cholesky factorisation of
+    G + delta I certifies that no eigenvalue lies below -delta (delta = PSD_RTOL * scale) and
+    a randomized subspace iteration finds the leading eigenpairs. In both cases k, the number
+    of eigenpairs kept, is the smallest with (1 + s mu_(k+1)/2)/(1 + s mean_rest/2) <= 4
+    (docs/theory.md section 2.4): the remaining eigenvalues are then well represented by their
+    mean mu_rest.
+
+    Returns:
+      dict with "mu" (k,), "V" (N, k), "mu_rest", "k", "min_eig" (None when only certified by
+      Cholesky), "method".
+
+    Raises:
+      ValueError: G is not positive semi-definite (the message names the eigenvalue).
+    """
+    N = G.shape[0]
+    if N <= EIGH_MAX:
+        mu, V = _eigh(G)
+        if not is_psd(mu[0], mu[-1]):
+            raise ValueError(psd_refusal(mu[0], mu[-1]))
+        desc = mu[::-1]
+        tail = np.cumsum(mu)[::-1]                       # sum of mu_desc[k:]
+        mean_rest = tail / np.arange(N, 0, -1)
+        k = max(1, _choose_k(desc, mean_rest, s))
+        k = min(k, N)
+        rest = float(mean_rest[k]) if k < N else 0.0
+        return {"mu": mu[::-1][:k].copy(), "V": V[:, ::-1][:, :k].copy(), "mu_rest": rest, "k": k,
+                "min_eig": float(mu[0]), "method": "eigh"}
+    return _randomized_spectrum(G, s, seed)
+
+
+def _randomized_spectrum(G: np.ndarray, s: float, seed: int) -> dict:
+    from scipy.linalg import LinAlgError, cholesky
+
+    N = G.shape[0]
+    rng = np.random.default_rng(seed)
+    trace = float(np.trace(G))
+    k = 16
+    while True:
+        p = k + 16                                        # oversampling
+        Q, _ = np.linalg.qr(G @ rng.standard_normal((N, p)))
+        for _ in range(3):                                # subspace (power) iterations
+            Q, _ = np.linalg.qr(G @ Q)
+        H = Q.T @ (G @ Q)
+        mu, W = np.linalg.eigh(0.5 * (H + H.T))
+        mu, W = mu[::-1], W[:, ::-1]
+        rest = (trace - mu[:k].sum()) / (N - k)
+        if _choose_k(mu[k:k + 1], np.array([rest]), s) == 0 or k >= _PREC_K_MAX:
+            break
+        k *= 2
+    delta = 1e-10 * max(1.0, float(mu[0]))
+    A = G.copy()
+    A[np.diag_indices(N)] += delta
+    try:
+        cholesky(A, lower=True, overwrite_a=True, check_finite=False)
+    except LinAlgError:
+        from scipy.sparse.linalg import eigsh
+
+        low = float(eigsh(G, k=1, which="SA", tol=1e-4, return_eigenvectors=False)[0])
+        raise ValueError(psd_refusal(low, float(mu[0]))) from None
+    return {"mu": mu[:k].copy(), "V": (Q @ W[:, :k]).copy(), "mu_rest": float(rest), "k": k,
+            "min_eig": None, "method": "randomized+cholesky"}

@@ -1,0 +1,161 @@
+"""The linearised closed form (L): the label-averaging operator (docs/theory.md section 4).
+
+One training maps targets T to 1/K + A (T - 1/K), A = M (M + K N lam I)^{-1}; round r of SD on
+one-hot labels Y gives P_r = 1/K + A^(r+1) (Y - 1/K). :class:`AveragingOperator` applies any
+real power A^t through a spectral decomposition of M that is built once:
+
+* a block model (group reduction): M is diag I on the within-class parts of unit rows and the
+  K x K class-space matrix B on their class means (docs/theory.md section 3.3), so
+  A^t r = a_inst^t (r - class mean) + [f_t(B) class means], f_t(mu) = (mu/(mu + K N lam))^t:
+  O(U K + K^3), whatever the number of units;
+* a dense Gram matrix: its eigendecomposition, A^t = V diag(a^t) V^T.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sdtheory._validate import check_counts, check_lam, check_targets
+from sdtheory.models import BlockModel, square_matrix
+from sdtheory.solvers.base import BatchFit, Fit, SingleProblem, one_hot
+
+__all__ = ["AveragingOperator", "LinearSolver"]
+
+
+class AveragingOperator:
+    """A^t = (M (M + K N lam I)^{-1})^t for a block model's units or a dense Gram matrix.
+
+    Args:
+      gram: a :class:`~sdtheory.models.BlockModel` with ``counts`` (units: the (true, given)
+        groups, or any units given by ``unit_class`` and ``weight``), or an (N, N) Gram matrix.
+      lam: ridge parameter.
+      K: number of classes (outputs).
+      unit_class: (U,) class of each unit (block model only).
+      weight: (U,) samples per unit (block model only).
+
+    Attributes:
+      a: averaging eigenvalues a_j = mu_j / (mu_j + K N lam) of the distinct eigenspaces used
+        (block model: the instance level and the K class-space eigenvalues; dense: all N).
+      mu: the matching eigenvalues of M.
+    """
+
+    def __init__(self, gram, lam: float, K: int, *, unit_class=None, weight=None):
+        self.K, self.lam = int(K), check_lam(lam)
+        if isinstance(gram, BlockModel):
+            diag, alpha, L, w = gram.class_structure()
+            Wc = alpha * np.eye(gram.K) + (L * w) @ L.T
+            self._cls = np.asarray(unit_class, dtype=np.int64)
+            self._m = np.asarray(weight, dtype=np.float64)
+            n = np.bincount(self._cls, weights=self._m, minlength=gram.K)
+            self.N = float(n.sum())
+            self._n = n
+            root = np.sqrt(n)
+            S = diag * np.eye(gram.K) + root[:, None] * Wc * root[None, :]   # n^1/2 B n^-1/2
+            mu_c, self._Vc = np.linalg.eigh(0.5 * (S + S.T))
+            self._root = root
+            self._diag = diag
+            self.mu = np.concatenate([[diag], mu_c])
+            self._block = True
+            self._Mop = (diag, Wc)
+        else:
+            G = square_matrix(gram, symmetric=True)
+            self.N = float(G.shape[0])
+            self.mu, self._V = np.linalg.eigh(G)
+            self._block = False
+            self._G = G
+        self.a = self.mu / (self.mu + self.K * self.N * self.lam)
+
+    def apply(self, Y, t: float = 1.0) -> np.ndarray:
+        """A^t Y (unit rows Y, (U, K)) without forming A^t; t >= 0, real powers allowed."""
+        Y = np.asarray(Y, dtype=np.float64)
+        if not self._block:
+            return self._V @ (self.a[:, None] ** t * (self._V.T @ Y))
+        a_inst, a_cls = self.a[0], self.a[1:]
+        sums = np.zeros((self._n.size, Y.shape[1]))
+        np.add.at(sums, self._cls, self._m[:, None] * Y)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(self._n[:, None] > 0, sums / self._n[:, None], 0.0)
+        # f(B) c = n^-1/2 Vc f(mu) Vc^T n^1/2 c on class means c (classes with n = 0: none)
+        fc = self._Vc @ (a_cls[:, None] ** t * (self._Vc.T @ (self._root[:, None] * means)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fc = np.where(self._root[:, None] > 0, fc / self._root[:, None], 0.0)
+        return a_inst ** t * (Y - means[self._cls]) + fc[self._cls]
+
+    def power(self, t: float) -> np.ndarray:
+        """A^t as a (U, U) matrix (for tests and small problems)."""
+        return self.apply(np.eye(self._cls.size if self._block else int(self.N)), t)
+
+    def matvec(self, R) -> np.ndarray:
+        """M R on unit rows."""
+        R = np.asarray(R, dtype=np.float64)
+        if not self._block:
+            return self._G @ R
+        diag, Wc = self._Mop
+        Y = np.zeros((self._n.size, R.shape[1]))
+        np.add.at(Y, self._cls, self._m[:, None] * R)
+        return diag * R + (Wc @ Y)[self._cls]
+
+
+class LinearSolver(SingleProblem):
+    """Linearised outputs (L): one training maps T to 1/K + A (T - 1/K).
+
+    Round r of SD on one-hot labels gives 1/K + A^(r+1) (Y - 1/K); :meth:`round_outputs`
+    evaluates any r without iterating.
+
+    Args:
+      gram: a :class:`~sdtheory.models.BlockModel` (units: the non-empty (true, given) groups)
+        or an (N, N) Gram matrix (units: samples).
+      labels: a :class:`~sdtheory.noise.Corruption`, or for a block model a K x K count matrix.
+      lam: ridge parameter lambda > 0.
+    """
+
+    name = "linear"
+
+    def __init__(self, *, gram, labels, lam):
+        from sdtheory.noise import Corruption
+
+        self.lam = check_lam(lam)
+        if isinstance(gram, BlockModel):
+            counts = labels.counts if isinstance(labels, Corruption) else labels
+            counts = check_counts(counts, gram.sizes)
+            self.true, self.given = np.nonzero(counts)
+            w = counts[self.true, self.given].astype(np.float64)
+            self.K = gram.K
+            self.op = AveragingOperator(gram, lam, self.K, unit_class=self.true, weight=w)
+        else:
+            if not isinstance(labels, Corruption):
+                raise ValueError("a dense Gram matrix needs labels=Corruption (true and given "
+                                 "label per sample, sdtheory.noise)")
+            G = square_matrix(gram, symmetric=True)
+            if labels.N != G.shape[0]:
+                raise ValueError(f"labels has {labels.N} samples but G is {G.shape[0]} x "
+                                 f"{G.shape[0]}")
+            self.true, self.given, self.K = labels.true, labels.given, labels.K
+            w = np.ones(labels.N)
+            self.op = AveragingOperator(G, lam, self.K)
+        self.weight = w[None]
+
+    def targets0(self) -> np.ndarray:
+        """One-hot given labels of the units."""
+        return one_hot(self.given, self.K)
+
+    def fit(self, T, x0=None) -> Fit:
+        """One linearised training on unit targets T (rows summing to 1; they may leave the
+        simplex). ``x0`` is ignored (closed form)."""
+        T = check_targets(T, (self.true.size, self.K), simplex=False)
+        P = 1.0 / self.K + self.op.apply(T - 1.0 / self.K, 1.0)
+        return Fit(P=P, residual=self.residual(T, P))
+
+    def round_outputs(self, r: int, Y=None) -> np.ndarray:
+        """P_r = 1/K + A^(r+1) (Y - 1/K) directly (Y: one-hot given labels by default)."""
+        Y = self.targets0() if Y is None else Y
+        return 1.0 / self.K + self.op.apply(Y - 1.0 / self.K, r + 1.0)
+
+    def residual(self, T, P) -> float:
+        """Residual of (L): max |P - 1/K - M (T - P) / (K N lam)|."""
+        R = self.op.matvec(np.asarray(T) - np.asarray(P)) / (self.K * self.op.N * self.lam)
+        return float(np.max(np.abs(P - 1.0 / self.K - R)))
+
+    def fit_batch(self, T, x0=None, idx=None) -> BatchFit:
+        out = super().fit_batch(T, x0, idx)
+        return BatchFit(P=out.P, residual=out.residual, ok=out.ok)

@@ -1,0 +1,271 @@
+"""Structured problems for the Newton core: how M acts, and how a Newton system is solved.
+
+Every problem is a frozen dataclass registered as a JAX pytree (array fields are data, shape
+settings are static), so :func:`sdtheory.solvers.newton.newton` jits and vmaps it. The unknown
+of :class:`GroupProblem` and :class:`DenseProblem` is the logit array Z, the residual is
+
+    F(Z) = Z - s M (T - softmax Z),   J = dF/dZ = I + s M D(Z),
+
+with D = blockdiag_i(diag(p_i) - p_i p_i^T) the softmax Hessians; for PSD M (or M similar to a
+PSD matrix) every eigenvalue of J is >= 1, so every Newton system is well posed
+(docs/theory.md section 2.3). :class:`FactorProblem` works on the weights instead.
+
+* :class:`GroupProblem`: block Gram models through the group reduction (docs/theory.md
+  section 3). Units are the K x J cells (true class k, subgroup j; j = given label), M acts as
+  diag I + (class-level matrix Wc) on class sums, and Wc = alpha I + L diag(w) L^T is an
+  identity plus a low-rank matrix. The Newton system is solved exactly by block elimination:
+  per-unit Sherman-Morrison, one K x K solve per class and one (r K) x (r K) solve, O(K^4)
+  work and O(K^3) memory per step (never the (U K)^2 Jacobian).
+* :class:`DenseProblem`: a full N x N Gram matrix. Newton systems by right-preconditioned
+  GMRES; the preconditioner is the exact inverse of J with D replaced by its mean block and
+  G by its leading eigenpairs plus the mean of the other eigenvalues, diagonal in the
+  eigenbases of both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["GroupProblem", "DenseProblem", "FactorProblem", "hessian_apply", "padded_size"]
+
+
+def hessian_apply(P, V):
+    """Row-wise softmax Hessian times V: (diag(p) - p p^T) v for every row."""
+    return P * V - P * jnp.sum(P * V, axis=-1, keepdims=True)
+
+
+def _static(default=None):
+    return field(default=default, metadata=dict(static=True))
+
+
+def _mean_hessian_eigh(P, mask):
+    """Eigenpairs (sig >= 0, W) of the mean softmax Hessian Dbar = mean_i diag(p_i) - p_i p_i^T
+    over the samples with mask 1 (all when mask is None)."""
+    w = jnp.ones(P.shape[0], P.dtype) if mask is None else mask
+    Dbar = (jnp.diag(w @ P) - (P * w[:, None]).T @ P) / jnp.sum(w)
+    sig, W = jnp.linalg.eigh(Dbar)
+    return jnp.maximum(sig, 0.0), W
+
+
+def padded_size(N: int) -> int:
+    """The size a dense problem of N samples is padded to: 64 or more, at most 12.5% above N
+    (a few compiled shapes serve every N)."""
+    if N <= 64:
+        return 64
+    step = 2 ** (int(N).bit_length() - 4)
+    return -(-N // step) * step
+
+
+# --------------------------------------------------------------------------------------------
+# Group-reduced block models
+# --------------------------------------------------------------------------------------------
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class GroupProblem:
+    """The group-reduced fixed point of a block model (docs/theory.md section 3).
+
+    Units u = (k, j) on a K x J grid (j = the given label, J = K), all samples of a unit sharing
+    one target, hence one output. For unit outputs R (K, J, K),
+
+        (M R)_(k,j) = diag R_(k,j) + (Wc Y)_k,   Y_l = sum_j m_(l,j) R_(l,j),
+        Wc = alpha I + L diag(w) L^T.
+
+    Attributes:
+      s: 1 / (N lam), N = sum of m.
+      diag: the instance level, 1 - c.
+      alpha: the class level, c - d (the weight of "same class").
+      L: (K, r) indicators of the coarser levels (superclasses, everything).
+      w: (r,) their weights (three-level: d - e per superclass, e; two-level: d).
+      m: (K, J) samples per unit (0 for an empty group: it acts on nothing).
+    """
+
+    s: jax.Array
+    diag: jax.Array
+    alpha: jax.Array
+    L: jax.Array
+    w: jax.Array
+    m: jax.Array
+
+    def matvec(self, R):
+        """M R for unit rows R (K, J, K)."""
+        Y = jnp.einsum("kj,kja->ka", self.m, R)
+        WcY = self.alpha * Y + self.L @ (self.w[:, None] * (self.L.T @ Y))
+        return self.diag * R + WcY[:, None, :]
+
+    def evaluate(self, Z, T):
+        P = jax.nn.softmax(Z, axis=-1)
+        Zfix = self.s * self.matvec(T - P)
+        return P, Zfix, Z - Zfix
+
+    def direction(self, Z, P, F, normF):
+        """Exact Newton direction by block elimination (docs/theory.md section 3.2).
+
+        With A_u = I + s diag D_u (inverted by Sherman-Morrison) and Y_l = sum_j m_lj D_lj V_lj,
+        V_u = A_u^{-1} (b_u - s (Wc Y)_k), and Y solves Y_l + s Q_l (Wc Y)_l = beta_l with
+        Q_l = sum_j m_lj D_lj A_lj^{-1} (symmetric: diag(q) - q q^T / sum q) and beta_l =
+        sum_j m_lj D_lj A_lj^{-1} b_lj. Wc = alpha I + L diag(w) L^T reduces that K^2 system to
+        K solves of K x K and one (r K) x (r K) solve for Zr = L^T Y.
+        """
+        K = P.shape[-1]
+        s = self.s
+        sig = s * self.diag
+        lam_ = 1.0 + sig * P                                  # diagonal of Lambda
+        q = P / lam_
+        sq = jnp.sum(q, axis=-1, keepdims=True)               # 1 - sig p.q = sum q
+
+        def a_inv(x):
+            return x / lam_ + (sig / sq) * q * jnp.sum(q * x, axis=-1, keepdims=True)
+
+        def da_inv(x):                                        # D A^{-1} x
+            return q * x - q * jnp.sum(q * x, axis=-1, keepdims=True) / sq
+
+        b = -F
+        eye = jnp.eye(K, dtype=P.dtype)
+        beta = jnp.einsum("kj,kja->ka", self.m, da_inv(b))
+        Q = (jnp.einsum("kj,kja->ka", self.m, q)[:, :, None] * eye
+             - jnp.einsum("kj,kja,kjb->kab", self.m / sq[..., 0], q, q))
+        Hrhs = jnp.linalg.solve(eye + s * self.alpha * Q,
+                                jnp.concatenate([beta[:, :, None], Q], axis=2))
+        Hb, HQ = Hrhs[:, :, 0], Hrhs[:, :, 1:]
+        r = self.L.shape[1]
+        big = (jnp.eye(r * K, dtype=P.dtype).reshape(r, K, r, K)
+               + s * jnp.einsum("lq,lp,lab->qapb", self.L, self.L * self.w, HQ))
+        rhs = jnp.einsum("lq,la->qa", self.L, Hb)
+        Zr = jnp.linalg.solve(big.reshape(r * K, r * K), rhs.reshape(r * K)).reshape(r, K)
+        g = self.L @ (self.w[:, None] * Zr)                   # (L diag(w) L^T Y)_l
+        Y = Hb - s * jnp.einsum("lab,lb->la", HQ, g)
+        WcY = self.alpha * Y + g
+        return a_inv(b - s * WcY[:, None, :])
+
+
+# --------------------------------------------------------------------------------------------
+# Full N x N Gram matrices
+# --------------------------------------------------------------------------------------------
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class DenseProblem:
+    """The fixed point (E) on a full N x N Gram matrix G (docs/theory.md section 2.4).
+
+    Newton systems J dZ = -F are solved by GMRES, right-preconditioned by the exact inverse of
+
+        I + s Gk (I (x) Dbar),   Gk = V diag(mu) V^T + mu_rest (I - V V^T),
+
+    i.e. J with every softmax Hessian D_i replaced by their mean Dbar = W diag(sig) W^T and G by
+    its k leading eigenpairs plus the mean of the other eigenvalues. That operator is diagonal
+    in the bases V (+ complement) and W: 1 + s mu_j sig_l. Each Krylov step costs one product
+    with G and two with the thin V.
+
+    Problems are padded to a few sizes (:func:`padded_size`) so that one compilation serves
+    many N: a padding sample has a zero row and column in G, target and output 1/K, and takes
+    no part in the preconditioner's mean Hessian (``mask``).
+
+    Attributes:
+      s: 1 / (N lam), N the number of real samples.
+      G: (Np, Np) symmetric PSD Gram matrix, zero-padded.
+      V: (Np, k) orthonormal leading eigenvectors of G; mu: (k,) their eigenvalues.
+      mu_rest: mean of the other N - k eigenvalues (0 when k = N).
+      mask: (Np,) 1 for a real sample, 0 for padding.
+      restart, maxiter: GMRES restart length and restarts (static).
+    """
+
+    s: jax.Array
+    G: jax.Array
+    V: jax.Array
+    mu: jax.Array
+    mu_rest: jax.Array
+    mask: jax.Array
+    restart: int = _static(30)
+    maxiter: int = _static(20)
+
+    def evaluate(self, Z, T):
+        P = jax.nn.softmax(Z, axis=-1)
+        Zfix = self.s * (self.G @ (T - P))
+        return P, Zfix, Z - Zfix
+
+    def direction(self, Z, P, F, normF):
+        from jax.scipy.sparse.linalg import gmres
+
+        s = self.s
+        sig, W = _mean_hessian_eigh(P, self.mask)
+        den = 1.0 + s * jnp.maximum(self.mu, 0.0)[:, None] * sig[None, :]
+        den_rest = 1.0 + s * jnp.maximum(self.mu_rest, 0.0) * sig
+
+        def prec(Y):
+            C = self.V.T @ Y
+            rest = Y - self.V @ C
+            return self.V @ (((C @ W) / den) @ W.T) + ((rest @ W) / den_rest) @ W.T
+
+        def jac(Y):
+            return Y + s * (self.G @ hessian_apply(P, Y))
+
+        # Inexact Newton: the forcing term tightens as ||F|| falls (superlinear convergence).
+        # Right preconditioning, so that GMRES measures the true residual of J dZ = -F.
+        rtol = jnp.clip(0.1 * normF, 1e-10, 1e-2)
+        y, _ = gmres(lambda u: jac(prec(u)), -F, tol=rtol, restart=self.restart,
+                     maxiter=self.maxiter, solve_method="incremental")
+        return prec(y)
+
+
+# --------------------------------------------------------------------------------------------
+# Explicit features: the fixed point in weight space
+# --------------------------------------------------------------------------------------------
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class FactorProblem:
+    """The fixed point (E) with G = X X^T, solved for the weights (docs/theory.md section 2.5).
+
+    The unknown is x = W^T (D x K); the outputs are P = softmax(X x) and stationarity reads
+
+        F(x) = x - s X^T (T - softmax(X x)) = 0,   J = I + s X^T D X   (symmetric PD),
+
+    so each Newton system is solved by preconditioned conjugate gradients using products with
+    X and X^T only (never the N x N Gram matrix). The preconditioner is the exact inverse of J
+    with every softmax Hessian replaced by their mean Dbar and X^T X by its leading eigenpairs
+    plus the mean of the rest, diagonal in the bases (Vf, W). The certificate is the same as
+    for every other problem: max |P - softmax(s X X^T (T - P))|.
+
+    Attributes:
+      s: 1 / (N lam).
+      X: (N, D) features.
+      Vf: (D, k) leading eigenvectors of X^T X; nu: (k,) their eigenvalues.
+      nu_rest: mean of the other D - k eigenvalues (0 when k = D).
+      maxiter: most CG iterations per Newton step (static).
+    """
+
+    s: jax.Array
+    X: jax.Array
+    Vf: jax.Array
+    nu: jax.Array
+    nu_rest: jax.Array
+    maxiter: int = _static(200)
+
+    def evaluate(self, x, T):
+        P = jax.nn.softmax(self.X @ x, axis=-1)
+        Wfix = self.s * (self.X.T @ (T - P))
+        return P, self.X @ Wfix, x - Wfix
+
+    def direction(self, x, P, F, normF):
+        from jax.scipy.sparse.linalg import cg
+
+        s = self.s
+        sig, W = _mean_hessian_eigh(P, None)
+        den = 1.0 + s * jnp.maximum(self.nu, 0.0)[:, None] * sig[None, :]
+        den_rest = 1.0 + s * jnp.maximum(self.nu_rest, 0.0) * sig
+
+        def prec(Y):
+            C = self.Vf.T @ Y
+            rest = Y - self.Vf @ C
+            return self.Vf @ (((C @ W) / den) @ W.T) + ((rest @ W) / den_rest) @ W.T
+
+        def jac(Y):
+            return Y + s * (self.X.T @ hessian_apply(P, self.X @ Y))
+
+        rtol = jnp.clip(0.1 * normF, 1e-10, 1e-2)
+        dx, _ = cg(jac, -F, tol=rtol, maxiter=self.maxiter, M=prec)
+        return dx

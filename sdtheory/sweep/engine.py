@@ -1,0 +1,240 @@
+"""Phase diagrams: one quantity over a grid of two swept parameters.
+
+Every cell of a :class:`~sdtheory.sweep.grid.Plan` runs rounds 0..R of self-distillation and
+one of three quantities colours it:
+
+* ``r_star``: the first round r in 0..R whose training accuracy against the true labels is
+  100% (NaN if no round up to R reaches it);
+* ``acc_round_R``: the training accuracy at round R;
+* ``pll_gain``: the accuracy of the PLL student minus the best SD accuracy over rounds 0..R,
+  pll_gain = acc(PLL) - max_{r = 0..R} acc(round r), > 0 where one PLL round beats every SD
+  round up to R.
+
+Two solvers:
+
+* ``exact``: the group-reduced fixed point (E), every cell a problem of one batched
+  :class:`~sdtheory.solvers.ExactSolver` (the Newton core, vmapped), rounds by
+  :func:`sdtheory.distill.run_rounds`, each cell stopping at its first 100% round. A cell
+  whose solve misses its certificate is marked failed (NaN, ``certificate`` column above
+  :data:`CERT_TOL`) rather than returned.
+* ``linear``: the closed form (L) through the per-instance decomposition
+  (:mod:`sdtheory.theory`), vectorised over cells.
+
+Every result also carries the closed-form r* (column ``r_star_closed_form``) where it applies.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from sdtheory import theory
+from sdtheory._progress import Progress
+from sdtheory.distill import pll_targets, run_rounds
+from sdtheory.metrics import accuracy, correct
+from sdtheory.problem import ProblemConfig
+from sdtheory.solvers import ExactSolver
+from sdtheory.sweep.grid import Axis, Cells, Plan, plan
+from sdtheory.sweep.result import CERT_TOL, PhaseResult
+
+__all__ = ["QUANTITIES", "SOLVERS", "phase_diagram", "run_plan"]
+
+log = logging.getLogger(__name__)
+
+QUANTITIES = ("r_star", "acc_round_R", "pll_gain")
+SOLVERS = ("exact", "linear")
+
+MAX_ROUNDS = 10_000
+"""Most rounds a sweep may ask for."""
+
+
+def _check(quantity: str, solver: str, max_rounds) -> int:
+    from sdtheory._validate import as_int
+
+    if quantity not in QUANTITIES:
+        raise ValueError(f"quantity must be one of {QUANTITIES}, got {quantity!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    return as_int(max_rounds, "max-rounds", lo=0, hi=MAX_ROUNDS)
+
+
+def _as_axis(a) -> Axis:
+    return a if isinstance(a, Axis) else Axis.parse(a)
+
+
+def phase_diagram(base: ProblemConfig, x, y, *, quantity: str = "r_star", solver: str = "exact",
+          max_rounds: int = 60, pll_ties: str = "lower") -> PhaseResult:
+    """Compute a phase diagram (see the module docstring for the quantities).
+
+    Args:
+      base: model and noise parameters of every cell (block or superclass model, no jitter);
+        the swept parameters replace its fields.
+      x, y: :class:`~sdtheory.sweep.grid.Axis` (or ``NAME:LO:HI:COUNT[:log]`` strings).
+      quantity: "r_star", "acc_round_R" or "pll_gain".
+      solver: "exact" (group-reduced fixed point, batched Newton) or "linear" (closed form).
+      max_rounds: R, rounds 0..R.
+      pll_ties: tie rule of the PLL student's top-2 labels (``pll_gain`` only).
+
+    Returns:
+      :class:`PhaseResult` with arrays of shape (len(y), len(x)).
+
+    Raises:
+      ValueError: bad parameters, naming the parameter and the first bad cell.
+
+    Example:
+      >>> import sdtheory as sd; sd.enable_x64()
+      >>> res = phase_diagram(sd.ProblemConfig(K=4, n=500), "eta:0:0.7:8", "lam:1e-5:1e-3:5:log",
+      ...             solver="linear")
+      >>> res.data.shape
+      (5, 8)
+    """
+    R = _check(quantity, solver, max_rounds)
+    return run_plan(plan(base, _as_axis(x), _as_axis(y)), quantity=quantity, solver=solver,
+                    max_rounds=R, pll_ties=pll_ties)
+
+
+def run_plan(p: Plan, *, quantity: str, solver: str, max_rounds: int,
+             pll_ties: str = "lower") -> PhaseResult:
+    """Compute a phase diagram on a validated :class:`~sdtheory.sweep.grid.Plan`."""
+    from sdtheory import __version__
+
+    R = _check(quantity, solver, max_rounds)
+    t0 = time.perf_counter()
+    ny, nx = p.shape
+    cols: dict[str, np.ndarray] = {}
+    for g in p.groups:
+        run = _exact_cells if solver == "exact" else _linear_cells
+        res = run(g, quantity, R, pll_ties)
+        res["r_star_closed_form"] = _closed_form_column(g)
+        for name, v in res.items():
+            cols.setdefault(name, np.full(nx * ny, np.nan))[g.index] = v
+    values = {name: v.reshape(ny, nx) for name, v in cols.items()}
+    order = [quantity] + sorted(k for k in values if k != quantity)
+    seconds = time.perf_counter() - t0
+    log.info("%d cells in %.1f s", nx * ny, seconds)
+    return PhaseResult(x=p.x, y=p.y, quantity=quantity, solver=solver, max_rounds=R,
+                       values={k: values[k] for k in order},
+                       config=_config_dict(p, quantity, solver, R, pll_ties),
+                       version=__version__, seconds=seconds)
+
+
+def _config_dict(p: Plan, quantity: str, solver: str, R: int, pll_ties: str) -> dict:
+    d = p.base.to_dict()
+    for k in ("dim", "jitter", p.x.name, p.y.name):
+        d.pop(k, None)
+    if p.base.counts is not None:
+        d.pop("eta", None)
+        d.pop("noise", None)
+    if p.base.model != "superclass":
+        d.pop("e", None)
+        d.pop("classes_per_superclass", None)
+    if not p.base.sampled:
+        d.pop("seed", None)
+    d.update(x=p.x.spec, y=p.y.spec, quantity=quantity, solver=solver, max_rounds=R)
+    if quantity == "pll_gain":
+        d["pll_ties"] = pll_ties
+    return d
+
+
+def _closed_form_column(g: Cells) -> np.ndarray:
+    """r* by the closed form where it applies (balanced counts; three-level: flips only inside
+    the true superclass), 0 without mislabelled samples, NaN elsewhere."""
+    a = g.averaging()
+    C = g.counts
+    applies = theory.closed_form_applies(C, g.superclass_of)
+    dlt = theory.delta(C)
+    noiseless = ~np.any(C[:, ~np.eye(g.K, dtype=bool)] > 0, axis=1)
+    dlt = np.where(noiseless, np.inf, dlt)
+    r = theory.r_star_closed(dlt[g.cfg], a["class"], a["instance"])
+    return np.where(applies[g.cfg], r, np.nan)
+
+
+# --------------------------------------------------------------------------------------------
+# Exact solver: one batched ExactSolver per K, rounds by distill.run_rounds
+# --------------------------------------------------------------------------------------------
+
+def _exact_cells(g: Cells, quantity: str, R: int, ties: str) -> dict:
+    diag, alpha, L, w = g.class_structure()
+    solver = ExactSolver.group_batch(diag=diag, alpha=alpha, L=L, w=w, counts=g.counts[g.cfg],
+                                     lam=g.lam)
+    log.info("exact solver, K = %d: %d cells, rounds 0..%d", g.K, g.size, R)
+    res = run_rounds(solver, R, pll=quantity == "pll_gain", pll_ties=ties,
+                     until_perfect=quantity != "acc_round_R", on_failure="mark")
+    failed = ~res.ok
+    cert = np.nanmax(np.vstack([res.residual, res.pll_residual[None]]), axis=0)
+    cert = np.where(failed, np.maximum(np.nan_to_num(cert, nan=np.inf), 2 * CERT_TOL), cert)
+    out = {"certificate": cert}
+    if quantity == "r_star":
+        out["r_star"] = np.where(failed | (res.r_star < 0), np.nan, res.r_star)
+    elif quantity == "acc_round_R":
+        out["acc_round_R"] = np.where(failed, np.nan, res.train_acc[R])
+    else:
+        best = np.where(failed, np.nan, res.best_acc)
+        pll = np.where(failed, np.nan, res.pll_acc)
+        out.update(pll_gain=pll - best, pll_acc=pll, sd_best_acc=best)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Linear solver: closed form (L) through the per-instance decomposition, vectorised
+# --------------------------------------------------------------------------------------------
+
+def _linear_outputs(comps: dict, a: dict, t, K: int) -> np.ndarray:
+    """Outputs (C, K * K, K) = 1/K + sum_level a_level^t comp_level (comps of V - 1/K)."""
+    P = 1.0 / K
+    for name, comp in comps.items():
+        P = P + (a[name] ** t)[:, None, None] * comp
+    return P
+
+
+def _linear_cells(g: Cells, quantity: str, R: int, ties: str) -> dict:
+    a = g.averaging()
+    names = theory.level_names(g.three_level)
+    if quantity == "r_star":
+        coef = theory.pair_coefficients(g.counts, g.superclass_of)
+        log.info("linear solver, K = %d: r* of %d cells", g.K, g.size)
+        r = theory.first_perfect_linear(coef[g.cfg], np.stack([a[nm] for nm in names], axis=1),
+                                        R)
+        return {"r_star": r}
+    K = g.K
+    true, given = np.divmod(np.arange(K * K), K)
+    base_comps = theory.grid_components(np.eye(K)[given] - 1.0 / K, g.counts, g.superclass_of)
+    nc = g.size
+    chunk = max(1, 2 ** 21 // (K ** 3))      # cells per block of (cells, K, K, K) arrays
+    names_out = (("acc_round_R",) if quantity == "acc_round_R"
+                 else ("pll_gain", "pll_acc", "sd_best_acc"))
+    out = {name: np.full(nc, np.nan) for name in names_out}
+    progress = Progress(log, total=nc, what="cell")
+    for s0 in range(0, nc, chunk):
+        sl = slice(s0, min(nc, s0 + chunk))
+        cfg = g.cfg[sl]
+        w = g.counts[cfg].reshape(-1, K * K).astype(np.float64)
+        comps = {k: v[cfg] for k, v in base_comps.items()}
+        ac = {k: v[sl] for k, v in a.items()}
+
+        def acc_of(P, w=w):
+            return accuracy(P, true, given, w)[0]
+
+        if quantity == "acc_round_R":
+            out["acc_round_R"][sl] = acc_of(_linear_outputs(comps, ac, R + 1, K))
+        else:
+            best = np.full(cfg.size, -np.inf)
+            done = np.zeros(cfg.size, dtype=bool)
+            P0 = None
+            for r in range(R + 1):
+                P = _linear_outputs(comps, ac, r + 1, K)
+                P0 = P if r == 0 else P0
+                acc = acc_of(P)
+                best = np.where(done, best, np.maximum(best, acc))
+                done |= np.all(correct(P, true) | (w == 0), axis=1)
+                if done.all():
+                    break
+            Tp = pll_targets(P0, ties=ties) - 1.0 / K
+            pcomps = theory.grid_components(Tp, g.counts[cfg], g.superclass_of)
+            pll_acc = acc_of(_linear_outputs(pcomps, ac, 1, K))
+            out["pll_acc"][sl], out["sd_best_acc"][sl] = pll_acc, best
+            out["pll_gain"][sl] = pll_acc - best
+        progress.step(f"linear, K = {K}", n=cfg.size)
+    return out

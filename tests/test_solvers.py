@@ -1,0 +1,406 @@
+"""One training: the Newton core and its problems, the exact solver (group-reduced, full N),
+the linearised closed form (L).
+
+Tolerances follow from the certificates: two solutions of (E) whose certificates are c1 and c2
+agree to SENSITIVITY * (c1 + c2) + 1e-13; SENSITIVITY bounds ||(I + D s M)^{-1}||, the factor
+by which a fixed-point residual becomes an error in the outputs (docs/theory.md section 2.3).
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import softmax
+
+import sdtheory
+from sdtheory.models import jitter, three_level, two_level
+from sdtheory.noise import (
+    corrupt_exact,
+    corruption_from_counts,
+    corruption_from_labels,
+    transition_matrix,
+)
+from sdtheory.solvers import (
+    AveragingOperator,
+    ExactSolver,
+    LinearSolver,
+    SolverError,
+    exact,
+    one_hot,
+)
+from sdtheory.solvers.newton import CONVERGED, FAILED, ROUNDOFF, newton
+from tests.reference import public_vectors
+
+REF = public_vectors()["block_k4_n120"]
+SENSITIVITY = 1e3
+
+
+def certificate(G, T, P, lam, weight=None):
+    """Independent numpy certificate of (E): max |P - softmax(G (T - P) / (N lam))|."""
+    N = P.shape[0] if weight is None else float(np.sum(weight))
+    return float(np.max(np.abs(P - softmax(G @ (T - P) / (N * lam), axis=1))))
+
+
+def agree(P1, P2, c1, c2):
+    """Two certified solutions agree within what their certificates allow."""
+    assert max(c1, c2) <= 1e-10
+    np.testing.assert_allclose(P1, P2, rtol=0, atol=SENSITIVITY * (c1 + c2) + 1e-13)
+
+
+def _ref_groups(entries):
+    return {(g["true"], g["given"]): np.array(g["p"]) for g in entries}
+
+
+def unit_matrix(model, true, weight):
+    """Unit-level matrix M = diag I + B diag(m) built entry by entry from the Gram model's
+    definition (an independent construction of the group reduction, docs/theory.md 3.1)."""
+    G = model.dense()
+    first = np.cumsum([0] + list(model.sizes))[:-1]
+    i = first[true]                         # a sample of each unit's class, and another one
+    B = G[i[:, None], i[None, :] + (true[:, None] == true[None, :])]
+    return (1.0 - model.c) * np.eye(true.size) + B * np.asarray(weight)[None, :]
+
+
+# ---------------------------------------------------------------- reference outputs, round 0
+
+
+def test_teacher_matches_reference_exact_and_linear():
+    model = two_level(4, 120, 0.4, 0.1)
+    gs = ExactSolver(gram=model, labels=REF["counts"], lam=REF["lam"])
+    P = gs.fit(gs.targets0()).P
+    ref = _ref_groups(REF["rounds"][0]["groups"])
+    for k, j, p in zip(gs.true, gs.given, P):
+        np.testing.assert_allclose(p, ref[(k, j)], atol=1e-10, rtol=0)
+    ls = LinearSolver(gram=model, labels=REF["counts"], lam=REF["lam"])
+    ref = _ref_groups(REF["rounds"][0]["linear_groups"])
+    for k, j, p in zip(ls.true, ls.given, ls.round_outputs(0)):
+        np.testing.assert_allclose(p, ref[(k, j)], atol=1e-10, rtol=0)
+
+
+# ---------------------------------------------------------------- the Newton core
+
+
+@pytest.mark.parametrize("three", [False, True], ids=["two-level", "three-level"])
+def test_group_newton_direction_equals_dense_jacobian_solve(three, rng):
+    """The block elimination of docs/theory.md 3.2 against a dense solve of J dZ = -F with
+    J = I + s M D built from the unit matrix (K^2 units, some empty)."""
+    model = (three_level(2, 2, 20, 0.6, 0.3, 0.05) if three else two_level(4, 30, 0.4, -0.02))
+    K = model.K
+    counts = np.stack([rng.multinomial(model.sizes[k], rng.dirichlet(np.ones(K)))
+                       for k in range(K)])
+    counts[0, 0] += counts[0, 1]
+    counts[0, 1] = 0                                   # an empty group
+    solver = ExactSolver.group_batch(*(), **_structure(model), counts=counts[None],
+                                     lam=np.array([1e-3]))
+    problem = solver._problem
+    import jax
+
+    one = jax.tree_util.tree_map(lambda a: a[0], problem)
+    Z = rng.standard_normal((K, K, K))
+    T = np.broadcast_to(np.eye(K), (K, K, K))
+    P, _, F = one.evaluate(Z, T)
+    dZ = np.asarray(one.direction(Z, P, F, 1.0)).reshape(K * K, K)
+    true = np.repeat(np.arange(K), K)
+    M = unit_matrix(model, true, counts.reshape(-1))
+    s = 1.0 / (model.N * 1e-3)
+    Pn = np.asarray(P).reshape(K * K, K)
+    H = np.stack([np.diag(p) - np.outer(p, p) for p in Pn])
+    J = np.eye(K * K * K) + s * np.einsum("uv,vab->uavb", M, H).reshape(K ** 3, K ** 3)
+    ref = np.linalg.solve(J, -np.asarray(F).reshape(-1)).reshape(K * K, K)
+    rel = np.abs(dZ - ref).max() / np.abs(ref).max()
+    assert rel <= 1e-12 * np.linalg.cond(J)
+
+
+def _structure(model):
+    diag, alpha, L, w = model.class_structure()
+    return dict(diag=np.array([diag]), alpha=np.array([alpha]), L=L[None], w=w[None])
+
+
+def test_newton_statuses_and_error(rng):
+    """CONVERGED at the tolerance; FAILED when the tolerance is unreachable (0): ExactSolver
+    then raises with the certificate in the message."""
+    model = two_level(3, 20, 0.4, 0.1)
+    C = np.array([[14, 4, 2], [2, 14, 4], [4, 2, 14]])
+    s = ExactSolver(gram=model, labels=C, lam=1e-3)
+    fit = s.fit(s.targets0())
+    assert fit.info.status == "converged" and fit.residual <= 1e-12
+    res = newton(s._problem, s._grid(s.targets0()[None], 1), np.zeros((1, 3, 3, 3)), tol=0.0,
+                 max_iter=50, batched=True)
+    assert res.status[0] == FAILED and res.certificate[0] <= 1e-14
+    with pytest.raises(SolverError, match="certificate"):
+        ExactSolver(gram=model, labels=C, lam=1e-3, tol=0.0).fit(s.targets0())
+    assert {CONVERGED, ROUNDOFF, FAILED} == {0, 1, 2}
+
+
+def test_batched_group_solver_equals_one_at_a_time(rng):
+    """One vmapped batch of cells (different n, c, d, lam, counts) = each cell alone."""
+    K = 3
+    models = [two_level(K, n, c, d) for n, c, d in ((10, 0.4, 0.1), (25, 0.6, 0.2), (7, 0.5, 0.0))]
+    lams = np.array([1e-3, 3e-4, 1e-2])
+    counts = np.stack([np.stack([rng.multinomial(m.sizes[k], rng.dirichlet(np.ones(K)))
+                                 for k in range(K)]) for m in models])
+    st_ = [m.class_structure() for m in models]
+    batch = ExactSolver.group_batch(diag=[s[0] for s in st_], alpha=[s[1] for s in st_],
+                                    L=np.stack([s[2] for s in st_]),
+                                    w=np.stack([s[3] for s in st_]),
+                                    counts=counts, lam=lams)
+    out = batch.fit_batch(batch.targets0())
+    for i, m in enumerate(models):
+        single = ExactSolver(gram=m, labels=counts[i], lam=lams[i])
+        fit = single.fit(single.targets0())
+        sel = counts[i].reshape(-1) > 0
+        agree(out.P[i][sel], fit.P, out.residual[i], fit.residual)
+
+
+def test_warm_start_reaches_the_same_solution_in_fewer_steps():
+    model = two_level(4, 120, 0.4, 0.1)
+    s = ExactSolver(gram=model, labels=REF["counts"], lam=1e-4)
+    f0 = s.fit(s.targets0())
+    cold = s.fit(f0.P)
+    warm = s.fit(f0.P, f0.info.logits)
+    agree(cold.P, warm.P, cold.residual, warm.residual)
+    assert warm.info.iterations < cold.info.iterations
+
+
+# ---------------------------------------------------------------- full vs group-reduced
+
+
+def _full_vs_group(model, counts, lam, T_units=None):
+    cor = corruption_from_counts(np.asarray(counts), sizes=model.sizes)
+    gs = ExactSolver(gram=model, labels=counts, lam=lam)
+    T_units = gs.targets0() if T_units is None else T_units
+    fg = gs.fit(T_units)
+    es = ExactSolver(gram=model.dense(), labels=cor, lam=lam)
+    fe = es.fit(gs.expand(T_units))
+    return gs, fg, fe
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    K=st.integers(2, 4),
+    n=st.integers(2, 12),
+    c=st.floats(0.2, 0.9),
+    gap=st.floats(0.05, 0.6),
+    log_lam=st.floats(-5, -1),
+    seed=st.integers(0, 10_000),
+)
+def test_group_reduced_equals_full_solver(K, n, c, gap, log_lam, seed):
+    d = max(c - gap, 0.0)
+    model = two_level(K, n, c, d)
+    rng = np.random.default_rng(seed)
+    counts = np.stack([rng.multinomial(n, rng.dirichlet(np.ones(K))) for _ in range(K)])
+    gs, fg, fe = _full_vs_group(model, counts, 10.0 ** log_lam)
+    agree(gs.expand(fg.P), fe.P, fg.residual, fe.residual)
+
+
+def test_group_reduced_equals_full_three_level_soft_targets(rng):
+    model = three_level(2, 2, 6, 0.6, 0.3, 0.05)
+    counts = np.array([[3, 2, 1, 0], [1, 4, 0, 1], [0, 1, 3, 2], [2, 0, 1, 3]])
+    U = int(np.count_nonzero(counts))
+    T = rng.dirichlet(np.ones(4), size=U)
+    gs, fg, fe = _full_vs_group(model, counts, 3e-3, T)
+    agree(gs.expand(fg.P), fe.P, fg.residual, fe.residual)
+
+
+def test_full_solver_at_small_lam_equals_group_solver():
+    """N K = 1440 at lam = 1e-5 (saturated outputs, preconditioned GMRES)."""
+    model = two_level(4, 90, 0.4, 0.1)
+    counts = np.array([[60, 20, 5, 5], [5, 60, 20, 5], [5, 5, 60, 20], [20, 5, 5, 60]])
+    gs, fg, fe = _full_vs_group(model, counts, 1e-5)
+    assert fe.info.iterations >= 1
+    agree(gs.expand(fg.P), fe.P, fg.residual, fe.residual)
+
+
+def test_randomized_spectrum_path_equals_eigh_path(monkeypatch):
+    """Above EIGH_MAX the preconditioner comes from a randomized subspace iteration and the PSD
+    check from a Cholesky factorisation: the same solution, certified."""
+    model = two_level(3, 60, 0.4, 0.1)
+    G = jitter(model.dense(), 0.01, seed=4)
+    cor = corrupt_exact(transition_matrix("sym", 3, 0.4), model.sizes)
+    full = ExactSolver(gram=G, labels=cor, lam=1e-4)
+    monkeypatch.setattr(exact, "EIGH_MAX", 50)
+    rand = ExactSolver(gram=G, labels=cor, lam=1e-4)
+    assert full.spectrum["method"] == "eigh" and rand.spectrum["method"] == "randomized+cholesky"
+    f1, f2 = full.fit(full.targets0()), rand.fit(rand.targets0())
+    agree(f1.P, f2.P, f1.residual, f2.residual)
+    with pytest.raises(ValueError, match="not positive semi-definite: smallest eigenvalue -"):
+        ExactSolver(gram=G - 0.7 * np.eye(G.shape[0]), labels=cor, lam=1e-4)
+
+
+# ---------------------------------------------------------------- invariants of exact outputs
+
+
+def test_residual_rows_and_independent_certificate(rng):
+    model = two_level(3, 15, 0.5, 0.1)
+    G = jitter(model.dense(), 0.02, seed=1)
+    y = model.labels()
+    T = rng.dirichlet(np.ones(3), size=y.size)
+    fit = ExactSolver(gram=G, labels=corruption_from_labels(y, y), lam=1e-3).fit(T)
+    assert fit.residual <= 1e-12
+    # the certificate recomputed independently in numpy: equal to rounding of G (T - P)
+    assert abs(certificate(G, T, fit.P, 1e-3) - fit.residual) <= 1e-13
+    np.testing.assert_allclose(fit.P.sum(axis=1), 1.0, atol=1e-14)
+    assert np.all(fit.P > 0)
+
+
+def test_permuting_samples_permutes_outputs(rng):
+    model = two_level(3, 12, 0.5, 0.2)
+    G = jitter(model.dense(), 0.03, seed=2)
+    y = model.labels()
+    T = rng.dirichlet(np.ones(3), size=y.size)
+    perm = rng.permutation(y.size)
+    f = ExactSolver(gram=G, labels=corruption_from_labels(y, y), lam=1e-3).fit(T)
+    fp = ExactSolver(gram=G[np.ix_(perm, perm)], labels=corruption_from_labels(y[perm], y[perm]),
+                     lam=1e-3).fit(T[perm])
+    agree(fp.P, f.P[perm], fp.residual, f.residual)
+
+
+def test_exact_outputs_minimise_the_primal_objective(rng):
+    """Independent check: no nearby W does better than the W rebuilt from the solution."""
+    model = two_level(3, 8, 0.5, 0.1)
+    G = model.dense()
+    X = np.linalg.cholesky(G)
+    N, K, lam = G.shape[0], 3, 1e-2
+    T = one_hot(model.labels(), K)
+    fit = ExactSolver(gram=G, labels=corruption_from_labels(model.labels(), model.labels()),
+                      lam=lam).fit(T)
+    P = fit.P
+    W = (T - P).T @ X / (N * lam)                 # stationarity, docs/theory.md section 2.1
+
+    def L(W):
+        Q = softmax(X @ W.T, axis=1)
+        return -np.mean(np.sum(T * np.log(Q), axis=1)) + 0.5 * lam * np.sum(W * W)
+
+    np.testing.assert_allclose(softmax(X @ W.T, axis=1), P, atol=SENSITIVITY * fit.residual
+                               + 1e-13)
+    base = L(W)
+    for _ in range(20):
+        assert L(W + 1e-4 * rng.standard_normal(W.shape)) > base
+
+
+def test_solvers_refuse_float32():
+    model = two_level(3, 5, 0.4, 0.1)
+    with sdtheory.x64():
+        s = ExactSolver(gram=model, labels=5 * np.eye(3, dtype=int), lam=1e-2)
+    import jax
+
+    if jax.config.jax_enable_x64:          # the test session enables float64 globally
+        with jax.enable_x64(False):
+            with pytest.raises(RuntimeError, match="needs float64"):
+                s.fit(s.targets0())
+            with pytest.raises(RuntimeError, match="needs float64"):
+                ExactSolver(gram=model, labels=5 * np.eye(3, dtype=int), lam=1e-2)
+
+
+# ---------------------------------------------------------------- linearised form (L)
+
+
+def test_linear_closed_form_equals_iterated_kernel_ridge_regression():
+    """(L) = KRR of the centred labels with ridge K lam, iterated (Borup & Andersen)."""
+    K, lam = 3, 2e-3
+    model = two_level(K, 10, 0.45, 0.15)
+    G = jitter(model.dense(), 0.02, seed=3)
+    cor = corrupt_exact(transition_matrix("sym", K, 0.3), model.sizes)
+    N = G.shape[0]
+    F = one_hot(cor.given, K) - 1.0 / K
+    ls = LinearSolver(gram=G, labels=cor, lam=lam)
+    for r in range(6):
+        # KRR: min_a (1/N) ||F - G a||^2 + (K lam) a^T G a  =>  a = (G + N K lam I)^{-1} F
+        a = np.linalg.solve(G + N * K * lam * np.eye(N), F)
+        F = G @ a
+        np.testing.assert_allclose(1.0 / K + F, ls.round_outputs(r), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("model", [two_level(4, 30, 0.4, 0.1), two_level(3, (5, 9, 14), 0.5, 0.2),
+                                   three_level(2, 2, 8, 0.6, 0.3, 0.05)],
+                         ids=["two-level", "unequal-sizes", "three-level"])
+def test_block_averaging_operator_equals_dense_eigendecomposition(model, rng):
+    """Class space + instance level (docs/theory.md 3.3) = A^t from eigh of the dense G."""
+    K = model.K
+    counts = np.stack([rng.multinomial(model.sizes[k], rng.dirichlet(np.ones(K)))
+                       for k in range(K)])
+    cor = corruption_from_counts(counts)
+    block = LinearSolver(gram=model, labels=counts, lam=1e-3)
+    dense = LinearSolver(gram=model.dense(), labels=cor, lam=1e-3)
+    for r in (0, 1, 4, 2.5):
+        P = block.op.apply(block.targets0() - 1.0 / K, r + 1.0)
+        Pd = dense.op.apply(dense.targets0() - 1.0 / K, r + 1.0)
+        np.testing.assert_allclose(np.repeat(P, counts[block.true, block.given], axis=0), Pd,
+                                   atol=1e-12, rtol=0)
+
+
+def test_linear_rounds_iterate_to_closed_power():
+    model = two_level(4, 120, 0.4, 0.1)
+    ls = LinearSolver(gram=model, labels=REF["counts"], lam=1e-3)
+    T = ls.targets0()
+    for r in range(5):
+        fit = ls.fit(T)
+        np.testing.assert_allclose(fit.P, ls.round_outputs(r), atol=1e-13)
+        assert fit.residual <= 1e-12
+        T = fit.P
+
+
+def test_averaging_eigenvalues_are_mu_over_mu_plus_KNlam():
+    model = two_level(4, 30, 0.4, 0.1)
+    lam, K, N = 1e-3, 4, model.N
+    op = AveragingOperator(model.dense(), lam, K)
+    expected = model.eigvals() / (model.eigvals() + K * N * lam)
+    np.testing.assert_allclose(np.sort(op.a), np.sort(expected), atol=1e-12)
+
+
+def test_linear_gap_to_exact_shrinks_as_lam_grows():
+    """max |P_exact - P_linear| falls monotonically for lam >= 1e-3 and like lam^-2 (the
+    linearisation drops the O(z^2) term of softmax, z ~ 1/lam).
+
+    Measured on this case: below lam = 1e-3 the gap is NOT monotone (it peaks near
+    lam = 3e-4 at 0.053 and falls to 0.009 at 1e-5, where both forms saturate), so the
+    monotone claim is asserted on the grid where it holds.
+    """
+    model = two_level(4, 120, 0.4, 0.1)
+    lams = np.logspace(-3, 1, 9)
+    gaps = []
+    for lam in lams:
+        gs = ExactSolver(gram=model, labels=REF["counts"], lam=lam)
+        ls = LinearSolver(gram=model, labels=REF["counts"], lam=lam)
+        T = gs.targets0()
+        gaps.append(np.abs(gs.fit(T).P - ls.fit(T).P).max())
+    gaps = np.array(gaps)
+    assert np.all(np.diff(gaps) < 0), gaps
+    scaled = gaps[-3:] * lams[-3:] ** 2           # lam in [1, 10]: gap * lam^2 ~ constant
+    assert scaled.max() / scaled.min() < 1.1, scaled
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda m, C: ExactSolver(gram=m, labels=C, lam=0.0), "lam"),
+        (lambda m, C: ExactSolver(gram=m, labels=C, lam=-1e-3), "lam"),
+        (lambda m, C: ExactSolver(gram=m, labels=C, lam=float("nan")), "lam"),
+        (lambda m, C: ExactSolver(gram=m, labels=np.array(C)[:, :3], lam=1e-3),
+         "labels must be a Corruption .* or a K x K count matrix"),
+        (lambda m, C: ExactSolver(gram=m, labels=np.array(C) + np.eye(4, dtype=int), lam=1e-3),
+         "row 0 sums to 121"),
+        (lambda m, C: ExactSolver(gram=m, labels=np.array(C) + 0.5, lam=1e-3), "integers"),
+        (lambda m, C: ExactSolver(gram=m, labels=C, lam=1e-3).fit(np.full((16, 4), 0.3)),
+         "distribution"),
+        (lambda m, C: ExactSolver(gram=m, labels=C, lam=1e-3).fit(np.full((16, 3), 1 / 3)),
+         "shape"),
+        (lambda m, C: ExactSolver(gram=np.ones((3, 4)), labels=C, lam=1e-3), "square"),
+        (lambda m, C: ExactSolver(gram=np.array([[1.0, 0.5], [0.4, 1.0]]), labels=C, lam=1e-3),
+         "symmetric"),
+        (lambda m, C: ExactSolver(gram=np.array([[1.0, 2.0], [2.0, 1.0]]),
+                                  labels=corruption_from_labels([0, 1], [0, 1]), lam=1e-3),
+         "positive semi-definite"),
+        (lambda m, C: ExactSolver(gram=np.eye(3), labels=C, lam=1e-3), "Corruption"),
+        (lambda m, C: ExactSolver(gram=np.eye(3), labels=corruption_from_labels([0, 1], [0, 1]),
+                                  lam=1e-3), "2 samples but G is 3 x 3"),
+        (lambda m, C: corruption_from_labels([0, 1, 5], [0, 1, 5], 3), "true labels must lie"),
+    ],
+)
+def test_bad_input_raises_clear_error(make, match):
+    model = two_level(4, 120, 0.4, 0.1)
+    with pytest.raises(ValueError, match=match):
+        make(model, REF["counts"])
