@@ -315,20 +315,30 @@ def first_perfect_linear(coef, a, max_rounds: int, tie_tol: float = TIE_TOL) -> 
       max_rounds: last round examined.
 
     Returns:
-      (C,) float: the round, NaN where none within max_rounds. Each round costs one
-      multiply-add per level and distinct pair of the cells not yet decided.
+      (C,) float: the round, NaN where none within max_rounds. Rounds are evaluated in blocks
+      (powers a^(r+1) for a block of r at once), over the cells not yet decided.
     """
     coef, a = np.asarray(coef), np.asarray(a, dtype=np.float64)
     out = np.full(a.shape[0], np.nan)
-    active = np.arange(a.shape[0])
-    at = a.copy()
-    for r in range(int(max_rounds) + 1):
-        margin = np.einsum("apl,al->ap", coef[active], at)
-        ok = np.all(margin > tie_tol, axis=1)
-        out[active[ok]] = r
-        active, at = active[~ok], at[~ok] * a[active[~ok]]
-        if active.size == 0:
-            break
+    active = np.arange(a.shape[0])           # the undecided cells, and their arrays, compacted
+    cf, aa, at = coef, a, np.ones_like(a)    # at = a^start (start = rounds done)
+    R = int(max_rounds)
+    start = 0
+    while start <= R and active.size:
+        size = int(np.clip(2 ** 22 // max(1, active.size * coef.shape[1] * coef.shape[2]), 1,
+                           R + 1 - start))
+        if size == 1:       # many cells: one round at a time (the cheapest contraction)
+            pw = (at * aa)[:, None, :]
+            ok = np.all(np.einsum("apl,al->ap", cf, pw[:, 0]) > tie_tol, axis=1)[:, None]
+        else:               # a^t for t = start + 1 .. start + size by repeated products
+            pw = at[:, None, :] * np.cumprod(np.broadcast_to(aa[:, None, :], (active.size, size,
+                                                                             a.shape[1])), axis=1)
+            ok = np.all(np.einsum("apl,arl->arp", cf, pw) > tie_tol, axis=2)   # (A, rounds)
+        hit = ok.any(axis=1)
+        out[active[hit]] = start + np.argmax(ok[hit], axis=1)
+        keep = ~hit
+        active, cf, aa, at = active[keep], cf[keep], aa[keep], pw[keep, -1, :]
+        start += size
     return out
 
 

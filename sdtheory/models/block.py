@@ -241,13 +241,16 @@ class BlockModel:
         return diag, alpha, np.stack(cols, axis=1), np.asarray(w, dtype=np.float64)
 
     def dense(self) -> np.ndarray:
-        """The N x N Gram matrix."""
-        y = self.labels()
+        """The N x N Gram matrix (assembled block by block: one pass over memory)."""
         diag, levels = self.levels()
-        G = diag * np.eye(self.N)
-        for w, part in levels:
-            p = part[y]
-            G += w * (p[:, None] == p[None, :])
+        start = np.concatenate([[0], np.cumsum(self.sizes)])
+        G = np.empty((self.N, self.N))
+        for k in range(self.K):
+            rows = slice(start[k], start[k + 1])
+            for j in range(self.K):
+                G[rows, start[j]:start[j + 1]] = sum(w for w, part in levels
+                                                     if part[k] == part[j])
+        G[np.diag_indices(self.N)] += diag
         return G
 
     # ----------------------------------------------------------------------------- spectrum

@@ -65,21 +65,31 @@ class AveragingOperator:
             self._G = G
         self.a = self.mu / (self.mu + self.K * self.N * self.lam)
 
-    def apply(self, Y, t: float = 1.0) -> np.ndarray:
-        """A^t Y (unit rows Y, (U, K)) without forming A^t; t >= 0, real powers allowed."""
+    def apply(self, Y, t=1.0) -> np.ndarray:
+        """A^t Y (unit rows Y, (U, K)) without forming A^t; t >= 0, real powers allowed.
+
+        ``t`` may be an array of powers: the result then has a leading axis over them,
+        (len(t), U, K).
+        """
         Y = np.asarray(Y, dtype=np.float64)
+        t = np.asarray(t, dtype=np.float64)
+        tt = t.reshape(-1, 1, 1)
         if not self._block:
-            return self._V @ (self.a[:, None] ** t * (self._V.T @ Y))
+            out = np.einsum("ij,rjk->rik", self._V, self.a[None, :, None] ** tt
+                            * (self._V.T @ Y)[None])
+            return out if t.ndim else out[0]
         a_inst, a_cls = self.a[0], self.a[1:]
         sums = np.zeros((self._n.size, Y.shape[1]))
         np.add.at(sums, self._cls, self._m[:, None] * Y)
         with np.errstate(invalid="ignore", divide="ignore"):
             means = np.where(self._n[:, None] > 0, sums / self._n[:, None], 0.0)
         # f(B) c = n^-1/2 Vc f(mu) Vc^T n^1/2 c on class means c (classes with n = 0: none)
-        fc = self._Vc @ (a_cls[:, None] ** t * (self._Vc.T @ (self._root[:, None] * means)))
+        fc = np.einsum("ij,rjk->rik", self._Vc, a_cls[None, :, None] ** tt
+                       * (self._Vc.T @ (self._root[:, None] * means))[None])
         with np.errstate(invalid="ignore", divide="ignore"):
             fc = np.where(self._root[:, None] > 0, fc / self._root[:, None], 0.0)
-        return a_inst ** t * (Y - means[self._cls]) + fc[self._cls]
+        out = a_inst ** tt * (Y - means[self._cls])[None] + fc[:, self._cls]
+        return out if t.ndim else out[0]
 
     def power(self, t: float) -> np.ndarray:
         """A^t as a (U, U) matrix (for tests and small problems)."""
@@ -146,10 +156,27 @@ class LinearSolver(SingleProblem):
         P = 1.0 / self.K + self.op.apply(T - 1.0 / self.K, 1.0)
         return Fit(P=P, residual=self.residual(T, P))
 
-    def round_outputs(self, r: int, Y=None) -> np.ndarray:
-        """P_r = 1/K + A^(r+1) (Y - 1/K) directly (Y: one-hot given labels by default)."""
+    def round_outputs(self, r, Y=None) -> np.ndarray:
+        """P_r = 1/K + A^(r+1) (Y - 1/K) directly (Y: one-hot given labels by default).
+
+        ``r`` may be an array of rounds: the result is then (len(r), U, K).
+        """
         Y = self.targets0() if Y is None else Y
-        return 1.0 / self.K + self.op.apply(Y - 1.0 / self.K, r + 1.0)
+        return 1.0 / self.K + self.op.apply(Y - 1.0 / self.K, np.asarray(r, dtype=np.float64)
+                                            + 1.0)
+
+    def first_perfect_round(self, max_rounds: int, Y=None) -> int | None:
+        """First round 0..max_rounds whose outputs get every unit right (None: none), found by
+        evaluating the rounds in blocks (:func:`sdtheory.metrics.accuracy`)."""
+        from sdtheory.metrics import accuracy, first_true
+
+        for start in range(0, int(max_rounds) + 1, 256):
+            rounds = np.arange(start, min(start + 256, int(max_rounds) + 1))
+            acc = accuracy(self.round_outputs(rounds, Y), self.true, self.given, self.weight[0])[0]
+            r = int(first_true(acc == 1.0))
+            if r >= 0:
+                return int(rounds[r])
+        return None
 
     def residual(self, T, P) -> float:
         """Residual of (L): max |P - 1/K - M (T - P) / (K N lam)|."""
