@@ -2,13 +2,81 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from sdtheory._validate import check_counts
 from sdtheory.distill import run_rounds
 from sdtheory.noise import corrupt_sampled, exact_counts, transition_matrix
 from sdtheory.solvers import ExactSolver
 
-__all__ = ["random_balanced", "exact_first_perfect", "sampled_counts", "noise_counts", "named"]
+__all__ = ["CaseRounds", "exact_batch", "random_balanced", "exact_first_perfect",
+           "sampled_counts", "noise_counts", "named"]
+
+
+@dataclass(frozen=True)
+class CaseRounds:
+    """The exact rounds of one case of a batch (:func:`exact_batch`).
+
+    Attributes:
+      train_acc: (R + 1,) accuracy per round (NaN after the first 100% round when stopping).
+      r_star: first 100% round, or None.
+      pll_acc: PLL student accuracy (NaN without ``pll``).
+      true, given, weight: the units: the K x K grid of (true, given) groups and their counts.
+      P0, P_pll: teacher and PLL outputs on the units (``keep_outputs`` only).
+    """
+
+    train_acc: np.ndarray
+    r_star: int | None
+    pll_acc: float
+    true: np.ndarray
+    given: np.ndarray
+    weight: np.ndarray
+    P0: np.ndarray | None = None
+    P_pll: np.ndarray | None = None
+
+
+def exact_batch(cases, rounds: int, *, pll: bool = False, until_perfect: bool = False,
+                keep_outputs: bool = False) -> list[CaseRounds]:
+    """Exact SD rounds of many block-model cases: every group of cases with the same K and
+    level structure is one batch of :class:`~sdtheory.solvers.ExactSolver`, run by
+    :func:`sdtheory.distill.run_rounds` (a verification grid is just a batch).
+
+    Args:
+      cases: sequence of (model, counts, lam).
+      rounds: R.
+      pll, until_perfect, keep_outputs: as :func:`~sdtheory.distill.run_rounds`.
+
+    Returns:
+      one :class:`CaseRounds` per case, in order.
+    """
+    groups: dict = {}
+    structs = []
+    for i, case in enumerate(cases):
+        model = case[0]
+        st = model.class_structure()
+        structs.append(st)
+        groups.setdefault((model.K, st[2].shape[1]), []).append(i)
+    out: list = [None] * len(cases)
+    for idx in groups.values():
+        st = [structs[i] for i in idx]
+        counts = np.stack([check_counts(cases[i][1], cases[i][0].sizes) for i in idx])
+        solver = ExactSolver.group_batch(diag=[s[0] for s in st], alpha=[s[1] for s in st],
+                                         L=np.stack([s[2] for s in st]),
+                                         w=np.stack([s[3] for s in st]), counts=counts,
+                                         lam=[cases[i][2] for i in idx])
+        res = run_rounds(solver, rounds, pll=pll, until_perfect=until_perfect,
+                         keep_outputs=keep_outputs)
+        for j, i in enumerate(idx):
+            out[i] = CaseRounds(
+                train_acc=res.train_acc[:, j],
+                r_star=None if res.r_star[j] < 0 else int(res.r_star[j]),
+                pll_acc=float(res.pll_acc[j]), true=solver.true, given=solver.given,
+                weight=solver.weight[j],
+                P0=res.outputs[0][j] if keep_outputs else None,
+                P_pll=res.pll_outputs[j] if keep_outputs and pll else None)
+    return out
 
 
 def random_balanced(K: int, n: int, rng, n_perm: int) -> np.ndarray:
@@ -21,11 +89,12 @@ def random_balanced(K: int, n: int, rng, n_perm: int) -> np.ndarray:
     return C.astype(np.int64)
 
 
-def exact_first_perfect(model, counts, lam, cap: int) -> int | None:
-    """First round r <= cap at which the exact group solver is 100% correct (None: none)."""
-    res = run_rounds(ExactSolver(gram=model, labels=counts, lam=lam), cap, until_perfect=True)
-    r = int(res.r_star[0])
-    return None if r < 0 else r
+def exact_first_perfect(cases, caps) -> list[int | None]:
+    """First round r <= cap at which the exact group solver is 100% correct (None: none), for
+    each (model, counts, lam) case and its cap, in batches (:func:`exact_batch`)."""
+    res = exact_batch(cases, int(max(caps)), until_perfect=True)
+    return [None if r.r_star is None or r.r_star > cap else r.r_star
+            for r, cap in zip(res, caps)]
 
 
 def sampled_counts(model, T, rng) -> np.ndarray:

@@ -21,7 +21,7 @@ from sdtheory.verify.harness import Tally, check
        "residual <= 1e-12 kappa, kappa = max(1, mu_max/(K N lam)); margin = 1e-12 - "
        "residual/kappa")
 def _linear_fixed_point(t: Tally) -> None:
-    """Section 3: (L) is the exact solution of the linearised (E), on dense and group units.
+    """Section 4: (L) is the exact solution of the linearised (E), on dense and group units.
 
     The residual max |P - 1/K - G(T-P)/(K N lam)| is itself computed in float64: G(T - P)
     loses about eps * mu_max * |T - P| to rounding, amplified by 1/(K N lam), so the tolerance
@@ -80,10 +80,10 @@ def _feature_gram(N: int, D: int, rng) -> np.ndarray:
 
 @check("block_spectrum",
        "BlockModel.spectrum = eigvalsh(dense G) (margin = 1e-11 max(1, mu_max) - err), and the "
-       "sec. 5 per-instance terms sum to LinearSolver.full on model.dense() (margin = 1e-12 - "
+       "sec. 7.1 per-instance terms sum to LinearSolver on model.dense() (margin = 1e-12 - "
        "err)")
 def _block_spectrum(t: Tally) -> None:
-    """Section 4 spectra and the section 5 decomposition against dense linear algebra."""
+    """Section 5 spectra and the section 7.1 decomposition against dense linear algebra."""
     rng = np.random.default_rng(12)
     models = []
     if t.quick:
@@ -135,7 +135,7 @@ def _wnorm(X: np.ndarray, weight: np.ndarray) -> float:
        "component by a2 (3-level: class minus superclass means, a_cls), so their Frobenius "
        "ratio shrinks by a3/a2; margin = 1e-10 - max rel. error")
 def _label_averaging(t: Tally) -> None:
-    """Section 3: label averaging, measured on the outputs of the linear solvers.
+    """Section 4: label averaging, measured on the outputs of the linear solvers.
 
     Q_r = P_r - 1/K from ``LinearSolver.round_outputs`` (dense per sample, or group units with
     weights), split into global / superclass / class / instance parts by averaging over
@@ -199,7 +199,7 @@ def _label_averaging(t: Tally) -> None:
        "ybar != 1/K else a2): rel. err <= 1e-3 once dev < 1e-5 and the next rate's share has "
        "decayed below 1e-4 (margin = 1e-3 - err)")
 def _collapse(t: Tally) -> None:
-    """Section 3: SD rounds eventually average everything into the global label mean.
+    """Section 4: SD rounds eventually average everything into the global label mean.
 
     Linear: the deviation from 1/K + a1^t (ybar - 1/K) is the sum of the class and instance
     terms, bounded by a2^t + a3^t (entries of ybar_k - ybar and e_j - ybar_k lie in [-1, 1]).
