@@ -1,85 +1,85 @@
 """Speed of the exact solvers (run: python benchmarks/bench_solve.py).
 
-1. Full exact solver (N x N Gram matrix, Newton + preconditioned GMRES): K=4, n=500 (N=2000),
-   lam=1e-5, c=.4, d=.1, symmetric jitter, sampled symmetric noise eta=.5: 10 rounds of SD from
-   a cold process (imports and JIT compilation included), every round's certificate reported.
-   Goal: under 20 s on a 2-core machine, every residual <= 1e-9.
-   eps = 0.01: at N = 2000 the symmetric jitter eps = 0.05 makes G indefinite (smallest
-   eigenvalue about -1.97), the training problem is then unbounded and the solver refuses it;
-   eps <= 0.0116 keeps G PSD. The eps = 0.05 attempt is reported too.
-2. Group-reduced exact solver: one round at n = 500 and at n = 10^6 (goal: milliseconds, the
-   same at both sizes).
+1. Group-reduced exact solve (block model, any n): one round, warm (compiled), K = 10, 50, 100,
+   n = 1000, c = .4, d = .1, lam = 1e-5, symmetric exact-count noise eta = .5.
+   Goals: K = 10 <= 5 ms, K = 50 <= 0.5 s, K = 100 <= 5 s.
+2. `sdtheory simulate --K 50 --n 1000 --rounds 10 --pll` (exact and linear solvers) from a cold
+   process. Goal: <= 20 s.
+3. Full N x N exact solver, K = 4, n = 500 (N = 2000), lam = 1e-5, symmetric jitter eps = 0.01,
+   sampled symmetric noise eta = .5: 10 rounds (0..9) from a cold process. Goal: <= 3 s.
+   In process: the time per round and the Newton steps, warm-started round to round.
+4. Full N x N exact solver, one round at N = 8000 (K = 4, n = 2000, dense PSD G: jitter
+   eps = 0.005, smallest eigenvalue about 0.09), from a cold process. Goal: <= 20 s.
+
+Cold processes are timed twice: with an empty JAX compilation cache, and with the cache the
+first run filled (what a user sees from the second run on).
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 
-T_START = time.perf_counter()
+import numpy as np
+from _common import cold, machine
 
-import numpy as np  # noqa: E402
-
-import sdtheory as sd  # noqa: E402
-from sdtheory.distill import self_distill  # noqa: E402
-from sdtheory.gram import jitter, nearest_psd, two_level  # noqa: E402
-from sdtheory.noise import corrupt_exact, corrupt_sampled, transition_matrix  # noqa: E402
-from sdtheory.solve import ExactSolver, GroupSolver, one_hot  # noqa: E402
+import sdtheory as sd
 
 
-def full_solver(eps: float, project: bool = False) -> None:
-    model = two_level(4, 500, 0.4, 0.1)
-    G = jitter(model.dense(), eps, seed=0)
-    if project:
-        G = nearest_psd(G)
-        print(f"  eps={eps} projected on the PSD cone (nearest_psd): diagonal in "
-              f"[{G.diagonal().min():.3f}, {G.diagonal().max():.3f}]")
-    cor = corrupt_sampled(transition_matrix("sym", 4, 0.5), model.labels(), seed=0)
-    t0 = time.perf_counter()
-    try:
-        solver = ExactSolver(G, 1e-5, given=cor.given, true=cor.true, K=4)
-    except ValueError as err:
-        print(f"  eps={eps}: refused: {err}")
-        return
-    t_setup = time.perf_counter() - t0
-    res = self_distill(solver, rounds=9)
-    t_all = time.perf_counter() - T_START
-    per = [rr.info["seconds"] for rr in res.rounds]
-    print(f"  eps={eps}: smallest eigenvalue of G {solver.mu[0]:+.4f}; setup (eigh) {t_setup:.2f} s")
-    print("  round  seconds  newton  residual  train_acc")
-    for rr in res.rounds:
-        print(f"  {rr.round:5d}  {rr.info['seconds']:7.3f}  {rr.info['iterations']:6d}  "
-              f"{rr.residual:8.1e}  {rr.train_acc:.4f}")
-    print(f"  10 rounds: {sum(per):.2f} s in the solver; {t_all:.2f} s from process start "
-          f"(imports, matrix building, JIT included); max residual "
-          f"{max(rr.residual for rr in res.rounds):.1e}")
+def group(K: int) -> None:
+    m = sd.two_level(K, 1000, 0.4, 0.1)
+    C = sd.exact_counts(sd.transition_matrix("sym", K, 0.5), m.sizes)
+    s = sd.ExactSolver(gram=m, labels=C, lam=1e-5)
+    T = s.targets0()
+    t = time.perf_counter()
+    fit = s.fit(T)
+    first = time.perf_counter() - t
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        fit = s.fit(T)
+        times.append(time.perf_counter() - t)
+    print(f"  K={K:3d}: {1e3 * min(times):9.2f} ms warm (min of 5), first call {first:.1f} s "
+          f"(compilation), {fit.info.iterations} Newton steps, certificate {fit.residual:.1e}")
 
 
-def group_solver() -> None:
-    for n in (500, 10**6):
-        model = two_level(4, n, 0.4, 0.1)
-        cor = corrupt_exact(transition_matrix("sym", 4, 0.5), model.sizes)
-        gs = GroupSolver(model, cor.counts, 1e-5)
-        T = one_hot(gs.given, 4)
-        gs.fit(T)                                   # compile
-        times = []
-        for _ in range(20):
-            t0 = time.perf_counter()
-            fit = gs.fit(T)
-            times.append(time.perf_counter() - t0)
-        print(f"  n={n:>8d}: one round {1e3 * np.median(times):.2f} ms (median of 20), "
-              f"{fit.info['iterations']} Newton steps, residual {fit.residual:.1e}")
+def full_in_process() -> None:
+    m = sd.two_level(4, 500, 0.4, 0.1)
+    G = sd.jitter(m.dense(), 0.01, seed=0)
+    cor = sd.corrupt_sampled(sd.transition_matrix("sym", 4, 0.5), m.labels(), seed=0)
+    t = time.perf_counter()
+    s = sd.ExactSolver(gram=G, labels=cor, lam=1e-5)
+    setup = time.perf_counter() - t
+    sd.run_rounds(s, 9)                                   # compile
+    t = time.perf_counter()
+    res = sd.run_rounds(s, 9, keep_outputs=True)
+    warm = time.perf_counter() - t
+    steps = [f.infos[0].iterations for f in res.fits]
+    print(f"  in process: setup (PSD check, {s.spectrum['k']} eigenpairs, "
+          f"{s.spectrum['method']}) {setup:.2f} s; 10 rounds warm {warm:.2f} s "
+          f"({1e3 * warm / 10:.0f} ms a round); Newton steps per round {steps}; largest "
+          f"certificate {np.nanmax(res.residual):.1e}")
+
+
+def main() -> None:
+    sd.enable_x64()
+    print(f"machine: {machine()}")
+    print("1. group-reduced exact solve, one round, n = 1000, lam = 1e-5, sym eta = .5")
+    for K in (10, 50, 100):
+        group(K)
+    print("2. sdtheory simulate --K 50 --n 1000 --rounds 10 --pll (exact + linear), cold process")
+    a, b = cold(["simulate", "--K", "50", "--n", "1000", "--rounds", "10", "--pll"])
+    print(f"  {a:.1f} s (empty compilation cache), {b:.1f} s (cache filled)")
+    print("3. full exact solver N = 2000, jitter 0.01, lam = 1e-5, sampled sym eta = .5, 10 rounds")
+    a, b = cold(["simulate", "--K", "4", "--n", "500", "--lam", "1e-5", "--jitter", "0.01",
+                 "--sampled", "--eta", "0.5", "--rounds", "9", "--solver", "exact"])
+    print(f"  cold process: {a:.1f} s (empty compilation cache), {b:.1f} s (cache filled)")
+    full_in_process()
+    print("4. full exact solver N = 8000, jitter 0.005, lam = 1e-5, one round, cold process")
+    a, b = cold(["simulate", "--K", "4", "--n", "2000", "--lam", "1e-5", "--jitter", "0.005",
+                 "--sampled", "--eta", "0.5", "--rounds", "0", "--solver", "exact"])
+    print(f"  {a:.1f} s (empty compilation cache), {b:.1f} s (cache filled)")
+    print(f"after: {machine()}")
 
 
 if __name__ == "__main__":
-    sd.enable_x64()
-    print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()}")
-    print("full exact solver, K=4 n=500 lam=1e-5 c=.4 d=.1, sampled sym noise eta=.5")
-    for eps in [float(a) for a in sys.argv[1:]] or [0.01]:
-        full_solver(eps)
-    if not sys.argv[1:]:
-        full_solver(0.05)
-        full_solver(0.05, project=True)
-    print("group-reduced exact solver, K=4 lam=1e-5, exact sym counts eta=.5")
-    group_solver()
+    main()

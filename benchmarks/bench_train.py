@@ -14,7 +14,9 @@ import time
 import numpy as np
 
 import sdtheory
-from sdtheory.train import TrainedSolver, feature_factor
+from sdtheory.models import Features, feature_factor
+from sdtheory.noise import corruption_from_labels
+from sdtheory.solvers import TrainedSolver
 
 
 def main() -> None:
@@ -39,7 +41,8 @@ def main() -> None:
         given[::4] = (given[::4] + 1) % K
         T = np.eye(K)[given]
         for lam in args.lam:
-            solver = TrainedSolver(X, given, lam, true=y)
+            labels = corruption_from_labels(y, given)
+            solver = TrainedSolver(gram=Features(X), labels=labels, lam=lam)
             t = time.perf_counter()
             solver.fit(T)
             cold = time.perf_counter() - t
@@ -47,14 +50,15 @@ def main() -> None:
             fit = solver.fit(T)
             warm = time.perf_counter() - t
             print(f"K={K} n={n} N={N} lam={lam:g}: factor {t_factor:.2f} s | lbfgs "
-                  f"{fit.info['iterations']} it, {cold:.2f} s cold, {warm:.3f} s warm, "
+                  f"{fit.info.iterations} it, {cold:.2f} s cold, {warm:.3f} s warm, "
                   f"residual {fit.residual:.2e}")
-            gd = TrainedSolver(X, given, lam, true=y, method="gd", max_iter=args.gd_iters)
+            gd = TrainedSolver(gram=Features(X), labels=labels, lam=lam, method="gd",
+                               max_iter=args.gd_iters)
             t = time.perf_counter()
             fit_gd = gd.fit(T)
-            print(f"    gd: {fit_gd.info['iterations']} it, {time.perf_counter() - t:.2f} s, "
+            print(f"    gd: {fit_gd.info.iterations} it, {time.perf_counter() - t:.2f} s, "
                   f"residual {fit_gd.residual:.2e}, loss gap "
-                  f"{fit_gd.info['loss'] - fit.info['loss']:.2e}")
+                  f"{fit_gd.info.loss - fit.info.loss:.2e}")
 
 
 if __name__ == "__main__":
