@@ -65,7 +65,7 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False):
         are drawn from results files).
       path: output PNG.
       overlay_closed_form_levels: draw contour lines of the closed-form r*
-        (``r_star_closed_form`` column, theory.md section 5) on top of the colours.
+        (``r_star_closed_form`` column, docs/theory.md section 7.2) on top of the colours.
 
     Undefined cells (NaN: r* not reached within R rounds) are white; cells whose exact solve
     failed its certificate are grey.
