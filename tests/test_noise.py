@@ -120,7 +120,7 @@ def test_corrupt_exact_ordering_matches_block_model_labels():
 
 
 def test_corruption_from_counts_public_vectors():
-    # theory.md 8(a): every class 60 clean, 30 labelled k+1, 20 k+2, 10 k+3
+    # reference (a): every class 60 clean, 30 labelled k+1, 20 k+2, 10 k+3
     counts = np.array([[60, 30, 20, 10], [10, 60, 30, 20], [20, 10, 60, 30], [30, 20, 10, 60]])
     corr = corruption_from_counts(counts, sizes=120)
     assert isinstance(corr, Corruption)

@@ -56,7 +56,7 @@ def test_averaging_eigenvalues_reject_bad_input():
         th.averaging_eigenvalues(sd.two_level(3, (4, 5, 6)), 1e-3)
 
 
-# ------------------------------------------------------------------------------ section 5 form
+# ------------------------------------------------------------------------------ section 7 form
 
 def _random_counts(rng, K, n):
     return np.array([rng.multinomial(n, rng.dirichlet(np.ones(K))) for _ in range(K)])
@@ -162,7 +162,7 @@ def test_eta_boundary_against_delta_of_transition_matrix(kind, K, m, expected):
 
 
 def test_eta_boundary_sym_formula_of_theory_md():
-    """Section 5: symmetric noise Delta = (K - 1 - K eta)/(K - 1)."""
+    """Section 6.3: symmetric noise Delta = (K - 1 - K eta)/(K - 1)."""
     for K in (2, 3, 5):
         for eta in (0.0, 0.2, 0.6):
             assert th.delta_from_eta("sym", K, eta) == pytest.approx((K - 1 - K * eta) / (K - 1))
@@ -234,7 +234,7 @@ def _linear_solver_r_star(m, C, lam, last):
 @given(K=st.integers(2, 6), n=st.integers(5, 200), c=st.floats(0.15, 0.95),
        gap=st.floats(0.02, 0.6), log_lam=st.floats(-6, -1), eta_frac=st.floats(0.0, 1.2))
 def test_r_star_closed_equals_linear_solver(K, n, c, gap, log_lam, eta_frac):
-    """Section 5, balanced sym noise with exact counts: the closed-form r* is the first round
+    """Section 7.2, balanced sym noise with exact counts: the closed-form r* is the first round
     at which the linear solver's outputs are 100% correct."""
     d = c - gap
     try:
@@ -260,7 +260,7 @@ def test_r_star_closed_equals_linear_solver(K, n, c, gap, log_lam, eta_frac):
 
 
 def test_r_star_three_level_superclass_noise():
-    """Section 5: superclass noise on the three-level model uses (a_cls, a_inst)."""
+    """Section 7.2: superclass noise on the three-level model uses (a_cls, a_inst)."""
     m = sd.three_level(2, 3, 40, 0.6, 0.3, 0.1)
     C = sd.exact_counts(sd.transition_matrix("superclass", 6, 0.5,
                                              superclass_of=m.superclass_of), 40)
@@ -273,7 +273,7 @@ def test_r_star_three_level_superclass_noise():
 
 
 def test_r_star_unbalanced_uses_margins_and_can_be_lost_again():
-    """Unbalanced counts: the a1 term decides late rounds (section 5, direct margins)."""
+    """Unbalanced counts: the a1 term decides late rounds (section 7.3, direct margins)."""
     m = sd.two_level(3, 20, 0.4, 0.1)
     C = np.array([[12, 6, 2], [2, 12, 6], [8, 2, 10]])
     lam = 1e-2
@@ -310,10 +310,10 @@ def test_group_margins_match_exact_teacher_signs_at_large_lam():
         np.testing.assert_allclose(margins[r], exact, rtol=0.05, atol=1e-6)
 
 
-# ------------------------------------------------------------------------------ PLL (section 6)
+# ------------------------------------------------------------------------------ PLL (section 8)
 
 def test_pll_conditions_public_reference_margins():
-    """Reference counts (section 8 a): plurality and pair mass hold with margin 1/4; the
+    """Reference counts (reference a): plurality and pair mass hold with margin 1/4; the
     teacher-ranking condition fails for the (k, k+3) groups, yet the PLL student reaches 1.0
     (the conditions are sufficient, not necessary: the teacher ranks k first, j second)."""
     m = sd.two_level(4, 120, 0.4, 0.1)
