@@ -29,6 +29,7 @@ import numpy as np
 from scipy.special import ndtr, softmax
 from scipy.stats import multivariate_normal
 
+from sdtheory._validate import check_lam
 from sdtheory.metrics import accuracy
 
 __all__ = [
@@ -63,9 +64,7 @@ def weights_from_outputs(X: np.ndarray, T: np.ndarray, P: np.ndarray, lam: float
     R = np.asarray(T, dtype=np.float64) - np.asarray(P, dtype=np.float64)
     if R.shape[0] != X.shape[0]:
         raise ValueError(f"T and P must have N = {X.shape[0]} rows, got {R.shape[0]}")
-    if not lam > 0:
-        raise ValueError(f"lam must be > 0, got {lam}")
-    return R.T @ X / (X.shape[0] * lam)
+    return R.T @ X / (X.shape[0] * check_lam(lam))
 
 
 def _check(W, means, sigma):

@@ -260,8 +260,7 @@ def _check_inputs(X, T, lam, W0):
     row_err = float(np.abs(T.sum(axis=1) - 1.0).max())
     if row_err > 1e-8:
         raise ValueError(f"rows of T must sum to 1 (max deviation {row_err:.3g})")
-    if not (np.isfinite(lam) and lam > 0):
-        raise ValueError(f"lam must be a finite number > 0, got {lam}")
+    lam = check_lam(lam)
     K, D = T.shape[1], X.shape[1]
     if W0 is None:
         W0 = np.zeros((K, D))
