@@ -28,11 +28,10 @@ import numpy as np
 
 from sdtheory._progress import Progress
 from sdtheory._validate import check_rounds
-from sdtheory.metrics import accuracy, first_true, group_means
+from sdtheory.metrics import accuracy, first_true, group_means, tie_tolerance
 from sdtheory.solvers.base import Fit, NewtonInfo, SolverError, TrainInfo
 
 __all__ = [
-    "PLL_TIE_TOL",
     "PLL_TIES",
     "pll_targets",
     "Rounds",
@@ -44,45 +43,46 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PLL_TIE_TOL = 1e-9
-"""Outputs within this of each other count as tied when the PLL student picks the teacher's
-top two classes. Symmetric noise makes exact ties common (a clean sample's wrong classes are
-equally likely), and solvers that agree to 1e-10 would otherwise break them differently."""
-
-PLL_TIES = ("lower", "split")
+PLL_TIES = ("split", "lower")
+"""Tie rules of the PLL student's top-2 labels; the first is the default."""
 
 
-def pll_targets(P, tie_tol: float = PLL_TIE_TOL, ties: str = "lower") -> np.ndarray:
+def pll_targets(P, tie_tol=None, ties: str = "split") -> np.ndarray:
     """Top-2 partial labels: 1/2 on the two largest outputs of each row (section 1.3).
 
     Args:
       P: (..., K) teacher outputs (any leading axes).
-      tie_tol: outputs within this of each other are tied.
-      ties: ``"lower"``: ties go to the lower class index, a deterministic rule.
-        ``"split"``: the 1/2 of each of the two rank positions is shared equally by the classes
-        tied at that position (the expectation over uniformly random tie-breaks).
+      tie_tol: outputs within this of each other are tied (docs/theory.md section 9): a scalar,
+        or one per leading index of P; default :func:`sdtheory.metrics.tie_tolerance` of the
+        closed form. Pass the teacher's (100 x its certificate for an exact teacher).
+      ties: ``"split"`` (default): the 1/2 of each of the two rank positions is shared equally
+        by the classes tied at that position, which is the expectation over uniformly random
+        tie-breaks. ``"lower"``: ties go to the lower class index, a deterministic rule.
 
     With exactly symmetric noise a clean sample's wrong classes are tied; under ``"lower"``
     class 0 then becomes the second candidate of every other class, which biases the PLL
-    student towards class 0 (docs/theory.md section 9).
+    student towards class 0 (docs/theory.md section 9): a property of that convention, not of
+    the PLL student.
     """
     if ties not in PLL_TIES:
         raise ValueError(f"ties must be one of {PLL_TIES}, got {ties!r}")
     P = np.asarray(P, dtype=np.float64)
     shape = P.shape
+    tol = np.broadcast_to(tie_tolerance() if tie_tol is None else np.asarray(tie_tol, float),
+                          shape[:-1]).reshape(-1, 1)
     P = P.reshape(-1, shape[-1])
     rows = np.arange(P.shape[0])
     T = np.zeros_like(P)
     if ties == "split":
         order = -np.sort(-P, axis=1)
         for pos in range(2):
-            tied = np.abs(P - order[:, pos: pos + 1]) <= tie_tol
+            tied = np.abs(P - order[:, pos: pos + 1]) <= tol
             T += 0.5 * tied / tied.sum(axis=1, keepdims=True)
         return T.reshape(shape)
     rest = P.copy()
     for _ in range(2):
         top = rest.max(axis=1, keepdims=True)
-        pick = np.argmax(rest >= top - tie_tol, axis=1)      # first (lowest) index among ties
+        pick = np.argmax(rest >= top - tol, axis=1)          # first (lowest) index among ties
         T[rows, pick] = 0.5
         rest[rows, pick] = -np.inf
     return T.reshape(shape)
@@ -97,14 +97,16 @@ class Rounds:
     """Rounds 0..R of B problems (arrays over rounds x problems).
 
     Attributes:
-      train_acc, clean_acc, noisy_acc: (R + 1, B) accuracy against the true labels; NaN for a
-        round not trained (after the problem's first 100% round when stopping there, after a
+      train_acc, clean_acc, noisy_acc: (R + 1, B) accuracy against the true labels (ties
+        broken uniformly at random, in expectation: :mod:`sdtheory.metrics`); NaN for a round
+        not trained (after the problem's first 100% round when stopping there, after a
         failure) or an empty part.
+      strict_acc: (R + 1, B) strict accuracy (a tied true class counts as wrong).
       residual: (R + 1, B) certificates.
       ok: (B,) no training of the problem failed its tolerance.
       r_star: (B,) first round with every unit correct, -1 if none within R.
-      pll_acc, pll_clean_acc, pll_noisy_acc, pll_residual: (B,) the PLL student (NaN if not
-        trained).
+      pll_acc, pll_clean_acc, pll_noisy_acc, pll_strict_acc, pll_residual: (B,) the PLL
+        student (NaN if not trained).
       outputs: per round, (B, U, K) outputs (``keep_outputs`` only, else None); rows of
         problems not trained that round are NaN.
       pll_outputs: (B, U, K) PLL outputs (``keep_outputs`` and ``pll``).
@@ -115,12 +117,14 @@ class Rounds:
     train_acc: np.ndarray
     clean_acc: np.ndarray
     noisy_acc: np.ndarray
+    strict_acc: np.ndarray
     residual: np.ndarray
     ok: np.ndarray
     r_star: np.ndarray
     pll_acc: np.ndarray
     pll_clean_acc: np.ndarray
     pll_noisy_acc: np.ndarray
+    pll_strict_acc: np.ndarray
     pll_residual: np.ndarray
     outputs: list | None = None
     pll_outputs: np.ndarray | None = None
@@ -133,7 +137,7 @@ class Rounds:
         return np.nanmax(self.train_acc, axis=0)
 
 
-def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "lower",
+def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split",
                until_perfect: bool = False, keep_outputs: bool = False, targets0=None,
                on_failure: str = "raise") -> Rounds:
     """Train the teacher and R students (rounds 0..R) of every problem of ``solver``.
@@ -160,8 +164,8 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "lower
     T = (np.broadcast_to(np.eye(K)[solver.given], (B, U, K)).copy() if targets0 is None
          else np.array(targets0, dtype=np.float64).reshape(B, U, K))
     nan = np.full((R + 1, B), np.nan)
-    acc, clean, noisy, resid = nan.copy(), nan.copy(), nan.copy(), nan.copy()
-    pll_out = {k: np.full(B, np.nan) for k in ("acc", "clean", "noisy", "residual")}
+    acc, clean, noisy, strict, resid = (nan.copy() for _ in range(5))
+    pll_out = {k: np.full(B, np.nan) for k in ("acc", "clean", "noisy", "strict", "residual")}
     ok = np.ones(B, dtype=bool)
     r_star = np.full(B, -1)
     active = np.arange(B)
@@ -180,12 +184,18 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "lower
             ok[idx[bad]] = False
         return fit
 
+    def tol_of(fit):
+        """Tie tolerance per problem: from the certificate where the solver has one."""
+        certified = getattr(solver, "certified", True)
+        return tie_tolerance(fit.residual if certified else np.zeros_like(fit.residual))
+
     for r in range(R + 1):
         if active.size == 0:
             break
         fit = train(active, T[active], None if x is None else x[active])
-        a, c, n = accuracy(fit.P, solver.true, solver.given, solver.weight[active])
-        acc[r, active], clean[r, active], noisy[r, active] = a, c, n
+        tol = tol_of(fit)
+        a, c, n, st = accuracy(fit.P, solver.true, solver.given, solver.weight[active], tol)
+        acc[r, active], clean[r, active], noisy[r, active], strict[r, active] = a, c, n, st
         resid[r, active] = fit.residual
         if keep_outputs:
             full = np.full((B, U, K), np.nan)
@@ -193,15 +203,17 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "lower
             outputs.append(full)
             fits.append(fit)
         if r == 0 and pll:
-            pfit = train(active, pll_targets(fit.P, ties=pll_ties), fit.x)
-            pa, pc, pn = accuracy(pfit.P, solver.true, solver.given, solver.weight[active])
+            pfit = train(active, pll_targets(fit.P, tol[:, None], ties=pll_ties), fit.x)
+            pa, pc, pn, ps = accuracy(pfit.P, solver.true, solver.given, solver.weight[active],
+                                      tol_of(pfit))
             pll_out["acc"][active], pll_out["clean"][active] = pa, pc
-            pll_out["noisy"][active], pll_out["residual"][active] = pn, pfit.residual
+            pll_out["noisy"][active], pll_out["strict"][active] = pn, ps
+            pll_out["residual"][active] = pfit.residual
             if keep_outputs:
                 pll_P = np.full((B, U, K), np.nan)
                 pll_P[active] = pfit.P
                 pll_fit = pfit
-        perfect = (a == 1.0) & fit.ok
+        perfect = (st == 1.0) & fit.ok
         newly = perfect & (r_star[active] < 0)
         r_star[active[newly]] = r
         T[active] = fit.P
@@ -214,9 +226,10 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "lower
         progress.step(f"{solver.name} solver, round {r}" + (
             f": {active.size} of {B} problems still running" if B > 1 else
             f": training accuracy {a[0]:.4f}"))
-    return Rounds(train_acc=acc, clean_acc=clean, noisy_acc=noisy, residual=resid, ok=ok,
-                  r_star=r_star, pll_acc=pll_out["acc"], pll_clean_acc=pll_out["clean"],
-                  pll_noisy_acc=pll_out["noisy"], pll_residual=pll_out["residual"],
+    return Rounds(train_acc=acc, clean_acc=clean, noisy_acc=noisy, strict_acc=strict,
+                  residual=resid, ok=ok, r_star=r_star, pll_acc=pll_out["acc"],
+                  pll_clean_acc=pll_out["clean"], pll_noisy_acc=pll_out["noisy"],
+                  pll_strict_acc=pll_out["strict"], pll_residual=pll_out["residual"],
                   outputs=outputs if keep_outputs else None, pll_outputs=pll_P,
                   fits=fits if keep_outputs else None, pll_fit=pll_fit)
 
@@ -234,7 +247,9 @@ class RoundResult:
       P: (U, K) outputs on the training units.
       residual: the solver's certificate (see :class:`sdtheory.solvers.base.Fit`).
       train_acc, clean_acc, noisy_acc: accuracy against the true labels (all / given == true /
-        given != true), None where a part is empty.
+        given != true; ties broken uniformly at random, in expectation), None where a part is
+        empty.
+      train_acc_strict: strict accuracy (a tied true class counts as wrong).
       info: the solver's diagnostics (:class:`~sdtheory.solvers.base.NewtonInfo`,
         :class:`~sdtheory.solvers.base.TrainInfo`, or None for the closed form).
     """
@@ -245,6 +260,7 @@ class RoundResult:
     train_acc: float
     clean_acc: float | None
     noisy_acc: float | None
+    train_acc_strict: float
     info: NewtonInfo | TrainInfo | None = None
 
     @property
@@ -266,8 +282,9 @@ class SDResult:
 
     @property
     def r_star(self) -> int | None:
-        """First round with 100% training accuracy against the true labels (None: none)."""
-        r = int(first_true([rr.train_acc == 1.0 for rr in self.rounds]))
+        """First round with every sample correct (strictly) against the true labels (None:
+        none)."""
+        r = int(first_true([rr.train_acc_strict == 1.0 for rr in self.rounds]))
         return None if r < 0 else r
 
     def groups(self, rr: RoundResult) -> list[dict]:
@@ -278,8 +295,9 @@ class SDResult:
 
         def one(rr: RoundResult, with_round: bool) -> dict:
             d = {"round": rr.round} if with_round else {}
-            d.update(train_acc=rr.train_acc, clean_acc=rr.clean_acc, noisy_acc=rr.noisy_acc,
-                     residual=rr.residual, groups=self.groups(rr))
+            d.update(train_acc=rr.train_acc, train_acc_strict=rr.train_acc_strict,
+                     clean_acc=rr.clean_acc, noisy_acc=rr.noisy_acc, residual=rr.residual,
+                     groups=self.groups(rr))
             return d
 
         return {"rounds": [one(rr, True) for rr in self.rounds],
@@ -291,7 +309,7 @@ def _none(v) -> float | None:
     return None if np.isnan(v) else float(v)
 
 
-def self_distill(solver, rounds: int, *, pll: bool = False, pll_ties: str = "lower",
+def self_distill(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split",
                  targets0=None) -> SDResult:
     """Run the teacher and ``rounds`` students (rounds 0..R) of one problem, and optionally the
     PLL student; keep every round's outputs.
@@ -316,17 +334,17 @@ def self_distill(solver, rounds: int, *, pll: bool = False, pll_ties: str = "low
     res = run_rounds(solver, rounds, pll=pll, pll_ties=pll_ties, keep_outputs=True,
                      targets0=t0)
 
-    def rr(r, P, fit, a, c, n):
+    def rr(r, P, fit, a, c, n, st):
         return RoundResult(round=r, P=P, residual=float(fit.residual[0]), train_acc=float(a),
-                           clean_acc=_none(c), noisy_acc=_none(n),
+                           clean_acc=_none(c), noisy_acc=_none(n), train_acc_strict=float(st),
                            info=None if fit.infos is None else fit.infos[0])
 
     out = tuple(rr(r, res.outputs[r][0], res.fits[r], res.train_acc[r, 0], res.clean_acc[r, 0],
-                   res.noisy_acc[r, 0]) for r in range(len(res.outputs)))
+                   res.noisy_acc[r, 0], res.strict_acc[r, 0]) for r in range(len(res.outputs)))
     pll_res = None
     if pll:
         pll_res = rr(-1, res.pll_outputs[0], res.pll_fit, res.pll_acc[0], res.pll_clean_acc[0],
-                     res.pll_noisy_acc[0])
+                     res.pll_noisy_acc[0], res.pll_strict_acc[0])
     return SDResult(solver=solver.name, K=solver.K, true=np.asarray(solver.true),
                     given=np.asarray(solver.given), weight=np.asarray(solver.weight[0]),
                     rounds=out, pll=pll_res)

@@ -156,7 +156,7 @@ def compute_approximation(cfg: dict, out: Path, log: Callable[[str], None]) -> P
                               "clean_acc": rr.clean_acc, "noisy_acc": rr.noisy_acc,
                               "residual": rr.residual})
         P = lin.round_outputs(rr.round)
-        acc, clean, noisy = accuracy(P, lin.true, lin.given, lin.weight[0])
+        acc, clean, noisy, _ = accuracy(P, lin.true, lin.given, lin.weight[0])
         rows["linear"].append({"round": rr.round, "train_acc": acc, "clean_acc": clean,
                                "noisy_acc": noisy, "residual": None})
         gap.append(float(np.max(np.abs(P - rr.P))))
@@ -252,8 +252,7 @@ def compute_pll_vs_sd(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
     wrong classes in the teacher's outputs, and the rule decides its second candidate.
     """
     from sdtheory import theory
-    from sdtheory.distill import pll_targets, self_distill
-    from sdtheory.metrics import accuracy
+    from sdtheory.distill import self_distill
     from sdtheory.problem import ProblemConfig, build_problem
     from sdtheory.simulate import make_solver
 
@@ -267,16 +266,19 @@ def compute_pll_vs_sd(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
                                 lam=lam, noise=cfg["noise"], eta=float(eta))
             p = build_problem(sim)
             solver = make_solver(p, "exact")
-            res = self_distill(solver, R)
-            pll, pll_noisy = {}, {}
-            for rule in cfg["pll_ties"]:
-                fit = solver.fit(pll_targets(res.rounds[0].P, ties=rule))
-                acc, _, noisy = accuracy(fit.P, solver.true, solver.given, solver.weight[0])
-                pll[rule], pll_noisy[rule] = acc, noisy
+            rules = list(cfg["pll_ties"])
+            res = self_distill(solver, R, pll=True, pll_ties=rules[0])
+            students = {rules[0]: res.pll}
+            for rule in rules[1:]:       # the teacher again (round 0 only), another tie rule
+                students[rule] = self_distill(solver, 0, pll=True, pll_ties=rule).pll
+            pll = {rule: st.train_acc for rule, st in students.items()}
+            pll_noisy = {rule: st.noisy_acc for rule, st in students.items()}
+            pll_strict = {rule: st.train_acc_strict for rule, st in students.items()}
             rows.append({"eta": float(eta), "delta": float(sdtheory.delta(p.corruption.counts)),
                          "sd": [rr.train_acc for rr in res.rounds],
                          "sd_noisy": [rr.noisy_acc for rr in res.rounds],
-                         "pll": pll, "pll_noisy": pll_noisy})
+                         "sd_strict": [rr.train_acc_strict for rr in res.rounds],
+                         "pll": pll, "pll_noisy": pll_noisy, "pll_strict": pll_strict})
         panels.append({"lam": float(lam), "rows": rows})
         log(f"lam = {lam:g}: {len(etas)} noise rates done")
     data = {"eta_boundary": theory.eta_boundary(cfg["noise"], cfg["K"]), "panels": panels}
@@ -379,7 +381,7 @@ def _phase_sweeps(name: str, cfg: dict, out: Path, log, runs: list[tuple[str, st
     csvs = []
     for csv_name, quantity, R in runs:
         res = phase_diagram(base, cfg["x"], cfg["y"], quantity=quantity, solver=cfg["solver"],
-                            max_rounds=R, pll_ties=cfg.get("pll_ties", "lower"))
+                            max_rounds=R, pll_ties=cfg.get("pll_ties", "split"))
         nfail = int(res.failed.sum())
         if nfail:
             raise FigureError(f"{name}: {nfail} cells of {csv_name} failed the exact solver's "

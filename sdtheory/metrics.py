@@ -1,5 +1,19 @@
-"""Metrics of a training's outputs: margins, accuracy (the tie rule, stated once), the first
-100% round, group means (docs/theory.md section 9).
+"""Metrics of a training's outputs: margins, accuracy with its tie convention (stated once,
+here), the first 100% round, group means (docs/theory.md section 9).
+
+Tie convention. Two outputs of a unit are *tied* when they differ by at most the tie tolerance
+tau = TIE_FACTOR * max(u, TIE_FLOOR), where u is the uncertainty of the computed outputs: the
+certificate of (E) for the exact and trained solvers, 0 for the closed form (rounding only).
+Differences below tau cannot be told from zero by the solver that produced them. Then:
+
+* a unit is **correct** (strictly) when p(true) exceeds every other output by more than tau;
+* its **credit** is the expected correctness when ties are broken uniformly at random: 1/t if
+  p(true) is among the t classes within tau of the largest output, else 0 (exact, not sampled);
+* **accuracy** is the weighted mean credit (the number reported everywhere as ``train_acc``),
+  and the **strict accuracy** the weighted fraction of strictly correct units. They differ only
+  where a true class is tied for the top; outputs within round-off of uniform (every class
+  tied) score 1/K, a guess.
+* a round is **100% correct** when every unit is strictly correct (equivalently: accuracy 1).
 
 Every function is vectorised over leading batch axes: outputs P of shape (..., U, K) for U units
 with true classes ``true`` (U,), given labels ``given`` (U,) and weights (..., U).
@@ -7,67 +21,121 @@ with true classes ``true`` (U,), given labels ``given`` (U,) and weights (..., U
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 __all__ = [
-    "TIE_TOL",
+    "TIE_FACTOR",
+    "TIE_FLOOR",
+    "tie_tolerance",
     "margins",
+    "credit",
     "correct",
+    "Accuracy",
     "accuracy",
     "first_true",
     "group_means",
 ]
 
-TIE_TOL = 1e-12
-"""A unit counts as correct only if p(true) exceeds every other output by more than this: an
-exact tie (e.g. pure pair-flip noise for the PLL student) is not a correct prediction."""
+TIE_FACTOR = 100.0
+"""Tie tolerance in units of the outputs' uncertainty (the certificate)."""
+
+TIE_FLOOR = 1e-15
+"""Smallest uncertainty assumed: float64 rounding of outputs of order 1/K (about 4 ulp)."""
+
+
+def tie_tolerance(uncertainty=0.0):
+    """tau = TIE_FACTOR * max(uncertainty, TIE_FLOOR) (vectorised): 1e-13 for a closed form,
+    100 x the certificate for an exact solve."""
+    return TIE_FACTOR * np.maximum(np.asarray(uncertainty, dtype=np.float64), TIE_FLOOR)
 
 
 def margins(P, true) -> np.ndarray:
     """p(true) - max_{l != true} p(l) per unit: (..., U)."""
     P = np.asarray(P)
     true = np.asarray(true)
-    U = true.size
-    idx = np.arange(U)
-    p_true = P[..., idx, true]
+    idx = np.arange(true.size)
     others = P.copy()
     others[..., idx, true] = -np.inf
-    return p_true - others.max(axis=-1)
+    return P[..., idx, true] - others.max(axis=-1)
 
 
-def correct(P, true, tie_tol: float = TIE_TOL) -> np.ndarray:
-    """Strict correctness per unit: margin > ``tie_tol`` ((..., U) bool)."""
-    return margins(P, true) > tie_tol
+def _tol(tol, P) -> np.ndarray:
+    """A tolerance per problem (leading axes of P), broadcast over units."""
+    tol = tie_tolerance() if tol is None else np.asarray(tol, dtype=np.float64)
+    return tol[..., None] if tol.ndim and tol.ndim == P.ndim - 2 else tol
 
 
-def accuracy(P, true, given, weight):
-    """Training accuracy against the true labels: (all, clean, noisy), weighted by ``weight``.
+def credit(P, true, tol=None) -> np.ndarray:
+    """Expected correctness per unit under uniform random tie-breaking: 1/t if p(true) is
+    within ``tol`` of the largest output and t classes are, else 0 ((..., U) floats).
 
-    Clean units have given == true, noisy ones given != true; a part with no samples is None
-    (NaN in a batch).
+    Args:
+      P: (..., U, K) outputs; true: (U,) true classes.
+      tol: tie tolerance (:func:`tie_tolerance`), a scalar or one per problem (P.shape[:-2]);
+        default: the closed-form tolerance.
+    """
+    P = np.asarray(P)
+    t = _tol(tol, P)
+    top = P.max(axis=-1)
+    tied = P >= (top - t)[..., None]
+    idx = np.arange(np.asarray(true).size)
+    in_top = tied[..., idx, true]
+    return np.where(in_top, 1.0 / tied.sum(axis=-1), 0.0)
+
+
+def correct(P, true, tol=None) -> np.ndarray:
+    """Strict correctness per unit: margin > tol ((..., U) bool)."""
+    P = np.asarray(P)
+    return margins(P, true) > _tol(tol, P)
+
+
+class Accuracy(NamedTuple):
+    """Training accuracy against the true labels (see the module docstring).
+
+    Attributes:
+      all, clean, noisy: weighted mean credit over all units / units with given == true /
+        units with given != true (None, or NaN in a batch, where a part has no sample).
+      strict: weighted fraction of strictly correct units (all units).
+    """
+
+    all: float
+    clean: float | None
+    noisy: float | None
+    strict: float
+
+
+def accuracy(P, true, given, weight, tol=None) -> Accuracy:
+    """Training accuracy against the true labels, weighted by ``weight``.
 
     Args:
       P: (..., U, K) outputs.
       true, given: (U,) labels of the units.
       weight: (..., U) samples per unit.
+      tol: tie tolerance (:func:`tie_tolerance`), scalar or one per problem.
 
     Returns:
-      three floats for a single problem (P of shape (U, K)), else three (...,) arrays.
+      :class:`Accuracy` of floats for a single problem (P of shape (U, K)), else of (...,)
+      arrays.
     """
     P = np.asarray(P)
     true, given = np.asarray(true), np.asarray(given)
     w = np.broadcast_to(np.asarray(weight, dtype=np.float64), P.shape[:-1])
-    ok = correct(P, true)
+    cr = credit(P, true, tol)
+    strict = correct(P, true, tol)
 
-    def frac(mask):
+    def frac(mask, score):
         tot = (w * mask).sum(axis=-1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(tot > 0, (w * (mask & ok)).sum(axis=-1) / tot, np.nan)
+            return np.where(tot > 0, (w * mask * score).sum(axis=-1) / tot, np.nan)
 
-    out = (frac(np.ones_like(ok)), frac(given == true), frac(given != true))
+    every = np.ones(w.shape, dtype=bool)
+    out = (frac(every, cr), frac(given == true, cr), frac(given != true, cr),
+           frac(every, strict))
     if P.ndim == 2:
-        return tuple(None if np.isnan(v) else float(v) for v in out)
-    return out
+        return Accuracy(*(None if np.isnan(v) else float(v) for v in out))
+    return Accuracy(*out)
 
 
 def first_true(flags, axis: int = 0) -> np.ndarray:

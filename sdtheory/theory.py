@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdtheory._validate import as_int, check_counts, check_eta, check_K, check_lam
-from sdtheory.metrics import TIE_TOL
+from sdtheory.metrics import tie_tolerance
 from sdtheory.models import level_eigenvalues
 from sdtheory.noise import KINDS, delta, is_balanced
 
@@ -305,7 +305,7 @@ def pair_coefficients(counts, superclass_of=None) -> np.ndarray:
     return out
 
 
-def first_perfect_linear(coef, a, max_rounds: int, tie_tol: float = TIE_TOL) -> np.ndarray:
+def first_perfect_linear(coef, a, max_rounds: int, tie_tol=None) -> np.ndarray:
     """First round 0..max_rounds whose linearised margins all exceed ``tie_tol``, per cell.
 
     Args:
@@ -313,12 +313,15 @@ def first_perfect_linear(coef, a, max_rounds: int, tie_tol: float = TIE_TOL) -> 
         the cell's configuration).
       a: (C, L) averaging eigenvalues of each cell, levels in :func:`level_names` order.
       max_rounds: last round examined.
+      tie_tol: margins must exceed this (default: the closed-form tie tolerance of
+        :func:`sdtheory.metrics.tie_tolerance`).
 
     Returns:
       (C,) float: the round, NaN where none within max_rounds. Rounds are evaluated in blocks
       (powers a^(r+1) for a block of r at once), over the cells not yet decided.
     """
     coef, a = np.asarray(coef), np.asarray(a, dtype=np.float64)
+    tie_tol = float(tie_tolerance()) if tie_tol is None else float(tie_tol)
     out = np.full(a.shape[0], np.nan)
     active = np.arange(a.shape[0])           # the undecided cells, and their arrays, compacted
     cf, aa, at = coef, a, np.ones_like(a)    # at = a^start (start = rounds done)

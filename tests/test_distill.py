@@ -6,7 +6,8 @@ import pytest
 from sdtheory.distill import pll_targets, self_distill
 from sdtheory.metrics import accuracy
 from sdtheory.models import two_level
-from sdtheory.noise import corrupt_exact, transition_matrix
+from sdtheory.metrics import margins
+from sdtheory.noise import corrupt_exact, exact_counts, transition_matrix
 from sdtheory.solvers import ExactSolver, LinearSolver
 from tests.reference import public_vectors
 
@@ -58,16 +59,35 @@ def test_authors_default_r_star_exact_and_linear(row):
 def test_pll_targets_top2_with_lower_index_tie_break():
     P = np.array([[0.5, 0.3, 0.2], [0.2, 0.4, 0.4], [1 / 3, 1 / 3, 1 / 3],
                   [0.4, 0.3 - 1e-12, 0.3], [0.4, 0.3 - 1e-6, 0.3]])
-    np.testing.assert_array_equal(pll_targets(P), [[0.5, 0.5, 0], [0, 0.5, 0.5], [0.5, 0.5, 0],
-                                                   [0.5, 0.5, 0], [0.5, 0, 0.5]])
+    # tolerance 1e-9 (a certificate of 1e-11): the 1e-12 gap of row 3 is a tie
+    np.testing.assert_array_equal(pll_targets(P, 1e-9, ties="lower"),
+                                  [[0.5, 0.5, 0], [0, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0.5, 0],
+                                   [0.5, 0, 0.5]])
 
 
-def test_accuracy_weights_and_strict_ties():
-    P = np.array([[0.6, 0.4], [0.5, 0.5], [0.3, 0.7]])
-    true, given = np.array([0, 0, 1]), np.array([0, 1, 0])
-    acc, clean, noisy = accuracy(P, true, given, [2, 1, 1])
-    # unit 1 is an exact tie: not correct
-    assert (acc, clean, noisy) == (0.75, 1.0, 0.5)
+def test_tie_tolerance_follows_the_certificate():
+    """A real gap of 8e-13 is not a tie for outputs certified to 1e-15 (tolerance 1e-13), and
+    is one for outputs certified only to 1e-12 (tolerance 1e-10)."""
+    from sdtheory.metrics import tie_tolerance
+
+    P = np.array([[0.4, 0.3 + 8e-13, 0.3]])
+    assert tie_tolerance(1e-15) == 1e-13 and tie_tolerance(0.0) == 1e-13
+    np.testing.assert_array_equal(pll_targets(P, tie_tolerance(1e-15), ties="lower"),
+                                  [[0.5, 0.5, 0]])
+    np.testing.assert_allclose(pll_targets(P, tie_tolerance(1e-12)), [[0.5, 0.25, 0.25]])
+    assert accuracy(P, [1], [1], [1], tie_tolerance(1e-15)).all == 0.0
+    assert accuracy(P[:, [1, 2, 0]], [0], [0], [1], tie_tolerance(1e-15)).strict == 0.0
+
+
+def test_accuracy_weights_and_ties_broken_at_random():
+    P = np.array([[0.6, 0.4], [0.5, 0.5], [0.3, 0.7], [0.25, 0.75]])
+    true, given = np.array([0, 0, 1, 0]), np.array([0, 1, 0, 0])
+    acc = accuracy(P, true, given, [2, 1, 1, 0])
+    # unit 1 is an exact tie between two classes: credit 1/2 (strict: wrong); unit 3 weighs 0
+    assert acc == (3.5 / 4, 1.0, 1.5 / 2, 3.0 / 4)
+    # outputs within round-off of uniform: every class tied, credit 1/K
+    U = np.full((2, 4), 0.25) + np.array([[1e-16, 0, 0, 0], [0, 0, 3e-16, 0]])
+    assert accuracy(U, [0, 1], [0, 1], [1, 1]) == (0.25, 0.25, None, 0.0)
 
 
 def test_rounds_must_be_nonnegative():
@@ -86,18 +106,29 @@ def test_pll_split_ties_is_the_mean_over_tie_breaks():
         pll_targets(P, ties="random")
 
 
-def test_lower_index_tie_rule_biases_pll_to_class_0_without_noise():
-    """Clean labels, large lam: every clean teacher output has its wrong classes tied. The
-    lower-index rule names class 0 as every other class's second candidate and the PLL student
-    collapses towards class 0; splitting ties keeps it at 100%."""
+@pytest.mark.parametrize("lam", [1e-4, 1e-3, 1e-2, 1e-1])
+def test_lower_index_tie_rule_collapses_pll_to_class_0_without_noise(lam):
+    """Noise-free labels: every teacher output has its wrong classes tied. The lower-index rule
+    names class 0 as every other class's second candidate and the PLL student predicts class 0:
+    25% for every lam from 1e-4 to 1e-1; splitting ties (the default) keeps it at 100%."""
     model = two_level(4, 50, 0.4, 0.1)
-    counts = np.diag([50] * 4)
-    lower = self_distill(ExactSolver(gram=model, labels=counts, lam=1e-1), rounds=0, pll=True)
-    split = self_distill(ExactSolver(gram=model, labels=counts, lam=1e-1), rounds=0, pll=True,
-                         pll_ties="split")
+    solver = ExactSolver(gram=model, labels=np.diag([50] * 4), lam=lam)
+    lower = self_distill(solver, rounds=0, pll=True, pll_ties="lower")
+    split = self_distill(solver, rounds=0, pll=True)
     assert lower.rounds[0].train_acc == 1.0
-    assert lower.pll.train_acc <= 0.5
+    assert lower.pll.train_acc == lower.pll.train_acc_strict == 0.25
     assert split.pll.train_acc == 1.0
+
+
+def test_lower_index_collapse_is_not_25_percent_with_noise():
+    """With symmetric noise the lower-index rule's PLL accuracy depends on lam (measured:
+    eta = 0.1 gives 0.52 at lam = 1e-4 and 0.25 at lam = 1e-1), so the 25% belongs to
+    noise-free counts only."""
+    model = two_level(4, 50, 0.4, 0.1)
+    C = exact_counts(transition_matrix("sym", 4, 0.1), model.sizes)
+    accs = [self_distill(ExactSolver(gram=model, labels=C, lam=lam), 0, pll=True,
+                         pll_ties="lower").pll.train_acc for lam in (1e-4, 1e-1)]
+    assert accs == [0.52, 0.25]
 
 
 def test_delta_zero_unbalanced_counts_can_still_reach_full_accuracy():
@@ -108,4 +139,9 @@ def test_delta_zero_unbalanced_counts_can_still_reach_full_accuracy():
     assert delta(counts) == 0.0 and not is_balanced(counts)
     model = two_level(3, 49, 0.5246, 0.2211)
     res = self_distill(ExactSolver(gram=model, labels=counts, lam=2.9e-5), rounds=210)
-    assert res.r_star is not None and 150 < res.r_star <= 210
+    assert res.r_star == 206
+    # round 205 misses by a margin far above the certificate, round 206 clears it
+    m205, m206 = (margins(res.rounds[r].P, res.true).min() for r in (205, 206))
+    assert m205 == pytest.approx(-2.5625e-5, rel=1e-3) and m206 == pytest.approx(2.339e-4,
+                                                                                  rel=1e-3)
+    assert max(res.rounds[r].residual for r in (205, 206)) <= 1e-12

@@ -35,8 +35,11 @@ def add_parser(sub) -> None:
                    help="what to colour the cells by")
     p.add_argument("--solver", choices=["exact", "linear"], default="exact", help="solver per cell")
     p.add_argument("--max-rounds", type=int, default=60, metavar="R", help="largest round tried")
-    p.add_argument("--pll-ties", choices=["lower", "split"], default="lower",
-                   help="pll_gain only: PLL top-2 tie rule (lower class index, or split equally)")
+    p.add_argument("--pll-ties", choices=["split", "lower"], default="split",
+                   help="pll_gain only: PLL top-2 tie rule: split the 1/2 equally among the "
+                        "classes tied at a rank (the mean over random tie-breaks), or give it "
+                        "to the lower class index. Outputs within 100 x the teacher's "
+                        "certificate are tied (docs/theory.md section 9)")
     p.add_argument("--out", metavar="DIR", default="out/phase", help="directory for CSV and PNG")
 
 

@@ -33,9 +33,11 @@ def add_parser(sub) -> None:
                         "gradient-trained linear softmax model (L-BFGS)")
     p.add_argument("--pll", action="store_true",
                    help="also train the PLL student (top-2 of the teacher)")
-    p.add_argument("--pll-ties", choices=["lower", "split"], default="lower",
-                   help="PLL top-2 tie rule: lower class index wins, or split the 1/2 equally "
-                        "among tied classes (outputs within 1e-9 are tied)")
+    p.add_argument("--pll-ties", choices=["split", "lower"], default="split",
+                   help="PLL top-2 tie rule: split the 1/2 equally among the classes "
+                        "tied at a rank (the mean over random tie-breaks), or give it to the "
+                        "lower class index. Outputs within 100 x the teacher's certificate are "
+                        "tied (docs/theory.md section 9)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.add_argument("--out", metavar="DIR", default=None, help="also write result.json into DIR")
 

@@ -120,6 +120,7 @@ class LinearSolver(SingleProblem):
     """
 
     name = "linear"
+    certified = False       # the residual of (L) is not an uncertainty of the outputs
 
     def __init__(self, *, gram, labels, lam):
         from sdtheory.noise import Corruption
@@ -172,7 +173,8 @@ class LinearSolver(SingleProblem):
 
         for start in range(0, int(max_rounds) + 1, 256):
             rounds = np.arange(start, min(start + 256, int(max_rounds) + 1))
-            acc = accuracy(self.round_outputs(rounds, Y), self.true, self.given, self.weight[0])[0]
+            acc = accuracy(self.round_outputs(rounds, Y), self.true, self.given,
+                           self.weight[0]).strict
             r = int(first_true(acc == 1.0))
             if r >= 0:
                 return int(rounds[r])

@@ -65,7 +65,7 @@ def _as_axis(a) -> Axis:
 
 
 def phase_diagram(base: ProblemConfig, x, y, *, quantity: str = "r_star", solver: str = "exact",
-          max_rounds: int = 60, pll_ties: str = "lower") -> PhaseResult:
+          max_rounds: int = 60, pll_ties: str = "split") -> PhaseResult:
     """Compute a phase diagram (see the module docstring for the quantities).
 
     Args:
@@ -96,7 +96,7 @@ def phase_diagram(base: ProblemConfig, x, y, *, quantity: str = "r_star", solver
 
 
 def run_plan(p: Plan, *, quantity: str, solver: str, max_rounds: int,
-             pll_ties: str = "lower") -> PhaseResult:
+             pll_ties: str = "split") -> PhaseResult:
     """Compute a phase diagram on a validated :class:`~sdtheory.sweep.grid.Plan`."""
     from sdtheory import __version__
 
