@@ -116,19 +116,29 @@ def _structure(model):
     return dict(diag=np.array([diag]), alpha=np.array([alpha]), L=L[None], w=w[None])
 
 
-def test_newton_statuses_and_error(rng):
-    """CONVERGED at the tolerance; FAILED when the tolerance is unreachable (0): ExactSolver
-    then raises with the certificate in the message."""
+def test_newton_statuses_and_error(rng, monkeypatch):
+    """CONVERGED at the tolerance; with tolerance 0, ROUNDOFF at the float64 floor
+    eps s max_i sum_j |G_ij| (docs/theory.md section 2.3), checked against the dense G; FAILED
+    when the steps run out: ExactSolver then raises with the certificate in the message."""
     model = two_level(3, 20, 0.4, 0.1)
     C = np.array([[14, 4, 2], [2, 14, 4], [4, 2, 14]])
-    s = ExactSolver(gram=model, labels=C, lam=1e-3)
+    lam = 1e-3
+    s = ExactSolver(gram=model, labels=C, lam=lam)
     fit = s.fit(s.targets0())
     assert fit.info.status == "converged" and fit.residual <= 1e-12
-    res = newton(s._problem, s._grid(s.targets0()[None], 1), np.zeros((1, 3, 3, 3)), tol=0.0,
-                 max_iter=50, batched=True)
-    assert res.status[0] == FAILED and res.certificate[0] <= 1e-14
+    T0 = s._grid(s.targets0()[None], 1)
+    res = newton(s._problem, T0, np.zeros((1, 3, 3, 3)), tol=0.0, max_iter=50, batched=True)
+    G = model.dense()
+    floor = np.finfo(float).eps * np.abs(G).sum(axis=1).max() / (model.N * lam)
+    assert res.accept[0] == pytest.approx(floor, rel=1e-12)
+    assert res.status[0] == ROUNDOFF and res.certificate[0] <= floor
+    res = newton(s._problem, T0, np.zeros((1, 3, 3, 3)), max_iter=1, batched=True)
+    assert res.status[0] == FAILED and res.certificate[0] > 1e-3
+    import sdtheory.solvers.exact as exact_mod
+
+    monkeypatch.setattr(exact_mod, "RETRY_MAX_ITER", 1)
     with pytest.raises(SolverError, match="certificate"):
-        ExactSolver(gram=model, labels=C, lam=1e-3, tol=0.0).fit(s.targets0())
+        ExactSolver(gram=model, labels=C, lam=lam, max_iter=1).fit(s.targets0())
     assert {CONVERGED, ROUNDOFF, FAILED} == {0, 1, 2}
 
 

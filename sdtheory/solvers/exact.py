@@ -179,7 +179,10 @@ class ExactSolver:
         Np = padded_size(N)
         Gp = np.zeros((Np, Np))
         Gp[:N, :N] = G
-        G_device = jax.device_put(Gp)                    # a copy: Gp may now be overwritten
+        # A copy on the device, completed before Gp is overwritten by the Cholesky factorisation
+        # below (device_put is asynchronous: without the wait the factorisation raced the copy).
+        G_device = jax.device_put(Gp, may_alias=False)
+        G_device.block_until_ready()
         self.spectrum = sp = leading_spectrum(G, s, self.K, scratch=Gp)
         Vp = np.zeros((Np, sp["k"]))
         Vp[:N] = sp["V"]
@@ -283,8 +286,8 @@ class ExactSolver:
         of an earlier solve, ``fit.info.logits``).
 
         Raises:
-          SolverError: the certificate did not reach the tolerance (nor 100 x the tolerance at
-            the round-off floor) after the retry.
+          SolverError: the certificate did not reach the tolerance (nor, at the round-off
+            floor, 100 x the tolerance or the float64 bound eps s ||G||_inf) after the retry.
         """
         if self.B != 1:
             raise ValueError(f"this solver holds {self.B} problems; use fit_batch")
@@ -295,7 +298,8 @@ class ExactSolver:
         if not out.ok[0]:
             raise SolverError(
                 f"exact solver did not reach certificate {self.tol:g} (nor "
-                f"{ACCEPT_FACTOR * self.tol:g} at round-off): certificate {out.residual[0]:.3e} "
+                f"{ACCEPT_FACTOR * self.tol:g} or the float64 floor at round-off): "
+                f"certificate {out.residual[0]:.3e} "
                 f"after {out.infos[0].iterations} Newton steps (lam = {self.lam_b[0]:g})")
         return out.single()
 

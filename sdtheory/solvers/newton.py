@@ -25,9 +25,14 @@ the problem's ``direction`` (:mod:`sdtheory.solvers.problems`).
 Stopping (docs/theory.md section 2.3):
 
 * ``CONVERGED``: certificate <= ``tol`` (default 1e-12);
-* ``ROUNDOFF``: certificate <= ``accept_tol`` (default 100 ``tol``) and a full Newton step no
-  longer halves ||F||: the iteration has reached float64 round-off, where quadratic
-  convergence is lost; the better of the two iterates is kept;
+* ``ROUNDOFF``: certificate <= the acceptance bound and a full Newton step no longer halves
+  ||F||: the iteration has reached float64 round-off, where quadratic convergence is lost; the
+  better of the two iterates is kept. The acceptance bound is the larger of ``accept_tol``
+  (default 100 ``tol``) and the round-off floor of the certificate itself,
+  ``ROUNDOFF_FACTOR * eps * problem.roundoff_scale()`` (docs/theory.md section 2.3): Zfix =
+  s M (T - P) is evaluated in float64, so its entries carry errors up to about
+  eps * s * max_i sum_j |M_ij| (|T - P| <= 1), and no iterate can be certified below that at
+  small lam;
 * ``FAILED``: anything else (out of steps, no decrease found, non-finite numbers).
 """
 
@@ -45,6 +50,7 @@ __all__ = [
     "STATUS_NAMES",
     "DEFAULT_TOL",
     "ACCEPT_FACTOR",
+    "ROUNDOFF_FACTOR",
     "NewtonResult",
     "certificate",
     "newton",
@@ -60,6 +66,11 @@ ACCEPT_FACTOR = 100.0
 """A certificate within this factor of the tolerance is accepted at the round-off floor only
 (a full Newton step no longer halves ||F||). Measured: at lam ~ 2e-6, n = 500 the certificate
 of the group-reduced problem stalls at 1.1e-12 to 1.3e-12."""
+
+ROUNDOFF_FACTOR = 1.0
+"""Multiple of eps * s * ||M||_inf (the float64 error bound of the fixed-point logits) accepted
+at the round-off floor. Measured: noise-free block models at lam = 1e-8 (K = 2 and 10, n = 500)
+stall at certificates 2e-10 to 3.2e-10, where eps * s * ||M||_inf = 5.6e-9 and 2.9e-9."""
 
 _ARMIJO = 1e-4          # sufficient decrease: ||F(x + a dx)|| <= (1 - 1e-4 a) ||F(x)||
 _MIN_STEP = 1e-10       # smallest line-search step before giving up
@@ -86,6 +97,8 @@ def _newton_one(problem, T, x0, tol, accept_tol, max_iter):
     import jax.numpy as jnp
 
     P0, F0, n0, c0 = _evaluate(problem, x0, T)
+    eps = jnp.finfo(P0.dtype).eps
+    accept_tol = jnp.maximum(accept_tol, ROUNDOFF_FACTOR * eps * problem.roundoff_scale())
 
     def cond(st):
         it, _, _, _, _, cert, stop = st
@@ -121,7 +134,7 @@ def _newton_one(problem, T, x0, tol, accept_tol, max_iter):
     init = (jnp.asarray(0), x0, P0, F0, n0, c0, jnp.asarray(False))
     it, x, P, _, _, cert, _ = jax.lax.while_loop(cond, body, init)
     status = jnp.where(cert <= tol, CONVERGED, jnp.where(cert <= accept_tol, ROUNDOFF, FAILED))
-    return x, P, cert, it, status
+    return x, P, cert, it, status, accept_tol
 
 
 _JITTED = {}
@@ -150,6 +163,8 @@ class NewtonResult:
       certificate: max |P - softmax(Zfix)| per problem.
       iterations: Newton steps taken per problem.
       status: :data:`CONVERGED`, :data:`ROUNDOFF` or :data:`FAILED` per problem.
+      accept: the acceptance bound of a ``ROUNDOFF`` status per problem (the larger of
+        ``accept_tol`` and the round-off floor of the certificate).
     """
 
     x: np.ndarray
@@ -157,6 +172,7 @@ class NewtonResult:
     certificate: np.ndarray
     iterations: np.ndarray
     status: np.ndarray
+    accept: np.ndarray
 
 
 def newton(problem, T, x0, *, tol: float = DEFAULT_TOL, accept_tol: float | None = None,
@@ -169,7 +185,8 @@ def newton(problem, T, x0, *, tol: float = DEFAULT_TOL, accept_tol: float | None
       T: targets, shaped like the outputs (with the batch axis when batched).
       x0: starting unknowns (zeros: the uniform outputs; or the previous round's, warm).
       tol: certificate to reach.
-      accept_tol: certificate accepted at the round-off floor (default ``ACCEPT_FACTOR * tol``).
+      accept_tol: certificate accepted at the round-off floor (default ``ACCEPT_FACTOR * tol``;
+        raised to the problem's round-off floor where that is larger).
       max_iter: Newton steps per problem.
       batched: solve a batch of independent problems at once (``jax.vmap``).
 

@@ -101,6 +101,13 @@ class GroupProblem:
         Zfix = self.s * self.matvec(T - P)
         return P, Zfix, Z - Zfix
 
+    def roundoff_scale(self):
+        """s max_i sum_j |G_ij| over the samples (the scale of Zfix's round-off error)."""
+        K = self.L.shape[0]
+        Wc = self.alpha * jnp.eye(K, dtype=self.L.dtype) + (self.L * self.w) @ self.L.T
+        rows = jnp.abs(self.diag) + jnp.abs(Wc) @ jnp.sum(self.m, axis=1)
+        return self.s * jnp.max(jnp.where(jnp.sum(self.m, axis=1) > 0, rows, 0.0))
+
     def direction(self, Z, P, F, normF):
         """Exact Newton direction by block elimination (docs/theory.md section 3.2).
 
@@ -178,6 +185,10 @@ class DenseProblem:
         P = jax.nn.softmax(Z, axis=-1)
         Zfix = self.s * (self.G @ (T - P))
         return P, Zfix, Z - Zfix
+
+    def roundoff_scale(self):
+        """s max_i sum_j |G_ij| (the scale of Zfix's round-off error)."""
+        return self.s * jnp.max(jnp.sum(jnp.abs(self.G), axis=1))
 
     def direction(self, Z, P, F, normF):
         from jax.scipy.linalg import lu_factor, lu_solve
@@ -265,6 +276,12 @@ class FactorProblem:
         P = jax.nn.softmax(self.X @ x, axis=-1)
         Wfix = self.s * (self.X.T @ (T - P))
         return P, self.X @ Wfix, x - Wfix
+
+    def roundoff_scale(self):
+        """s max_i |x_i| sum_j |x_j| >= s max_i sum_j |x_i . x_j| (Cauchy-Schwarz), without
+        the N x N Gram matrix."""
+        norms = jnp.sqrt(jnp.sum(self.X * self.X, axis=1))
+        return self.s * jnp.max(norms) * jnp.sum(norms)
 
     def direction(self, x, P, F, normF):
         from jax.scipy.sparse.linalg import cg
