@@ -27,6 +27,8 @@ __all__ = [
     "check_counts",
     "check_out_dir",
     "check_out_file",
+    "available_memory",
+    "check_memory",
 ]
 
 LAM_MIN, LAM_MAX = 1e-8, 1e3
@@ -201,22 +203,68 @@ def check_counts(counts, sizes) -> np.ndarray:
     return C
 
 
+MEMORY_FRACTION = 0.8
+"""A job whose estimated memory exceeds this fraction of the available memory is refused."""
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable; else the free
+    physical pages; None where neither is known)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2 ** 30:.1f} GiB" if nbytes >= 2 ** 28 else f"{nbytes / 2 ** 20:.0f} MiB"
+
+
+def check_memory(nbytes: float, what: str) -> None:
+    """Refuse (ValueError) a job whose estimated memory ``nbytes`` exceeds
+    :data:`MEMORY_FRACTION` of the available memory, before it allocates anything.
+
+    ``what`` names the job and the parameter that sets its size, e.g. "sampling the labels of
+    N = 400000000 samples (--n)".
+    """
+    avail = available_memory()
+    if avail is not None and nbytes > MEMORY_FRACTION * avail:
+        raise ValueError(f"{what} needs about {_gib(nbytes)} of memory, more than "
+                         f"{MEMORY_FRACTION:.0%} of the {_gib(avail)} available; reduce the size")
+
+
 def check_out_dir(path, name: str = "--out") -> str:
     """An output directory that exists or can be created, and is writable.
 
-    Checked before any computation, so that a bad path fails at once and leaves nothing.
+    Checked before any computation, so that a bad path fails at once and leaves nothing: a
+    directory that does not exist yet is created and removed again to prove that it can be.
     """
     path = os.fspath(path)
     if os.path.exists(path):
         if not os.path.isdir(path):
             raise ValueError(f"{name} {path!r} exists and is not a directory")
-        probe = path
-    else:
-        probe = _existing_parent(path)
-        if not os.path.isdir(probe):
-            raise ValueError(f"{name} {path!r} cannot be created: {probe!r} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(f"{name} {path!r} is not writable")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError(f"{name} {path!r} is not writable")
+        return path
+    parent = _existing_parent(path)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{name} {path!r} cannot be created: {parent!r} is not a directory")
+    try:
+        os.makedirs(path)
+    except OSError as err:
+        raise ValueError(f"{name} {path!r} cannot be created: {err.strerror}") from None
+    # remove what was created, deepest first, up to the existing parent
+    p = os.path.abspath(path)
+    while p != parent:
+        os.rmdir(p)
+        p = os.path.dirname(p)
     return path
 
 

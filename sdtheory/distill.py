@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdtheory._progress import Progress
-from sdtheory._validate import check_rounds
+from sdtheory._validate import check_memory, check_rounds
 from sdtheory.metrics import accuracy, first_true, group_means, tie_tolerance
 from sdtheory.solvers.base import Fit, NewtonInfo, SolverError, TrainInfo
 
@@ -330,6 +330,12 @@ def self_distill(solver, rounds: int, *, pll: bool = False, pll_ties: str = "spl
     if solver.weight.shape[0] != 1:
         raise ValueError(f"self_distill runs one problem; this solver holds "
                          f"{solver.weight.shape[0]} (use run_rounds)")
+    rounds = check_rounds(rounds)
+    U, K = solver.true.size, solver.K
+    # every round's outputs, fixed-point logits and fit are kept: about 3 U x K arrays a round
+    check_memory(24.0 * (rounds + 2) * U * K,
+                 f"keeping the outputs of {rounds + 1} rounds of {U} units x {K} classes "
+                 "(--rounds)")
     t0 = None if targets0 is None else np.asarray(targets0, dtype=np.float64)[None]
     res = run_rounds(solver, rounds, pll=pll, pll_ties=pll_ties, keep_outputs=True,
                      targets0=t0)

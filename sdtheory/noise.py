@@ -20,7 +20,6 @@ floor rounding of exact-count mode or by sampling noise in sampled mode.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -154,9 +153,14 @@ def custom_transition(T) -> np.ndarray:
     return T
 
 
-@dataclass(frozen=True, eq=False)
 class Corruption:
     """True and given labels of N training samples.
+
+    Built from a count matrix alone (exact counts, a counts file), the per-sample arrays are
+    not stored: they are produced on first access, ordered by true class and then by given
+    label, so that block-model solvers, which need only the counts, work at any N. Built from
+    per-sample labels (sampled noise, :func:`corruption_from_labels`), the arrays are kept in
+    their order.
 
     Attributes:
       true: (N,) int64 true classes.
@@ -164,9 +168,41 @@ class Corruption:
       counts: (K, K) int64, counts[k, j] = number of samples of true class k given label j.
     """
 
-    true: np.ndarray
-    given: np.ndarray
-    counts: np.ndarray
+    __slots__ = ("counts", "_true", "_given")
+
+    def __init__(self, *, counts, true=None, given=None):
+        if (true is None) != (given is None):
+            raise ValueError("Corruption needs both true and given labels, or neither")
+        object.__setattr__(self, "counts", np.asarray(counts, dtype=np.int64))
+        object.__setattr__(self, "_true", None if true is None else np.asarray(true))
+        object.__setattr__(self, "_given", None if given is None else np.asarray(given))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Corruption is immutable")
+
+    def _materialise(self) -> None:
+        from sdtheory._validate import check_memory
+
+        K, N = self.K, self.N
+        check_memory(16 * N, f"the per-sample labels of N = {N} samples")
+        true = np.repeat(np.arange(K, dtype=np.int64), self.counts.sum(axis=1))
+        given = np.repeat(np.tile(np.arange(K, dtype=np.int64), K), self.counts.reshape(-1))
+        object.__setattr__(self, "_true", true)
+        object.__setattr__(self, "_given", given)
+
+    @property
+    def true(self) -> np.ndarray:
+        """(N,) int64 true classes."""
+        if self._true is None:
+            self._materialise()
+        return self._true
+
+    @property
+    def given(self) -> np.ndarray:
+        """(N,) int64 given labels."""
+        if self._given is None:
+            self._materialise()
+        return self._given
 
     @property
     def K(self) -> int:
@@ -176,7 +212,7 @@ class Corruption:
     @property
     def N(self) -> int:
         """Number of samples."""
-        return int(self.true.size)
+        return int(self.counts.sum())
 
     @property
     def sizes(self) -> np.ndarray:
@@ -186,7 +222,7 @@ class Corruption:
     @property
     def rate(self) -> float:
         """Realised noise rate: fraction of samples with given != true."""
-        return float(np.mean(self.given != self.true))
+        return float(1.0 - np.trace(self.counts) / self.N)
 
     @property
     def noisy(self) -> np.ndarray:
@@ -200,11 +236,7 @@ class Corruption:
 
 
 def _from_counts(counts: np.ndarray) -> Corruption:
-    K = counts.shape[0]
-    true = np.repeat(np.arange(K), counts.sum(axis=1))
-    given = np.concatenate([np.repeat(np.arange(K), row) for row in counts])
-    return Corruption(true=true.astype(np.int64), given=given.astype(np.int64),
-                      counts=counts.astype(np.int64))
+    return Corruption(counts=counts)
 
 
 def _sizes(sizes, K: int) -> np.ndarray:
@@ -287,6 +319,10 @@ def corrupt_sampled(T, true, seed) -> Corruption:
         raise ValueError(f"true labels must be in 0..K-1 = 0..{K - 1}, "
                          f"got range {true.min()}..{true.max()}")
     true = true.astype(np.int64)
+    from sdtheory._validate import check_memory
+
+    check_memory(true.size * (8.0 * 3 + 9.0 * K), f"sampling the labels of N = {true.size} "
+                 "samples")
     u = np.random.default_rng(seed).random(true.size)
     cum = np.cumsum(T, axis=1)
     cum = cum / cum[:, -1:]  # last entry exactly 1, so u < 1 never falls past the last class

@@ -21,6 +21,7 @@ from sdtheory._validate import (
     check_eta,
     check_K,
     check_lam,
+    check_memory,
     check_seed,
     count_matrix,
 )
@@ -140,13 +141,25 @@ def model_of(cfg: ProblemConfig) -> models.BlockModel:
 def build_problem(cfg: ProblemConfig) -> Problem:
     """Model -> labels (-> dense G when jitter or features make the block structure inexact)."""
     model = model_of(cfg)
-    K, sizes = model.K, model.sizes
+    K, sizes = model.K, np.asarray(model.sizes)
+    N = int(sizes.sum())
+    if cfg.sampled and cfg.counts is None:
+        # the true labels, the uniform draws, the given labels and the (N, K) comparison
+        check_memory(N * (8.0 * 4 + 9.0 * K),
+                     f"sampling the labels of N = {N} samples (--n, --K; exact counts, without "
+                     "--sampled, need no per-sample arrays)")
     if cfg.counts is not None:
         cor = noise.corruption_from_counts(np.asarray(cfg.counts), sizes=sizes)
     else:
         T = noise.transition_matrix(cfg.noise, K, cfg.eta, superclass_of=model.superclass_of)
         cor = (noise.corrupt_sampled(T, model.labels(), cfg.seed) if cfg.sampled
                else noise.corrupt_exact(T, sizes))
+    if cfg.model == "gmm" or cfg.jitter > 0:
+        # X (N x D), G = X X^T or the jittered block model, and the solvers' copies of G
+        # (padded host copy, device copy, eigendecomposition workspace)
+        feats = N * cfg.dim if cfg.model == "gmm" else 0
+        check_memory(8.0 * (feats + 4.0 * N * N),
+                     f"the dense N x N Gram matrix of N = {N} samples (--n, --K)")
     G = X = None
     if cfg.model == "gmm":
         X, y = models.gmm_features(K, cfg.n, cfg.c, cfg.d, cfg.dim, cfg.seed)

@@ -390,7 +390,7 @@ def test_linear_gap_to_exact_shrinks_as_lam_grows():
         (lambda m, C: ExactSolver(gram=m, labels=C, lam=-1e-3), "lam"),
         (lambda m, C: ExactSolver(gram=m, labels=C, lam=float("nan")), "lam"),
         (lambda m, C: ExactSolver(gram=m, labels=np.array(C)[:, :3], lam=1e-3),
-         "labels must be a Corruption .* or a K x K count matrix"),
+         r"counts must be a square K x K matrix .* got shape \(4, 3\)"),
         (lambda m, C: ExactSolver(gram=m, labels=np.array(C) + np.eye(4, dtype=int), lam=1e-3),
          "row 0 sums to 121"),
         (lambda m, C: ExactSolver(gram=m, labels=np.array(C) + 0.5, lam=1e-3), "integers"),

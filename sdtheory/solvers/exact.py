@@ -24,6 +24,7 @@ import numpy as np
 from sdtheory._validate import check_counts, check_labels, check_lam, check_targets
 from sdtheory._x64 import require_x64
 from sdtheory.models import BlockModel, is_psd, psd_refusal, square_matrix
+from sdtheory.noise import Corruption
 from sdtheory.solvers.base import BatchFit, Fit, NewtonInfo, SolverError, one_hot
 from sdtheory.solvers.newton import ACCEPT_FACTOR, DEFAULT_TOL, FAILED, STATUS_NAMES, newton
 from sdtheory.solvers.problems import padded_size
@@ -52,19 +53,6 @@ def _chunk_size(K: int) -> int:
 
 _PREC_RATIO = 4.0     # grow k until (1 + s mu_(k+1)/2) / (1 + s mean_rest/2) <= this
 _PREC_KK_MAX = 512    # ... but keep the preconditioner's (k K) x (k K) system at most this size
-
-
-def _labels_of(labels, N: int | None = None):
-    """(true, given, counts, K) from a :class:`~sdtheory.noise.Corruption` or a count matrix."""
-    from sdtheory.noise import Corruption
-
-    if isinstance(labels, Corruption):
-        return labels.true, labels.given, labels.counts, labels.K
-    C = np.asarray(labels)
-    if C.ndim != 2 or C.shape[0] != C.shape[1]:
-        raise ValueError("labels must be a Corruption (sdtheory.noise) or a K x K count matrix, "
-                         f"got an array of shape {C.shape}")
-    return None, None, C, C.shape[0]
 
 
 class ExactSolver:
@@ -100,8 +88,8 @@ class ExactSolver:
         self.lam = check_lam(lam)
         self.tol, self.max_iter = float(tol), int(max_iter)
         if isinstance(gram, BlockModel):
-            true, given, counts, _ = _labels_of(labels)
-            counts = check_counts(counts, gram.sizes)
+            counts = check_counts(labels.counts if isinstance(labels, Corruption) else labels,
+                                  gram.sizes)
             diag, alpha, L, w = gram.class_structure()
             self._init_groups(diag=np.array([diag]), alpha=np.array([alpha]), L=L[None],
                               w=w[None], counts=counts[None], lam=np.array([self.lam]),
@@ -155,7 +143,6 @@ class ExactSolver:
         self.counts = counts[0] if B == 1 else counts
 
     def _init_dense(self, G, labels) -> None:
-        from sdtheory.noise import Corruption
         from sdtheory.solvers.problems import DenseProblem
 
         G = square_matrix(G, symmetric=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from sdtheory._validate import check_counts, check_lam, check_targets
-from sdtheory.models import BlockModel, square_matrix
+from sdtheory.models import BlockModel, is_psd, psd_refusal, square_matrix
 from sdtheory.solvers.base import BatchFit, Fit, SingleProblem, one_hot
 
 __all__ = ["AveragingOperator", "LinearSolver"]
@@ -63,6 +63,10 @@ class AveragingOperator:
             self.mu, self._V = np.linalg.eigh(G)
             self._block = False
             self._G = G
+        if not is_psd(self.mu.min(), self.mu.max()):
+            # a negative eigenvalue mu > -K N lam gives a_j < 0, and mu near -K N lam an
+            # unbounded a_j: the closed form is as meaningless as (E) itself (section 2.2)
+            raise ValueError(psd_refusal(self.mu.min(), self.mu.max()))
         self.a = self.mu / (self.mu + self.K * self.N * self.lam)
 
     def apply(self, Y, t=1.0) -> np.ndarray:
