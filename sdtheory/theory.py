@@ -16,6 +16,9 @@ that sweeps evaluate whole grids, with scalar entry points for one model. Nothin
 * :func:`delta_from_eta`, :func:`eta_boundary`: Delta of the section 6 transition matrices and
   the largest noise rate at which 100% correction is possible.
 * :func:`pll_conditions`: the one-round conditions of the PLL student (section 8.1).
+* :func:`pll_student`, :func:`pll_safe`: the linearised PLL student group by group, for any
+  counts and class sizes, its margins split into instance, class and global terms, and when
+  one PLL round is safe (section 8.3).
 
 Rounds follow the package convention: round 0 is the teacher, and round r is the (r+1)-th
 training, so the linearised output carries the powers a_j^t with t = r + 1.
@@ -53,6 +56,11 @@ __all__ = [
     "r_star_linear",
     "r_star_theory",
     "pll_conditions",
+    "without_global",
+    "PLLStudent",
+    "pll_student",
+    "pll_constant_cycle",
+    "pll_safe",
 ]
 
 
@@ -573,3 +581,213 @@ def pll_conditions(model, counts, lam: float) -> tuple[bool, dict[str, float]]:
         "teacher_ranking": teacher,
     }
     return all(v > 0 for v in margins.values()), margins
+
+
+# --------------------------------------------------------------------------------------------
+# The PLL student in the linearised form, any counts (section 8.3)
+# --------------------------------------------------------------------------------------------
+
+def without_global(model, lam: float):
+    """The block model without its all-samples level, and the ridge that keeps A's scale
+    (section 8.3).
+
+    Two-level G = (1 - c) I + (c - d) blockdiag(11^T) + d 11^T. Dropping d 11^T leaves
+    G0 = (1 - d) G', G' the two-level model with c' = (c - d)/(1 - d), d' = 0, so
+    G0 (G0 + K N lam I)^{-1} = G' (G' + K N lam' I)^{-1} with lam' = lam/(1 - d). Three-level:
+    drop e 11^T, c' = (c - e)/(1 - e), d' = (d - e)/(1 - e), e' = 0, lam' = lam/(1 - e).
+
+    Returns:
+      (model', lam') with the class sizes (and superclasses) of ``model``.
+    """
+    from sdtheory.models import BlockModel
+
+    lam = check_lam(lam)
+    g = model.e if model.three_level else model.d            # weight of the all-samples level
+    s = 1.0 - g                                              # > 0: g < c <= 1
+    if model.three_level:
+        m0 = BlockModel(model.sizes, (model.c - g) / s, (model.d - g) / s, 0.0,
+                        model.superclass_of)
+    else:
+        m0 = BlockModel(model.sizes, (model.c - g) / s, 0.0)
+    return m0, check_lam(lam / s)
+
+
+@dataclass(frozen=True)
+class PLLStudent:
+    """The linearised PLL student of one block model and counts, group by group (section 8.3).
+
+    Teacher: one linearised training on the one-hot given labels (:class:`~sdtheory.solvers.
+    LinearSolver`). Targets: its top-2 classes at 1/2 each (:func:`sdtheory.distill.pll_targets`,
+    closed-form tie tolerance). Student: one linearised training on those targets.
+
+    Attributes:
+      true, given, count: (U,) the non-empty (true class, given label) groups, row-major.
+      teacher, targets, P: (U, K) teacher outputs, PLL targets, student outputs.
+      tied: (U,) the group's top-2 selection needed the tie rule (a target not in {0, 1/2}).
+      margin: (U,) p(true) - max_{l != true} p(l) of the student; > 0 iff the group is correct.
+      rival: (U,) argmax_{l != true} p(l) of the student.
+      terms: "instance", "class", "global" -> (U,) the three parts of p(true) - p(rival):
+        instance a3 (t_u(true) - t_u(rival)); global = the part due to the all-samples level
+        of G (outputs of A minus those of A0 of :func:`without_global`); class = the rest. With
+        equal class sizes, class = (a2 - a3)(tbar_k(true) - tbar_k(rival)) and global =
+        (a1 - a2)(tbar(true) - tbar(rival)) (a_glob - a_sup for the three-level model).
+      margin_without_global: (U,) the student's margin with A0 in place of A (same targets).
+      tbar: (K,) the mean PLL target over all samples.
+    """
+
+    true: np.ndarray
+    given: np.ndarray
+    count: np.ndarray
+    teacher: np.ndarray
+    targets: np.ndarray
+    tied: np.ndarray
+    P: np.ndarray
+    margin: np.ndarray
+    rival: np.ndarray
+    terms: dict
+    margin_without_global: np.ndarray
+    tbar: np.ndarray
+
+    @property
+    def accuracy(self) -> float:
+        """Strict training accuracy of the student (fraction of samples with margin > 0)."""
+        return float(self.count[self.margin > tie_tolerance()].sum() / self.count.sum())
+
+
+def pll_student(model, counts, lam: float, ties: str = "split") -> PLLStudent:
+    """Linearised teacher -> top-2 targets -> linearised student, per group (section 8.3).
+
+    Any class sizes and any counts (balanced or not); two- or three-level model.
+
+    Args:
+      model: a block model.
+      counts: (K, K) counts, row = true class, column = given label.
+      lam: ridge parameter.
+      ties: tie rule of the top-2 targets (:func:`sdtheory.distill.pll_targets`).
+
+    Returns:
+      :class:`PLLStudent`.
+    """
+    from sdtheory.distill import pll_targets
+    from sdtheory.metrics import margins
+    from sdtheory.solvers.linear import AveragingOperator, LinearSolver
+
+    lin = LinearSolver(gram=model, labels=counts, lam=lam)
+    true, given, w, K = lin.true, lin.given, lin.weight[0], lin.K
+    P0 = lin.round_outputs(0)
+    T = pll_targets(P0, ties=ties)
+    P = lin.fit(T).P
+    m0, lam0 = without_global(model, lam)
+    op0 = AveragingOperator(m0, lam0, K, unit_class=true, weight=w)
+    P_ng = 1.0 / K + op0.apply(T - 1.0 / K)
+    mg = margins(P, true)
+    others = P.copy()
+    others[np.arange(true.size), true] = -np.inf
+    rival = np.argmax(others, axis=1)
+    u = np.arange(true.size)
+
+    def diff(X):
+        return X[u, true] - X[u, rival]
+
+    a3 = float(lin.op.a[0])                                  # instance factor, any sizes
+    inst = a3 * diff(T)
+    glob = diff(P) - diff(P_ng)
+    terms = {"instance": inst, "class": diff(P_ng) - inst, "global": glob}
+    tied = np.any((np.abs(T) > 1e-15) & (np.abs(T - 0.5) > 1e-15), axis=1)
+    return PLLStudent(true=true, given=given, count=w, teacher=P0, targets=T, tied=tied, P=P,
+                      margin=mg, rival=rival, terms=terms,
+                      margin_without_global=margins(P_ng, true),
+                      tbar=(w[:, None] * T).sum(axis=0) / w.sum())
+
+
+def pll_constant_cycle(targets, true, weight=None) -> list[int] | None:
+    """A cycle of classes whose partial labels are constant within the class (section 8.3).
+
+    Class k is *constant* when every unit of class k with samples has the same target row
+    (e_k + e_s)/2 for one class s = s(k) != k. A cycle is k_1 -> k_2 -> ... -> k_m -> k_1 with
+    s(k_i) = k_{i+1}, every k_i constant. On a two-level block model (any class sizes) the PLL
+    student trained on such targets, exact (E) or linearised (L), cannot have every class of
+    the cycle strictly correct (docs/theory.md section 8.3).
+
+    Args:
+      targets: (U, K) PLL targets of the units (:func:`sdtheory.distill.pll_targets`).
+      true: (U,) true class of each unit.
+      weight: (U,) samples per unit (units with weight 0 are ignored); default all 1.
+
+    Returns:
+      the classes of one cycle in order, or None.
+    """
+    T = np.asarray(targets, dtype=np.float64)
+    true = np.asarray(true)
+    used = np.ones(true.size, bool) if weight is None else np.asarray(weight) > 0
+    K = T.shape[1]
+    s = {}
+    for k in range(K):
+        rows = T[used & (true == k)]
+        if rows.shape[0] == 0 or np.any(rows != rows[0]):
+            continue
+        pair = np.flatnonzero(rows[0] == 0.5)
+        if rows[0][k] == 0.5 and pair.size == 2 and np.count_nonzero(rows[0]) == 2:
+            s[k] = int(pair[pair != k][0])
+    for start in s:
+        path, k = [], start
+        while k in s and k not in path:
+            path.append(k)
+            k = s[k]
+        if k in path:
+            return path[path.index(k):]
+    return None
+
+
+def pll_safe(model, counts, lam: float, ties: str = "split") -> tuple[bool, dict]:
+    """Is one PLL round safe in the linearised form? (section 8.3)
+
+    Safe means every group with samples has a positive student margin (:func:`pll_student`),
+    i.e. the linearised PLL student is 100% correct on the training labels.
+
+    Returns:
+      (safe, info) with
+      * "margin": the smallest student margin over the groups, and "worst_group" (k, j),
+        "rival" (the class that beats or comes closest to k there);
+      * "instance", "class", "global": the three terms of that margin (they sum to it);
+      * "margin_without_global": the smallest margin with the all-samples level removed
+        from the student (same targets);
+      * "cause": "safe"; "tie" when every failing group is an exact tie; "global" when at
+        every failing group the instance and class terms are >= 0 and the global term is < 0
+        (the global term alone makes it fail, or turns a tie into an error); "class"
+        otherwise;
+      * "accuracy": the linearised student's strict accuracy;
+      * "dominant": argmax of tbar, "tbar_dominant": its mean target (1/2: the class is a
+        candidate of every sample), "teacher_ties": groups whose top-2 needed the tie rule;
+      * "constant_cycle": a cycle of classes with class-constant partial labels
+        (:func:`pll_constant_cycle`), or None; with one, PLL is never safe (two-level).
+    """
+    s = pll_student(model, counts, lam, ties)
+    w = int(np.argmin(s.margin))
+    tol = tie_tolerance()
+    fail = s.margin <= tol
+    safe = not fail.any()
+    local = s.terms["instance"] + s.terms["class"]           # margin less the global term
+    if safe:
+        cause = "safe"
+    elif np.all(np.abs(s.margin[fail]) <= tol):
+        cause = "tie"
+    elif np.all((local[fail] >= -tol) & (s.terms["global"][fail] < -tol)):
+        cause = "global"
+    else:
+        cause = "class"
+    dom = int(np.argmax(s.tbar))
+    info = {
+        "margin": float(s.margin[w]),
+        "worst_group": (int(s.true[w]), int(s.given[w])),
+        "rival": int(s.rival[w]),
+        **{name: float(v[w]) for name, v in s.terms.items()},
+        "margin_without_global": float(np.min(s.margin_without_global)),
+        "cause": cause,
+        "accuracy": s.accuracy,
+        "dominant": dom,
+        "tbar_dominant": float(s.tbar[dom]),
+        "teacher_ties": int(s.tied.sum()),
+        "constant_cycle": pll_constant_cycle(s.targets, s.true, s.count),
+    }
+    return safe, info

@@ -45,7 +45,8 @@ def test_quick_mode_passes(quick_run):
     names = [c["name"] for c in payload["checks"]]
     for required in ("linear_fixed_point", "block_spectrum", "label_averaging", "collapse",
                      "delta_necessary", "r_star_closed_vs_linear", "r_star_exact_band",
-                     "pll_conditions", "pll_beats_sd_high_noise", "eta_boundary"):
+                     "pll_conditions", "pll_beats_sd_high_noise", "eta_boundary",
+                     "pll_unbalanced_low_noise", "pll_constant_cycle"):
         assert required in names
     for c in payload["checks"]:
         assert c["tried"] > 0 and c["passed"] == c["tried"], c
@@ -96,6 +97,33 @@ def test_wrong_r_star_formula_is_caught(monkeypatch, tmp_path):
     assert ce["r_closed"] == ce["r_linear_solver"] + 1 == ce["r_linear_formula"] + 1
     assert ce["margin"] == -1
     assert {"K", "n", "lam", "delta"} <= set(ce["params"])
+
+
+def test_pll_check_refutes_always_safe(monkeypatch, tmp_path):
+    """A pll_safe that calls every case safe with room (the reconstructed claim that one PLL
+    round is safe at low noise) is refuted by the exact solver with a counter-example; and
+    one that swaps safe and unsafe fails on both sides (random cases and balanced controls)."""
+    right = th.pll_safe
+
+    def always_safe(model, counts, lam, ties="split"):
+        return True, {**right(model, counts, lam, ties)[1], "margin": 1.0, "cause": "safe"}
+
+    monkeypatch.setattr(th, "pll_safe", always_safe)
+    code, table = _run_only(["pll_unbalanced_low_noise"], out=str(tmp_path))
+    assert code == 1 and "counter-example:" in table
+    (c,) = json.loads((tmp_path / "verify.json").read_text())["checks"]
+    ce = c["counterexample"]
+    assert ce["params"]["noise"].startswith("random")
+    assert ce["exact_min_margin"] < 0 and ce["pll_acc"] < 1 and c["worst_margin"] < 0
+
+    def swapped(model, counts, lam, ties="split"):
+        ok, info = right(model, counts, lam, ties)
+        return not ok, {**info, "margin": -info["margin"]}
+
+    monkeypatch.setattr(th, "pll_safe", swapped)
+    code, _ = _run_only(["pll_unbalanced_low_noise"], out=str(tmp_path))
+    (c,) = json.loads((tmp_path / "verify.json").read_text())["checks"]
+    assert code == 1 and c["passed"] == 0 and c["tried"] > 0
 
 
 def test_broken_statement_registered_by_decorator_is_caught(monkeypatch):

@@ -11,8 +11,8 @@ from sdtheory.distill import run_rounds
 from sdtheory.noise import corrupt_sampled, exact_counts, transition_matrix
 from sdtheory.solvers import ExactSolver
 
-__all__ = ["CaseRounds", "exact_batch", "random_balanced", "exact_first_perfect",
-           "sampled_counts", "noise_counts", "named"]
+__all__ = ["CaseRounds", "exact_batch", "random_balanced", "random_mild_unbalanced",
+           "exact_first_perfect", "sampled_counts", "noise_counts", "named"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,38 @@ def random_balanced(K: int, n: int, rng, n_perm: int) -> np.ndarray:
     for wp in w[1:]:
         C[np.arange(K), rng.permutation(K)] += wp
     return C.astype(np.int64)
+
+
+def random_mild_unbalanced(rng, *, equal_sizes: bool, eta_max: float = 0.2):
+    """A random two-level case with mild noise and unbalanced given-label totals (sec. 8.3).
+
+    K in 3..5; class sizes in 20..200 (one size for all classes, or one per class); class k
+    mislabels Binomial(n_k, eta_k) samples, eta_k ~ U(0, eta_max), spread over the other labels
+    with Dirichlet(1/2) weights; counts with all column sums equal are redrawn. c ~ U(0.2, 0.9),
+    d ~ U(0, c - 0.05), lam log-uniform in [1e-4, 1e-1].
+
+    Returns:
+      (model, counts, lam).
+    """
+    from sdtheory.models import two_level
+
+    while True:
+        K = int(rng.integers(3, 6))
+        sizes = (np.full(K, int(rng.integers(20, 201))) if equal_sizes
+                 else rng.integers(20, 201, size=K))
+        eta = rng.uniform(0.0, eta_max, size=K)
+        C = np.zeros((K, K), dtype=np.int64)
+        for k in range(K):
+            noisy = rng.binomial(sizes[k], eta[k])
+            C[k, np.arange(K) != k] = rng.multinomial(noisy, rng.dirichlet(np.full(K - 1, 0.5)))
+            C[k, k] = sizes[k] - noisy
+        cols = C.sum(axis=0)
+        if cols.max() == cols.min():
+            continue
+        c = float(rng.uniform(0.2, 0.9))
+        d = float(rng.uniform(0.0, c - 0.05))
+        lam = float(10 ** rng.uniform(-4, -1))
+        return two_level(K, tuple(int(v) for v in sizes), c, d), C, lam
 
 
 def exact_first_perfect(cases, caps) -> list[int | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import Counter
 
@@ -10,10 +11,17 @@ import numpy as np
 from sdtheory import theory as th
 from sdtheory.distill import pll_targets, self_distill
 from sdtheory.metrics import margins as unit_margins
+from sdtheory.metrics import tie_tolerance
 from sdtheory.models import two_level
 from sdtheory.noise import delta
 from sdtheory.solvers import LinearSolver
-from sdtheory.verify.cases import exact_batch, named, noise_counts, random_balanced
+from sdtheory.verify.cases import (
+    exact_batch,
+    named,
+    noise_counts,
+    random_balanced,
+    random_mild_unbalanced,
+)
 from sdtheory.verify.harness import Tally, check
 
 
@@ -115,3 +123,139 @@ def _pll_beats_sd(t: Tally) -> None:
     if fails:
         t.note("failures by (noise, sec. 8.1 conditions hold): "
                + ", ".join(f"({k}, {ok}): {v}" for (k, ok), v in sorted(fails.items())))
+
+
+# --------------------------------------------------------------------------------------------
+# Unbalanced counts at low noise (section 8.3)
+# --------------------------------------------------------------------------------------------
+
+PLL_BAND = (-2e-3, 0.03)
+"""Linearised PLL margins inside this band do not decide the exact verdict (sec. 8.3). Measured
+on 1400 random cases drawn like :func:`~sdtheory.verify.cases.random_mild_unbalanced` with
+other seeds (1000 with per-class noise <= 0.2, 400 with <= 0.45): the exact verdict (PLL
+student 100% correct or not) differed from the linearised one only at margins in
+[-1.1e-3, 0.024]."""
+
+PLL_TIE_TOL = 1e-8
+"""Tie tolerance of the exact outputs here: 100 x the largest accepted certificate (1e-10)."""
+
+
+@functools.lru_cache(maxsize=2)
+def _unbalanced_exact(quick: bool) -> tuple:
+    """Seeded mild-noise unbalanced cases plus balanced controls with their exact SD rounds and
+    PLL student (shared by the two sec. 8.3 checks; the exact part only, so that the theory
+    is evaluated afresh by each check)."""
+    rng = np.random.default_rng(83)
+    n_rand = 12 if quick else 120
+    cases = [(*random_mild_unbalanced(rng, equal_sizes=i % 2 == 0),
+              "random equal n" if i % 2 == 0 else "random unequal n") for i in range(n_rand)]
+    Ks, lams = ((3, 4), (1e-3, 1e-1)) if quick else ((3, 4, 5), (1e-4, 1e-3, 1e-2, 1e-1))
+    for K, kind, eta, lam in itertools.product(Ks, ("sym", "asym"), (0.1, 0.2), lams):
+        m = two_level(K, 60, 0.4, 0.1)
+        cases.append((m, noise_counts(m, kind, eta), lam, f"balanced {kind}"))
+    exact = exact_batch([c[:3] for c in cases], 20, pll=True, until_perfect=True,
+                        keep_outputs=True)
+    return tuple({"model": m, "counts": C, "lam": lam, "label": label, "exact": ex,
+                  "used": ex.weight > 0} for (m, C, lam, label), ex in zip(cases, exact))
+
+
+def _unbalanced_cases(quick: bool):
+    """The cases of :func:`_unbalanced_exact` with the linearised verdict and student."""
+    for c in _unbalanced_exact(quick):
+        m, C, lam = c["model"], c["counts"], c["lam"]
+        yield {**c, "linear": th.pll_safe(m, C, lam), "student": th.pll_student(m, C, lam)}
+
+
+def _params(c) -> dict:
+    m = c["model"]
+    return named(K=m.K, sizes=list(m.sizes), c=m.c, d=m.d, lam=c["lam"], noise=c["label"])
+
+
+@check("pll_unbalanced_low_noise",
+       "mild noise (per-class rate <= 0.2) with unbalanced given-label totals, K 3-5, n 20-200, "
+       "lam 1e-4..1e-1, plus balanced sym/asym controls: a linearised PLL margin (sec. 8.3) "
+       "< -2e-3 means the exact PLL student is not 100% correct and below exact SD (margin = "
+       "best SD acc - PLL acc), one > 0.03 means it is 100% correct (margin = its smallest "
+       "exact margin); margins in between are the measured band, reported")
+def _pll_unbalanced(t: Tally) -> None:
+    """Section 8.3: the linearised PLL student with the global term, against the exact one."""
+    lo, hi = PLL_BAND
+    band, band_agree = 0, 0
+    random_sd, collapsed, dominant_hits, ties = 0, 0, 0, 0
+    causes, verdicts = Counter(), Counter()
+    unsafe_acc = []
+    for c in _unbalanced_cases(t.quick):
+        ex, used, (safe, info) = c["exact"], c["used"], c["linear"]
+        P0, P = ex.P0[used], ex.P_pll[used]
+        true = ex.true[used]
+        top3 = -np.sort(-P0, axis=1)[:, :3]
+        if c["label"].startswith("random"):
+            ties += bool(np.any(np.diff(top3, axis=1) > -PLL_TIE_TOL))
+        exact_margin = float(np.min(unit_margins(P, true)))
+        exact_ok = exact_margin > PLL_TIE_TOL
+        sd_best = float(np.nanmax(ex.train_acc))
+        causes[info["cause"]] += 1
+        if c["label"].startswith("random") and ex.r_star is not None:
+            random_sd += 1
+            K = c["model"].K
+            if ex.pll_acc <= 1.0 / K + 0.05:
+                collapsed += 1
+                pred = np.bincount(np.argmax(P, axis=1), weights=ex.weight[used], minlength=K)
+                dominant_hits += int(np.argmax(pred)) == info["dominant"]
+        mg = info["margin"]
+        numbers = dict(linear_margin=mg, linear_cause=info["cause"], pll_acc=ex.pll_acc,
+                       exact_min_margin=exact_margin, sd_accs=ex.train_acc.tolist(),
+                       counts=c["counts"])
+        kind = c["label"].split()[0]
+        if lo <= mg <= hi:
+            band += 1
+            band_agree += safe == exact_ok
+            verdicts[(kind, "band")] += 1
+            continue
+        verdicts[(kind, "unsafe" if mg < lo else "safe")] += 1
+        if mg < lo:
+            unsafe_acc.append(ex.pll_acc)
+            t.case(_params(c), sd_best - ex.pll_acc,
+                   passed=(not exact_ok) and ex.pll_acc < sd_best, **numbers)
+        else:
+            t.case(_params(c), exact_margin, passed=exact_ok, **numbers)
+    t.note(f"{band} cases with a linearised margin inside the band [{lo:g}, {hi:g}] (not "
+           f"decided): the linearised verdict matched the exact one in {band_agree}")
+    t.note("linearised verdicts: " + ", ".join(f"{k} {v}: {n}" for (k, v), n in
+                                               sorted(verdicts.items())))
+    if unsafe_acc:
+        t.note(f"exact PLL accuracy where the linearised verdict is unsafe: median "
+               f"{np.median(unsafe_acc):.3f}, max {np.max(unsafe_acc):.3f}")
+    t.note(f"random cases with exact SD 100% within 20 rounds: {random_sd}; exact PLL accuracy "
+           f"<= 1/K + 0.05 in {collapsed}, predicting the class with the largest mean PLL target "
+           f"(linearised) for most samples in {dominant_hits}; random cases with a tie within "
+           f"{PLL_TIE_TOL:g} among the exact teacher's top 3: {ties}")
+    t.note("linearised causes (sec. 8.3): " + ", ".join(f"{k} {v}" for k, v in
+                                                          sorted(causes.items())))
+
+
+@check("pll_constant_cycle",
+       "two-level, any sizes: if the teacher's partial labels are constant within every class "
+       "of a cycle k -> s(k) -> ... (each class k gets {k, s(k)}), the PLL student (exact and "
+       "linearised) is not strictly correct on some class of the cycle (sec. 8.3); margin = "
+       "tie tolerance - min over the cycle's classes k of p(k) - p(s(k))")
+def _pll_constant_cycle(t: Tally) -> None:
+    """Section 8.3: the cycle lemma, on the cases of :func:`_pll_unbalanced` (exact targets
+    recomputed with ``PLL_TIE_TOL``; no random case has a teacher gap below it)."""
+    n_cycle = Counter()
+    for c in _unbalanced_cases(t.quick):
+        ex, used, st = c["exact"], c["used"], c["student"]
+        true = ex.true[used]
+        runs = (("exact", pll_targets(ex.P0[used], PLL_TIE_TOL), ex.P_pll[used], PLL_TIE_TOL),
+                ("linear", st.targets, st.P, float(tie_tolerance())))
+        for name, T, P, tol in runs:
+            cyc = th.pll_constant_cycle(T, true, ex.weight[used])
+            if cyc is None:
+                continue
+            nxt = dict(zip(cyc, cyc[1:] + cyc[:1]))
+            worst = min(float(np.min(P[true == k, k] - P[true == k, nxt[k]])) for k in cyc)
+            n_cycle[(c["label"].split()[0], name)] += 1
+            t.case({**_params(c), "solver": name}, tol - worst, passed=worst <= tol,
+                   cycle=cyc, worst_class_margin=worst, counts=c["counts"])
+    t.note("cases with a constant cycle: " + ", ".join(
+        f"{lab} {sol}: {v}" for (lab, sol), v in sorted(n_cycle.items())))
