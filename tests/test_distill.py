@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from sdtheory.distill import pll_targets, self_distill
-from sdtheory.metrics import accuracy
+from sdtheory.metrics import accuracy, margins
 from sdtheory.models import two_level
-from sdtheory.metrics import margins
 from sdtheory.noise import corrupt_exact, exact_counts, transition_matrix
 from sdtheory.solvers import ExactSolver, LinearSolver
 from tests.reference import public_vectors

@@ -285,7 +285,7 @@ def test_plot_phase_overlay_from_csv(tmp_path):
     (["--x", "lam:1e-4:1e-2:3", "--y", "lam:1e-5:1e-3:3:log"], "both axes"),
     (["--model", "gmm"], "block models only"),
     (["--jitter", "0.01"], "not supported"),
-    (["--x", "eta:0.5:1.2:3"], "eta must be in [0, 1)"),
+    (["--x", "eta:0.5:1.2:3"], "eta must be a number in [0, 1), got 1.2"),
     (["--x", "c:0.0:0.5:3"], "c > d"),
     (["--x", "e:0:0.05:2"], "superclass model"),
     (["--x", "K:1:3:3"], "K (number of classes)"),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdtheory import noise
+from sdtheory._validate import as_int, check_eta, check_K, check_lam
 from sdtheory.models import level_eigenvalues, psd_margin
 from sdtheory.problem import ProblemConfig, model_of
 
@@ -230,22 +231,23 @@ def plan(base: ProblemConfig, x: Axis, y: Axis) -> Plan:
         i = int(np.flatnonzero(mask)[0])
         raise ValueError(f"at {x.name} = {X[i]:g}, {y.name} = {Y[i]:g}: " + msg(i))
 
+    def check_each(values, check):
+        """The scalar check of :mod:`sdtheory._validate` on each distinct value, in cell
+        order; the first failure names its cell."""
+        vals, first = np.unique(values, return_index=True)
+        for i in np.sort(first):
+            try:
+                check(float(values[i]))
+            except ValueError as err:
+                raise ValueError(f"at {x.name} = {X[i]:g}, {y.name} = {Y[i]:g}: {err}") from None
+
     lam = p["lam"]
-    bad = ~(np.isfinite(lam) & (lam > 0))
-    if bad.any():
-        fail(bad, lambda i: f"lam must be a finite number > 0, got lam = {lam[i]:g}")
+    check_each(lam, check_lam)
     if base.counts is None:
-        eta = p["eta"]
-        bad = ~((eta >= 0) & (eta < 1))
-        if bad.any():
-            fail(bad, lambda i: f"eta must be in [0, 1), got eta = {eta[i]:g}")
+        check_each(p["eta"], check_eta)
     K, n = p["K"], p["n"]
-    bad = (K != np.round(K)) | (K < 2)
-    if bad.any():
-        fail(bad, lambda i: f"K (number of classes) must be an integer >= 2, got K = {K[i]:g}")
-    bad = (n != np.round(n)) | (n < 1)
-    if bad.any():
-        fail(bad, lambda i: f"n (samples per class) must be an integer >= 1, got n = {n[i]:g}")
+    check_each(K, check_K)
+    check_each(n, lambda v: as_int(v, "n (samples per class)", lo=1))
     K, n = K.astype(np.int64), n.astype(np.int64)
     three = base.model == "superclass"
     m = base.classes_per_superclass if three else None

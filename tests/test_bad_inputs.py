@@ -1,0 +1,222 @@
+"""Every bad input answered: one line naming the parameter and what is wrong, exit code 2 from
+the command line, no traceback and no file written (README "Bad input").
+
+The table below is the record of the bad inputs tried. Each command-line row runs
+``sdtheory.cli.main`` in-process with ``--out`` pointing into a fresh directory, and asserts
+the exit code, a single stderr line ``sdtheory COMMAND: error: ...`` containing the expected
+fragment, and that nothing was written. Each Python row asserts the exception type and a
+one-line message containing the fragment.
+"""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+import sdtheory as sd
+from sdtheory.cli import main
+from sdtheory.distill import pll_targets, run_rounds, self_distill
+from sdtheory.noise import corruption_from_counts, transition_matrix
+from sdtheory.problem import ProblemConfig
+from sdtheory.simulate import SimConfig
+from sdtheory.solvers import ExactSolver, LinearSolver
+from sdtheory.sweep import phase_diagram
+
+C4 = [[60, 30, 20, 10], [10, 60, 30, 20], [20, 10, 60, 30], [30, 20, 10, 60]]
+
+# (command line, expected fragment of the error line). Words in capitals are replaced by files
+# made in the test's directory; OUT is the output directory that must stay absent.
+CLI_ROWS = [
+    ("simulate --K -3", "K (number of classes) must be an integer >= 2, got -3"),
+    ("simulate --K 1", "K (number of classes) must be an integer >= 2, got 1"),
+    ("simulate --K abc", "argument --K: invalid int value: 'abc'"),
+    ("simulate --n 0", "n (samples per class) must be an integer >= 1, got 0"),
+    ("simulate --seed -1", "seed must be an integer >= 0, got -1"),
+    ("simulate --lam 0", "lam must be a number in [1e-08, 1000]"),
+    ("simulate --lam -1", "lam must be a number in [1e-08, 1000]"),
+    ("simulate --lam 1e-300 --solver linear", "lam must be a number in [1e-08, 1000]"),
+    ("simulate --lam 1e4", "lam must be a number in [1e-08, 1000]"),
+    ("simulate --lam nan", "lam must be a number in [1e-08, 1000]"),
+    ("simulate --eta 1", "eta must be a number in [0, 1), got 1.0"),
+    ("simulate --eta -0.1", "eta must be a number in [0, 1), got -0.1"),
+    ("simulate --c 0.1 --d 0.4", "c > d"),
+    ("simulate --c 1.5", "c"),
+    ("simulate --jitter -1", "jitter must be >= 0"),
+    ("simulate --noise foo", "argument --noise: invalid choice: 'foo'"),
+    ("simulate --model superclass --classes-per-superclass 0",
+     "classes-per-superclass m must be an integer >= 1, got 0"),
+    ("simulate --model superclass --K 5", "K = 5 must be a multiple of classes-per-superclass"),
+    ("simulate --model gmm --dim 0", "dim (feature dimension D) must be an integer >= 1, got 0"),
+    ("simulate --counts RAGGED", "row 1 has 1 entries, there are 2 rows"),
+    ("simulate --K 3 --counts COUNTS4", "the counts matrix is 4 x 4, but K = 3"),
+    ("simulate --K 4 --n 120 --counts BADSUM", "counts row 0 sums to 121"),
+    ("simulate --K 4 --n 120 --counts NEGATIVE", "counts must be non-negative"),
+    ("simulate --counts NOTJSON", "is not valid JSON"),
+    ("simulate --counts /nonexistent/c.json", "cannot read /nonexistent/c.json"),
+    ("simulate --rounds 1000000", "rounds must be an integer in [0, 100000], got 1000000"),
+    ("simulate --rounds -1", "rounds must be an integer in [0, 100000], got -1"),
+    ("simulate --out AFILE", "exists and is not a directory"),
+    ("simulate --out AFILE/sub", "cannot be created"),
+    ("simulate --out /proc/sdtheory-test", "cannot be created"),
+    ("simulate --n 1000000000 --sampled", "sampling the labels of N = 4000000000 samples"),
+    ("simulate --n 200000 --jitter 0.001", "the dense N x N Gram matrix of N = 800000"),
+    ("simulate --n 500 --jitter 0.05 --solver exact", "G is not positive semi-definite"),
+    ("simulate --n 500 --jitter 0.05 --solver linear", "G is not positive semi-definite"),
+    ("phase --x eta:0:0.7", "expected NAME:LO:HI:COUNT"),
+    ("phase --x foo:0:1:3", "unknown parameter 'foo'"),
+    ("phase --x eta:0:1.2:3", "eta must be a number in [0, 1)"),
+    ("phase --y lam:0:1:3", "lam must be a number in [1e-08, 1000]"),
+    ("phase --x eta:0:0.5:0", "COUNT"),
+    ("phase --max-rounds 1000000", "max-rounds must be an integer in [0, 10000], got 1000000"),
+    ("phase --x K:2:400:3", "a phase diagram with K up to 400"),
+    ("phase --out AFILE", "exists and is not a directory"),
+    ("phase --jitter 0.01", "jitter"),
+    ("verify --only nosuch", "nosuch"),
+    ("verify --out AFILE", "exists and is not a directory"),
+    ("figures --only nosuch", "nosuch"),
+    ("figures --out AFILE", "exists and is not a directory"),
+]
+
+
+def _files(tmp_path):
+    made = {
+        "RAGGED": [[1, 2], [3]],
+        "COUNTS4": np.diag([5, 5, 5, 5]).tolist(),
+        "BADSUM": [[61, 30, 20, 10]] + C4[1:],
+        "NEGATIVE": [[130, -10, 0, 0]] + C4[1:],
+    }
+    paths = {}
+    for name, value in made.items():
+        p = tmp_path / f"{name.lower()}.json"
+        p.write_text(json.dumps(value))
+        paths[name] = str(p)
+    (tmp_path / "notjson.json").write_text("[[1, 2],")
+    paths["NOTJSON"] = str(tmp_path / "notjson.json")
+    (tmp_path / "afile").write_text("not a directory")
+    paths["AFILE"] = str(tmp_path / "afile")
+    return paths
+
+
+@pytest.mark.parametrize("line, fragment", CLI_ROWS, ids=[r[0] for r in CLI_ROWS])
+def test_cli_bad_input(tmp_path, capsys, line, fragment):
+    files = _files(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = []
+    for a in line.split():
+        for key, path in files.items():
+            a = a.replace(key, path) if key in a else a
+        args.append(a)
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "OUT")]
+    try:
+        rc = main(["--quiet", *args])
+    except SystemExit as stop:         # argparse's own errors
+        rc = stop.code
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"sdtheory {args[0]}: error: ") or lines[0].startswith(
+        "sdtheory: error: "), lines[0]
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before      # nothing written
+
+
+@pytest.fixture(scope="module")
+def small():
+    with sd.x64():
+        m = sd.two_level(4, 120, 0.4, 0.1)
+        s = ExactSolver(gram=m, labels=C4, lam=1e-3)
+    return m, s
+
+
+def _indefinite():
+    G = sd.two_level(3, 4, 0.4, 0.1).dense()
+    G[0, 1] = G[1, 0] = 3.0
+    return G, corruption_from_counts([[2, 1, 1], [1, 2, 1], [1, 1, 2]])
+
+
+# (callable taking (model, exact solver), exception type, expected fragment)
+API_ROWS = [
+    ("self_distill rounds str", lambda m, s: self_distill(s, "3"), ValueError,
+     "rounds must be an integer in [0, 100000], got '3'"),
+    ("self_distill rounds float", lambda m, s: self_distill(s, 2.7), ValueError,
+     "rounds must be an integer in [0, 100000], got 2.7"),
+    ("self_distill rounds bool", lambda m, s: self_distill(s, True), ValueError,
+     "rounds must be an integer"),
+    ("run_rounds rounds negative", lambda m, s: run_rounds(s, -1), ValueError,
+     "rounds must be an integer in [0, 100000], got -1"),
+    ("SimConfig lam str", lambda m, s: SimConfig(lam="1e-3"), ValueError,
+     "lam must be a number in [1e-08, 1000] (the validated range), got '1e-3'"),
+    ("SimConfig K=1", lambda m, s: SimConfig(K=1), ValueError,
+     "K (number of classes) must be an integer >= 2, got 1"),
+    ("SimConfig K float", lambda m, s: SimConfig(K=4.5), ValueError,
+     "K (number of classes) must be an integer >= 2, got 4.5"),
+    ("SimConfig solver", lambda m, s: SimConfig(solvers=("foo",)), ValueError,
+     "solver must be one of"),
+    ("SimConfig pll_ties", lambda m, s: SimConfig(pll_ties="random"), ValueError,
+     "pll_ties must be one of ('split', 'lower'), got 'random'"),
+    ("SimConfig rounds", lambda m, s: SimConfig(rounds=2.7), ValueError,
+     "rounds must be an integer in [0, 100000], got 2.7"),
+    ("ProblemConfig eta", lambda m, s: ProblemConfig(eta=1.0), ValueError,
+     "eta must be a number in [0, 1), got 1.0"),
+    ("ProblemConfig n float", lambda m, s: ProblemConfig(n=2.5), ValueError,
+     "n (samples per class) must be an integer >= 1, got 2.5"),
+    ("ProblemConfig seed", lambda m, s: ProblemConfig(seed=-1), ValueError,
+     "seed must be an integer >= 0, got -1"),
+    ("ProblemConfig counts K", lambda m, s: ProblemConfig(K=3, counts=C4), ValueError,
+     "the counts matrix is 4 x 4, but K = 3"),
+    ("ProblemConfig ragged", lambda m, s: ProblemConfig(counts=[[1, 2], [3]]), ValueError,
+     "counts must be a K x K matrix"),
+    ("ExactSolver lam 0", lambda m, s: ExactSolver(gram=m, labels=C4, lam=0), ValueError,
+     "lam must be a number in [1e-08, 1000]"),
+    ("ExactSolver lam tiny", lambda m, s: ExactSolver(gram=m, labels=C4, lam=1e-9), ValueError,
+     "lam must be a number in [1e-08, 1000] (the validated range), got 1e-09"),
+    ("ExactSolver counts rows", lambda m, s: ExactSolver(gram=m, labels=np.array(C4) + 1,
+                                                         lam=1e-3), ValueError,
+     "counts row 0 sums to 124, but class 0 has n_0 = 120 samples"),
+    ("ExactSolver indefinite", lambda m, s: ExactSolver(gram=_indefinite()[0],
+                                                        labels=_indefinite()[1], lam=1e-3),
+     ValueError, "G is not positive semi-definite: smallest eigenvalue"),
+    ("LinearSolver indefinite", lambda m, s: LinearSolver(gram=_indefinite()[0],
+                                                          labels=_indefinite()[1], lam=1e-3),
+     ValueError, "G is not positive semi-definite: smallest eigenvalue"),
+    ("LinearSolver lam big", lambda m, s: LinearSolver(gram=m, labels=C4, lam=1e5), ValueError,
+     "lam must be a number in [1e-08, 1000]"),
+    ("corruption ragged", lambda m, s: corruption_from_counts([[1, 2], [3]]), ValueError,
+     "counts must be a K x K matrix"),
+    ("transition eta", lambda m, s: transition_matrix("sym", 4, 1.2), ValueError,
+     "eta must be a number in [0, 1), got 1.2"),
+    ("transition kind", lambda m, s: transition_matrix("foo", 4, 0.2), ValueError, "foo"),
+    ("two_level c < d", lambda m, s: sd.two_level(4, 10, 0.1, 0.4), ValueError, "c > d"),
+    ("pll ties", lambda m, s: pll_targets(np.full((2, 3), 1 / 3), ties="random"), ValueError,
+     "ties must be one of ('split', 'lower'), got 'random'"),
+    ("phase axis", lambda m, s: phase_diagram(ProblemConfig(), "eta:0:1.5:3", "lam:1e-4:1e-3:2",
+                                              solver="linear"), ValueError,
+     "eta must be a number in [0, 1)"),
+    ("phase max_rounds", lambda m, s: phase_diagram(ProblemConfig(), "eta:0:0.5:3",
+                                                    "lam:1e-4:1e-3:2", max_rounds=2.5),
+     ValueError, "max-rounds must be an integer"),
+]
+
+
+@pytest.mark.parametrize("name, make, exc, fragment", API_ROWS, ids=[r[0] for r in API_ROWS])
+def test_python_bad_input(small, name, make, exc, fragment):
+    m, s = small
+    with sd.x64(), pytest.raises(exc) as info:
+        make(m, s)
+    msg = str(info.value)
+    assert "\n" not in msg and fragment in msg, msg
+
+
+def test_solver_built_in_x64_context_and_used_outside_says_float64(small):
+    """A solver built inside ``with sdtheory.x64():`` and run outside it asks for float64
+    instead of failing in float32."""
+    import jax
+
+    m, s = small
+    with jax.enable_x64(False), pytest.raises(RuntimeError,
+                                              match=re.escape("ExactSolver.fit needs float64")):
+        s.fit(s.targets0())
