@@ -13,6 +13,26 @@ renamed, so an interrupted run never leaves a partial one.
 
 ``sdtheory figures`` (:mod:`sdtheory.cli.figures`) regenerates all of them, or ``--only NAME``.
 Progress goes to the ``sdtheory.figures`` logger.
+
+Precision of the results files. Every float is rounded to a fixed number of significant digits
+(:func:`sdtheory._io.round_sig`, correctly rounded decimal) by kind (:data:`PRECISION`), and
+each file states it: JSON files in a ``"precision"`` entry, the phase CSVs in their header
+line (``"precision"``, :func:`sdtheory.sweep.write_csv`):
+
+* certificates and residuals of the solvers: 2 significant digits (only their size matters,
+  and their last digits depend on the machine's floating point);
+* numbers computed by an iterative solver or an eigensolver (outputs, measured shrink, output
+  gaps, smallest eigenvalues of G): 6 significant digits (they are accurate to ~1e-12
+  absolute);
+* every other float (accuracies, closed forms, eigenvalues mu_j and a_j, noise rates, Delta):
+  10 significant digits;
+* ints (r*, counts, labels) and the parameter columns of the CSVs (the axis values) are exact;
+  the config is written as given.
+
+This removes the machine-dependent last digits seen before, but it cannot guarantee identical
+files on every machine: a value within its machine difference of a rounding boundary still
+rounds differently, and discrete results (r*, accuracies, tie decisions of the PLL targets)
+can change where a sample's outputs are tied or nearly tied within the solver's tolerance.
 """
 
 from __future__ import annotations
@@ -28,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 import sdtheory
-from sdtheory._io import atomic_write, jsonable
+from sdtheory._io import atomic_write, jsonable, round_sig
 from sdtheory.plots import figures as plots
 
 __all__ = [
@@ -96,9 +116,51 @@ def load_config(name: str, quick: bool = False, directory: Path | None = None) -
     return cfg
 
 
+PRECISION = {"certificate": 2, "computed": 6, "value": 10}
+"""Significant digits of the floats in results files, by kind (see the module docstring)."""
+
+_KIND_OF_KEY = {
+    # solver certificates (residuals): their size matters, not their digits
+    "residual": "certificate", "certificate": "certificate",
+    # computed by an iterative solver or an eigensolver: accurate to ~1e-12 absolute
+    "outputs": "computed", "exact_measured": "computed", "exact_measured_jittered": "computed",
+    "max_abs_output_gap": "computed", "min_eigenvalue": "computed",
+    "min_eigenvalue_requested_eps": "computed",
+}
+
+
+def _precision_doc() -> dict:
+    """The ``precision`` entry of every results file."""
+    keys = {kind: sorted(k for k, v in _KIND_OF_KEY.items() if v == kind)
+            for kind in ("certificate", "computed")}
+    return {
+        "rounding": "significant digits (sdtheory._io.round_sig); ints are exact; the config "
+                    "is as given",
+        "certificate": {"digits": PRECISION["certificate"], "keys": keys["certificate"]},
+        "computed": {"digits": PRECISION["computed"], "keys": keys["computed"]},
+        "value": {"digits": PRECISION["value"],
+                  "keys": "every other float (accuracies, closed forms, eigenvalues mu and a, "
+                          "noise rates, Delta)"},
+    }
+
+
+def _rounded(obj, kind: str = "value"):
+    """``obj`` (JSON-ready) with every float rounded to the digits of its kind; a key of
+    :data:`_KIND_OF_KEY` sets the kind of everything below it."""
+    if isinstance(obj, dict):
+        return {k: _rounded(v, _KIND_OF_KEY.get(k, kind)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v, kind) for v in obj]
+    if isinstance(obj, float):
+        return round_sig(obj, PRECISION[kind])
+    return obj
+
+
 def write_results(path: Path, figure: str, cfg: dict, data: dict) -> Path:
-    """Write a JSON results file: figure name, package version, full config, then ``data``."""
-    doc = jsonable({"figure": figure, "version": sdtheory.__version__, "config": cfg, **data})
+    """Write a JSON results file: figure name, package version, precision, full config, then
+    ``data`` with its floats rounded (:data:`PRECISION`)."""
+    doc = {"figure": figure, "version": sdtheory.__version__, "precision": _precision_doc(),
+           "config": jsonable(cfg), **_rounded(jsonable(data))}
 
     def write(tmp):
         with open(tmp, "w") as fh:
@@ -109,9 +171,8 @@ def write_results(path: Path, figure: str, cfg: dict, data: dict) -> Path:
     return Path(path)
 
 
-def _r6(x) -> list:
-    """Outputs rounded to 6 decimals (keeps results files small; plots need no more)."""
-    return np.round(np.asarray(x, dtype=np.float64), 6).tolist()
+CSV_DIGITS = {"certificate": PRECISION["certificate"], "*": PRECISION["value"]}
+"""Significant digits of the phase CSVs' value columns (:func:`sdtheory.sweep.write_csv`)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,20 +183,22 @@ def compute_approximation(cfg: dict, out: Path, log: Callable[[str], None]) -> P
     """Training accuracy (clean / noisy / all) per round, exact solver vs linearised form.
 
     The two-level model with symmetric jitter (full N x N Gram matrix), sampled noise; the
-    exact solver (:class:`~sdtheory.solvers.ExactSolver`) runs rounds 0..R of SD, the linearised
-    one evaluates P_r = 1/K + A^(r+1) (Y - 1/K) directly (its outputs may leave the simplex, so
-    it is not iterated through targets).
+    exact solver (:class:`~sdtheory.solvers.ExactSolver`) runs rounds 0, 1, ... of SD until its
+    first round with every training label correct (r*, strict accuracy 1), at most
+    ``max_rounds``; the linearised one evaluates P_r = 1/K + A^(r+1) (Y - 1/K) directly at the
+    same rounds (its outputs may leave the simplex, so it is not iterated through targets), and
+    its own first 100% round is recorded.
     """
     from sdtheory import models
-    from sdtheory.distill import self_distill
+    from sdtheory.distill import run_rounds
     from sdtheory.metrics import accuracy
     from sdtheory.problem import build_problem
     from sdtheory.simulate import SimConfig, make_solver
 
-    R = int(cfg["rounds"])
+    R_max = int(cfg["max_rounds"])
     sim = SimConfig(model="block", K=cfg["K"], n=cfg["n"], c=cfg["c"], d=cfg["d"],
                     jitter=cfg["eps"], lam=cfg["lam"], noise=cfg["noise"], eta=cfg["eta"],
-                    sampled=cfg["sampled"], seed=cfg["seed"], rounds=R)
+                    sampled=cfg["sampled"], seed=cfg["seed"], rounds=R_max)
     p = build_problem(sim)
     N = p.model.N
     # The eps the issue asked for, on the same model and seed: its smallest eigenvalue.
@@ -146,20 +209,31 @@ def compute_approximation(cfg: dict, out: Path, log: Callable[[str], None]) -> P
     min_eig = models.min_eigenvalue(p.G)
     log(f"N = {N}, min eigenvalue {min_eig:.4f} at eps = {cfg['eps']}, "
         f"{min_eig_requested:.4f} at eps = {eps_check}")
-    exact = self_distill(exact_solver, R)
-    log("exact rounds done")
+    ex = run_rounds(exact_solver, R_max, until_perfect=True, keep_outputs=True)
+    r_star = int(ex.r_star[0])
+    trained = len(ex.outputs)                    # rounds 0..trained-1
+    log(f"exact rounds 0..{trained - 1} done; r* = {r_star if r_star >= 0 else 'not reached'}")
     lin = make_solver(p, "linear")
     rows = {"exact": [], "linear": []}
     gap = []
-    for rr in exact.rounds:
-        rows["exact"].append({"round": rr.round, "train_acc": rr.train_acc,
-                              "clean_acc": rr.clean_acc, "noisy_acc": rr.noisy_acc,
-                              "residual": rr.residual})
-        P = lin.round_outputs(rr.round)
-        acc, clean, noisy, _ = accuracy(P, lin.true, lin.given, lin.weight[0])
-        rows["linear"].append({"round": rr.round, "train_acc": acc, "clean_acc": clean,
-                               "noisy_acc": noisy, "residual": None})
-        gap.append(float(np.max(np.abs(P - rr.P))))
+    P_lin = lin.round_outputs(np.arange(trained))          # (rounds, U, K)
+    for r in range(trained):
+        P_e = ex.outputs[r][0]
+        rows["exact"].append({"round": r, "train_acc": ex.train_acc[r, 0],
+                              "clean_acc": ex.clean_acc[r, 0], "noisy_acc": ex.noisy_acc[r, 0],
+                              "train_acc_strict": ex.strict_acc[r, 0],
+                              "residual": ex.residual[r, 0]})
+        P = P_lin[r]
+        acc, clean, noisy, strict = accuracy(P, lin.true, lin.given, lin.weight[0])
+        rows["linear"].append({"round": r, "train_acc": acc, "clean_acc": clean,
+                               "noisy_acc": noisy, "train_acc_strict": strict,
+                               "residual": None})
+        gap.append(float(np.max(np.abs(P - P_e))))
+    r_star_lin = next((row["round"] for row in rows["linear"] if row["train_acc_strict"] == 1.0),
+                      None)
+    if r_star_lin is None:                        # later than the exact solver's rounds
+        r_star_lin = lin.first_perfect_round(R_max)
+    log(f"linearised r* = {r_star_lin}")
     cor = p.corruption
     data = {
         "N": N,
@@ -171,6 +245,9 @@ def compute_approximation(cfg: dict, out: Path, log: Callable[[str], None]) -> P
         # Wigner semicircle: the jitter's spectrum has radius 2 eps sqrt(N/3); G stays PSD
         # (to first order) while that radius is below the smallest block eigenvalue 1 - c.
         "eps_psd_bound": (1.0 - cfg["c"]) / (2.0 * math.sqrt(N / 3.0)),
+        # first round with every training label correct (None: not within max_rounds)
+        "r_star_exact": r_star if r_star >= 0 else None,
+        "r_star_linear": r_star_lin,          # None: not within max_rounds
         "solvers": rows,
         "max_abs_output_gap": gap,
     }
@@ -191,7 +268,14 @@ def _eigenspace_norms(X: np.ndarray, true: np.ndarray) -> dict[str, float]:
 
 
 def compute_label_averaging(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
-    """Exact outputs of every training instance for selected rounds, and a_j^(r+1) per level."""
+    """Exact outputs of every training instance for selected rounds, and the shrink per level.
+
+    The simplex panels use the jittered Gram matrix (``eps``: it separates the instances of a
+    (true, given) group). The shrink is measured twice with the same labels: on the pure block
+    model (eps = 0), whose eigenspaces are exactly the global / class / instance levels of
+    a_j = mu_j / (mu_j + K N lam), and on the jittered matrix, whose jitter mixes class signal
+    into the within-class directions (the instance part then stops shrinking at a floor).
+    """
     from sdtheory import models, theory
     from sdtheory.distill import self_distill
     from sdtheory.problem import ProblemConfig, build_problem
@@ -206,19 +290,28 @@ def compute_label_averaging(cfg: dict, out: Path, log: Callable[[str], None]) ->
     p = build_problem(sim)
     cor, model = p.corruption, p.model
     G = p.G if p.G is not None else model.dense()
-    solver = ExactSolver(gram=G, labels=cor, lam=cfg["lam"])
-    res = self_distill(solver, R)
-    log(f"exact rounds 0..{R} done (N = {model.N})")
+    res = self_distill(ExactSolver(gram=G, labels=cor, lam=cfg["lam"]), R)
+    log(f"exact rounds 0..{R} done, jittered G (N = {model.N})")
+    # The same labels on the pure block model (no jitter).
+    pure = self_distill(ExactSolver(gram=model.dense(), labels=cor, lam=cfg["lam"]), R)
+    log(f"exact rounds 0..{R} done, pure block model")
 
     a = theory.averaging_eigenvalues(model, cfg["lam"])
     rounds = list(range(R + 1))
     closed = {name: [a_j ** (r + 1) for r in rounds] for name, a_j in a.items()}
     Y0 = _eigenspace_norms(one_hot(cor.given, K) - 1.0 / K, cor.true)
-    measured = {name: [] for name in ("class", "instance")}
-    for rr in res.rounds:
-        nr = _eigenspace_norms(rr.P - 1.0 / K, cor.true)
-        for name in measured:
-            measured[name].append(nr[name] / Y0[name] if Y0[name] > 0 else None)
+    # Levels with label signal to shrink (the global part of Y - 1/K is 0 when every label is
+    # given equally often: its ratio would be 0/0).
+    levels = [name for name in ("global", "class", "instance") if Y0[name] > 1e-12]
+
+    def measured(result):
+        ratios = {name: [] for name in levels}
+        for rr in result.rounds:
+            nr = _eigenspace_norms(rr.P - 1.0 / K, cor.true)
+            for name in levels:
+                ratios[name].append(nr[name] / Y0[name])
+        return ratios
+
     data = {
         "N": model.N,
         "mu": model.mu(),
@@ -228,9 +321,14 @@ def compute_label_averaging(cfg: dict, out: Path, log: Callable[[str], None]) ->
         "counts": cor.counts,
         "true": cor.true,
         "given": cor.given,
-        "outputs": {str(r): _r6(res.rounds[r].P) for r in shown},
+        "outputs": {str(r): res.rounds[r].P for r in shown},
         "train_acc": [rr.train_acc for rr in res.rounds],
-        "shrink": {"rounds": rounds, "closed_form": closed, "exact_measured": measured},
+        "label_signal": Y0,           # norms of the levels of Y - 1/K
+        "shrink": {"rounds": rounds, "closed_form": closed,
+                   "exact_measured": measured(pure),
+                   "exact_measured_jittered": measured(res)},
+        "residual": max(max(rr.residual for rr in res.rounds),
+                        max(rr.residual for rr in pure.rounds)),
     }
     return write_results(out / "label_averaging.json", "label_averaging", cfg, data)
 
@@ -372,7 +470,8 @@ def _phase_base(cfg: dict):
                          lam=cfg.get("lam", 1e-5), noise=cfg["noise"], eta=cfg.get("eta", 0.0))
 
 
-def _phase_sweeps(name: str, cfg: dict, out: Path, log, runs: list[tuple[str, str, int]]):
+def _phase_sweeps(name: str, cfg: dict, out: Path, log, runs: list[tuple[str, str, int]],
+                  extra: dict | None = None):
     """Run a sweep for each (csv name, quantity, R); write the CSVs and the sidecar."""
     from sdtheory import theory
     from sdtheory.sweep import phase_diagram, write_csv
@@ -386,10 +485,11 @@ def _phase_sweeps(name: str, cfg: dict, out: Path, log, runs: list[tuple[str, st
         if nfail:
             raise FigureError(f"{name}: {nfail} cells of {csv_name} failed the exact solver's "
                                "certificate")
-        write_csv(res, out / csv_name)
+        write_csv(res, out / csv_name, digits=CSV_DIGITS)
         csvs.append({"file": csv_name, "quantity": quantity, "max_rounds": R})
         log(f"{csv_name}: {res.x.count} x {res.y.count} cells, {quantity}, rounds 0..{R}")
-    data = {"csv": csvs, "eta_boundary": theory.eta_boundary(cfg["noise"], cfg["K"])}
+    data = {"csv": csvs, "eta_boundary": theory.eta_boundary(cfg["noise"], cfg["K"]),
+            **(extra or {})}
     return write_results(out / f"{name}.json", name, cfg, data)
 
 
@@ -400,9 +500,25 @@ def compute_phase_eta_lam(cfg: dict, out: Path, log: Callable[[str], None]) -> P
 
 
 def compute_phase_eta_gap(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
-    """r* over eta x d at fixed c (the class gap c - d), exact solver."""
+    """r* over eta x d at fixed c (the class gap c - d), exact solver; plus the closed-form r*
+    at larger gaps (``gap_reference``), to show that r* hardly changes above the swept range."""
+    from sdtheory import noise, theory
+    from sdtheory.sweep import Axis
+
+    y = Axis.parse(cfg["y"])
+    c = float(cfg["c"])
+    gaps = sorted({round(c - float(v), 12) for v in (y.values.min(), y.values.max())}
+                  | {float(g) for g in cfg["gap_reference"]})
+    etas = [float(e) for e in cfg["eta_reference"]]
+    table = []
+    for eta in etas:
+        T = noise.transition_matrix(cfg["noise"], cfg["K"], eta)
+        C = noise.exact_counts(T, [cfg["n"]] * cfg["K"])
+        table.append([theory.r_star_theory(sdtheory.two_level(cfg["K"], cfg["n"], c, c - g), C,
+                                           cfg["lam"]) for g in gaps])
+    extra = {"r_star_closed_by_gap": {"gap": gaps, "eta": etas, "r_star": table}}
     return _phase_sweeps("phase_eta_gap", cfg, out, log,
-                         [("phase_eta_gap.csv", "r_star", int(cfg["max_rounds"]))])
+                         [("phase_eta_gap.csv", "r_star", int(cfg["max_rounds"]))], extra)
 
 
 def compute_phase_pll(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
@@ -428,32 +544,32 @@ class Figure:
 
 FIGURES: dict[str, Figure] = {f.name: f for f in [
     Figure("approximation",
-           "exact (E) vs linearised (L) students over rounds 0-9 at the authors' defaults: "
-           "training accuracy on clean / noisy / all samples",
+           "exact (E) vs linearised (L) students at the authors' defaults, rounds 0..r* (the "
+           "exact solver's first 100% round): training accuracy on clean / noisy / all samples",
            compute_approximation, plots.plot_approximation),
     Figure("label_averaging",
            "K=3 outputs of every training instance on the simplex (rounds 0, 1, 2, 5, 20) and "
-           "the per-eigenspace shrink a_j^(r+1)",
+           "the per-eigenspace shrink a_j^(r+1) against the exact outputs (pure block model)",
            compute_label_averaging, plots.plot_label_averaging),
     Figure("pll_vs_sd",
-           "training-label accuracy against eta for SD rounds 0-4 and the PLL student (exact "
-           "group solver)",
+           "training-label accuracy against eta for SD rounds 0-4 (identical rounds merged) and "
+           "the PLL student, both tie rules (exact group solver)",
            compute_pll_vs_sd, plots.plot_pll_vs_sd),
     Figure("min_rounds",
            "minimum rounds r* for 100% label correction against eta: closed form (lines) vs "
            "exact group solver (markers), symmetric and superclass noise, several lam",
            compute_min_rounds, plots.plot_min_rounds),
     Figure("phase_eta_lam",
-           "phase diagram of r* over noise rate eta x ridge lam (exact solver, rounds 0-60), "
-           "closed-form r* level lines",
+           "phase diagram of r* over noise rate eta x ridge lam (exact solver, rounds 0-60, "
+           "binned colours 0, 1, 2, 3-4, 5-8, ...), closed-form r* level lines",
            compute_phase_eta_lam, plots.plot_phase_eta_lam),
     Figure("phase_eta_gap",
-           "phase diagram of r* over noise rate eta x class gap c - d (d swept at fixed c, "
-           "exact solver)",
+           "phase diagram of r* over noise rate eta x class gap c - d in (0, 0.01] (d swept at "
+           "fixed c, exact solver), where r* varies",
            compute_phase_eta_gap, plots.plot_phase_eta_gap),
     Figure("phase_pll",
            "where one PLL round beats SD: acc(PLL) - best SD accuracy over rounds 0..R, "
-           "R = 1, 2, 4, over eta x lam",
+           "R = 1, 2, 4, over eta x lam (white: exactly equal)",
            compute_phase_pll, plots.plot_phase_pll),
 ]}
 

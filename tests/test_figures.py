@@ -12,6 +12,7 @@ import pytest
 
 import sdtheory
 from sdtheory import figures, theory
+from sdtheory._io import round_sig
 from sdtheory.cli import main
 
 
@@ -105,23 +106,73 @@ def test_approximation_results(approximation):
     _check_png(out / "approximation.png")
     _check_provenance(doc, "approximation")
     cfg = doc["config"]
-    R = cfg["rounds"]
+    rows = doc["solvers"]["exact"]
+    last = rows[-1]["round"]
     for which in ("exact", "linear"):
-        rows = doc["solvers"][which]
-        assert [r["round"] for r in rows] == list(range(R + 1))
+        assert [r["round"] for r in doc["solvers"][which]] == list(range(last + 1))
+    # The rounds run to the exact solver's r*: the last round is the first one with every
+    # training label correct (strictly), clean and noisy.
+    assert doc["r_star_exact"] == last <= cfg["max_rounds"]
+    assert rows[-1]["train_acc_strict"] == rows[-1]["noisy_acc"] == 1.0
+    assert all(r["train_acc_strict"] < 1.0 for r in rows[:-1])
+    # The linearised students' r*: the first round of their rows with 100% (if within them).
+    lin = doc["solvers"]["linear"]
+    first = next((r["round"] for r in lin if r["train_acc_strict"] == 1.0), None)
+    assert doc["r_star_linear"] is not None
+    assert first == (doc["r_star_linear"] if doc["r_star_linear"] <= last else None)
     # lam = 1e-5: the teacher (nearly) interpolates its labels, so it is right on every clean
     # sample and wrong on every noisy one, in both solvers.
     for which in ("exact", "linear"):
         r0 = doc["solvers"][which][0]
         assert r0["clean_acc"] == 1.0 and r0["noisy_acc"] == 0.0
         assert r0["train_acc"] == pytest.approx(1.0 - doc["realised_noise_rate"], abs=1e-12)
-    assert all(r["residual"] <= 1e-10 for r in doc["solvers"]["exact"])
+    assert all(r["residual"] <= 1e-10 for r in rows)
     # The configured eps keeps G PSD, the requested one does not; the semicircle bound.
     N = cfg["K"] * cfg["n"]
     assert doc["min_eigenvalue"] > 0 > doc["min_eigenvalue_requested_eps"]
     assert doc["eps_psd_bound"] == pytest.approx((1 - cfg["c"]) / (2 * np.sqrt(N / 3)))
     assert cfg["eps"] <= doc["eps_psd_bound"] < cfg["eps_requested"]
     assert doc["delta"] == pytest.approx(sdtheory.delta(doc["counts"]))
+
+
+def test_results_precision(approximation, label_averaging):
+    """Floats are written to the precision stated in the file: certificates 2 significant
+    digits, solver-computed numbers 6, other values 10."""
+    for _, doc in (approximation, label_averaging):
+        prec = doc["precision"]
+        assert (prec["certificate"]["digits"], prec["computed"]["digits"],
+                prec["value"]["digits"]) == (2, 6, 10)
+        assert "residual" in prec["certificate"]["keys"]
+        assert "min_eigenvalue" in prec["computed"]["keys"]
+    _, doc = approximation
+    for r in doc["solvers"]["exact"]:
+        assert r["residual"] == float(f"{r['residual']:.1e}")
+    for v in doc["max_abs_output_gap"] + [doc["min_eigenvalue"]]:
+        assert v == float(f"{v:.5e}")
+    _, doc = label_averaging
+    for P in doc["outputs"].values():
+        assert all(v == float(f"{v:.5e}") for row in P for v in row)
+    assert all(v == float(f"{v:.9e}") for v in doc["shrink"]["closed_form"]["class"])
+
+
+def test_round_sig():
+    assert round_sig(0.006000000000000005, 10) == 0.006
+    assert round_sig(5.0906e-12, 2) == 5.1e-12
+    assert round_sig(np.array([[1 / 3, 2.0]]), 3) == [[0.333, 2.0]]
+    assert round_sig(7, 2) == 7 and round_sig(None, 2) is None
+    assert np.isnan(round_sig(float("nan"), 2)) and round_sig(0.0, 3) == 0.0
+    with pytest.raises(ValueError):
+        round_sig(1.0, 0)
+
+
+def test_phase_csv_precision(tmp_path):
+    doc, (res,) = _run_phase("phase_eta_lam", tmp_path)
+    first = (tmp_path / "phase_eta_lam.csv").read_text().splitlines()[0]
+    meta = json.loads(first[len("# sdtheory phase "):])
+    assert meta["precision"]["significant_digits"] == {"certificate": 2}
+    assert set(meta["precision"]["exact"]) == {"eta", "lam", "r_star", "r_star_closed_form"}
+    cert = res.values["certificate"]
+    assert np.all(cert == np.vectorize(lambda v: float(f"{v:.1e}"))(cert))
 
 
 def test_approximation_full_config_uses_psd_eps():
@@ -147,8 +198,9 @@ def test_label_averaging_shrink_is_closed_form(label_averaging):
     assert rounds.tolist() == list(range(max(cfg["rounds"], max(cfg["rounds_shown"])) + 1))
     for name, m in mu.items():
         expected = (m / (m + K * N * lam)) ** (rounds + 1)
-        np.testing.assert_allclose(doc["shrink"]["closed_form"][name], expected, rtol=1e-12)
-        assert doc["mu"][name] == pytest.approx(m, rel=1e-12)
+        # written to 10 significant digits (the results file's "precision")
+        np.testing.assert_allclose(doc["shrink"]["closed_form"][name], expected, rtol=1e-9)
+        assert doc["mu"][name] == pytest.approx(m, rel=1e-9)
 
 
 def test_label_averaging_outputs(label_averaging):
@@ -160,12 +212,26 @@ def test_label_averaging_outputs(label_averaging):
     for P in doc["outputs"].values():
         P = np.asarray(P)
         assert P.shape == (true.size, cfg["K"])
-        np.testing.assert_allclose(P.sum(axis=1), 1.0, atol=1e-5)     # stored to 6 decimals
-    # Instance directions die at the rate a3 (docs/theory.md section 3): the measured instance part
-    # of the exact outputs shrinks by more than an order of magnitude within the quick rounds.
-    inst = doc["shrink"]["exact_measured"]["instance"]
-    assert inst[-1] < 0.1 * inst[0]
+        np.testing.assert_allclose(P.sum(axis=1), 1.0, atol=1e-5)     # stored to 6 digits
     assert doc["min_eigenvalue"] > 0
+
+
+def test_label_averaging_shrink_measured_without_jitter(label_averaging):
+    """The measured shrink of the exact outputs on the pure block model follows a_j^(r+1)
+    (docs/theory.md section 4: the exact solver is not linear, so within 10%), the jittered
+    one is reported separately; the global level has no label signal (every label given n
+    times) and no measured curve."""
+    _, doc = label_averaging
+    sh = doc["shrink"]
+    assert doc["label_signal"]["global"] == pytest.approx(0.0, abs=1e-12)
+    assert set(sh["exact_measured"]) == set(sh["exact_measured_jittered"]) == {"class",
+                                                                               "instance"}
+    for name, vals in sh["exact_measured"].items():
+        np.testing.assert_allclose(vals, sh["closed_form"][name], rtol=0.1)
+    # instance directions die much faster than class directions
+    inst, cls = sh["exact_measured"]["instance"], sh["exact_measured"]["class"]
+    assert inst[-1] / inst[0] < 0.25 * cls[-1] / cls[0]
+    assert doc["residual"] <= 1e-10
 
 
 # ------------------------------------------------------------------------------- pll_vs_sd
@@ -327,3 +393,219 @@ def test_phase_pll_gain(tmp_path):
     # More SD rounds can only raise the best SD accuracy, so the gain can only fall with R.
     for a, b in zip(results, results[1:]):
         assert np.all(b.values["pll_gain"] <= a.values["pll_gain"] + 1e-12)
+
+
+# ------------------------------------------------------------------------------- rendering checks
+
+def _capture(monkeypatch):
+    """Keep the matplotlib figures that the figure functions save (to read their pixels)."""
+    from sdtheory.plots import figures as plots
+
+    kept = []
+    orig = plots.save
+
+    def save(fig, png):
+        kept.append(fig)
+        orig(fig, png)
+
+    monkeypatch.setattr(plots, "save", save)
+    return kept
+
+
+def _render(fig) -> np.ndarray:
+    """The figure drawn at its own size: (H, W, 4) uint8 RGBA."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)          # (a closed pyplot figure has lost its canvas)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba()).copy()
+
+
+def _at(buf, ax, x, y) -> tuple:
+    """RGB (0-255) of a rendered figure (:func:`_render`) at data point (x, y) of ``ax``."""
+    px, py = ax.transData.transform((x, y))
+    return tuple(int(v) for v in buf[int(buf.shape[0] - py), int(px), :3])
+
+
+def _synthetic(x, y, data, quantity="r_star", max_rounds=60):
+    """A PhaseResult over the axes specs ``x`` and ``y`` with the given quantity values."""
+    from sdtheory.sweep import Axis
+    from sdtheory.sweep.result import PhaseResult
+
+    xa, ya = Axis.parse(x), Axis.parse(y)
+    data = np.asarray(data, dtype=float).reshape(ya.count, xa.count)
+    values = {quantity: data, "r_star_closed_form": data.copy()}
+    cfg = {"K": 4, "n": 500, "c": 0.4, "d": 0.1, "noise": "sym", "model": "block",
+           "x": xa.spec, "y": ya.spec, "quantity": quantity, "solver": "linear",
+           "max_rounds": max_rounds}
+    return PhaseResult(x=xa, y=ya, quantity=quantity, solver="linear",
+                       max_rounds=max_rounds, values=values, config=cfg,
+                       version=sdtheory.__version__)
+
+
+def test_cell_edges_single_and_several_values():
+    from sdtheory.plots.phase import cell_edges
+    from sdtheory.sweep import Axis
+
+    np.testing.assert_allclose(cell_edges(Axis.parse("eta:0.5:0.5:1")), [0.25, 0.75])
+    np.testing.assert_allclose(cell_edges(Axis.parse("eta:0:0:1")), [-0.5, 0.5])
+    np.testing.assert_allclose(cell_edges(Axis.parse("lam:1e-4:1e-4:1:log")),
+                               [1e-4 / np.sqrt(10), 1e-4 * np.sqrt(10)], rtol=1e-12)
+    np.testing.assert_allclose(cell_edges(Axis.parse("lam:1e-4:1e-4:1")), [5e-5, 1.5e-4])
+    np.testing.assert_allclose(cell_edges(Axis.parse("eta:0:0.2:3")), [-0.05, 0.05, 0.15, 0.25])
+    np.testing.assert_allclose(cell_edges(Axis.parse("lam:1e-5:1e-3:3:log")),
+                               10.0 ** np.array([-5.5, -4.5, -3.5, -2.5]), rtol=1e-12)
+
+
+def test_r_star_colour_bins():
+    """r* is coloured in bins 0, 1, 2, 3-4, 5-8, ...: r* = 0 and 1 differ, r* = 3 and 4 share
+    a colour, and 'not reached' (R + 1) is pure white."""
+    from sdtheory.plots.phase import r_star_bins, r_star_colors
+
+    assert r_star_bins(60) == [(0, 0), (1, 1), (2, 2), (3, 4), (5, 8), (9, 16), (17, 32),
+                               (33, 60)]
+    assert r_star_bins(10)[-1] == (9, 10) and r_star_bins(0) == [(0, 0)]
+    cmap, norm, ticks, labels = r_star_colors(60)
+    rgb = {r: tuple(np.round(np.asarray(cmap(norm(r))[:3]) * 255).astype(int))
+           for r in (0, 1, 2, 3, 4, 5, 60, 61)}
+    assert len({rgb[0], rgb[1], rgb[2], rgb[3], rgb[5], rgb[60]}) == 6
+    assert rgb[3] == rgb[4]
+    assert rgb[61] == (255, 255, 255)
+    assert labels[:5] == ["0", "1", "2", "3–4", "5–8"] and labels[-1] == "not\nreached"
+    assert len(ticks) == len(labels)
+
+
+@pytest.mark.parametrize("x, y", [("eta:0:0.7:8", "lam:1e-4:1e-4:1"),
+                                  ("eta:0.5:0.5:1", "lam:1e-6:1e-2:5:log"),
+                                  ("eta:0.5:0.5:1", "lam:1e-4:1e-4:1:log")])
+@pytest.mark.parametrize("solver", ["linear", "exact"])
+def test_phase_cli_one_row_or_column(tmp_path, capsys, x, y, solver):
+    """A one-row, one-column or one-cell grid writes CSV and PNG (no contour needs 2 x 2)."""
+    from sdtheory.plots.phase import r_star_colors
+    from sdtheory.sweep import read_csv
+
+    out = tmp_path / "o"
+    rc = main(["phase", "--n", "50", "--x", x, "--y", y, "--max-rounds", "8", "--solver",
+               solver, "--out", str(out)])
+    assert rc == 0
+    png = out / "phase_r_star_eta_lam.png"
+    _check_png(png, min_w=500, min_h=400)
+    res = read_csv(out / "phase_r_star_eta_lam.csv")
+    assert res.data.shape == (Axis_count(y), Axis_count(x))
+    # The PNG shows the cells in their colours: every cell's colour appears in the image.
+    img = np.round(mpimg.imread(png)[..., :3] * 255).astype(int).reshape(-1, 3)
+    colours = {tuple(c) for c in img}
+    cmap, norm, _, _ = r_star_colors(8)
+    for v in np.unique(np.where(np.isnan(res.data), 9.0, res.data)):
+        want = tuple(np.round(np.asarray(cmap(norm(v))[:3]) * 255).astype(int))
+        assert want in colours, (v, want)
+
+
+def Axis_count(spec: str) -> int:
+    return int(spec.split(":")[3])
+
+
+def test_plot_phase_single_cell_colours(tmp_path):
+    """1 x 1, 1 x 2 and 2 x 1 grids render their cells in the r* colours, r* = 0 and r* = 1
+    in different colours, and r* = NaN (not reached) pure white."""
+    from sdtheory.plots.phase import plot_phase, r_star_colors
+
+    cmap, norm, _, _ = r_star_colors(60)
+
+    def rgb(v):
+        return tuple(np.round(np.asarray(cmap(norm(v))[:3]) * 255).astype(int))
+
+    for x, y, data in [("eta:0.5:0.5:1", "lam:1e-4:1e-4:1:log", [1.0]),
+                       ("eta:0.2:0.6:3", "lam:1e-4:1e-4:1:log", [0.0, 1.0, np.nan]),
+                       ("eta:0.5:0.5:1", "lam:1e-5:1e-3:2:log", [0.0, 1.0])]:
+        res = _synthetic(x, y, data)
+        fig = plot_phase(res, tmp_path / "p.png", overlay_closed_form_levels=True)
+        _check_png(tmp_path / "p.png", min_w=500, min_h=400)
+        ax, buf = fig.axes[0], _render(fig)
+        for iy, yv in enumerate(res.y_values):
+            for ix, xv in enumerate(res.x_values):
+                v = res.data[iy, ix]
+                got = _at(buf, ax, xv, yv)
+                assert got == (rgb(61) if np.isnan(v) else rgb(v)), (x, y, v, got)
+    assert rgb(0) != rgb(1) and rgb(61) == (255, 255, 255)
+
+
+def test_plot_phase_pll_gain_zero_is_white(tmp_path):
+    from sdtheory.plots.phase import plot_phase
+
+    res = _synthetic("eta:0.1:0.5:3", "lam:1e-5:1e-3:2:log", [0.0, 0.01, -0.2, 0.3, 0.0, 0.0],
+                     quantity="pll_gain", max_rounds=2)
+    fig = plot_phase(res, tmp_path / "g.png")
+    ax, buf = fig.axes[0], _render(fig)
+    assert _at(buf, ax, 0.1, 1e-5) == (255, 255, 255)
+    small = _at(buf, ax, 0.3, 1e-5)                    # gain 0.01: visibly blue, not white
+    assert small != (255, 255, 255) and small[2] > small[0]
+    neg = _at(buf, ax, 0.5, 1e-5)
+    assert neg[0] > neg[2]
+
+
+def test_phase_pll_figure_zero_cells_pure_white(tmp_path, monkeypatch):
+    kept = _capture(monkeypatch)
+    doc, results = _run_phase("phase_pll", tmp_path)
+    fig = kept[-1]
+    buf = _render(fig)
+    for ax, res in zip(fig.axes, results):
+        zero = np.argwhere(res.data == 0.0)
+        assert zero.size                                  # eta = 0: both 100% correct
+        for iy, ix in zero:
+            assert _at(buf, ax, res.x_values[ix], res.y_values[iy]) == (255, 255, 255)
+        pos = np.argwhere(res.data > 0)
+        assert pos.size
+        for iy, ix in pos:
+            assert _at(buf, ax, res.x_values[ix], res.y_values[iy]) != (255, 255, 255)
+
+
+# ------------------------------------------------------------------------------- coinciding curves
+
+def test_identical_groups_and_ranges():
+    from sdtheory.plots.figures import identical_groups, round_ranges
+
+    curves = np.array([[1, 0.5, np.nan], [1, 0.5, np.nan], [1, 0.6, 0.2], [1, 0.5, np.nan]])
+    assert identical_groups(curves) == [[0, 1, 3], [2]]
+    assert round_ranges([0, 1, 2, 4]) == "0–2, 4" and round_ranges([3]) == "3"
+
+
+def test_pll_vs_sd_legend_merges_identical_rounds(tmp_path, monkeypatch):
+    """Rounds whose accuracy curves are equal get one line and one legend entry."""
+    from sdtheory.plots.figures import identical_groups
+
+    kept = _capture(monkeypatch)
+    doc = _run("pll_vs_sd", tmp_path)
+    fig = kept[-1]
+    for ax, panel in zip(fig.axes, doc["panels"]):
+        sd = np.array([row["sd"] for row in panel["rows"]], dtype=float)
+        groups = identical_groups(sd.T)
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert len(labels) == len(groups) < sd.shape[1]       # quick settings: some coincide
+        merged = [lb for lb in labels if "(identical)" in lb]
+        assert len(merged) == sum(len(g) > 1 for g in groups) >= 1
+
+
+def test_min_rounds_marks_coinciding_lams(min_rounds, tmp_path, monkeypatch):
+    """Different lam get different line styles and markers; lams with equal r* over a range
+    of eta are named in a note."""
+    from sdtheory.plots.figures import plot_min_rounds
+
+    out, doc = min_rounds
+    kept = _capture(monkeypatch)
+    full = dict(doc)
+    # Two lams whose r* coincide at every eta: copy the quick panel's lam under another value.
+    for panel in full["panels"]:
+        lam2 = panel["lines"][0]["lam"] * 10
+        panel["lines"] = panel["lines"] + [dict(panel["lines"][0], lam=lam2)]
+        panel["rows"] = panel["rows"] + [dict(r, lam=lam2) for r in panel["rows"]]
+    path = tmp_path / "min_rounds.json"
+    path.write_text(json.dumps(full))
+    plot_min_rounds(path, tmp_path / "m.png")
+    ax = kept[-1].axes[0]
+    lines = [ln for ln in ax.get_lines() if ln.get_label().endswith("closed form")]
+    assert len({ln.get_linestyle() for ln in lines}) == len(lines) == 2
+    marks = [ln for ln in ax.get_lines() if "exact solver" in ln.get_label()]
+    assert len({(m.get_marker(), m.get_markersize()) for m in marks}) == 2
+    texts = [t.get_text() for t in ax.texts]
+    assert any("identical" in t for t in texts)

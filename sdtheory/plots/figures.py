@@ -6,6 +6,10 @@ naming the CSVs of :mod:`sdtheory.sweep`, drawn with :func:`sdtheory.plots.phase
 where one panel suffices), draws the figure in the common style
 (:data:`~sdtheory.plots.style.STYLE`, Okabe-Ito colours), puts the parameters in the title and
 caption, and writes the PNG through a temporary file. Nothing here solves anything.
+
+Figures are at most about 10.5 inches wide at 130 dpi, so that their text stays legible when
+the README shows them 600-800 pixels wide. Curves that coincide are drawn so that each stays
+visible (line styles, nested markers) and are named as identical in a legend or a note.
 """
 
 from __future__ import annotations
@@ -14,7 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sdtheory.plots.phase import cell_edges, plot_phase
+from sdtheory.plots.phase import (
+    cell_edges,
+    diverging_white,
+    plot_phase,
+    single_value_ticks,
+)
 from sdtheory.plots.style import (
     CLASS_COLORS,
     COLORS,
@@ -40,57 +49,131 @@ __all__ = [
     "plot_phase_eta_lam",
     "plot_phase_eta_gap",
     "plot_phase_pll",
+    "identical_groups",
+    "round_ranges",
 ]
+
+
+def _nan(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def identical_groups(curves, atol: float = 1e-9) -> list[list[int]]:
+    """Indices of the curves (rows of ``curves``) grouped by equality within ``atol`` at every
+    point (NaN equal to NaN); each group in increasing order, groups by their first index."""
+    curves = np.asarray(curves, dtype=float)
+    groups: list[list[int]] = []
+    for i, c in enumerate(curves):
+        for g in groups:
+            ref = curves[g[0]]
+            same = np.isclose(c, ref, rtol=0.0, atol=atol) | (np.isnan(c) & np.isnan(ref))
+            if same.all():
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    return groups
+
+
+def round_ranges(rounds: list[int]) -> str:
+    """``[0, 1, 2, 4]`` -> ``"0–2, 4"``."""
+    parts, start = [], rounds[0]
+    for a, b in zip(rounds, rounds[1:] + [None]):
+        if b != a + 1:
+            parts.append(f"{start}" if start == a else f"{start}–{a}")
+            start = b
+    return ", ".join(parts)
+
 
 # --------------------------------------------------------------------------------------------
 # approximation
 # --------------------------------------------------------------------------------------------
 
 def plot_approximation(results, png) -> None:
-    """Exact vs linearised: training accuracy per round, one panel per solver."""
+    """Exact vs linearised: training accuracy per round up to the exact solver's r*, one
+    panel per solver, r* of each marked."""
     plt = pyplot()
     doc = load_results(results)
     cfg = doc["config"]
+    r_star = {"exact": doc["r_star_exact"], "linear": doc["r_star_linear"]}
+    last = doc["solvers"]["exact"][-1]["round"]
+    many = last > 40
+    # Markers: every round, or about 14 log-spaced rounds when there are many.
+    mark = None if not many else sorted(
+        {int(v) for v in np.round(np.geomspace(1, last + 1, 14)) - 1} | {last})
     titles = {"exact": "exact students, fixed point (E)",
               "linear": "linearised students, closed form (L)"}
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+        fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.3), sharey=True)
         for ax, which in zip(axes, ("exact", "linear")):
             rows = doc["solvers"][which]
-            r = [row["round"] for row in rows]
+            r = np.array([row["round"] for row in rows])
             for part, marker in (("clean", "o"), ("noisy", "s"), ("all", "D")):
-                y = [row[f"{part}_acc" if part != "all" else "train_acc"] for row in rows]
-                y = [np.nan if v is None else v for v in y]
-                ax.plot(r, y, marker=marker, color=PART_COLORS[part],
+                y = _nan([row[f"{part}_acc" if part != "all" else "train_acc"] for row in rows])
+                ax.plot(r, y, marker=marker, ms=4.5 if not many else 5, markevery=mark,
+                        color=PART_COLORS[part],
                         label={"clean": "clean samples (given = true)",
                                "noisy": "noisy samples (given ≠ true)",
                                "all": "all samples"}[part])
-            ax.set_title(titles[which])
-            ax.set_xlabel("round $r$ (0 = teacher)")
-            ax.set_xticks(r)
+            rs = r_star[which]
+            if rs is not None and rs <= last:
+                ax.axvline(rs, color="#333333", ls=":", lw=1.3)
+                ax.annotate(rf"$r^*={rs}$", xy=(rs, 0.06), xytext=(-4, 0),
+                            textcoords="offset points", ha="right", va="center",
+                            fontsize=9.5, color="#333333")
+            rs_txt = (rf"$r^*={rs}$" if rs is not None and rs <= last else
+                      rf"$r^*>{last}$" if rs is None else rf"$r^*={rs}$ (beyond the plot)")
+            ax.set_title(f"{titles[which]}: {rs_txt}")
+            ax.set_xlabel("round $r$ (0 = teacher)" + (", symlog scale" if many else ""))
+            if many:
+                from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+                ax.set_xscale("symlog", linthresh=1.0, linscale=0.4)
+                ax.set_xlim(-0.3, last * 1.15)
+                ticks = [t for t in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+                         if t <= last / 1.6] + [last]
+                ax.xaxis.set_major_locator(FixedLocator(ticks))
+                ax.xaxis.set_major_formatter(ScalarFormatter())
+                ax.xaxis.set_minor_locator(NullLocator())
+            else:
+                from matplotlib.ticker import MaxNLocator
+
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=13, integer=True))
+                ax.set_xlim(-0.6, last + 0.6)
             ax.set_ylim(-0.03, 1.03)
         axes[0].set_ylabel("training accuracy vs true labels")
-        axes[0].legend(loc="upper left", bbox_to_anchor=(0.0, 0.93))
+
         fig.suptitle(
-            rf"Exact vs linearised self-distillation: $K={cfg['K']}$, $n={cfg['n']}$ "
-            rf"($N={doc['N']}$), $c={cfg['c']}$, $d={cfg['d']}$, $\lambda={lam_tex(cfg['lam'])}$, "
-            rf"sampled sym. noise $\eta={cfg['eta']}$ (realised {doc['realised_noise_rate']:.3f},"
-            rf" $\Delta={doc['delta']:.3f}$)", fontsize=11)
-        fig.tight_layout()
+            rf"Exact vs linearised self-distillation up to the exact $r^*$: $K={cfg['K']}$, "
+            rf"$n={cfg['n']}$ ($N={doc['N']}$), $c={cfg['c']}$, $d={cfg['d']}$, "
+            rf"$\lambda={lam_tex(cfg['lam'])}$,"
+            "\n"
+            rf"sampled symmetric noise $\eta={cfg['eta']}$ (realised "
+            rf"{doc['realised_noise_rate']:.3f}, $\Delta={doc['delta']:.3f}$), jitter "
+            rf"$\varepsilon={cfg['eps']}$", fontsize=11)
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3,
+                   bbox_to_anchor=(0.5, 0.0), frameon=False, fontsize=9.5)
         gap = doc["max_abs_output_gap"]
+        rounds_txt = (f"Rounds 0..{last}: until the exact solver's first round with every "
+                      "training label correct" if doc["r_star_exact"] is not None else
+                      f"Rounds 0..{last} (max_rounds): the exact solver never reaches 100%")
         caption(fig, (
+            rounds_txt + (f" (markers at {len(mark)} log-spaced rounds, lines through every "
+                          "round)" if many else "") + "; "
+            rf"$r^*$ = first round with 100% training accuracy."
+            "\n"
             rf"$G$ = two-level block model + symmetric Uniform$[-\varepsilon, \varepsilon]$ "
             rf"jitter, $\varepsilon={cfg['eps']}$ (smallest eigenvalue "
             rf"{doc['min_eigenvalue']:+.3f}; $\varepsilon \leq {doc['eps_psd_bound']:.4f}$ "
             rf"keeps $G$ PSD at $N={doc['N']}$)."
             "\n"
             rf"The requested $\varepsilon={cfg['eps_requested']}$ makes $G$ indefinite "
-            rf"(smallest eigenvalue {doc['min_eigenvalue_requested_eps']:+.2f}: semicircle "
-            rf"radius $2\varepsilon\sqrt{{N/3}} > \mu_3 = 1-c$); the problem behind (E) is then "
-            "unbounded and the exact solver refuses it."
+            rf"(smallest eigenvalue {doc['min_eigenvalue_requested_eps']:+.2f}); the problem "
+            "behind (E) is then unbounded and the exact solver refuses it."
             "\n"
             rf"Largest output gap max$_i\,\|p^E_i - p^L_i\|_\infty$: {gap[0]:.3f} at $r=0$, "
-            rf"{gap[-1]:.3f} at $r={len(gap) - 1}$.   {stamp(doc)}"))
+            rf"{max(gap):.3f} at most, {gap[-1]:.3f} at $r={len(gap) - 1}$.   {stamp(doc)}"))
         save(fig, png)
 
 
@@ -110,19 +193,26 @@ def _ternary(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _simplex_axes(ax) -> None:
     ax.plot([0, 1, 0.5, 0], [0, 0, _SQ3, 0], color="#444444", lw=1.0, zorder=1)
     ax.plot([1 / 2], [_SQ3 / 3], marker="+", color="#444444", ms=8, zorder=1)
-    for k, (x, y, ha, va) in enumerate([(-0.03, -0.03, "right", "top"),
-                                        (1.03, -0.03, "left", "top"),
+    for k, (x, y, ha, va) in enumerate([(0.0, -0.04, "center", "top"),
+                                        (1.0, -0.04, "center", "top"),
                                         (0.5, _SQ3 + 0.03, "center", "bottom")]):
-        ax.text(x, y, f"class {k}", ha=ha, va=va, color=CLASS_COLORS[k], fontsize=9,
+        ax.text(x, y, f"class {k}", ha=ha, va=va, color=CLASS_COLORS[k], fontsize=10,
                 fontweight="bold")
-    ax.set_xlim(-0.2, 1.2)
-    ax.set_ylim(-0.12, _SQ3 + 0.12)
+    ax.set_xlim(-0.12, 1.12)
+    ax.set_ylim(-0.14, _SQ3 + 0.12)
     ax.set_aspect("equal")
+    ax.set_anchor("N")
     ax.axis("off")
 
 
+_LEVEL_NAMES = {"global": r"global $a_1$", "superclass": "superclass",
+                "class": r"class $a_2$", "instance": r"instance $a_3$"}
+
+
 def plot_label_averaging(results, png) -> None:
-    """Ternary plots of the outputs of every instance per round, and a_j^(r+1) per level."""
+    """Ternary plots of the outputs of every instance per round, and the shrink per level:
+    closed form a_j^(r+1) against the exact outputs on the pure block model (and, faint, with
+    the jitter of the simplex panels)."""
     plt = pyplot()
     from matplotlib.lines import Line2D
 
@@ -135,66 +225,93 @@ def plot_label_averaging(results, png) -> None:
     with plt.rc_context(STYLE):
         ncol = 3
         nrow = int(np.ceil((len(shown) + 1) / ncol))
-        fig, axes = plt.subplots(nrow, ncol, figsize=(4.1 * ncol, 3.9 * nrow))
-        axes = axes.ravel()
+        fig, axes = plt.subplots(nrow, ncol, figsize=(3.45 * ncol, 2.8 * nrow + 0.5))
+        axes = np.atleast_1d(axes).ravel()
         for ax, r in zip(axes, shown):
             _simplex_axes(ax)
             x, y = _ternary(doc["outputs"][r])
             for k in range(3):
                 m = (true == k) & ~noisy
-                ax.scatter(x[m], y[m], s=16, color=CLASS_COLORS[k], alpha=0.55, lw=0,
+                ax.scatter(x[m], y[m], s=14, color=CLASS_COLORS[k], alpha=0.55, lw=0,
                            zorder=2)
                 m = (true == k) & noisy
-                ax.scatter(x[m], y[m], s=34, marker="X", color=CLASS_COLORS[k],
+                ax.scatter(x[m], y[m], s=28, marker="X", color=CLASS_COLORS[k],
                            edgecolor="black", lw=0.5, zorder=3)
             ax.set_title(rf"round $r={r}$" + (" (teacher)" if r == "0" else "")
-                         + f":  train acc {acc[int(r)]:.3f}")
+                         + f": train acc {acc[int(r)]:.3f}")
         for ax in axes[len(shown):-1]:
             ax.axis("off")
         ax = axes[-1]
         sh = doc["shrink"]
         rr = np.asarray(sh["rounds"])
-        names = {"global": r"global $a_1$", "class": r"class $a_2$",
-                 "instance": r"instance $a_3$", "superclass": "superclass"}
-        for name, vals in sh["closed_form"].items():
-            ax.semilogy(rr, vals, color=LEVEL_COLORS[name],
-                        label=rf"{names[name]}$^{{r+1}}$, $\mu=${doc['mu'][name]:.3g}")
-        for name, vals in sh["exact_measured"].items():
-            v = np.array([np.nan if x is None else x for x in vals])
-            ax.semilogy(rr, v, ls="none", marker="o", mfc="none", ms=4.5,
-                        color=LEVEL_COLORS[name], label=f"{name} part, exact outputs")
+        measured = sh["exact_measured"]
+        jittered = sh.get("exact_measured_jittered", {})
+        for name in measured:
+            ax.semilogy(rr, sh["closed_form"][name], color=LEVEL_COLORS[name], lw=1.6,
+                        label=rf"{_LEVEL_NAMES[name]}$^{{r+1}}$ ($\mu=${doc['mu'][name]:.3g})")
+        for name, vals in measured.items():
+            ax.semilogy(rr, _nan(vals), ls="none", marker="o", mfc="none", ms=5, mew=1.1,
+                        color=LEVEL_COLORS[name])
+        for name, vals in jittered.items():
+            ax.semilogy(rr, _nan(vals), ls="none", marker="x", ms=3.5, mew=0.9, alpha=0.75,
+                        color=LEVEL_COLORS[name])
+        handles = ax.get_legend_handles_labels()[0]
+        handles += [Line2D([], [], ls="none", marker="o", mfc="none", mew=1.1, color="#555555",
+                           label="exact outputs, no jitter")]
+        if jittered:
+            handles.append(Line2D([], [], ls="none", marker="x", mew=0.9, color="#555555",
+                                  label=rf"exact outputs, jitter $\varepsilon={cfg['eps']}$"))
         ax.set_xlabel("round $r$")
-        ax.set_ylabel(r"label signal kept along eigenspace $j$")
-        ax.set_title(r"shrink $a_j^{r+1}$, $a_j = \mu_j/(\mu_j + KN\lambda)$")
-        ax.legend(loc="lower left", fontsize=7.5)
+        ax.set_ylabel("label signal kept (fraction)")
+        ax.set_title(r"shrink per eigenspace $j$: $a_j^{r+1}$")
+        ax.legend(handles=handles, loc="lower left", fontsize=7.8, handlelength=1.6,
+                  borderaxespad=0.3)
+        lo = np.nanmin([np.nanmin(_nan(v)) for v in list(measured.values())
+                        + list(jittered.values())] + [min(sh["closed_form"][n][-1]
+                                                          for n in measured)])
+        ax.set_ylim(lo / 3e3, 3.0)
         handles = [Line2D([], [], ls="none", marker="o", color=CLASS_COLORS[k], alpha=0.7,
                           label=f"true class {k}") for k in range(3)]
         handles += [Line2D([], [], ls="none", marker="o", color="#777777", label="clean sample"),
-                     Line2D([], [], ls="none", marker="X", color="#777777", mec="black",
-                            label="noisy sample (given ≠ true)"),
-                     Line2D([], [], ls="none", marker="+", color="#444444", ms=8,
-                            label="uniform 1/K")]
-        fig.legend(handles=handles, loc="upper center", ncol=6, bbox_to_anchor=(0.5, 0.955),
-                   frameon=False)
+                    Line2D([], [], ls="none", marker="X", color="#777777", mec="black",
+                           label="noisy sample (given ≠ true)"),
+                    Line2D([], [], ls="none", marker="+", color="#444444", ms=8,
+                           label="uniform 1/K")]
+        fig.legend(handles=handles, loc="upper center", ncol=6, bbox_to_anchor=(0.5, 0.925),
+                   frameon=False, fontsize=8.5, columnspacing=1.0, handletextpad=0.3)
         fig.suptitle(
-            rf"Label averaging: outputs of all $N={doc['N']}$ training instances on the simplex, "
-            rf"exact solver (E); $K={cfg['K']}$, $n={cfg['n']}$, $c={cfg['c']}$, $d={cfg['d']}$, "
-            rf"$\lambda={lam_tex(cfg['lam'])}$, sym. noise $\eta={cfg['eta']}$ (exact counts)",
+            rf"Label averaging: outputs of all $N={doc['N']}$ training instances on the simplex,"
+            rf" exact solver (E)"
+            "\n"
+            rf"$K={cfg['K']}$, $n={cfg['n']}$, $c={cfg['c']}$, $d={cfg['d']}$, "
+            rf"$\lambda={lam_tex(cfg['lam'])}$, symmetric noise $\eta={cfg['eta']}$ "
+            rf"(exact counts), jitter $\varepsilon={cfg['eps']}$",
             fontsize=11, y=0.995)
-        fig.tight_layout(rect=(0, 0, 1, 0.93))
+        fig.subplots_adjust(top=0.82, bottom=0.08, left=0.03, right=0.985, hspace=0.28,
+                            wspace=0.3)
+        missing = [n for n in sh["closed_form"] if n not in measured]
         caption(fig, (
             "Noisy instances leave the corner of their given label and join their true class "
-            "(instance directions die at the rate $a_3$), each class collapses to one point, "
-            "and the classes drift towards $1/K$ at the slower rate $a_2$."
+            r"(instance directions shrink like $a_3^{r+1}$),"
             "\n"
-            r"Right: closed form (lines); circles: $\|$part of $(P_r - 1/K)\| \,/\, \|$part of "
-            r"$(\hat Y - 1/K)\|$ for the exact outputs (the global part of $\hat Y - 1/K$ is 0: "
-            "balanced noise). The instance part levels off at the jitter, which mixes class "
-            "signal into the within-class directions."
+            r"each class collapses to one point, and the classes drift towards $1/K$ at the "
+            r"slower rate $a_2$; $a_j = \mu_j/(\mu_j + KN\lambda)$, "
+            rf"$KN\lambda={doc['KNlam']:.3g}$."
             "\n"
-            rf"$G$ = two-level block model + symmetric jitter $\varepsilon={cfg['eps']}$ "
-            rf"(separates the instances; smallest eigenvalue {doc['min_eigenvalue']:.3f}), "
-            rf"seed {cfg['seed']}; $KN\lambda={doc['KNlam']:.3g}$.   {stamp(doc)}"))
+            r"Right: signal kept $\|$part$_j(P_r-1/K)\|\,/\,\|$part$_j(\hat Y-1/K)\|$ per "
+            r"eigenspace $j$ ($\hat Y$: one-hot given labels). Lines = closed form;"
+            "\n"
+            "circles = exact outputs on the pure block model (same labels, no jitter), which "
+            "follow it;"
+            "\n"
+            r"crosses = the jittered $G$ of the simplex panels, whose instance part stops "
+            "shrinking: the jitter mixes class signal into the within-class directions."
+            + ("\n" + " and ".join(_LEVEL_NAMES[n] for n in missing)
+               + r" not shown: every label is given $n$ times, so $\hat Y - 1/K$ has no "
+               "global part." if missing else "")
+            + "\n"
+            rf"Jitter: symmetric Uniform$[-\varepsilon,\varepsilon]$, seed {cfg['seed']} "
+            rf"(smallest eigenvalue of $G$ {doc['min_eigenvalue']:.3f}).   {stamp(doc)}"))
         save(fig, png)
 
 
@@ -210,55 +327,91 @@ _PLL_LINES = {
 }
 
 
+def _near_coincidence(eta, sd, earlier, r) -> str:
+    """" (= rounds a–b for η ≥ x)" (or "η ≤ x") where SD round r equals an earlier group's
+    curve at every noise rate except one block at the low (or high) end: the two then look
+    like one line."""
+    n = eta.size
+    for group in earlier:
+        differ = np.flatnonzero(~np.isclose(sd[:, r], sd[:, group[0]], rtol=0.0, atol=1e-9))
+        if differ.size == 0 or differ.size > n // 2 or np.any(np.diff(differ) != 1):
+            continue
+        name = f"round {group[0]}" if len(group) == 1 else f"rounds {round_ranges(group)}"
+        if differ[0] <= 1 and differ[-1] + 1 < n:
+            return f" (= {name} for η ≥ {eta[differ[-1] + 1]:g})"
+        if differ[-1] >= n - 2 and differ[0] >= 1:
+            return f" (= {name} for η ≤ {eta[differ[0] - 1]:g})"
+    return ""
+
+
 def plot_pll_vs_sd(results, png) -> None:
-    """Training accuracy vs eta for SD rounds 0..R and the PLL student, one panel per lam."""
+    """Training accuracy vs eta for SD rounds 0..R and the PLL student, one panel per lam.
+
+    SD rounds whose curves are identical (within 1e-9 at every eta) are drawn once, with one
+    legend entry "SD rounds a–b (identical)" in that panel's legend."""
     plt = pyplot()
+    from matplotlib.lines import Line2D
+
     doc = load_results(results)
     cfg = doc["config"]
     panels = doc["panels"]
     R = int(cfg["rounds"])
     cmap = plt.get_cmap("viridis")
+    b = doc["eta_boundary"]
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), sharey=True,
-                                 squeeze=False)
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.5 * len(panels) + 0.2, 4.5),
+                                 sharey=True, squeeze=False)
         axes = axes[0]
         for ax, panel in zip(axes, panels):
             eta = np.array([row["eta"] for row in panel["rows"]])
             sd = np.array([row["sd"] for row in panel["rows"]], dtype=float)
             rules = list(panel["rows"][0]["pll"])
-            for r in range(R + 1):
-                ax.plot(eta, sd[:, r], color=cmap(r / max(R, 1) * 0.9),
-                        lw=2.6 - 1.6 * r / max(R, 1),
-                        label=f"SD round {r}" + (" (teacher)" if r == 0 else ""))
+            handles = []
+            groups = identical_groups(sd.T)
+            for gi, group in enumerate(groups):
+                r = group[0]
+                label = (f"SD round {r}" + (" (teacher)" if r == 0 else "")
+                         if len(group) == 1 else
+                         f"SD rounds {round_ranges(group)} (identical)")
+                label += _near_coincidence(eta, sd, groups[:gi], r)
+                h, = ax.plot(eta, sd[:, r], color=cmap(r / max(R, 1) * 0.9),
+                             lw=2.8 - 1.8 * r / max(R, 1), label=label)
+                handles.append(h)
             for rule in rules:
                 pll = np.array([row["pll"][rule] for row in panel["rows"]], dtype=float)
                 ax.plot(eta, pll, **_PLL_LINES[rule])
-            ax.axvline(doc["eta_boundary"], color="#555555", ls=":", lw=1.2)
-            ax.text(doc["eta_boundary"] - 0.01, 0.55, r"$\eta=(K-1)/K$", rotation=90,
-                    ha="right", va="center", fontsize=8, color="#555555",
-                    bbox=dict(fc="white", ec="none", pad=0.5))
-            if np.all(sd == sd[:, :1]):
-                ax.text(0.03, 0.05, f"rounds 0–{R} coincide", transform=ax.transAxes,
-                        fontsize=8.5, color="#333333")
+            ax.axvline(b, color="#555555", ls=":", lw=1.2)
+            ax.legend(handles=handles, loc="upper center", fontsize=8.5, handlelength=1.5,
+                      bbox_to_anchor=(0.5, -0.2), frameon=False)
             ax.set_title(rf"$\lambda={lam_tex(panel['lam'])}$")
             ax.set_xlabel(r"noise rate $\eta$")
             ax.set_ylim(-0.03, 1.03)
+            ax.set_xlim(-0.02, max(eta[-1], b) + 0.02)
         axes[0].set_ylabel("training accuracy vs true labels")
-        handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5),
-                   frameon=False)
         fig.suptitle(
-            rf"SD rounds vs one PLL round (exact, group-reduced): $K={cfg['K']}$, "
+            rf"SD rounds 0–{R} vs one PLL round (exact, group-reduced): $K={cfg['K']}$, "
             rf"$n={cfg['n']}$, $c={cfg['c']}$, $d={cfg['d']}$, symmetric noise, exact counts",
-            fontsize=11)
-        fig.tight_layout()
+            fontsize=10.5)
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        shared = [Line2D([], [], **_PLL_LINES[rule]) for rule in _PLL_LINES
+                  if rule in panels[0]["rows"][0]["pll"]]
+        shared.append(Line2D([], [], color="#555555", ls=":", lw=1.2,
+                             label=rf"$\eta=(K-1)/K={b:.3g}$: $\Delta=0$"))
+        fig.legend(handles=shared, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.0),
+                   frameon=False, fontsize=9)
         caption(fig, (
             "PLL student: one training on the teacher's top-2 labels (1/2 each, CE loss). "
-            r"Symmetric noise ties a clean sample's $K-1$ wrong classes in the teacher's outputs."
+            r"Symmetric noise ties a clean sample's $K-1$ wrong classes in the teacher's "
+            "outputs."
             "\n"
             "Ties to the lower index make the PLL targets lopsided towards class 0 (the dip at "
-            r"small $\eta$); split ties (1/2 on the top class, the other 1/2 shared by the tied "
-            "classes) do not."
+            r"small $\eta$); split ties (1/2 on the top class, the other 1/2 shared"
+            "\n"
+            "by the tied classes) do not. SD rounds with identical accuracy at every "
+            r"$\eta$ are drawn as one line and named together in the legend below"
+            "\n"
+            "their panel; a round that equals an earlier one except at a few noise rates "
+            "says so there (thin line drawn over the thick one)."
             f"\n{stamp(doc)}"))
         save(fig, png)
 
@@ -269,51 +422,101 @@ def plot_pll_vs_sd(results, png) -> None:
 
 LAM_COLORS = [COLORS["blue"], COLORS["vermillion"], COLORS["green"], COLORS["purple"],
               COLORS["orange"], COLORS["sky"]]
+# (line style, line width, marker, marker size, marker face) per lam: coinciding curves stay
+# visible (solid under dashed under dotted; nested markers, largest first).
+LAM_STYLES = [("-", 2.4, "o", 9.0, "none"), ("--", 1.7, "s", 6.0, "none"),
+              (":", 1.7, "D", 3.6, "full"), ("-.", 1.4, "v", 3.0, "full")]
 
 
-def _nan(values) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in values], dtype=float)
+def _prefix_equal(x, a, b, min_frac: float = 0.05) -> float | None:
+    """Largest x of the initial run (from the first point) where ``a`` and ``b`` agree (both
+    defined); None if that run covers less than ``min_frac`` of the x range."""
+    x, a, b = np.asarray(x, dtype=float), _nan(a), _nan(b)
+    same = (a == b) & np.isfinite(a)
+    k = int(np.argmin(same)) if not same.all() else same.size
+    if k < 2 or x[k - 1] - x[0] < min_frac * (x[-1] - x[0]):
+        return None
+    return float(x[k - 1])
+
+
+def _coincidences(panel, lams) -> list[str]:
+    """Notes "λ=a, b: r* = v for η ≤ x (E), η ≤ y (closed form)" for the pairs of lam whose
+    curves coincide over an initial range of eta (at least 5% of it)."""
+    notes = []
+    for i in range(len(lams)):
+        for j in range(i + 1, len(lams)):
+            parts, vals = [], set()
+            for kind, xs, a, b in (
+                    ("E", [r["eta"] for r in panel["rows"] if r["lam"] == lams[i]],
+                     [r["r_star_exact"] for r in panel["rows"] if r["lam"] == lams[i]],
+                     [r["r_star_exact"] for r in panel["rows"] if r["lam"] == lams[j]]),
+                    ("closed form", panel["lines"][i]["eta"], panel["lines"][i]["r_star_closed"],
+                     panel["lines"][j]["r_star_closed"])):
+                end = _prefix_equal(xs, a, b)
+                if end is not None:
+                    vals |= {v for x, v in zip(xs, a) if x <= end}
+                    parts.append(rf"$\eta \leq {end:.3g}$ ({kind})")
+            if parts:
+                what = rf"both $r^*={vals.pop()}$" if len(vals) == 1 else "equal $r^*$"
+                notes.append(rf"$\lambda={lam_tex(lams[i])}$ and ${lam_tex(lams[j])}$: {what}"
+                             "\nfor " + ", ".join(parts))
+    return notes
 
 
 def plot_min_rounds(results, png) -> None:
-    """r* against eta: closed-form staircase (lines) and exact solver (markers), per noise."""
+    """r* against eta: closed-form staircase (lines) and exact solver (markers), per noise;
+    one line style and marker per lam, coinciding curves named in a note."""
     plt = pyplot()
+    from matplotlib.lines import Line2D
+
     doc = load_results(results)
     cfg = doc["config"]
     R = int(cfg["max_rounds"])
     panels = doc["panels"]
+    any_miss = False
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.6),
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.9 * len(panels), 4.5),
                                  squeeze=False)
         axes = axes[0]
         for ax, panel in zip(axes, panels):
             top = 0
+            lams = [line["lam"] for line in panel["lines"]]
             for i, line in enumerate(panel["lines"]):
                 col = LAM_COLORS[i % len(LAM_COLORS)]
+                ls, lw, marker, ms, fill = LAM_STYLES[i % len(LAM_STYLES)]
                 lam = line["lam"]
                 y = _nan(line["r_star_closed"])
                 top = max(top, np.nanmax(y) if np.any(np.isfinite(y)) else 0)
-                ax.plot(line["eta"], y, color=col, lw=1.4, drawstyle="steps-post",
-                        label=rf"$\lambda={lam_tex(lam)}$: closed form")
+                ax.plot(line["eta"], y, color=col, lw=lw, ls=ls, drawstyle="steps-post",
+                        zorder=2 + i, label=rf"$\lambda={lam_tex(lam)}$: closed form")
                 rows = [r for r in panel["rows"] if r["lam"] == lam]
                 eta = np.array([r["eta"] for r in rows])
                 ex = _nan([r["r_star_exact"] for r in rows])
                 top = max(top, np.nanmax(ex) if np.any(np.isfinite(ex)) else 0)
-                ax.plot(eta, ex, ls="none", marker="o", mfc="none", mew=1.3, ms=5.5,
-                        color=col, label=rf"$\lambda={lam_tex(lam)}$: exact solver (E)")
+                ax.plot(eta, ex, ls="none", marker=marker, ms=ms, mew=1.2, color=col,
+                        mfc=col if fill == "full" else "none", zorder=6 + i,
+                        label=rf"$\lambda={lam_tex(lam)}$: exact solver (E)")
                 miss = np.array([r["r_star_exact"] is None and r["delta"] > 0 for r in rows])
                 if miss.any():
+                    any_miss = True
                     ax.plot(eta[miss], np.full(miss.sum(), R), ls="none", marker="^",
-                            color=col, ms=6)
+                            color=col, ms=7, mec="black", zorder=10)
             b = panel["eta_boundary"]
             frac = r"(K-1)/K" if panel["kind"] == "sym" else r"(m-1)/m"
             xmax = max(line["eta"][-1] for line in panel["lines"]) + 0.01
             ax.set_xlim(-0.01, xmax)
-            ax.set_ylim(-0.8, top * 1.08 + 1)
+            ax.set_ylim(-1.0, top * 1.08 + 1)
             ax.axvline(b, color="#333333", ls="--", lw=1.2)
             ax.axvspan(b, xmax, color="#dddddd", alpha=0.6, lw=0, zorder=0)
             ax.text(0.5 * (b + xmax), 0.5 * top, rf"$\eta={frac}={b:.3g}$: 100% impossible",
                     rotation=90, fontsize=8.5, va="center", ha="center", color="#333333")
+            notes = _coincidences(panel, lams)
+            if notes:
+                ax.text(0.03, 0.75, "identical (drawn on top of each other):\n"
+                        + "\n".join(notes),
+                        transform=ax.transAxes, ha="left", va="top", fontsize=8,
+                        color="#222222", bbox=dict(fc="white", ec="#bbbbbb", pad=3,
+                                                   alpha=0.9))
             mdl = panel["model"]
             params = (rf"$K={panel['K']}$, $n={mdl['n']}$, $c={mdl['c']}$, $d={mdl['d']}$"
                       + (rf", $e={mdl['e']}$, $S={mdl['S']}$, $m={mdl['m']}$"
@@ -322,18 +525,25 @@ def plot_min_rounds(results, png) -> None:
             ax.set_xlabel(r"noise rate $\eta$ (exact counts)")
             ax.set_ylabel(r"minimum round $r^*$ (0 = teacher)")
         handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5),
-                   frameon=False)
+        order = [k for i in range(len(handles) // 2) for k in (2 * i, 2 * i + 1)]
+        handles = [handles[k] for k in order]
+        if any_miss:
+            handles.append(Line2D([], [], ls="none", marker="^", color="#777777", mec="black",
+                                  label=f"exact: not reached by round {R}"))
         fig.suptitle(r"Minimum rounds $r^*$ of self-distillation for 100% training-label "
                      r"correction: closed form vs exact solver", fontsize=11)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.1, 1, 1))
+        fig.legend(handles=handles, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.0),
+                   frameon=False, fontsize=9)
         caption(fig, (
             r"Closed form: smallest $r$ with $(a_2/a_3)^{r+1} > 1 + 1/\Delta$ (superclass: "
-            r"$a_{cls}/a_{inst}$), $\Delta$ of the exact counts; exact: first round of the "
-            r"group-reduced solver of (E) with training accuracy 1."
+            r"$a_{cls}/a_{inst}$), $\Delta$ of the exact counts;"
             "\n"
-            rf"Rounds tried: 0..{R} (a triangle at {R}: not reached); no marker right of the "
-            rf"dashed line: no round corrects every label.   {stamp(doc)}"))
+            "exact: first round of the group-reduced solver of (E) with training accuracy 1, "
+            f"rounds 0..{R} tried."
+            "\n"
+            r"One line style and marker per $\lambda$ (nested markers), so that equal "
+            rf"values of different $\lambda$ stay visible.   {stamp(doc)}"))
         save(fig, png)
 
 
@@ -350,14 +560,6 @@ def _phase_csv(results, i: int = 0) -> Path:
     return Path(results).parent / doc["csv"][i]["file"]
 
 
-def _integer_colorbar(fig, R: int) -> None:
-    """Integer ticks on the r* colour bar (plot_phase's bar is drawn with cell edges at
-    half-integers)."""
-    cax = fig.axes[-1]
-    step = max(1, int(np.ceil(R / 6 / 5.0)) * 5) if R > 10 else 1
-    cax.set_yticks(np.arange(0, R + 1, step))
-
-
 def _boundary(ax, eta_b: float, frac: str = "(K-1)/K", at: float = 0.5) -> None:
     """Dashed vertical line at the noise boundary, labelled at axes height ``at``."""
     ax.axvline(eta_b, color="black", ls="--", lw=1.1)
@@ -366,52 +568,95 @@ def _boundary(ax, eta_b: float, frac: str = "(K-1)/K", at: float = 0.5) -> None:
 
 
 def plot_phase_eta_lam(results, png) -> None:
-    """r* over eta x lam: :func:`sdtheory.phase.plot_phase` with closed-form level lines, plus
-    the boundary eta = (K-1)/K and a caption."""
+    """r* over eta x lam: :func:`sdtheory.phase.plot_phase` (r* in bins 0, 1, 2, 3-4, 5-8,
+    ...) with closed-form level lines at the bin edges, plus the boundary eta = (K-1)/K and a
+    caption."""
     doc = load_results(results)
     cfg = doc["config"]
     with pyplot().rc_context(PHASE_STYLE):
         fig = plot_phase(_phase_csv(results), png, overlay_closed_form_levels=True)
         ax = fig.axes[0]
-        _integer_colorbar(fig, int(cfg["max_rounds"]))
         _boundary(ax, doc["eta_boundary"])
         caption(fig, (
-            r"Colour: exact $r^*$. Black lines: closed-form $r^*$; the line labelled $k$ "
-            r"separates $r^* < k$ (above) from $r^* \geq k$ (below). White: no round up to "
-            f"{cfg['max_rounds']} is 100% correct"
+            r"Colour: exact $r^*$, in bins that double in width (0, 1, 2, 3–4, 5–8, ...). "
+            r"Black lines: closed-form $r^*$ at the bin edges;"
             "\n"
-            rf"(right of the dashed line $\Delta \leq 0$: impossible at any round). "
+            r"the line labelled $k$ separates $r^* < k$ (above) from $r^* \geq k$ (below). "
+            f"White: no round up to {cfg['max_rounds']} is 100% correct"
+            "\n"
+            rf"(right of the dashed line $\Delta \leq 0$: impossible at any round).   "
             f"{stamp(doc)}"), y=0.0)
         save(fig, png)
 
 
 def plot_phase_eta_gap(results, png) -> None:
     """r* over eta x (c - d): :func:`sdtheory.phase.plot_phase` on the d sweep, the y axis
-    relabelled as the class gap c - d (increasing upwards)."""
+    relabelled as the class gap c - d (increasing upwards); the caption says why the gap
+    range stops where it does (closed-form r* at larger gaps, from the results file)."""
     from matplotlib.ticker import FuncFormatter
 
     doc = load_results(results)
     cfg = doc["config"]
     c = float(cfg["c"])
     with pyplot().rc_context(PHASE_STYLE):
-        fig = plot_phase(_phase_csv(results), png, overlay_closed_form_levels=True)
+        fig = plot_phase(_phase_csv(results), png, overlay_closed_form_levels=True,
+                         invert_y=True)
         ax = fig.axes[0]
-        _integer_colorbar(fig, int(cfg["max_rounds"]))
-        ax.invert_yaxis()
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{c - v:.4g}"))
         ax.set_ylabel(rf"class gap $c - d$ ($d$ swept at $c = {c:g}$)")
         _boundary(ax, doc["eta_boundary"])
+        ref = doc.get("r_star_closed_by_gap")
+        why = ""
+        if ref:
+            gaps = ref["gap"]
+            top = max(g for g in gaps if g <= c - min(_phase_y_values(results)) + 1e-12)
+            i_top, i_max = gaps.index(top), len(gaps) - 1
+            pairs = ", ".join(
+                rf"{row[i_top]} $\to$ {row[i_max]} at $\eta={e:g}$"
+                for e, row in zip(ref["eta"], ref["r_star"])
+                if row[i_top] is not None and row[i_max] is not None)
+            why = ("\n" + rf"Why $c - d \leq {top:g}$: above it $r^*$ hardly changes. "
+                   rf"Closed-form $r^*$ at $c - d = {top:g}$ $\to$ ${gaps[i_max]:g}$:"
+                   "\n" + pairs + ".")
         caption(fig, (
             r"$r^*$ grows without bound as $c - d \to 0$: then $\mu_2 = 1 - c + n(c-d) \to "
-            r"\mu_3 = 1 - c$ and $a_2/a_3 \to 1$. Lines: closed-form $r^*$; white: not reached "
-            f"by round {cfg['max_rounds']}."
+            r"\mu_3 = 1 - c$ and $a_2/a_3 \to 1$."
+            + why +
             "\n"
-            f"{stamp(doc)}"), y=0.0)
+            r"Colour: exact $r^*$ in bins; lines: closed-form $r^*$ at the bin edges "
+            rf"(label $k$: $r^* \geq k$ below);"
+            "\n"
+            f"white: not reached by round {cfg['max_rounds']}.   {stamp(doc)}"), y=0.0)
         save(fig, png)
 
 
+def _phase_y_values(results) -> np.ndarray:
+    from sdtheory.sweep.io import read_csv
+
+    return read_csv(_phase_csv(results)).y_values
+
+
+def _cell_boundary(ax, xe, ye, inside) -> None:
+    """Black line along the cell edges that separate ``inside`` cells from the others (a
+    staircase: it never crosses a cell, and works for a single row or column)."""
+    from matplotlib.collections import LineCollection
+
+    inside = np.asarray(inside, dtype=bool)
+    segs = []
+    for iy, ix in np.argwhere(inside[:, 1:] != inside[:, :-1]):
+        segs.append([(xe[ix + 1], ye[iy]), (xe[ix + 1], ye[iy + 1])])
+    for iy, ix in np.argwhere(inside[1:, :] != inside[:-1, :]):
+        segs.append([(xe[ix], ye[iy + 1]), (xe[ix + 1], ye[iy + 1])])
+    if segs:
+        ax.add_collection(LineCollection(segs, colors="black", linewidths=1.0, zorder=3))
+
+
 def plot_phase_pll(results, png) -> None:
-    """PLL gain over eta x lam, one panel per R (three CSVs of :func:`sdtheory.phase.sweep`)."""
+    """PLL gain over eta x lam, one panel per R (a CSV of :func:`sdtheory.phase.sweep` each).
+
+    Gain exactly 0 is pure white (a diverging map whose middle colour is white, and the zero
+    cells drawn white on top); a black line along the cell edges bounds the cells where PLL
+    wins (gain > 0)."""
     plt = pyplot()
     from matplotlib import colors
 
@@ -420,44 +665,50 @@ def plot_phase_pll(results, png) -> None:
     doc = load_results(results)
     cfg = doc["config"]
     res = [read_csv(Path(results).parent / f["file"]) for f in doc["csv"]]
-    lim = max(float(np.nanmax(np.abs(r.data))) for r in res)
-    lim = max(lim, 1e-6)
-    norm = colors.TwoSlopeNorm(vcenter=0.0, vmin=-lim, vmax=lim)
-    cmap = plt.get_cmap("RdBu").with_extremes(bad="#bbbbbb")
+    finite = [np.abs(r.data[np.isfinite(r.data)]) for r in res]
+    lim = max([float(f.max()) for f in finite if f.size] + [1e-6])
+    cmap, norm = diverging_white(lim)
+    cmap = cmap.with_extremes(bad="#bbbbbb")
+    white = colors.ListedColormap([(1.0, 1.0, 1.0, 1.0)])
     with plt.rc_context(PHASE_STYLE):
-        fig, axes = plt.subplots(1, len(res), figsize=(4.6 * len(res) + 1.2, 4.4),
+        fig, axes = plt.subplots(1, len(res), figsize=(3.3 * len(res) + 1.0, 4.1),
                                  sharey=True, squeeze=False)
         axes = axes[0]
         for ax, r in zip(axes, res):
             xe, ye = cell_edges(r.x), cell_edges(r.y)
             mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(r.data), cmap=cmap, norm=norm,
                                  shading="flat")
-            X, Y = np.meshgrid(r.x_values, r.y_values)
-            if np.nanmax(r.data) > 0 and np.nanmin(r.data) <= 0:
-                ax.contour(X, Y, r.data, levels=[1e-9], colors="black", linewidths=0.9)
+            zero = np.ma.masked_where(~(r.data == 0.0), np.zeros(r.data.shape))
+            ax.pcolormesh(xe, ye, zero, cmap=white, shading="flat")
             if r.y.log:
                 ax.set_yscale("log")
             ax.set_xlim(xe[0], xe[-1])
             ax.set_ylim(ye[0], ye[-1])
+            single_value_ticks(ax, r)
+            _cell_boundary(ax, xe, ye, r.data > 0)
             _boundary(ax, doc["eta_boundary"], at=0.78)
-            ax.set_title(f"PLL vs SD rounds 0–{r.max_rounds}  ($R={r.max_rounds}$)")
+            ax.set_title(f"PLL vs SD rounds 0–{r.max_rounds}", fontsize=10)
             ax.set_xlabel(r"noise rate $\eta$")
         axes[0].set_ylabel(r"ridge $\lambda$")
-        cbar = fig.colorbar(mesh, ax=list(axes), fraction=0.03, pad=0.02)
-        cbar.set_label(r"acc(PLL) $-$ max$_{r \leq R}$ acc(SD round $r$)")
+        cbar = fig.colorbar(mesh, ax=list(axes), fraction=0.035, pad=0.02)
+        cbar.set_label(r"gain = acc(PLL) $-$ max$_{r \leq R}$ acc(SD round $r$)", fontsize=9)
         fig.suptitle(
             rf"Where one PLL round beats $R$ rounds of SD (exact, group-reduced): $K={cfg['K']}$,"
-            rf" $n={cfg['n']}$, $c={cfg['c']}$, $d={cfg['d']}$, symmetric noise, exact counts",
-            fontsize=11, y=1.02)
+            rf" $n={cfg['n']}$, $c={cfg['c']}$, $d={cfg['d']}$,"
+            "\n"
+            r"symmetric noise, exact counts; $R = "
+            + ", ".join(str(r.max_rounds) for r in res) + "$",
+            fontsize=10.5, y=1.04)
+        ties = ("PLL ties split: tied classes share the 1/2 (a clean sample's K−1 wrong classes "
+                "are tied under symmetric noise)." if cfg.get("pll_ties") == "split" else
+                r"PLL ties to the lowest class index; red at small $\eta$ is that rule, not "
+                "PLL itself.")
         caption(fig, (
             "Blue: the PLL student (one training on the teacher's top-2 labels) is more "
-            "accurate than every SD round 0–R; red: less; white: equal; black line: gain = 0 "
-            "boundary."
+            "accurate than every SD round 0–R;"
             "\n"
-            "Training accuracy against the true labels. PLL ties: "
-            + ("tied classes share the 1/2 (split): a clean sample's K-1 wrong classes are tied "
-               "under symmetric noise." if cfg.get("pll_ties") == "split" else
-               r"lowest class index; red at small $\eta$ is that rule (a clean sample's wrong "
-               "classes are tied under symmetric noise), not PLL itself.")
-            + f"   {stamp(doc)}"), y=0.0)
+            "red: less accurate; white: exactly equal (gain 0); black line: edge of the cells "
+            "where PLL wins. Training accuracy against the true labels."
+            "\n"
+            + ties + f"   {stamp(doc)}"), y=-0.02)
         save(fig, png)

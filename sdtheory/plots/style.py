@@ -65,8 +65,8 @@ def save(fig, png) -> None:
 
 def caption(fig, text: str, y: float = -0.01) -> None:
     """Caption below the axes (lines broken by hand with newlines)."""
-    fig.text(0.5, y, text, ha="center", va="top", fontsize=8.5, color="#333333",
-             linespacing=1.5)
+    fig.text(0.5, y, text, ha="center", va="top", fontsize=9, color="#333333",
+             linespacing=1.45)
 
 
 def lam_tex(x: float) -> str:

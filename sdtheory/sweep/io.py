@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from sdtheory._io import atomic_write
+from sdtheory._io import atomic_write, round_sig
 from sdtheory.sweep.grid import INT_PARAMS, Axis
 from sdtheory.sweep.result import PhaseResult
 
@@ -16,24 +16,40 @@ _HEADER = "# sdtheory phase "
 _INT_COLUMNS = ("r_star", "r_star_closed_form")
 
 
-def _fmt(name: str, v: float) -> str:
+def _fmt(name: str, v: float, digits: int | None = None) -> str:
     if not np.isfinite(v):
         return "" if np.isnan(v) else repr(float(v))
     if name in _INT_COLUMNS or name in INT_PARAMS:
         return str(int(v))
-    return repr(float(v))
+    return repr(float(v) if digits is None else round_sig(v, digits))
 
 
-def write_csv(result: PhaseResult, path) -> None:
+def write_csv(result: PhaseResult, path, *, digits: dict[str, int] | None = None) -> None:
     """Write a phase diagram as CSV (atomically: temporary file, then rename).
 
     The first line is ``# sdtheory phase {"version": ..., "config": {...}}`` (JSON); then a
     header row: the x parameter, the y parameter (named as the parameters, e.g. ``eta``,
     ``lam``), the quantity, then the other columns of ``result.values``. One row per cell,
     x varying fastest; undefined values (NaN) are empty fields.
+
+    Args:
+      result: the phase diagram.
+      path: the CSV file.
+      digits: significant digits per value column (:func:`sdtheory._io.round_sig`), ``"*"``
+        for the columns not named; the header line then carries them as ``"precision"``.
+        Integer columns (r*) and the parameter columns (the axis values) are written exactly.
+        None (default): every float exactly (``repr``), so that :func:`read_csv` gives the
+        same numbers back.
     """
     meta = {"version": result.version, "config": result.config}
     names = list(result.values)
+    col_digits = {k: None for k in names}
+    if digits is not None:
+        col_digits = {k: digits.get(k, digits.get("*")) for k in names}
+        meta["precision"] = {
+            "significant_digits": {k: d for k, d in col_digits.items()
+                                   if d is not None and k not in _INT_COLUMNS},
+            "exact": [result.x.name, result.y.name] + [k for k in names if k in _INT_COLUMNS]}
     X, Y = np.meshgrid(result.x_values, result.y_values)
     lines = [_HEADER + json.dumps(meta, sort_keys=True),
              ",".join([result.x.name, result.y.name] + names)]
@@ -41,7 +57,7 @@ def write_csv(result: PhaseResult, path) -> None:
     xs, ys = X.ravel(), Y.ravel()
     for i in range(xs.size):
         lines.append(",".join([_fmt(result.x.name, xs[i]), _fmt(result.y.name, ys[i])]
-                              + [_fmt(k, flat[k][i]) for k in names]))
+                              + [_fmt(k, flat[k][i], col_digits[k]) for k in names]))
 
     def write(tmp):
         with open(tmp, "w") as fh:
