@@ -134,7 +134,9 @@ def add_model_options(p: argparse.ArgumentParser, *, lam: float = 1e-5) -> None:
     g.add_argument("--jitter", type=float, default=0.0, metavar="EPS",
                    help="add symmetric Uniform[-EPS, EPS] noise to the off-diagonal of G "
                         "(seeded by --seed; forces the full-N solver; G must stay PSD)")
-    g.add_argument("--lam", type=float, default=lam, help="ridge parameter lambda > 0")
+    g.add_argument("--lam", type=float, default=lam,
+                   help="ridge parameter lambda, in the validated range [1e-8, 1e3] "
+                        "(docs/theory.md section 2.3)")
 
 
 def add_noise_options(p: argparse.ArgumentParser) -> None:

@@ -19,7 +19,14 @@ DESCRIPTION = """\
 Train the teacher (round 0) on the given labels and R students, each on the previous round's
 outputs, with the exact solver of the fixed point (E), the linearised closed form (L), and/or a
 gradient-trained linear softmax model. Prints a table (or JSON) of every round's accuracy on
-all / clean / noisy training samples and its certificate."""
+all / clean / noisy training samples and its certificate.
+
+Ties (docs/theory.md section 9): outputs closer than 100 x their certificate (1e-13 for the
+closed form) are tied. train_acc credits a true class tied with t classes for the top with 1/t,
+the exact expectation under random tie-breaking (outputs within round-off of uniform score
+1/K); a "strict" column, where a tie counts as wrong, appears where it differs. r* is the first
+round in which every sample is strictly correct. A certificate above the solver's tolerance,
+accepted at the float64 round-off floor, is marked with *."""
 
 
 def add_parser(sub) -> None:
