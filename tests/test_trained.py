@@ -268,3 +268,54 @@ def test_verify_trained_vs_closed_form_check_passes_with_its_margin():
     (res,) = verify.run(["trained_vs_closed_form"], quick=True)
     assert res.ok and res.tried == 2
     assert res.worst_margin > 1e-6 - 1e-9          # gaps measured ~1e-12
+
+
+def test_gce_objective_gradient_and_its_ce_limit(rng):
+    """GCE_q(t, p) = sum_k t_k (1 - p_k^q)/q (docs/theory.md section 11): the JAX gradient
+    used by SGD equals central differences of the numpy objective, and q -> 0 gives CE."""
+    import jax.numpy as jnp
+
+    from sdtheory.solvers.trained import _loss_value_and_grad
+
+    X = rng.standard_normal((30, 5))
+    T = rng.dirichlet(np.ones(3), size=30)
+    W = rng.standard_normal((3, 5)) * 0.3
+    lam, q = 1e-2, 0.7
+    value, grad = _loss_value_and_grad("gce", q)(jnp.asarray(W), jnp.asarray(X),
+                                                 jnp.asarray(T), lam)
+    assert float(value) == pytest.approx(softmax_objective(W, X, T, lam, "gce", q), rel=1e-13)
+    h = 1e-6
+    num = np.zeros_like(W)
+    for idx in np.ndindex(W.shape):
+        E = np.zeros_like(W)
+        E[idx] = h
+        num[idx] = (softmax_objective(W + E, X, T, lam, "gce", q)
+                    - softmax_objective(W - E, X, T, lam, "gce", q)) / (2 * h)
+    np.testing.assert_allclose(np.asarray(grad), num, atol=1e-8, rtol=0)
+    # (1 - p^q)/q = -log p - q log(p)^2/2 + O(q^2): at q = 1e-7 the two objectives agree to
+    # ~1e-7 times the mean of log(p)^2 (here below 10)
+    ce = softmax_objective(W, X, T, lam)
+    assert softmax_objective(W, X, T, lam, "gce", 1e-7) == pytest.approx(ce, abs=1e-6)
+
+
+def test_sgd_monitor_keeps_the_best_epoch(rng):
+    """With a monitor and keep_best, SGD returns the weights of the epoch with the largest
+    monitored value: re-evaluating the monitor on the returned weights gives that maximum,
+    and without keep_best the last iterate is returned."""
+    X = rng.standard_normal((60, 4))
+    y = rng.integers(0, 3, 60)
+    T = np.eye(3)[y]
+    Xh, yh = rng.standard_normal((40, 4)), rng.integers(0, 3, 40)
+
+    def held_out(W):
+        return float(np.mean(np.argmax(Xh @ W.T, axis=1) == yh))
+
+    best = train_softmax(X, T, 1e-2, method="sgd", epochs=15, batch_size=16, lr=0.5,
+                         monitor=held_out, keep_best=True)
+    last = train_softmax(X, T, 1e-2, method="sgd", epochs=15, batch_size=16, lr=0.5,
+                         monitor=held_out)
+    assert best.monitor.shape == (15,)
+    np.testing.assert_array_equal(best.monitor, last.monitor)     # same seeded run
+    assert best.best_epoch == int(np.argmax(best.monitor))
+    assert held_out(best.W) == best.monitor.max()
+    assert held_out(last.W) == last.monitor[-1] and last.best_epoch is None

@@ -69,7 +69,9 @@ class TrainInfo:
       seconds: wall time.
       history: objective per iteration (SGD: per epoch).
       epochs: SGD epochs (0 otherwise).
-      W: (K, D) trained weights.
+      W: (K, D) trained weights (with ``keep_best``: those of the best monitored epoch).
+      monitor: SGD only, with a monitor: its value after every epoch (else None).
+      best_epoch: with ``keep_best``: the 0-based epoch whose weights are returned.
     """
 
     method: str
@@ -82,6 +84,8 @@ class TrainInfo:
     history: np.ndarray
     epochs: int
     W: np.ndarray
+    monitor: np.ndarray | None = None
+    best_epoch: int | None = None
 
 
 @dataclass(frozen=True)

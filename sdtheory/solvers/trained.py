@@ -18,6 +18,10 @@ can be checked against training rather than against itself:
 * ``"sgd"``: mini-batch SGD with momentum and weight decay lam (:func:`optax.sgd` with an
   exponential, per-epoch learning-rate decay), seeded shuffling: the recipe of the authors'
   linear-probing runs (lr 0.1, momentum 0.9, batch 128, 200 epochs, lr x 0.98 per epoch).
+  SGD also trains the generalised cross-entropy (``loss="gce"``, Zhang & Sabuncu 2018),
+  GCE_q(t, p) = sum_k t_k (1 - p_k^q) / q, with which the authors train the PLL student
+  (q = 0.7, t = 1/2 on each of the teacher's top two classes), and can monitor a score after
+  every epoch (e.g. a held-out accuracy) and keep the best epoch's weights.
 
 At a stationary point W = (T - P)^T X / (N lam) (docs/theory.md section 2.1), so the training
 outputs P = softmax(X W^T) satisfy P = softmax(G (T - P) / (N lam)) with G = X X^T.
@@ -73,17 +77,23 @@ DEFAULT_MAX_ITER = {"lbfgs": 10_000, "gd": 100_000}
 # --------------------------------------------------------------------------------------------
 
 
-def softmax_objective(W: np.ndarray, X: np.ndarray, T: np.ndarray, lam: float) -> float:
-    """The regularised objective L(W) = (1/N) sum_i CE(t_i, softmax(W x_i)) + (lam/2)||W||_F^2.
+LOSSES = ("ce", "gce")
 
-    CE(t, p) = -sum_k t_k log p_k (cross-entropy, not KL: the two differ by the target entropy,
-    a constant). Computed in numpy float64 with a stable log-softmax.
+
+def softmax_objective(W: np.ndarray, X: np.ndarray, T: np.ndarray, lam: float,
+                      loss: str = "ce", q: float = 0.7) -> float:
+    """The regularised objective L(W) = (1/N) sum_i loss(t_i, softmax(W x_i)) + (lam/2)||W||_F^2.
+
+    ``"ce"``: CE(t, p) = -sum_k t_k log p_k (cross-entropy, not KL: the two differ by the
+    target entropy, a constant). ``"gce"``: GCE_q(t, p) = sum_k t_k (1 - p_k^q) / q (tends to
+    CE as q -> 0). Computed in numpy float64 with a stable log-softmax.
 
     Args:
       W: (K, D) weights.
       X: (N, D) features, one row per sample.
       T: (N, K) targets, rows on the simplex.
       lam: weight decay lam > 0.
+      loss: ``"ce"`` or ``"gce"``; q: the GCE exponent in (0, 1].
 
     Returns:
       L(W) as a Python float.
@@ -92,7 +102,9 @@ def softmax_objective(W: np.ndarray, X: np.ndarray, T: np.ndarray, lam: float) -
     X = np.asarray(X, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
     logp = log_softmax(X @ W.T, axis=1)
-    return float(-np.sum(T * logp) / X.shape[0] + 0.5 * lam * np.sum(W * W))
+    data = (-np.sum(T * logp) if loss == "ce"
+            else np.sum(T * (1.0 - np.exp(q * logp))) / q)
+    return float(data / X.shape[0] + 0.5 * lam * np.sum(W * W))
 
 
 def smoothness_bound(X: np.ndarray, lam: float) -> float:
@@ -145,6 +157,21 @@ def _loss(W, X, T, lam):
 
 
 _value_and_grad = jax.value_and_grad(_loss)
+
+
+@functools.cache
+def _loss_value_and_grad(loss: str, q: float):
+    """value_and_grad of L(W) for ``"ce"`` (:func:`_loss`) or ``"gce"`` (mean GCE_q plus
+    (lam/2)||W||^2; the same formula as :func:`softmax_objective`)."""
+    if loss == "ce":
+        return _value_and_grad
+
+    def gce(W, X, T, lam):
+        logp = jax.nn.log_softmax(X @ W.T, axis=1)
+        return (jnp.sum(T * (1.0 - jnp.exp(q * logp))) / (q * X.shape[0])
+                + 0.5 * lam * jnp.sum(W * W))
+
+    return jax.value_and_grad(gce)
 
 
 @functools.cache
@@ -216,17 +243,18 @@ def _gd_chunk(W, it, X, T, lam, step, gtol, max_iter, *, chunk):
 
 
 @functools.cache
-def _sgd(momentum: float):
+def _sgd(momentum: float, loss: str = "ce", q: float = 0.7):
     """A jitted epoch of optax SGD (heavy-ball momentum, the PyTorch convention:
     v <- momentum v + g, W <- W - lr v) on the mini-batch objective, weight decay included in
-    the loss: g = grad of (1/B) sum_b CE + (lam/2)||W||^2."""
+    the loss: g = grad of (1/B) sum_b loss + (lam/2)||W||^2 (loss: CE or GCE_q)."""
+    value_and_grad = _loss_value_and_grad(loss, q)
 
     def opt(lr):
         return optax.sgd(learning_rate=lr, momentum=momentum)
 
     @jax.jit
     def step(W, state, Xb, Tb, lam, lr):
-        _, g = _value_and_grad(W, Xb, Tb, lam)
+        _, g = value_and_grad(W, Xb, Tb, lam)
         updates, state = opt(lr).update(g, state, W)
         return optax.apply_updates(W, updates), state
 
@@ -290,6 +318,10 @@ def train_softmax(
     epochs: int = 200,
     lr_decay: float = 0.98,
     chunk: int | None = None,
+    loss: str = "ce",
+    q: float = 0.7,
+    monitor=None,
+    keep_best: bool = False,
 ) -> TrainInfo:
     """Train the bias-free linear softmax classifier on features X and soft targets T.
 
@@ -323,6 +355,12 @@ def train_softmax(
       lr_decay: SGD learning rate multiplied by this after every epoch.
       chunk: iterations per compiled chunk between two Python-side checks (default 200 for
         ``"lbfgs"``, 2,000 for ``"gd"``).
+      loss: ``"ce"`` (every method) or ``"gce"`` (``"sgd"`` only): the data term of L(W)
+        (:func:`softmax_objective`); q: the GCE exponent in (0, 1].
+      monitor: ``"sgd"`` only: a function of the weights (K, D) called after every epoch (e.g.
+        a held-out accuracy); its values are returned in ``TrainInfo.monitor``.
+      keep_best: with a monitor: return the weights of the epoch with the largest monitored
+        value (the first such epoch) instead of the last iterate.
 
     Returns:
       A :class:`~sdtheory.solvers.base.TrainInfo`. Progress (iteration, loss, gradient norm)
@@ -337,6 +375,17 @@ def train_softmax(
     require_x64("train_softmax")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if loss != "ce" and method != "sgd":
+        raise ValueError(f"loss {loss!r} is trained by method 'sgd' only, got {method!r}")
+    q = float(q)
+    if not 0.0 < q <= 1.0:
+        raise ValueError(f"q (the GCE exponent) must be in (0, 1], got {q}")
+    if (monitor is not None or keep_best) and method != "sgd":
+        raise ValueError("monitor and keep_best apply to method 'sgd' only")
+    if keep_best and monitor is None:
+        raise ValueError("keep_best needs a monitor")
     X, T, lam, W0 = _check_inputs(X, T, lam, W0)
     if not (tol >= 0):
         raise ValueError(f"tol must be >= 0, got {tol}")
@@ -350,6 +399,7 @@ def train_softmax(
     scale = max(float(np.linalg.norm(g_zero)), float(np.linalg.norm(g_init)))
     gtol = float(tol) * scale
 
+    scores, best = [], None         # SGD monitor values and the best epoch
     if method == "lbfgs":
         max_iter = DEFAULT_MAX_ITER["lbfgs"] if max_iter is None else int(max_iter)
         opt, run_chunk = _lbfgs(int(memory_size), int(max_linesearch_steps))
@@ -408,10 +458,11 @@ def train_softmax(
             raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size}, {epochs}")
         B = min(int(batch_size), N)
         rng = np.random.default_rng(seed)
-        opt, sgd_step, sgd_epoch = _sgd(float(momentum))
+        opt, sgd_step, sgd_epoch = _sgd(float(momentum), loss, q)
         W = jnp.asarray(W0)
         state = opt(float(lr)).init(W)
-        history = [softmax_objective(W0, X, T, lam)]
+        history = [softmax_objective(W0, X, T, lam, loss, q)]
+        best_W = None
         nb, rest = divmod(N, B)
         # lr x lr_decay after every epoch (optax.exponential_decay, staircase per epoch).
         schedule = optax.exponential_decay(float(lr), transition_steps=1,
@@ -426,26 +477,34 @@ def train_softmax(
             if rest:
                 tail = perm[nb * B:]
                 W, state = sgd_step(W, state, Xj[tail], Tj[tail], lam, lr_e)
-            history.append(softmax_objective(np.asarray(W), X, T, lam))
+            Wn = np.asarray(W)
+            history.append(softmax_objective(Wn, X, T, lam, loss, q))
+            if monitor is not None:
+                scores.append(float(monitor(Wn)))
+                if keep_best and (best is None or scores[-1] > scores[best]):
+                    best, best_W = epoch, Wn
             progress.step(f"loss {history[-1]:.15g}")
-        W = np.asarray(W)
+        W = np.asarray(W) if best_W is None else best_W
         iterations = int(epochs) * (nb + (rest > 0))
         epochs_run = int(epochs)
-        gn = float(np.linalg.norm((softmax(X @ W.T, axis=1) - T).T @ X / N + lam * W))
+        _, g_end = _loss_value_and_grad(loss, q)(jnp.asarray(W), Xj, Tj, lam)
+        gn = float(jnp.linalg.norm(g_end))
 
-    loss = softmax_objective(W, X, T, lam)
-    log.debug("%s: %d iterations, loss %.15g, |grad| %.3e", method, iterations, loss, gn)
+    final = softmax_objective(W, X, T, lam, loss, q)
+    log.debug("%s: %d iterations, loss %.15g, |grad| %.3e", method, iterations, final, gn)
     return TrainInfo(
         W=W,
         method=method,
         iterations=int(iterations),
-        loss=loss,
+        loss=final,
         grad_norm=float(gn),
         grad_tol=gtol,
         converged=bool(gn <= gtol),
         seconds=time.perf_counter() - t_start,
         history=np.asarray(history, dtype=np.float64),
         epochs=epochs_run,
+        monitor=np.asarray(scores) if monitor is not None and method == "sgd" else None,
+        best_epoch=best,
     )
 
 
