@@ -52,30 +52,26 @@ _FLOOR_TOL = 1e-9
 
 
 def check_superclasses_for_noise(superclass_of) -> np.ndarray:
-    """Check that a class -> superclass map supports superclass noise (docs/theory.md section 6.2).
+    """Validate a class -> superclass map for superclass noise (docs/theory.md section 6.1).
 
-    Superclass noise sends eta/(m-1) to each other class of the same superclass, so every
-    superclass needs m >= 2 classes.
+    Superclass noise sends eta/(m-1) to each other class of the same superclass (m = its
+    number of classes). A superclass of one class (a singleton cluster, which clustering real
+    features can produce) has no other class to flip to: its class keeps all its labels
+    (T_kk = 1, no off-diagonal mass).
 
     Args:
       superclass_of: class -> superclass index (length K, entries 0..S-1).
 
     Returns:
-      the map as an int array.
+      the map as an int64 array.
 
     Raises:
-      ValueError: naming the first superclass (cluster) with a single class, or for a map that
-        is not 1-D non-negative integers.
+      ValueError: for a map that is not 1-D non-negative integers.
     """
     s = np.asarray(superclass_of)
     if s.ndim != 1 or s.size == 0 or not np.issubdtype(s.dtype, np.integer) or s.min() < 0:
         raise ValueError("superclass_of must be a 1-D sequence of non-negative integer "
                          f"superclass indices, got {superclass_of!r}")
-    counts = np.bincount(s)
-    for sup in np.flatnonzero(counts == 1):
-        k = int(np.flatnonzero(s == sup)[0])
-        raise ValueError(f"superclass noise needs m >= 2 classes in every superclass; "
-                         f"superclass (cluster) {int(sup)} contains only class {k}")
     return s.astype(np.int64)
 
 
@@ -87,7 +83,7 @@ def transition_matrix(kind: str, K: int, eta: float, *, superclass_of=None) -> n
       class (k + 1) mod K.
     * "pairflip": T_kk = 1 - eta, T_{k, (k+1) mod K} = eta.
     * "superclass": T_kk = 1 - eta, eta / (m - 1) to each other class of the same superclass
-      (m = size of k's superclass, >= 2).
+      (m = size of k's superclass); a class alone in its superclass keeps T_kk = 1.
 
     Args:
       kind: one of :data:`KINDS`.
@@ -121,7 +117,9 @@ def transition_matrix(kind: str, K: int, eta: float, *, superclass_of=None) -> n
         s = check_superclasses_for_noise(superclass_of)
         same = s[:, None] == s[None, :]
         m = np.bincount(s)[s]
-        T = same * (eta / (m - 1))[:, None]
+        T = same * (eta / np.maximum(m - 1, 1))[:, None]
+        T[k, k] = np.where(m > 1, 1.0 - eta, 1.0)      # a singleton superclass: no flips
+        return T
     T[k, k] = 1.0 - eta
     return T
 

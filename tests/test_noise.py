@@ -213,15 +213,20 @@ def test_superclasses_recovered_from_three_level_features():
     np.testing.assert_array_equal(superclasses_from_features(X, y, cut=1.0), np.zeros(6))
 
 
-def test_single_class_cluster_refuses_superclass_noise():
+def test_single_class_cluster_gets_no_off_diagonal_mass():
+    """A class alone in its cluster keeps all its labels under superclass noise (no crash, no
+    off-diagonal mass); the others flip within their superclass at rate eta."""
     X, y = _three_level_features(S=3, m=2, n=20, c=0.6, d=0.35, e=0.05, D=200, seed=1)
     y = np.where(y == 5, 4, y)  # classes 0..4; class 4 is alone in its superclass
     s = superclasses_from_features(X, y)
     np.testing.assert_array_equal(s, [0, 0, 1, 1, 2])
-    with pytest.raises(ValueError, match="superclass \\(cluster\\) 2 contains only class 4"):
-        check_superclasses_for_noise(s)
-    with pytest.raises(ValueError, match="only class 4"):
-        transition_matrix("superclass", 5, 0.2, superclass_of=s)
+    T = transition_matrix("superclass", 5, 0.2, superclass_of=s)
+    np.testing.assert_array_equal(T[4], [0, 0, 0, 0, 1.0])
+    np.testing.assert_allclose(T[:4, :4], [[0.8, 0.2, 0, 0], [0.2, 0.8, 0, 0],
+                                           [0, 0, 0.8, 0.2], [0, 0, 0.2, 0.8]], atol=1e-15)
+    cor = corrupt_sampled(T, y, seed=3)
+    assert cor.counts[4, 4] == np.sum(y == 4) and cor.counts[4, :4].sum() == 0
+    assert cor.counts[:4, 4].sum() == 0
     np.testing.assert_array_equal(check_superclasses_for_noise([0, 0, 1, 1]), [0, 0, 1, 1])
 
 
@@ -239,8 +244,8 @@ def _noise_cases():
         (transition_matrix, dict(kind="superclass", K=4, eta=0.1), "superclass_of"),
         (transition_matrix, dict(kind="superclass", K=4, eta=0.1, superclass_of=[0, 0, 1]),
          "K = 4 entries"),
-        (transition_matrix, dict(kind="superclass", K=3, eta=0.1, superclass_of=[0, 0, 1]),
-         "m >= 2 .* superclass \\(cluster\\) 1 contains only class 2"),
+        (transition_matrix, dict(kind="superclass", K=3, eta=0.1, superclass_of=[0, -1, 1]),
+         "superclass_of must be a 1-D sequence of non-negative integer"),
         (custom_transition, dict(T=[[0.5, 0.4], [0.3, 0.7]]), "row 0 sums to 0.9"),
         (custom_transition, dict(T=[[1.2, -0.2], [0.3, 0.7]]), "non-negative.*T\\[0, 1\\]"),
         (custom_transition, dict(T=[[0.5, 0.5, 0.0], [0.5, 0.5, 0.0]]), "square"),
@@ -268,8 +273,8 @@ def _noise_cases():
         (superclasses_from_features, dict(X=np.eye(3), y=[0, 1, 1], cut=0.0), "cut"),
         (superclasses_from_features, dict(X=[[1.0, 0], [0, 1.0], [0.5, 0.5]], y=[0, 1, 1]),
          "row 2 has zero norm after centring"),
-        (check_superclasses_for_noise, dict(superclass_of=[0, 1, 1]),
-         "superclass \\(cluster\\) 0 contains only class 0"),
+        (check_superclasses_for_noise, dict(superclass_of=[[0, 1, 1]]),
+         "superclass_of must be a 1-D sequence"),
     ]
 
 
