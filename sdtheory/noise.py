@@ -39,6 +39,8 @@ __all__ = [
     "delta",
     "is_balanced",
     "superclasses_from_features",
+    "class_correlation",
+    "superclass_linkage",
     "check_superclasses_for_noise",
 ]
 
@@ -418,27 +420,19 @@ def is_balanced(counts):
     return bool(out) if single else out
 
 
-def superclasses_from_features(X, y, *, cut: float = 0.8) -> np.ndarray:
-    """Superclasses of real data by complete-linkage clustering (docs/theory.md section 6).
+def class_correlation(X, y) -> np.ndarray:
+    """Class-mean cosine correlation of features (docs/theory.md section 6.4).
 
-    Steps: centre the features (subtract the mean over samples), L2-normalise each row; take
-    the class-wise mean cosine correlation M_kl = mean_{i in k, j in l} <x_i, x_j>; cluster
-    the classes with complete linkage on the distance 1 - M (zero diagonal, symmetrised,
-    clipped at 0) and cut the dendrogram at ``cut`` x the largest linkage distance.
+    Centre the features (subtract the mean over samples), L2-normalise each row, and average
+    the inner products over classes: M_kl = mean_{i in k, j in l} <z_i, z_j>.
 
     Args:
       X: (N, D) finite features.
       y: (N,) class labels 0..K-1, every class present, K >= 2.
-      cut: fraction of the largest linkage distance at which to cut (> 0; >= 1 gives one
-        superclass).
 
     Returns:
-      (K,) int64 class -> superclass index, 0-based and numbered in order of first class
-      (class 0 is in superclass 0).
+      (K, K) symmetric M.
     """
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import squareform
-
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-D array (samples x features), got shape {X.shape}")
@@ -457,9 +451,6 @@ def superclasses_from_features(X, y, *, cut: float = 0.8) -> np.ndarray:
     if np.any(sizes == 0):
         raise ValueError(f"every class 0..K-1 must appear in y; class "
                          f"{int(np.flatnonzero(sizes == 0)[0])} has no sample")
-    cut = float(cut)
-    if not (math.isfinite(cut) and cut > 0):
-        raise ValueError(f"cut must be a finite number > 0, got cut = {cut}")
     Z = X - X.mean(axis=0, keepdims=True)
     norms = np.linalg.norm(Z, axis=1)
     if np.any(norms == 0):
@@ -469,12 +460,48 @@ def superclasses_from_features(X, y, *, cut: float = 0.8) -> np.ndarray:
     means = np.zeros((K, Z.shape[1]))
     np.add.at(means, y, Z)
     means /= sizes[:, None]
-    M = means @ means.T  # = mean over i in k, j in l of <z_i, z_j>
+    return means @ means.T
+
+
+def superclass_linkage(M) -> np.ndarray:
+    """Complete-linkage dendrogram of classes on the distance 1 - M (zero diagonal,
+    symmetrised, clipped at 0): scipy's (K - 1, 4) linkage matrix."""
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    M = np.asarray(M, dtype=np.float64)
     dist = 1.0 - M
     dist = np.clip((dist + dist.T) / 2.0, 0.0, None)
     np.fill_diagonal(dist, 0.0)
-    link = linkage(squareform(dist, checks=False), method="complete")
+    return linkage(squareform(dist, checks=False), method="complete")
+
+
+def superclasses_from_features(X, y, *, cut: float = 0.8) -> np.ndarray:
+    """Superclasses of real data by complete-linkage clustering (docs/theory.md section 6.4).
+
+    The class correlation M of :func:`class_correlation`, clustered by
+    :func:`superclass_linkage`, and the dendrogram cut at ``cut`` x the largest linkage
+    distance (the authors' rule, cut 0.8).
+
+    Args:
+      X: (N, D) finite features.
+      y: (N,) class labels 0..K-1, every class present, K >= 2.
+      cut: fraction of the largest linkage distance at which to cut (> 0; >= 1 gives one
+        superclass).
+
+    Returns:
+      (K,) int64 class -> superclass index, 0-based and numbered in order of first class
+      (class 0 is in superclass 0). A class may be alone in its superclass.
+    """
+    from scipy.cluster.hierarchy import fcluster
+
+    cut = float(cut)
+    if not (math.isfinite(cut) and cut > 0):
+        raise ValueError(f"cut must be a finite number > 0, got cut = {cut}")
+    link = superclass_linkage(class_correlation(X, y))
     labels = fcluster(link, cut * link[:, 2].max(), criterion="distance")
     _, first, inv = np.unique(labels, return_index=True, return_inverse=True)
     rank = np.argsort(np.argsort(first))  # cluster id -> order of its first class
     return rank[inv].astype(np.int64)
+
+

@@ -1,0 +1,436 @@
+"""Linear probing on real features: the paper's experiment (docs/theory.md section 13).
+
+For every noise type, noise rate and seed the training labels are corrupted (sampled per
+class from the noise's transition matrix), then a teacher (round 0), R students (each trained
+from scratch on the previous round's softmax outputs) and one PLL student (on the teacher's
+top-2 classes) are trained on fixed features, by one of two engines:
+
+* ``closed``: the exact solver of (E) with G = X X^T (training to convergence, CE for every
+  student, the PLL student included); the weights are W = (T - P)^T X / (N lam);
+* ``trained``: gradient training by the authors' protocol ``selfpll``: SGD with momentum 0.9,
+  lr 0.1 multiplied by 0.98 each epoch, 200 epochs, batch 128, weight decay lam, no bias,
+  weights from zero in every round; the PLL student starts from the teacher's weights and
+  trains the generalised cross-entropy (q = 0.7) over the teacher's top two classes. The
+  weights of the last epoch are used, or, only with ``select_on_test`` (which selects on the
+  test set, as the authors' reported numbers do), those of the epoch with the best test
+  accuracy.
+
+Each (noise, eta, seed, round or PLL) gives a row: accuracy on the given and on the true
+training labels, test accuracy, and the certificate of (E) (``closed``). Beside the measured
+rounds, the block statistics (c, d, e) of the features (:func:`sdtheory.featuredata.
+block_statistics`) give a two- or three-level model whose theory r* is reported for each
+realised corruption.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.special import softmax
+
+from sdtheory import noise
+from sdtheory._progress import Progress
+from sdtheory._validate import as_float, as_int, check_eta, check_lam, check_seed
+from sdtheory.featuredata import FEATURE_MAPS, FeatureData, block_statistics
+
+__all__ = ["ENGINES", "PROTOCOLS", "NOISES", "ProbeConfig", "ProbeResult", "run_probe",
+           "theory_model"]
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("closed", "trained")
+PROTOCOLS = ("selfpll",)
+NOISES = ("sym", "asym", "pairflip", "superclass")
+DEFAULT_RATES = (0.0, 0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
+DEFAULT_SEEDS = (0, 1, 2)
+
+SELFPLL = {"lr": 0.1, "momentum": 0.9, "epochs": 200, "batch_size": 128, "lr_decay": 0.98,
+           "gce_q": 0.7}
+"""The authors' linear-probing recipe (protocol ``selfpll``)."""
+
+
+def _tuple(values, name, check) -> tuple:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        values = (values,)
+    out = tuple(check(v) for v in values)
+    if not out:
+        raise ValueError(f"{name} must list at least one value")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} lists a value twice: {list(out)}")
+    return out
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """What ``sdtheory probe`` runs (the ``config`` of its results files).
+
+    Attributes:
+      features: path of a feature file, or None; dataset: a bundled dataset name, or None
+        (exactly one of the two).
+      feature_map: raw | standard | l2.
+      noise: noise types (each one panel of the figure).
+      rates: target noise rates eta in [0, 1); seeds: seeds of the sampled corruption (and of
+        SGD's shuffling).
+      rounds: R students after the teacher (rounds 0..R).
+      lam: ridge / weight decay, in [1e-8, 1e3].
+      engine: closed | trained; protocol: selfpll (the trained engine's recipe).
+      select_on_test: trained engine only: keep the epoch with the best TEST accuracy (the
+        authors' reporting, which selects on the test set); default the last epoch.
+      superclass_cut: dendrogram cut of the superclass clustering (fraction of the largest
+        linkage distance, as the authors' 0.8).
+      epochs: SGD epochs of the trained engine (the protocol's 200 by default).
+    """
+
+    features: str | None = None
+    dataset: str | None = None
+    feature_map: str = "raw"
+    noise: tuple[str, ...] = ("sym", "asym", "superclass")
+    rates: tuple[float, ...] = DEFAULT_RATES
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
+    rounds: int = 4
+    lam: float = 1e-3
+    engine: str = "closed"
+    protocol: str = "selfpll"
+    select_on_test: bool = False
+    superclass_cut: float = 0.8
+    epochs: int = SELFPLL["epochs"]
+
+    def __post_init__(self):
+        fix = object.__setattr__
+        if (self.features is None) == (self.dataset is None):
+            raise ValueError("give exactly one of --features FILE.npz and --dataset NAME")
+        if self.feature_map not in FEATURE_MAPS:
+            raise ValueError(f"--feature-map must be one of {', '.join(FEATURE_MAPS)}, "
+                             f"got {self.feature_map!r}")
+
+        def kind(v):
+            if v not in NOISES:
+                raise ValueError(f"--noise must be among {', '.join(NOISES)}, got {v!r}")
+            return v
+
+        fix(self, "noise", _tuple(self.noise, "--noise", kind))
+        fix(self, "rates", _tuple(self.rates, "--rates", check_eta))
+        fix(self, "seeds", _tuple(self.seeds, "--seeds", check_seed))
+        fix(self, "rounds", as_int(self.rounds, "rounds", lo=0, hi=100))
+        fix(self, "lam", check_lam(self.lam))
+        if self.engine not in ENGINES:
+            raise ValueError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"--protocol must be one of {', '.join(PROTOCOLS)}, "
+                             f"got {self.protocol!r}")
+        fix(self, "select_on_test", bool(self.select_on_test))
+        if self.select_on_test and self.engine != "trained":
+            raise ValueError("--select-best-epoch-on-test applies to --engine trained only")
+        cut = as_float(self.superclass_cut, "superclass-cut")
+        if not cut > 0:
+            raise ValueError(f"superclass-cut must be > 0, got {cut}")
+        fix(self, "superclass_cut", cut)
+        fix(self, "epochs", as_int(self.epochs, "epochs", lo=1, hi=100_000))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("noise", "rates", "seeds"):
+            d[k] = list(d[k])
+        if self.engine == "trained":
+            d["selfpll"] = {**SELFPLL, "epochs": self.epochs}
+        return d
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Rows of a probe run and what describes them.
+
+    Attributes:
+      config: the :class:`ProbeConfig` as a dict; version: the package version.
+      data: source, feature map, N, M, D, K, class names.
+      superclass_of: (K,) the clustering of the classes (used by superclass noise).
+      stats: block statistics of the training features (:func:`block_statistics`, without
+        the K x K matrix) and the class correlation matrix used for the clustering.
+      rows: one dict per (noise, eta, seed, round | "pll") with noise, eta, seed,
+        realised_rate, delta, round, acc_given, acc_true, test_acc, certificate.
+      r_star: one dict per (noise, eta, seed): the first round 0..R with every training label
+        correct (None if none), the theory r* of the fitted block model, and that model.
+    """
+
+    config: dict
+    version: str
+    data: dict
+    superclass_of: list
+    stats: dict
+    rows: list
+    r_star: list
+
+
+def theory_model(stats: dict, sizes, superclass_of, three_level: bool):
+    """The block model of the measured statistics (docs/theory.md section 13), or None.
+
+    Two-level: (c, d_all); three-level: (c, d, e) with the clustering, for superclass noise.
+    None when the statistics do not make a valid model (e.g. not c > d > e, or not PSD).
+    """
+    from sdtheory.models import BlockModel
+
+    try:
+        if three_level:
+            return BlockModel(tuple(int(v) for v in sizes), stats["c"], stats["d"], stats["e"],
+                              tuple(int(v) for v in superclass_of))
+        return BlockModel(tuple(int(v) for v in sizes), stats["c"], stats["d_all"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+THEORY_MAX_ROUNDS = 1000
+"""Rounds followed by the theory r* of the fitted block model."""
+
+
+def _theory_r_star(model, counts, lam) -> int | None:
+    """The linearised theory's r* of a block model with any class sizes (docs/theory.md
+    section 7): the first round of the closed form (L) with every group correct (equal to the
+    closed-form r* of section 7.2 where that applies), None beyond THEORY_MAX_ROUNDS."""
+    from sdtheory.solvers import LinearSolver
+
+    return LinearSolver(gram=model, labels=counts, lam=lam).first_perfect_round(THEORY_MAX_ROUNDS)
+
+
+def _accuracy(P, labels) -> float:
+    from sdtheory.metrics import accuracy
+
+    labels = np.asarray(labels)
+    return float(accuracy(P, labels, labels, np.ones(labels.size)).all)
+
+
+def _closed_rounds(X, cor, lam, R):
+    """Rounds 0..R and the PLL student by the exact solver: (outputs, targets, weights,
+    certificate) per training."""
+    from sdtheory.distill import pll_targets, self_distill
+    from sdtheory.metrics import tie_tolerance
+    from sdtheory.models import Features
+    from sdtheory.population import weights_from_outputs
+    from sdtheory.solvers import ExactSolver
+
+    solver = ExactSolver(gram=Features(X), labels=cor, lam=lam)
+    res = self_distill(solver, R, pll=True)
+    out = []
+    T = solver.targets0()
+    for rr in res.rounds:
+        out.append((rr.P, weights_from_outputs(X, T, rr.P, lam), rr.residual))
+        T = rr.P
+    Tp = pll_targets(res.rounds[0].P, tie_tolerance(res.rounds[0].residual))   # as run_rounds
+    out.append((res.pll.P, weights_from_outputs(X, Tp, res.pll.P, lam), res.pll.residual))
+    return out
+
+
+def _trained_rounds(X, cor, lam, R, seed, epochs, monitor):
+    """Rounds 0..R and the PLL student by the selfpll protocol: (outputs, weights, None)."""
+    from sdtheory.distill import pll_targets
+    from sdtheory.models import Features
+    from sdtheory.solvers import TrainedSolver
+
+    opts = {k: SELFPLL[k] for k in ("lr", "momentum", "batch_size", "lr_decay")}
+    opts["epochs"] = epochs
+    if monitor is not None:
+        opts.update(monitor=monitor, keep_best=True)
+    solver = TrainedSolver(gram=Features(X), labels=cor, lam=lam, method="sgd", seed=seed,
+                           options=opts)
+    out = []
+    T = solver.targets0()
+    for _ in range(R + 1):
+        fit = solver.fit(T)
+        out.append((fit.P, fit.info.W, None))
+        T = fit.P
+    teacher_W = out[0][1]
+    pll = TrainedSolver(gram=Features(X), labels=cor, lam=lam, method="sgd", seed=seed,
+                        W0=teacher_W, options={**opts, "loss": "gce", "q": SELFPLL["gce_q"]})
+    fit = pll.fit(pll_targets(out[0][0]))
+    out.append((fit.P, fit.info.W, None))
+    return out
+
+
+def run_probe(cfg: ProbeConfig, data: FeatureData) -> ProbeResult:
+    """Run the configured probe on (already feature-mapped) data."""
+    from sdtheory import __version__
+
+    X, y = data.X_train, data.y_train
+    K = data.K
+    sizes = np.bincount(y, minlength=K)
+    superclass_of = noise.superclasses_from_features(X, y, cut=cfg.superclass_cut)
+    stats = block_statistics(X, y, superclass_of)
+    lam_model = cfg.lam / stats["g"]          # the block model has unit diagonal (section 13)
+    combos = [(kind, eta, seed) for kind in cfg.noise for eta in cfg.rates for seed in cfg.seeds]
+    # the per-epoch reports of each SGD training would drown the per-training progress below
+    logging.getLogger("sdtheory.solvers.trained").setLevel(logging.WARNING)
+    progress = Progress(log, total=len(combos) * (cfg.rounds + 2), what="training")
+    rows, r_stars = [], []
+    for kind, eta, seed in combos:
+        T = noise.transition_matrix(kind, K, eta, superclass_of=superclass_of)
+        cor = noise.corrupt_sampled(T, y, seed)
+        dlt = float(noise.delta(cor.counts))
+        if cfg.engine == "closed":
+            runs = _closed_rounds(X, cor, cfg.lam, cfg.rounds)
+        else:
+            monitor = None
+            if cfg.select_on_test:
+                def monitor(W):
+                    return _accuracy(softmax(data.X_test @ W.T, axis=1), data.y_test)
+            runs = _trained_rounds(X, cor, cfg.lam, cfg.rounds, seed, cfg.epochs, monitor)
+        first = None
+        for r, (P, W, cert) in enumerate(runs):
+            label = "pll" if r == cfg.rounds + 1 else str(r)
+            acc_true = _accuracy(P, cor.true)
+            if label != "pll" and first is None and acc_true == 1.0:
+                first = r
+            rows.append({
+                "noise": kind, "eta": eta, "seed": seed, "realised_rate": cor.rate,
+                "delta": dlt, "round": label, "acc_given": _accuracy(P, cor.given),
+                "acc_true": acc_true,
+                "test_acc": _accuracy(softmax(data.X_test @ W.T, axis=1), data.y_test),
+                "certificate": cert,
+            })
+            progress.step(f"{kind} eta={eta:g} seed={seed} {label if label == 'pll' else 'round ' + label}: "
+                          f"test {rows[-1]['test_acc']:.4f}")
+        model = theory_model(stats, sizes, superclass_of, kind == "superclass")
+        r_th = None if model is None else _theory_r_star(model, cor.counts, lam_model)
+        r_stars.append({"noise": kind, "eta": eta, "seed": seed, "measured": first,
+                        "theory": r_th, "model": None if model is None else {
+                            "c": model.c, "d": model.d, "e": model.e,
+                            "levels": 3 if model.e is not None else 2}})
+    return ProbeResult(
+        config=cfg.to_dict(), version=__version__,
+        data={"source": data.source, "feature_map": data.feature_map, "N": data.N,
+              "M": int(data.X_test.shape[0]), "D": data.D, "K": K,
+              "class_names": list(data.class_names), "class_sizes": sizes.tolist()},
+        superclass_of=superclass_of.tolist(),
+        stats={**{k: v for k, v in stats.items() if k != "mean_inner"},
+               "lam_model": lam_model, "correlation": noise.class_correlation(X, y).tolist()},
+        rows=rows, r_star=r_stars)
+
+
+def gains(rows: list, rounds: int) -> dict:
+    """Distillation gain per (noise, eta): student minus teacher test accuracy, mean and
+    standard deviation over seeds, for t = 1..R and the PLL student.
+
+    Returns:
+      {noise: {"eta": [...], "t=1": (mean[], std[]), ..., "pll": (mean[], std[])}}.
+    """
+    out: dict = {}
+    by = {}
+    for r in rows:
+        by[(r["noise"], r["eta"], r["seed"], r["round"])] = r["test_acc"]
+    for kind in dict.fromkeys(r["noise"] for r in rows):
+        etas = sorted({r["eta"] for r in rows if r["noise"] == kind})
+        seeds = sorted({r["seed"] for r in rows if r["noise"] == kind})
+        series = {"eta": etas}
+        for label in [str(t) for t in range(1, rounds + 1)] + ["pll"]:
+            vals = np.array([[by[(kind, eta, s, label)] - by[(kind, eta, s, "0")] for s in seeds]
+                             for eta in etas])
+            series["pll" if label == "pll" else f"t={label}"] = (
+                vals.mean(axis=1).tolist(),
+                (vals.std(axis=1, ddof=1) if len(seeds) > 1 else np.zeros(len(etas))).tolist())
+        out[kind] = series
+    return out
+
+
+def format_summary(res: ProbeResult) -> str:
+    """A readable summary: data, statistics, and per noise and rate the mean test accuracy of
+    the teacher, the students and the PLL student, with measured and theory rounds."""
+    d, st, cfg = res.data, res.stats, res.config
+    lines = [
+        f"sdtheory {res.version}  probe {d['source']} ({d['feature_map']} features): N = {d['N']}, "
+        f"test {d['M']}, D = {d['D']}, K = {d['K']}; engine {cfg['engine']}, lam = {cfg['lam']:g}",
+        f"block statistics (mean Gram entry / mean squared norm): c = {st['c']:.4f} "
+        f"(same class), d = {_f(st.get('d'))} (same superclass), e = {_f(st.get('e'))} "
+        f"(across superclasses), d_all = {st['d_all']:.4f}; superclasses "
+        f"{res.superclass_of}",
+        "",
+        " noise        eta  rate   Delta  teacher " + " ".join(
+            f"  t={t}  " for t in range(1, cfg["rounds"] + 1)) + "   PLL    r*(meas/theory)",
+    ]
+    by: dict = {}
+    for r in res.rows:
+        by.setdefault((r["noise"], r["eta"]), []).append(r)
+    rs: dict = {}
+    for r in res.r_star:
+        rs.setdefault((r["noise"], r["eta"]), []).append(r)
+    for (kind, eta), rr in by.items():
+        def mean(label, key="test_acc"):
+            return float(np.mean([r[key] for r in rr if r["round"] == label]))
+        cells = " ".join(f"{mean(str(t)):.4f}" for t in range(0, cfg["rounds"] + 1))
+        meas = "/".join(_r(v["measured"]) + ":" + _r(v["theory"]) for v in rs[(kind, eta)])
+        lines.append(f" {kind:<11} {eta:4.2f} {mean('0', 'realised_rate'):5.3f} "
+                     f"{mean('0', 'delta'):6.3f}  {cells}  {mean('pll'):.4f}  {meas}")
+    lines.append("")
+    lines.append(" (test accuracy, mean over seeds; r*: first round 0..R with every training "
+                 "label correct, '-' if none, : the theory r* of the block model)")
+    return "\n".join(lines)
+
+
+def _f(v) -> str:
+    return "  -   " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def _r(v) -> str:
+    return "-" if v is None else str(v)
+
+
+# --------------------------------------------------------------------------------------------
+# Results files
+# --------------------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("noise", "eta", "seed", "realised_rate", "delta", "round", "acc_given",
+               "acc_true", "test_acc", "certificate")
+"""Columns of the results CSV (a contract: other tools parse ``test_acc``)."""
+
+PRECISION = {"accuracies, rates, Delta, statistics": 10, "certificate": 2}
+"""Significant digits of the floats in the results files."""
+
+
+def to_doc(res: ProbeResult) -> dict:
+    """The JSON results document: everything of :class:`ProbeResult` plus the gains, floats
+    rounded to :data:`PRECISION`."""
+    from sdtheory._io import jsonable, round_sig
+
+    rows = [{k: (round_sig(v, 2) if k == "certificate" else
+                 round_sig(v, 10) if isinstance(v, float) else v) for k, v in r.items()}
+            for r in res.rows]
+    stats = {k: round_sig(v, 10) for k, v in res.stats.items()}
+    gain = {kind: {k: (round_sig(v, 10) if k == "eta" else [round_sig(x, 10) for x in v])
+                   for k, v in series.items()}
+            for kind, series in gains(res.rows, res.config["rounds"]).items()}
+    return jsonable({"figure": "probe", "config": res.config, "version": res.version,
+                     "precision": PRECISION, "data": res.data,
+                     "superclass_of": res.superclass_of, "stats": stats, "rows": rows,
+                     "r_star": res.r_star, "gains": gain})
+
+
+def csv_text(doc: dict) -> str:
+    """The results CSV: two comment lines (version, config as JSON), a header, one row per
+    training."""
+    import json
+
+    lines = [f"# sdtheory probe {doc['version']}",
+             f"# config: {json.dumps(doc['config'], sort_keys=True)}",
+             ",".join(CSV_COLUMNS)]
+    for r in doc["rows"]:
+        lines.append(",".join("" if r[c] is None else str(r[c]) for c in CSV_COLUMNS))
+    return "\n".join(lines) + "\n"
+
+
+def read_csv(path) -> tuple[dict, list[dict]]:
+    """Read a results CSV back: (config, rows) with numbers as floats/ints."""
+    import json
+
+    with open(path) as fh:
+        lines = fh.read().splitlines()
+    config = json.loads(lines[1].split(":", 1)[1])
+    head = lines[2].split(",")
+    rows = []
+    for line in lines[3:]:
+        vals = dict(zip(head, line.split(",")))
+        for k in ("eta", "realised_rate", "delta", "acc_given", "acc_true", "test_acc"):
+            vals[k] = float(vals[k])
+        vals["seed"] = int(vals["seed"])
+        vals["certificate"] = float(vals["certificate"]) if vals["certificate"] else None
+        rows.append(vals)
+    return config, rows
