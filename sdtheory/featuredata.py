@@ -215,8 +215,9 @@ def feature_map(data: FeatureData, kind: str) -> FeatureData:
         for X, name in ((Xtr, "X_train"), (Xte, "X_test")):
             norms = np.linalg.norm(X, axis=1)
             if np.any(norms == 0):
-                raise ValueError(f"--feature-map l2: {name} row {int(np.flatnonzero(norms == 0)[0])}"
-                                 " is zero and has no direction")
+                row = int(np.flatnonzero(norms == 0)[0])
+                raise ValueError(f"--feature-map l2: {name} row {row} is zero and has no "
+                                 "direction")
             out.append(X / norms[:, None])
         Xtr, Xte = out
     return replace(data, X_train=Xtr, X_test=Xte, feature_map=kind)

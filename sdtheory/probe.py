@@ -288,7 +288,8 @@ def run_probe(cfg: ProbeConfig, data: FeatureData) -> ProbeResult:
                 "test_acc": _accuracy(softmax(data.X_test @ W.T, axis=1), data.y_test),
                 "certificate": cert,
             })
-            progress.step(f"{kind} eta={eta:g} seed={seed} {label if label == 'pll' else 'round ' + label}: "
+            what = "PLL" if label == "pll" else f"round {label}"
+            progress.step(f"{kind} eta={eta:g} seed={seed} {what}: "
                           f"test {rows[-1]['test_acc']:.4f}")
         model = theory_model(stats, sizes, superclass_of, kind == "superclass")
         r_th = None if model is None else _theory_r_star(model, cor.counts, lam_model)
@@ -354,7 +355,7 @@ def format_summary(res: ProbeResult) -> str:
     for r in res.r_star:
         rs.setdefault((r["noise"], r["eta"]), []).append(r)
     for (kind, eta), rr in by.items():
-        def mean(label, key="test_acc"):
+        def mean(label, key="test_acc", rr=rr):
             return float(np.mean([r[key] for r in rr if r["round"] == label]))
         cells = " ".join(f"{mean(str(t)):.4f}" for t in range(0, cfg["rounds"] + 1))
         meas = "/".join(_r(v["measured"]) + ":" + _r(v["theory"]) for v in rs[(kind, eta)])
