@@ -231,8 +231,15 @@ def test_randomized_spectrum_path_equals_eigh_path(monkeypatch):
     monkeypatch.setattr(exact, "EIGH_MAX", 50)
     rand = ExactSolver(gram=G, labels=cor, lam=1e-4)
     assert full.spectrum["method"] == "eigh" and rand.spectrum["method"] == "randomized+cholesky"
+    N = G.shape[0]
+    # the matrix solved is G itself, not the shifted matrix the Cholesky check factorised
+    np.testing.assert_array_equal(np.asarray(rand._problem.G)[:N, :N], G)
+    assert not np.any(np.asarray(rand._problem.G)[N:])
     f1, f2 = full.fit(full.targets0()), rand.fit(rand.targets0())
-    agree(f1.P, f2.P, f1.residual, f2.residual)
+    T = full.targets0()
+    c1, c2 = certificate(G, T, f1.P, 1e-4), certificate(G, T, f2.P, 1e-4)
+    assert max(abs(c1 - f1.residual), abs(c2 - f2.residual)) <= 1e-13
+    agree(f1.P, f2.P, c1, c2)
     with pytest.raises(ValueError, match="not positive semi-definite: smallest eigenvalue -"):
         ExactSolver(gram=G - 0.7 * np.eye(G.shape[0]), labels=cor, lam=1e-4)
 

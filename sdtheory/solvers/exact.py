@@ -166,11 +166,15 @@ class ExactSolver:
         Np = padded_size(N)
         Gp = np.zeros((Np, Np))
         Gp[:N, :N] = G
-        # A copy on the device, completed before Gp is overwritten by the Cholesky factorisation
-        # below (device_put is asynchronous: without the wait the factorisation raced the copy).
-        G_device = jax.device_put(Gp, may_alias=False)
-        G_device.block_until_ready()
-        self.spectrum = sp = leading_spectrum(G, s, self.K, scratch=Gp)
+        self.spectrum = sp = leading_spectrum(G, s, self.K, scratch=Gp)   # may overwrite Gp
+        # Gp is filled again and only then handed to JAX, and never written afterwards: a
+        # buffer given to device_put must not change later, whatever the copy semantics (with
+        # the factorisation run after device_put, the solved matrix once differed from G by
+        # the Cholesky shift on its diagonal).
+        Gp[:N, :N] = G
+        Gp[N:] = 0.0
+        Gp[:N, N:] = 0.0
+        G_device = jax.device_put(Gp)
         Vp = np.zeros((Np, sp["k"]))
         Vp[:N] = sp["V"]
         self._problem = DenseProblem(s=jnp.asarray(s), G=G_device, V=jnp.asarray(Vp),
