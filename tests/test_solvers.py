@@ -476,3 +476,130 @@ def test_indefinite_G_has_several_fixed_points():
     np.testing.assert_allclose(found[0], 1.0 / (1.0 + np.exp(-zs)), atol=1e-12, rtol=0)
     # the two asymmetric solutions are mirror images of each other
     np.testing.assert_allclose(found[1], found[2][::-1], atol=1e-12, rtol=0)
+
+
+# ---------------------------------------------------------------- explicit features (weight space)
+
+
+def _features_problem(N, D, K, rank, seed):
+    """Low-rank features with class structure (rank <= min(rank + K, D) < N), rows of unit
+    norm (so G = X X^T has a unit diagonal, like the Gram models), and sampled labels with
+    about 30% of them flipped."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, K, N)
+    y[:K] = np.arange(K)                                     # every class present
+    means = rng.standard_normal((K, D))
+    X = (means[y] + rng.standard_normal((N, rank)) @ rng.standard_normal((rank, D))
+         / np.sqrt(rank))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    given = np.where(rng.random(N) < 0.3, rng.integers(0, K, N), y)
+    return X, corruption_from_labels(y, given, K)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    N=st.integers(20, 300),
+    D_frac=st.floats(0.05, 1.0),
+    K=st.integers(2, 6),
+    rank_frac=st.floats(0.0, 1.0),
+    log_lam=st.floats(-5, -1),
+    seed=st.integers(0, 10_000),
+)
+def test_feature_solver_equals_dense_solver(N, D_frac, K, rank_frac, log_lam, seed):
+    """ExactSolver on Features(X) (Newton-CG on the weights, docs/theory.md section 2.5) and on
+    the dense G = X X^T (Newton-GMRES on the logits, section 2.4) give the same outputs to
+    1e-10, round after round (warm-started) and for the PLL student; every certificate is
+    checked first, and recomputed independently from G."""
+    from sdtheory.distill import self_distill
+    from sdtheory.models import Features
+
+    D = max(2, min(N - 1, int(round(D_frac * 64))))
+    rank = max(1, int(round(rank_frac * (D - 1))))
+    X, cor = _features_problem(N, D, K, rank, seed)
+    lam = 10.0 ** log_lam
+    G = X @ X.T
+    feat = ExactSolver(gram=Features(X), labels=cor, lam=lam)
+    dense = ExactSolver(gram=G, labels=cor, lam=lam)
+    rf = self_distill(feat, 3, pll=True)
+    rd = self_distill(dense, 3, pll=True)
+    T = one_hot(cor.given, K)
+    for a, b in zip(rf.rounds, rd.rounds):
+        assert a.residual <= 1e-10 and b.residual <= 1e-10
+        assert a.info.status in ("converged", "round-off")
+        assert certificate(G, T, a.P, lam) <= 1e-10            # independent, from G itself
+        np.testing.assert_allclose(a.P, b.P, rtol=0, atol=1e-10)
+        T = a.P
+    assert rf.pll.residual <= 1e-10 and rd.pll.residual <= 1e-10
+    np.testing.assert_allclose(rf.pll.P, rd.pll.P, rtol=0, atol=1e-10)
+    assert [r.train_acc for r in rf.rounds] == pytest.approx([r.train_acc for r in rd.rounds])
+
+
+def test_feature_solver_weights_reproduce_outputs(rng):
+    """The weights W of a feature-space fit: softmax(X W^T) = P, W = (T - P)^T X / (N lam)
+    (docs/theory.md section 2.1, population.weights_from_outputs)."""
+    from scipy.special import softmax as sp_softmax
+
+    from sdtheory.models import Features
+    from sdtheory.population import weights_from_outputs
+
+    N, D, K, lam = 240, 30, 5, 1e-3
+    X, cor = _features_problem(N, D, K, 12, seed=7)
+    s = ExactSolver(gram=Features(X), labels=cor, lam=lam)
+    assert s.kind == "features" and s.spectrum["method"] == "eigh"
+    T = rng.dirichlet(np.ones(K), size=N)
+    fit = s.fit(T)
+    assert fit.residual <= 1e-12
+    W = fit.info.weights
+    assert W.shape == (K, D)
+    np.testing.assert_allclose(sp_softmax(X @ W.T, axis=1), fit.P, rtol=0, atol=1e-12)
+    Wfix = (T - fit.P).T @ X / (N * lam)
+    np.testing.assert_allclose(W, Wfix, rtol=0, atol=1e-10 * np.abs(W).max())
+    np.testing.assert_allclose(weights_from_outputs(X, T, fit.P, lam), Wfix, rtol=0,
+                               atol=1e-15 * np.abs(W).max())
+    # the certificate is max |P - softmax(X Wfix^T)|: Wfix gives the outputs to the certificate
+    assert np.abs(sp_softmax(X @ Wfix.T, axis=1) - fit.P).max() <= fit.residual + 1e-15
+    np.testing.assert_allclose(fit.info.logits, X @ W.T, rtol=0, atol=1e-12)
+    assert len(fit.info.cg_iterations) == fit.info.iterations
+    assert all(n >= 1 for n in fit.info.cg_iterations)
+
+
+def test_feature_solver_warm_starts_from_weights_or_logits():
+    """fit(T, x0) accepts the weights or the logits of an earlier fit, and fit_batch the
+    unknowns W^T (b, D, K) that run_rounds passes from round to round: the same solution in
+    fewer Newton steps."""
+    from sdtheory.models import Features
+
+    X, cor = _features_problem(200, 24, 4, 8, seed=3)
+    s = ExactSolver(gram=Features(X), labels=cor, lam=1e-4)
+    f0 = s.fit(s.targets0())
+    cold = s.fit(f0.P)
+    for x0 in (f0.info.weights, f0.info.logits):
+        warm = s.fit(f0.P, x0)
+        agree(cold.P, warm.P, cold.residual, warm.residual)
+        assert warm.info.iterations < cold.info.iterations
+    batch = s.fit_batch(f0.P[None], f0.info.weights.T[None])
+    assert batch.x.shape == (1, 24, 4)
+    agree(cold.P, batch.P[0], cold.residual, batch.residual[0])
+    with pytest.raises(ValueError, match="x0 must be weights"):
+        s.fit(f0.P, np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="x0 must have shape"):
+        s.fit_batch(f0.P[None], np.zeros((1, 4, 24)))
+    with pytest.raises(ValueError, match="200 samples but X has 199 rows"):
+        ExactSolver(gram=Features(X[:-1]), labels=cor, lam=1e-4)
+    with pytest.raises(ValueError, match="Corruption"):
+        ExactSolver(gram=Features(X), labels=np.eye(4, dtype=int), lam=1e-4)
+
+
+def test_feature_randomized_spectrum_path_equals_eigh_path(monkeypatch):
+    """Above FEATURE_EIGH_MAX the leading eigenpairs of X^T X come from a randomized subspace
+    iteration through products with X: the same certified solution."""
+    from sdtheory.models import Features
+
+    X, cor = _features_problem(300, 40, 3, 20, seed=5)
+    full = ExactSolver(gram=Features(X), labels=cor, lam=1e-4)
+    monkeypatch.setattr(exact, "FEATURE_EIGH_MAX", 16)
+    rand = ExactSolver(gram=Features(X), labels=cor, lam=1e-4)
+    assert full.spectrum["method"] == "eigh" and rand.spectrum["method"] == "randomized"
+    np.testing.assert_allclose(rand.spectrum["nu"][:3], full.spectrum["nu"][:3], rtol=1e-8)
+    f1, f2 = full.fit(full.targets0()), rand.fit(rand.targets0())
+    agree(f1.P, f2.P, f1.residual, f2.residual)

@@ -6,6 +6,9 @@
 * a :class:`~sdtheory.models.BlockModel`: the group reduction (docs/theory.md section 3); the
   units are the non-empty (true class, given label) groups and the cost does not depend on n;
 * an (N, N) array: the full Gram matrix (docs/theory.md section 2.4), units = samples;
+* a :class:`~sdtheory.models.Features` (N x D features X): the fixed point in weight space
+  with G = X X^T never formed (docs/theory.md section 2.5), units = samples; each fit also
+  returns the weights W (K x D), for outputs on held-out features;
 * :meth:`ExactSolver.group_batch`: many block problems with the same K at once (sweeps,
   verification grids), units = the full K x K grid of groups, empty ones with weight 0.
 
@@ -18,18 +21,20 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from sdtheory._validate import check_counts, check_labels, check_lam, check_targets
 from sdtheory._x64 import require_x64
-from sdtheory.models import BlockModel, is_psd, psd_refusal, square_matrix
+from sdtheory.models import BlockModel, Features, is_psd, psd_refusal, square_matrix
 from sdtheory.noise import Corruption
 from sdtheory.solvers.base import BatchFit, Fit, NewtonInfo, SolverError, one_hot
 from sdtheory.solvers.newton import ACCEPT_FACTOR, DEFAULT_TOL, FAILED, STATUS_NAMES, newton
 from sdtheory.solvers.problems import padded_size
 
-__all__ = ["ExactSolver", "EIGH_MAX", "RETRY_MAX_ITER", "leading_spectrum"]
+__all__ = ["ExactSolver", "EIGH_MAX", "FEATURE_EIGH_MAX", "FeatureNewtonInfo", "RETRY_MAX_ITER",
+           "feature_spectrum", "leading_spectrum"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,12 @@ a Cholesky factorisation certifies G >= 0 and a randomized subspace iteration fi
 eigenpairs (docs/theory.md section 2.4). Measured at N = 2000 (jittered block model): eigh
 0.45 s, Cholesky + subspace iteration 0.15 s."""
 
+FEATURE_EIGH_MAX = 2048
+"""Largest feature dimension D for which the feature-space preconditioner comes from a full
+eigendecomposition of the D x D matrix X^T X; above it, a randomized subspace iteration on
+X^T X through products with X and X^T finds the leading eigenpairs (docs/theory.md
+section 2.5)."""
+
 _SMALL_CHUNK = 64     # the two padded batch sizes of group problems: 64 and _chunk_size(K)
 
 
@@ -55,15 +66,32 @@ _PREC_RATIO = 4.0     # grow k until (1 + s mu_(k+1)/2) / (1 + s mean_rest/2) <=
 _PREC_KK_MAX = 512    # ... but keep the preconditioner's (k K) x (k K) system at most this size
 
 
+@dataclass(frozen=True)
+class FeatureNewtonInfo(NewtonInfo):
+    """Diagnostics of one exact solve in feature space (``ExactSolver(gram=Features(X))``).
+
+    Attributes (besides those of :class:`~sdtheory.solvers.base.NewtonInfo`; ``logits`` are
+    X W^T):
+      weights: (K, D) the weights W of the solution, P = softmax(X W^T); outputs on held-out
+        features X' are softmax(X' W^T).
+      cg_iterations: conjugate-gradient iterations of each Newton direction computed by this
+        fit, in order (both attempts when the first one failed and was retried).
+    """
+
+    weights: np.ndarray
+    cg_iterations: tuple[int, ...]
+
+
 class ExactSolver:
     """Exact outputs of one training (docs/theory.md section 2), through the Newton core.
 
     Args:
-      gram: a :class:`~sdtheory.models.BlockModel` (group reduction) or an (N, N) symmetric
-        positive semi-definite Gram matrix.
+      gram: a :class:`~sdtheory.models.BlockModel` (group reduction), an (N, N) symmetric
+        positive semi-definite Gram matrix, or :class:`~sdtheory.models.Features` X (N x D):
+        the Gram matrix X X^T, solved in weight space without forming it (section 2.5).
       labels: a :class:`~sdtheory.noise.Corruption` (true and given label per sample, in the
-        order of the Gram matrix); for a block model also a K x K count matrix (row = true
-        class, column = given label, rows summing to the class sizes).
+        order of the Gram matrix or the rows of X); for a block model also a K x K count
+        matrix (row = true class, column = given label, rows summing to the class sizes).
       lam: ridge parameter lambda > 0.
       tol: certificate to reach (a certificate up to 100 tol is accepted at float64 round-off).
       max_iter: Newton steps of the first attempt.
@@ -71,6 +99,13 @@ class ExactSolver:
     Attributes:
       name, K, true, given, weight: the :class:`~sdtheory.solvers.base.Solver` protocol
         (units: the non-empty groups of a block model, or the samples).
+      kind: "group", "dense" or "features".
+      spectrum: (dense and features) the preconditioner's spectral data
+        (:func:`leading_spectrum`, :func:`feature_spectrum`).
+
+    The unknowns passed between rounds (``BatchFit.x``, the ``x0`` of :meth:`fit_batch`) are
+    the logits for the group and dense kinds and the transposed weights W^T (b, D, K) for
+    features.
 
     Example:
       >>> import sdtheory as sd; sd.enable_x64()
@@ -95,6 +130,8 @@ class ExactSolver:
                               w=w[None], counts=counts[None], lam=np.array([self.lam]),
                               keep_empty=False)
             self.model = gram
+        elif isinstance(gram, Features):
+            self._init_features(gram, labels)
         else:
             self._init_dense(gram, labels)
 
@@ -182,6 +219,35 @@ class ExactSolver:
         self._sel = np.arange(N)
         self.G = G
 
+    def _init_features(self, features: Features, labels) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        from sdtheory.solvers.problems import FactorProblem
+
+        X = features.X
+        N, D = X.shape
+        if not isinstance(labels, Corruption):
+            raise ValueError("features need labels=Corruption (true and given label per sample, "
+                             "sdtheory.noise)")
+        if labels.N != N:
+            raise ValueError(f"labels has {labels.N} samples but X has {N} rows")
+        self.K = labels.K
+        self.kind = "features"
+        self.true = check_labels(labels.true, N, self.K, "true labels")
+        self.given = check_labels(labels.given, N, self.K, "given labels")
+        self.weight = np.ones((1, N))
+        self.counts = labels.counts
+        self.lam_b = np.array([self.lam])
+        s = 1.0 / (N * self.lam)
+        X_device = jax.device_put(X)
+        self.spectrum = sp = feature_spectrum(X, s, self.K, X_device=X_device)
+        self._problem = FactorProblem(s=jnp.asarray(s), X=X_device, Vf=jnp.asarray(sp["V"]),
+                                      nu=jnp.asarray(sp["nu"]),
+                                      nu_rest=jnp.asarray(sp["nu_rest"]), count_cg=True)
+        self._sel = np.arange(N)
+        self.X = X
+
     # ------------------------------------------------------------------ properties
 
     @property
@@ -213,6 +279,8 @@ class ExactSolver:
         the added rows are ``fill`` (default 1/K: targets; logits use 0)."""
         K = self.K
         fill = 1.0 / K if fill is None else fill
+        if self.kind == "features":
+            return T
         if self.kind != "group":
             full = np.full((b, self._problem.G.shape[0], K), fill)
             full[:, :T.shape[1]] = T
@@ -227,27 +295,45 @@ class ExactSolver:
         idx = np.arange(self.B) if idx is None else np.asarray(idx, dtype=np.int64)
         T = check_targets(T, (idx.size, self.U, self.K))
         Tg = self._grid(T, idx.size)
-        x0 = np.zeros_like(Tg) if x0 is None else np.asarray(x0, dtype=np.float64)
+        x_shape = ((idx.size, self.X.shape[1], self.K) if self.kind == "features"
+                   else Tg.shape)
+        if x0 is None:
+            x0 = np.zeros(x_shape)
+        else:
+            x0 = np.asarray(x0, dtype=np.float64)
+            if x0.shape != x_shape:
+                raise ValueError(f"x0 must have shape {x_shape}, got {x0.shape}")
         t0 = time.perf_counter()
+        if self.kind == "features":
+            from sdtheory.solvers.problems import CG_LOG
+
+            CG_LOG.clear()
         x, P, cert, its, status = self._solve(idx, Tg, x0, self.max_iter)
         bad = np.flatnonzero(status == FAILED)
         if bad.size:     # second attempt from zero logits, more steps
             log.info("retrying %d of %d problems from zero logits", bad.size, idx.size)
-            r2 = self._solve(idx[bad], Tg[bad], np.zeros_like(Tg[bad]), RETRY_MAX_ITER)
+            r2 = self._solve(idx[bad], Tg[bad], np.zeros_like(x0[bad]), RETRY_MAX_ITER)
             x[bad], P[bad], cert[bad], its[bad], status[bad] = r2
         seconds = time.perf_counter() - t0
         Pu = P.reshape(idx.size, -1, self.K)[:, self._sel]
         infos = None
-        if self.B == 1:       # per-problem diagnostics for single trainings (sweeps need none)
+        if self.kind == "features":
+            W = x[0].T.copy()
+            infos = (FeatureNewtonInfo(
+                iterations=int(its[0]), status=STATUS_NAMES[int(status[0])], seconds=seconds,
+                logits=self.X @ x[0], weights=W,
+                cg_iterations=tuple(n for n, _, _ in CG_LOG)),)
+        elif self.B == 1:     # per-problem diagnostics for single trainings (sweeps need none)
             infos = (NewtonInfo(iterations=int(its[0]), status=STATUS_NAMES[int(status[0])],
                                 seconds=seconds, logits=x[0].reshape(-1, self.K)[self._sel]),)
         return BatchFit(P=Pu, residual=cert, ok=status != FAILED, x=x, infos=infos)
 
     def _solve(self, idx, T, x0, max_iter):
-        """The Newton core on problems idx (a dense problem is held, and solved, unbatched)."""
+        """The Newton core on problems idx (a dense or feature problem is held, and solved,
+        unbatched)."""
         import jax
 
-        if self.kind == "dense":
+        if self.kind != "group":
             r = newton(self._problem, T[0], x0[0], tol=self.tol, max_iter=max_iter)
             return tuple(np.asarray(v)[None] for v in (r.x, r.P, r.certificate, r.iterations,
                                                        r.status))
@@ -274,7 +360,9 @@ class ExactSolver:
 
     def fit(self, T, x0=None) -> Fit:
         """Exact outputs for unit targets T (U, K); ``x0`` optionally warm-starts (the logits
-        of an earlier solve, ``fit.info.logits``).
+        of an earlier solve, ``fit.info.logits``; for features also its weights
+        ``fit.info.weights``, (K, D), which take precedence when the two shapes coincide:
+        logits are turned into the minimum-norm weights with X W^T = logits by least squares).
 
         Raises:
           SolverError: the certificate did not reach the tolerance (nor, at the round-off
@@ -284,7 +372,11 @@ class ExactSolver:
             raise ValueError(f"this solver holds {self.B} problems; use fit_batch")
         T = np.asarray(T, dtype=np.float64)
         if x0 is not None:
-            x0 = self._grid(np.asarray(x0, dtype=np.float64)[None], 1, fill=0.0)
+            x0 = np.asarray(x0, dtype=np.float64)
+            if self.kind == "features":
+                x0 = _feature_start(self.X, self.K, x0)[None]
+            else:
+                x0 = self._grid(x0[None], 1, fill=0.0)
         out = self.fit_batch(T[None], x0)
         if not out.ok[0]:
             raise SolverError(
@@ -295,6 +387,17 @@ class ExactSolver:
         return out.single()
 
 
+def _feature_start(X: np.ndarray, K: int, x0: np.ndarray) -> np.ndarray:
+    """A warm start for the feature kind as the unknown W^T (D, K): from weights W (K, D), or
+    from logits Z (N, K) through the minimum-norm least-squares solution of X W^T = Z."""
+    N, D = X.shape
+    if x0.shape == (K, D):
+        return x0.T.copy()
+    if x0.shape == (N, K):
+        return np.linalg.lstsq(X, x0, rcond=None)[0]
+    raise ValueError(f"x0 must be weights ({K}, {D}) or logits ({N}, {K}), got {x0.shape}")
+
+
 def _eigh(G: np.ndarray):
     """Full symmetric eigendecomposition by numpy's LAPACK (ascending).
 
@@ -303,6 +406,24 @@ def _eigh(G: np.ndarray):
     instead of 0.8 s (measured).
     """
     return np.linalg.eigh(G)
+
+
+def _one_blas_thread():
+    """A context in which numpy's BLAS/LAPACK runs on one thread (threadpoolctl, installed with
+    scikit-learn; a no-op without it).
+
+    For the small D x D eigendecompositions of the feature path: on this 2-core machine, with
+    another process keeping both cores busy, np.linalg.eigh of a 512 x 512 matrix took 3.9 s
+    on OpenBLAS's two spinning threads and 0.11 s on one (2048 x 2048: 23.5 s against 2.6 s;
+    measured).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn (a dependency) brings it
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _choose_k(mu_desc: np.ndarray, mean_rest: np.ndarray, s: float) -> int:
@@ -383,3 +504,70 @@ def _randomized_spectrum(G: np.ndarray, s: float, k_max: int, seed: int, scratch
         raise ValueError(psd_refusal(low, float(mu[0]))) from None
     return {"mu": mu[:k].copy(), "V": (Q @ W[:, :k]).copy(), "mu_rest": float(rest), "k": k,
             "min_eig": None, "method": "randomized+cholesky"}
+
+
+def feature_spectrum(X: np.ndarray, s: float, K: int, *, seed: int = 0, X_device=None) -> dict:
+    """The feature-space preconditioner's spectral data: leading eigenpairs of X^T X (D x D).
+
+    D <= :data:`FEATURE_EIGH_MAX`: a full eigendecomposition of X^T X; above, a randomized
+    subspace iteration through products with X and X^T (never X^T X nor X X^T). k, the number
+    of eigenpairs kept, follows the rule of the dense path (:func:`leading_spectrum`,
+    docs/theory.md section 2.4) on the D eigenvalues of X^T X (the nonzero eigenvalues of
+    G = X X^T): the smallest k with (1 + s nu_(k+1)/2)/(1 + s nu_rest/2) <= 4, nu_rest the
+    mean of the other D - k. There is no cap from a factorisation here: the preconditioner is
+    diagonal in the kept eigenbasis, O(D k K) an application. No PSD check is needed
+    (X X^T is a Gram matrix).
+
+    Args:
+      X: (N, D) features.
+      s: 1 / (N lam).
+      K: number of classes (unused by the rule; kept for symmetry with leading_spectrum).
+      seed: seed of the random start of the subspace iteration.
+      X_device: X already on the JAX device (used for the products of the randomized path).
+
+    Returns:
+      dict with "nu" (k,), "V" (D, k), "nu_rest", "k", "method" ("eigh" or "randomized").
+    """
+    N, D = X.shape
+    if D <= FEATURE_EIGH_MAX:
+        A = X.T @ X
+        with _one_blas_thread():
+            nu, V = np.linalg.eigh(A)
+        nu, V = np.maximum(nu[::-1], 0.0), V[:, ::-1]
+        tail = np.cumsum(nu[::-1])[::-1]                     # sum of nu[k:]
+        mean_rest = tail / np.arange(D, 0, -1)
+        k = min(max(1, _choose_k(nu, mean_rest, s)), D)
+        rest = float(mean_rest[k]) if k < D else 0.0
+        return {"nu": nu[:k].copy(), "V": V[:, :k].copy(), "nu_rest": rest, "k": k,
+                "method": "eigh"}
+    return _randomized_feature_spectrum(X, s, seed, X_device)
+
+
+def _randomized_feature_spectrum(X: np.ndarray, s: float, seed: int, X_device) -> dict:
+    """Leading eigenpairs of X^T X by subspace iteration with products X^T (X Q), k doubling
+    from 16 (up to D/2) until the rule of :func:`feature_spectrum` holds."""
+    import jax
+    import jax.numpy as jnp
+
+    N, D = X.shape
+    Xd = jnp.asarray(X) if X_device is None else X_device
+    gram_apply = jax.jit(lambda A, Q: A.T @ (A @ Q))
+    rng = np.random.default_rng(seed)
+    trace = float(np.sum(X * X))
+    k_max = max(1, D // 2)
+    k = min(16, k_max)
+    while True:
+        p = min(k + 16, D)                                   # oversampling
+        Q, _ = np.linalg.qr(np.asarray(gram_apply(Xd, rng.standard_normal((D, p)))))
+        for _ in range(3):                                   # subspace (power) iterations
+            Q, _ = np.linalg.qr(np.asarray(gram_apply(Xd, Q)))
+        H = Q.T @ np.asarray(gram_apply(Xd, Q))
+        with _one_blas_thread():
+            nu, W = np.linalg.eigh(0.5 * (H + H.T))
+        nu, W = np.maximum(nu[::-1], 0.0), W[:, ::-1]
+        rest = max(trace - nu[:k].sum(), 0.0) / (D - k)
+        if _choose_k(nu[k:k + 1], np.array([rest]), s) == 0 or k >= k_max:
+            break
+        k = min(2 * k, k_max)
+    return {"nu": nu[:k].copy(), "V": (Q @ W[:, :k]).copy(), "nu_rest": float(rest), "k": k,
+            "method": "randomized"}

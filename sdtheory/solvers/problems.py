@@ -20,6 +20,9 @@ PSD matrix) every eigenvalue of J is >= 1, so every Newton system is well posed
   GMRES; the preconditioner is the exact inverse of J with D replaced by its mean block and
   G by its leading eigenpairs plus the mean of the other eigenvalues, diagonal in the
   eigenbases of both.
+* :class:`FactorProblem`: explicit features X (N x D), G = X X^T never formed. The unknown is
+  the transposed weights W^T (D x K); Newton systems by preconditioned conjugate gradients
+  (J is symmetric positive definite in weight space) with products with X and X^T only.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from dataclasses import dataclass, field
 import jax
 import jax.numpy as jnp
 
-__all__ = ["GroupProblem", "DenseProblem", "FactorProblem", "hessian_apply", "padded_size"]
+__all__ = ["GroupProblem", "DenseProblem", "FactorProblem", "CG_LOG", "hessian_apply",
+           "padded_size", "pcg"]
 
 
 def hessian_apply(P, V):
@@ -242,6 +246,48 @@ def _shifted_hessian_inverse(P, sig):
 # Explicit features: the fixed point in weight space
 # --------------------------------------------------------------------------------------------
 
+CG_LOG: list[tuple[int, float, float]] = []
+"""One entry per Newton direction of a :class:`FactorProblem` with ``count_cg=True``, in the
+order solved: (CG iterations, ||F||, relative tolerance asked of CG). Appended on the host by
+``jax.debug.callback``; the caller clears it."""
+
+
+def _record_cg(n, normF, rtol) -> None:
+    CG_LOG.append((int(n), float(normF), float(rtol)))
+
+
+def pcg(A, b, M, rtol, maxiter: int):
+    """Preconditioned conjugate gradients for A x = b, A and M symmetric positive definite,
+    from x = 0, until ||b - A x|| <= rtol ||b|| or ``maxiter`` iterations.
+
+    Returns:
+      (x, iterations).
+    """
+    def dot(u, v):
+        return jnp.sum(u * v)
+
+    bound = (rtol * jnp.sqrt(dot(b, b))) ** 2
+    z = M(b)
+    st = (jnp.asarray(0), jnp.zeros_like(b), b, z, z, dot(b, z))
+
+    def cond(st):
+        it, _, r, _, _, _ = st
+        return (dot(r, r) > bound) & (it < maxiter)
+
+    def body(st):
+        it, x, r, z, p, rz = st
+        Ap = A(p)
+        alpha = rz / dot(p, Ap)
+        x = x + alpha * p
+        r = r - alpha * Ap
+        z = M(r)
+        rz_new = dot(r, z)
+        return it + 1, x, r, z, z + (rz_new / rz) * p, rz_new
+
+    it, x, _, _, _, _ = jax.lax.while_loop(cond, body, st)
+    return x, it
+
+
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class FactorProblem:
@@ -252,17 +298,24 @@ class FactorProblem:
         F(x) = x - s X^T (T - softmax(X x)) = 0,   J = I + s X^T D X   (symmetric PD),
 
     so each Newton system is solved by preconditioned conjugate gradients using products with
-    X and X^T only (never the N x N Gram matrix). The preconditioner is the exact inverse of J
-    with every softmax Hessian replaced by their mean Dbar and X^T X by its leading eigenpairs
-    plus the mean of the rest, diagonal in the bases (Vf, W). The certificate is the same as
-    for every other problem: max |P - softmax(s X X^T (T - P))|.
+    X and X^T only (never the N x N Gram matrix): two products a CG iteration, three an
+    evaluation of F and the certificate. The preconditioner is the exact inverse of J with
+    every softmax Hessian replaced by their mean Dbar and X^T X by its leading eigenpairs
+    plus the mean of the rest,
+
+        Jbar = I + s (Vf diag(nu) Vf^T + nu_rest (I - Vf Vf^T)) (x) Dbar,
+
+    diagonal in the bases (Vf, eigenvectors of Dbar): O(D k K + D K^2) a CG iteration against
+    O(N D K) for the products with X. The certificate is the same as for every other problem:
+    max |P - softmax(s X X^T (T - P))|, computed as X (X^T (T - P)).
 
     Attributes:
       s: 1 / (N lam).
       X: (N, D) features.
-      Vf: (D, k) leading eigenvectors of X^T X; nu: (k,) their eigenvalues.
-      nu_rest: mean of the other D - k eigenvalues (0 when k = D).
+      Vf: (D, k) leading orthonormal eigenvectors of X^T X; nu: (k,) their eigenvalues.
+      nu_rest: mean of the other D - k eigenvalues of X^T X (0 when k = D).
       maxiter: most CG iterations per Newton step (static).
+      count_cg: record the CG iterations of every Newton step in :data:`CG_LOG` (static).
     """
 
     s: jax.Array
@@ -271,6 +324,7 @@ class FactorProblem:
     nu: jax.Array
     nu_rest: jax.Array
     maxiter: int = _static(200)
+    count_cg: bool = _static(False)
 
     def evaluate(self, x, T):
         P = jax.nn.softmax(self.X @ x, axis=-1)
@@ -284,8 +338,6 @@ class FactorProblem:
         return self.s * jnp.max(norms) * jnp.sum(norms)
 
     def direction(self, x, P, F, normF):
-        from jax.scipy.sparse.linalg import cg
-
         s = self.s
         sig, W = _mean_hessian_eigh(P, None)
         den = 1.0 + s * jnp.maximum(self.nu, 0.0)[:, None] * sig[None, :]
@@ -300,5 +352,7 @@ class FactorProblem:
             return Y + s * (self.X.T @ hessian_apply(P, self.X @ Y))
 
         rtol = jnp.clip(0.1 * normF, 1e-10, 1e-2)
-        dx, _ = cg(jac, -F, tol=rtol, maxiter=self.maxiter, M=prec)
+        dx, its = pcg(jac, -F, prec, rtol, self.maxiter)
+        if self.count_cg:
+            jax.debug.callback(_record_cg, its, normF, rtol)
         return dx
