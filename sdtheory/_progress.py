@@ -7,10 +7,11 @@ attaches a stderr handler (:func:`sdtheory.cli.main`), so long jobs show where t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "quieted"]
 
 
 class Progress:
@@ -63,3 +64,18 @@ class Progress:
     def note(self, message: str) -> None:
         """Report a line now, without counting a step."""
         self.log.info("%s", message)
+
+
+@contextlib.contextmanager
+def quieted(*names: str):
+    """Within the block, the loggers ``names`` report warnings only (their levels are restored
+    afterwards): for inner loops whose own progress would drown the caller's."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

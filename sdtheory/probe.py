@@ -32,7 +32,7 @@ import numpy as np
 from scipy.special import softmax
 
 from sdtheory import noise
-from sdtheory._progress import Progress
+from sdtheory._progress import Progress, quieted
 from sdtheory._validate import as_float, as_int, check_eta, check_lam, check_seed
 from sdtheory.featuredata import FEATURE_MAPS, FeatureData, block_statistics
 
@@ -259,22 +259,22 @@ def run_probe(cfg: ProbeConfig, data: FeatureData) -> ProbeResult:
     stats = block_statistics(X, y, superclass_of)
     lam_model = cfg.lam / stats["g"]          # the block model has unit diagonal (section 13)
     combos = [(kind, eta, seed) for kind in cfg.noise for eta in cfg.rates for seed in cfg.seeds]
-    # the per-epoch reports of each SGD training would drown the per-training progress below
-    logging.getLogger("sdtheory.solvers.trained").setLevel(logging.WARNING)
     progress = Progress(log, total=len(combos) * (cfg.rounds + 2), what="training")
     rows, r_stars = [], []
     for kind, eta, seed in combos:
         T = noise.transition_matrix(kind, K, eta, superclass_of=superclass_of)
         cor = noise.corrupt_sampled(T, y, seed)
         dlt = float(noise.delta(cor.counts))
-        if cfg.engine == "closed":
-            runs = _closed_rounds(X, cor, cfg.lam, cfg.rounds)
-        else:
-            monitor = None
-            if cfg.select_on_test:
-                def monitor(W):
-                    return _accuracy(softmax(data.X_test @ W.T, axis=1), data.y_test)
-            runs = _trained_rounds(X, cor, cfg.lam, cfg.rounds, seed, cfg.epochs, monitor)
+        # the per-round and per-epoch reports of each training would drown the progress below
+        with quieted("sdtheory.distill", "sdtheory.solvers.trained"):
+            if cfg.engine == "closed":
+                runs = _closed_rounds(X, cor, cfg.lam, cfg.rounds)
+            else:
+                monitor = None
+                if cfg.select_on_test:
+                    def monitor(W):
+                        return _accuracy(softmax(data.X_test @ W.T, axis=1), data.y_test)
+                runs = _trained_rounds(X, cor, cfg.lam, cfg.rounds, seed, cfg.epochs, monitor)
         first = None
         for r, (P, W, cert) in enumerate(runs):
             label = "pll" if r == cfg.rounds + 1 else str(r)
