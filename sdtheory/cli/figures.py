@@ -60,6 +60,11 @@ def run(args) -> int:
         except (SolverError, FigureError) as err:
             print(f"sdtheory figures: {name} failed: {err}", file=sys.stderr)
             return EXIT_FAIL
-        step(f"done -> {results}, {png}")
+        # everything this figure wrote: its results file and PNG, and any companions (CSVs,
+        # a second PNG) named after it
+        wall = time.time() - (time.perf_counter() - t0) - 1.0
+        extra = sorted(str(p) for p in out.glob(f"{name}*")
+                       if p.stat().st_mtime >= wall and p not in (Path(results), Path(png)))
+        step(f"done -> {', '.join([str(results), str(png), *extra])}")
     log.info("%d figure(s) in %.1f s", len(names), time.perf_counter() - t_all)
     return EXIT_OK
