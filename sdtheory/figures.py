@@ -528,6 +528,31 @@ def compute_phase_pll(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
 
 
 # --------------------------------------------------------------------------------------------
+# probe_digits: the paper's linear-probing layout on the bundled pretrained features
+# --------------------------------------------------------------------------------------------
+
+def compute_probe_digits(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
+    """``sdtheory probe`` on a bundled dataset with the experiment's settings: the JSON and CSV
+    results of the probe command, under the figure's name (docs/theory.md section 13)."""
+    from sdtheory import featuredata, probe
+    from sdtheory._io import write_json, write_text
+
+    pc = probe.ProbeConfig(
+        dataset=cfg["dataset"], feature_map=cfg["feature_map"], noise=tuple(cfg["noise"]),
+        rates=tuple(cfg["rates"]), seeds=tuple(cfg["seeds"]), rounds=cfg["rounds"],
+        lam=cfg["lam"], engine=cfg["engine"])
+    data = featuredata.feature_map(featuredata.load_dataset(pc.dataset), pc.feature_map)
+    log(f"{data.source}: N = {data.N}, D = {data.D}, K = {data.K}; "
+        f"{len(pc.noise) * len(pc.rates) * len(pc.seeds) * (pc.rounds + 2)} trainings")
+    doc = probe.to_doc(probe.run_probe(pc, data))
+    doc = {**doc, "figure": "probe_digits", "experiment": jsonable(cfg)}
+    write_text(out / "probe_digits.csv", probe.csv_text(doc))
+    path = out / "probe_digits.json"
+    write_json(path, doc)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
 # Registry and runner
 # --------------------------------------------------------------------------------------------
 
@@ -571,6 +596,11 @@ FIGURES: dict[str, Figure] = {f.name: f for f in [
            "where one PLL round beats SD: acc(PLL) - best SD accuracy over rounds 0..R, "
            "R = 1, 2, 4, over eta x lam (white: exactly equal)",
            compute_phase_pll, plots.plot_phase_pll),
+    Figure("probe_digits",
+           "linear probing on the bundled digits through ImageNet EfficientNet-Lite0 features: "
+           "distillation gain (student - teacher test accuracy) against eta per noise type, "
+           "and the class-correlation heatmap with its superclass dendrogram",
+           compute_probe_digits, plots.plot_probe_digits),
 ]}
 
 

@@ -609,3 +609,39 @@ def test_min_rounds_marks_coinciding_lams(min_rounds, tmp_path, monkeypatch):
     assert len({(m.get_marker(), m.get_markersize()) for m in marks}) == 2
     texts = [t.get_text() for t in ax.texts]
     assert any("identical" in t for t in texts)
+
+
+# ------------------------------------------------------------------------------- probe_digits
+
+def test_probe_digits_figure(tmp_path):
+    """The real-data figure (quick: symmetric noise, eta 0 and 0.5, one seed, rounds 0-1):
+    both PNGs, the experiment recorded, certified trainings, gains = student - teacher, and the
+    CSV holding the JSON's rows."""
+    from sdtheory.probe import read_csv
+
+    doc = _run("probe_digits", tmp_path)
+    _check_png(tmp_path / "probe_digits.png")
+    _check_png(tmp_path / "probe_digits_correlation.png", min_w=400)
+    assert doc["figure"] == "probe_digits" and doc["version"] == sdtheory.__version__
+    assert doc["experiment"] == figures.load_config("probe_digits", quick=True)
+    exp, cfg = doc["experiment"], doc["config"]
+    assert (cfg["dataset"], cfg["feature_map"], cfg["lam"], cfg["rounds"]) == \
+           (exp["dataset"], exp["feature_map"], exp["lam"], exp["rounds"])
+    assert doc["data"] == {**doc["data"], "N": 1257, "M": 540, "D": 1280, "K": 10}
+    rows = doc["rows"]
+    assert len(rows) == len(exp["rates"]) * len(exp["seeds"]) * (exp["rounds"] + 2)
+    assert max(r["certificate"] for r in rows) <= 1e-10
+    by = {(r["eta"], r["round"]): r for r in rows}
+    assert by[(0.0, "0")]["realised_rate"] == 0.0 and by[(0.0, "0")]["acc_given"] == \
+        by[(0.0, "0")]["acc_true"]
+    assert 0.4 < by[(0.5, "0")]["realised_rate"] < 0.6
+    g = doc["gains"]["sym"]
+    for i, eta in enumerate(g["eta"]):
+        for label, key in (("t=1", "1"), ("pll", "pll")):
+            want = by[(eta, key)]["test_acc"] - by[(eta, "0")]["test_acc"]
+            assert abs(g[label][0][i] - want) <= 1e-9
+            assert g[label][1][i] == 0.0                      # one seed: no spread
+    config, csv_rows = read_csv(tmp_path / "probe_digits.csv")
+    assert config == cfg
+    assert [r["test_acc"] for r in csv_rows] == pytest.approx([r["test_acc"] for r in rows],
+                                                              abs=1e-9)

@@ -49,6 +49,7 @@ __all__ = [
     "plot_phase_eta_lam",
     "plot_phase_eta_gap",
     "plot_phase_pll",
+    "plot_probe_digits",
     "identical_groups",
     "round_ranges",
 ]
@@ -712,3 +713,15 @@ def plot_phase_pll(results, png) -> None:
             "\n"
             + ties + f"   {stamp(doc)}"), y=-0.02)
         save(fig, png)
+
+
+def plot_probe_digits(results, png) -> None:
+    """The probe figure (:func:`sdtheory.plots.probe.plot_probe_gain`) in ``png`` and the class
+    correlations (:func:`sdtheory.plots.probe.plot_probe_correlation`) beside it, in
+    NAME_correlation.png."""
+    from sdtheory.plots.probe import plot_probe_correlation, plot_probe_gain
+
+    doc = load_results(results)
+    png = Path(png)
+    plot_probe_gain(doc, png)
+    plot_probe_correlation(doc, png.with_name(png.stem + "_correlation.png"))

@@ -109,7 +109,7 @@ def plot_probe_correlation(doc: dict, png) -> None:
             ax_h.axvline(b, color="k", lw=1.2)
         ax_h.set_xlabel("class (dendrogram order)")
         ax_h.set_ylabel("class")
-        fig.colorbar(im, cax=ax_c, label="class-mean correlation (centred, normalised)")
+        fig.colorbar(im, cax=ax_c, label="mean cosine of centred features, class k vs class l")
         st = doc["stats"]
 
         def f(v):
