@@ -29,7 +29,8 @@ class AveragingOperator:
       gram: a :class:`~sdtheory.models.BlockModel` with ``counts`` (units: the (true, given)
         groups, or any units given by ``unit_class`` and ``weight``), or an (N, N) Gram matrix.
       lam: ridge parameter.
-      K: number of classes (outputs).
+      K: number of classes (outputs), the factor of the ridge K N lam of (L); K = 1 gives the
+        operator G (G + N lam I)^{-1} of the squared loss (:mod:`sdtheory.kernel_ridge`).
       unit_class: (U,) class of each unit (block model only).
       weight: (U,) samples per unit (block model only).
 
@@ -79,8 +80,7 @@ class AveragingOperator:
         t = np.asarray(t, dtype=np.float64)
         tt = t.reshape(-1, 1, 1)
         if not self._block:
-            out = np.einsum("ij,rjk->rik", self._V, self.a[None, :, None] ** tt
-                            * (self._V.T @ Y)[None])
+            out = self.spectral_apply(Y, self.a[None, :] ** tt[:, :, 0])
             return out if t.ndim else out[0]
         a_inst, a_cls = self.a[0], self.a[1:]
         sums = np.zeros((self._n.size, Y.shape[1]))
@@ -94,6 +94,17 @@ class AveragingOperator:
             fc = np.where(self._root[:, None] > 0, fc / self._root[:, None], 0.0)
         out = a_inst ** tt * (Y - means[self._cls])[None] + fc[:, self._cls]
         return out if t.ndim else out[0]
+
+    def spectral_apply(self, Y, coef) -> np.ndarray:
+        """V diag(coef_r) V^T Y for each row coef_r of ``coef`` (R, N), a function of G's
+        eigenvalues (dense Gram matrix only; ascending order of :attr:`mu`): (R, N, ...)."""
+        if self._block:
+            raise ValueError("spectral_apply needs a dense Gram matrix")
+        Y = np.asarray(Y, dtype=np.float64)
+        coef = np.asarray(coef, dtype=np.float64)
+        proj = self._V.T @ Y
+        scaled = coef.reshape(coef.shape + (1,) * (Y.ndim - 1)) * proj[None]
+        return np.einsum("ij,rj...->ri...", self._V, scaled)
 
     def power(self, t: float) -> np.ndarray:
         """A^t as a (U, U) matrix (for tests and small problems)."""

@@ -55,6 +55,7 @@ CHECK_MODULES: tuple[str, ...] = (
     "sdtheory.verify.checks_rstar",
     "sdtheory.verify.checks_pll",
     "sdtheory.verify.checks_trained",
+    "sdtheory.verify.checks_peers",
 )
 """Modules imported by :func:`checks` so that their ``@check`` functions join the registry, in
 the order of the table."""

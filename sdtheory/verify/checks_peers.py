@@ -1,0 +1,56 @@
+"""Checks against peers' published numbers and identities: squared-loss (kernel-ridge)
+self-distillation (docs/theory.md section 14)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sdtheory.kernel_ridge import KernelRidgeSD, borup_andersen_toy, rbf_kernel
+from sdtheory.verify.cases import named
+from sdtheory.verify.harness import Tally, check
+
+PUBLISHED_DIGITS = 1e-5     # the notebook prints 5 decimals
+
+
+@check("borup_andersen_toy",
+       "kernel-ridge SD on Borup & Andersen's toy example (11 samples of sin(2 pi x), RBF "
+       "gamma = 80, ridge 0.2): test MSE of steps 1-6 equals the published values for "
+       "alpha = 0 and 0.25; margin = 1e-5 - max |ours - published|")
+def _borup_andersen_toy(t: Tally) -> None:
+    for alpha in (0.0, 0.25):
+        res = borup_andersen_toy(alpha)
+        dev = np.abs(np.asarray(res["mse"]) - np.asarray(res["reference"]))
+        for step, (ours, ref, d) in enumerate(zip(res["mse"], res["reference"], dev), 1):
+            t.case(named(alpha=alpha, step=step), PUBLISHED_DIGITS - d, ours=ours,
+                   published=ref)
+
+
+@check("kernel_ridge_powers",
+       "repeated kernel ridge regression (Mobahi et al. 2020): R explicit solves with "
+       "(G + N lam I) equal the spectral filter a^(r+1) (alpha = 0) and t_r (alpha != 0) to "
+       "round-off; margin = 1 - error / (20 (r+1) eps cond(G + N lam I) max|P|)")
+def _kernel_ridge_powers(t: Tally) -> None:
+    rng = np.random.default_rng(21)
+    eps = np.finfo(float).eps
+    for case in range(3 if t.quick else 12):
+        N = int(rng.integers(5, 60))
+        x = rng.uniform(0, 1, (N, int(rng.integers(1, 4))))
+        G = rbf_kernel(x, x, float(10 ** rng.uniform(-0.5, 1.5)))
+        lam = float(10 ** rng.uniform(-4, -1))
+        alpha = float(rng.choice([0.0, 0.3, -0.5]))
+        Y = rng.standard_normal((N, 2))
+        R = 8
+        sd = KernelRidgeSD(G, lam, alpha)
+        spectral = sd.train_outputs(Y, range(R))
+        A = G + N * lam * np.eye(N)
+        cond = np.linalg.cond(A)
+        T, explicit = Y, []
+        for _ in range(R):
+            P = G @ np.linalg.solve(A, T)
+            explicit.append(P)
+            T = alpha * Y + (1 - alpha) * P
+        err = np.abs(np.asarray(explicit) - spectral).max(axis=(1, 2))
+        scale = np.abs(np.asarray(explicit)).max()
+        bound = 20 * np.arange(1, R + 1) * eps * cond * max(scale, 1.0)
+        t.case(named(case=case, N=N, lam=lam, alpha=alpha, cond=cond),
+               float(np.min(1 - err / bound)), max_error=float(err.max()))

@@ -1,0 +1,115 @@
+"""Squared-loss (kernel-ridge) self-distillation with label-weighted targets
+(sdtheory.kernel_ridge, docs/theory.md section 14): peers' published numbers and identities
+between independent computations."""
+
+import numpy as np
+import pytest
+
+from sdtheory.kernel_ridge import KernelRidgeSD, borup_andersen_toy, rbf_kernel, target_filter
+from sdtheory.models import jitter, two_level
+from sdtheory.noise import corrupt_exact, transition_matrix
+from sdtheory.solvers import LinearSolver
+
+# Borup & Andersen (NeurIPS 2021), toy_example.ipynb of github.com/Kennethborup/
+# self_distillation at commit 3d20499 (cells 7 and 8): test MSE of steps 1-6, printed to 5
+# decimals.
+PUBLISHED = {0.0: [0.16477, 0.15076, 0.14915, 0.15561, 0.16735, 0.18251],
+             0.25: [0.16477, 0.15309, 0.14958, 0.14903, 0.14946, 0.15011]}
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.25])
+def test_borup_andersen_toy_reproduces_published_mse(alpha):
+    """Agreement to 1e-5, the precision of the published values (measured: at most 4.7e-6)."""
+    res = borup_andersen_toy(alpha)
+    assert res["reference"] == PUBLISHED[alpha]            # the bundled copy is the published one
+    np.testing.assert_allclose(res["mse"], PUBLISHED[alpha], rtol=0, atol=1e-5)
+
+
+def _rbf_problem(rng, N=30, D=2):
+    x = rng.uniform(0, 1, (N, D))
+    return x, rbf_kernel(x, x, 5.0)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.4, 1.0, -0.5, -1.0])
+def test_target_filter_equals_the_recurrence(alpha):
+    """t_r = alpha + (1 - alpha) a t_{r-1}, t_0 = 1, iterated, against the closed form; alpha
+    = -1 with a = 1/2 gives b = 1, where the geometric sum is r. Tolerance: 1e-13 times the
+    size of the summed terms, |alpha| sum_j |b|^j + |b|^r (both sides cancel terms up to
+    2^11 here)."""
+    a = np.array([0.0, 0.1, 0.5, 0.9, 0.999])
+    b = np.abs((1 - alpha) * a)
+    t = np.ones_like(a)
+    for r in range(12):
+        size = abs(alpha) * sum(b ** j for j in range(r)) + b ** r
+        np.testing.assert_allclose(target_filter(a, alpha, r), t, rtol=0, atol=1e-13 * size.max())
+        t = alpha + (1 - alpha) * a * t
+
+
+def test_rounds_equal_explicit_kernel_ridge_solves(rng):
+    """Round r of the spectral filter equals r + 1 explicit ridge solves with the targets
+    alpha Y + (1 - alpha) P_{r-1} (Mobahi et al.'s repeated kernel ridge for alpha = 0), on
+    the training points and at test points. Tolerance: the solves' backward error,
+    20 (r + 1) eps cond(G + N lam I) max |P|."""
+    x, G = _rbf_problem(rng)
+    xt = rng.uniform(0, 1, (15, 2))
+    Kt = rbf_kernel(xt, x, 5.0)
+    Y = np.eye(3)[rng.integers(0, 3, x.shape[0])]
+    N, lam = x.shape[0], 1e-3
+    A = G + N * lam * np.eye(N)
+    eps, cond = np.finfo(float).eps, np.linalg.cond(A)
+    for alpha in (0.0, 0.3, -0.5):
+        sd = KernelRidgeSD(G, lam, alpha)
+        P, F = sd.train_outputs(Y, range(6)), sd.predict(Kt, Y, range(6))
+        T = Y
+        for r in range(6):
+            c = np.linalg.solve(A, T)
+            tol = 20 * (r + 1) * eps * cond * max(1.0, np.abs(G @ c).max())
+            np.testing.assert_allclose(P[r], G @ c, rtol=0, atol=tol)
+            np.testing.assert_allclose(F[r], Kt @ c, rtol=0, atol=tol)
+            T = alpha * Y + (1 - alpha) * (G @ c)
+    # at the training points the test formula gives the training outputs
+    np.testing.assert_allclose(sd.predict(G, Y, [0, 3]), sd.train_outputs(Y, [0, 3]),
+                               rtol=0, atol=1e-10)
+
+
+def test_softmax_linearisation_is_kernel_ridge_with_ridge_K_lam():
+    """docs/theory.md section 4: the closed form (L) of the softmax student is kernel ridge
+    regression on the centred targets with ridge K lam: 1/K + KR_{K lam}^r (Y - 1/K), two
+    independent computations (LinearSolver's averaging operator, this module's filter)."""
+    model = two_level(3, 20, 0.5, 0.1)
+    G = jitter(model.dense(), 0.01, seed=2)
+    cor = corrupt_exact(transition_matrix("sym", 3, 0.4), model.sizes)
+    lam = 1e-3
+    lin = LinearSolver(gram=G, labels=cor, lam=lam)
+    Y = lin.targets0()
+    kr = KernelRidgeSD(G, 3 * lam)
+    np.testing.assert_allclose(lin.round_outputs(np.arange(5)),
+                               1 / 3 + kr.train_outputs(Y - 1 / 3, range(5)), rtol=0,
+                               atol=1e-12)
+
+
+def test_label_weight_limits(rng):
+    """alpha = 1: every round is the teacher; alpha = 0: round r is A^(r+1) Y."""
+    x, G = _rbf_problem(rng, N=12)
+    Y = rng.standard_normal(12)
+    lam = 1e-2
+    teacher = KernelRidgeSD(G, lam, 1.0).train_outputs(Y, range(4))
+    np.testing.assert_allclose(teacher, np.broadcast_to(teacher[0], teacher.shape), atol=1e-13)
+    A = G @ np.linalg.inv(G + 12 * lam * np.eye(12))
+    plain = KernelRidgeSD(G, lam).train_outputs(Y, range(4))
+    for r in range(4):
+        np.testing.assert_allclose(plain[r], np.linalg.matrix_power(A, r + 1) @ Y, atol=1e-11)
+
+
+def test_bad_inputs(rng):
+    x, G = _rbf_problem(rng, N=8)
+    with pytest.raises(ValueError, match=r"alpha must be a number in \[-1000, 1\], got 1.5"):
+        KernelRidgeSD(G, 1e-3, 1.5)
+    with pytest.raises(ValueError, match="lam must be a number in"):
+        KernelRidgeSD(G, 0.0)
+    with pytest.raises(ValueError, match=r"K_test must be \(M, 8\) kernel rows"):
+        KernelRidgeSD(G, 1e-3).predict(np.ones((3, 7)), np.ones(8), [0])
+    with pytest.raises(ValueError, match="rounds must be an integer"):
+        KernelRidgeSD(G, 1e-3).train_outputs(np.ones(8), [-1])
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        KernelRidgeSD(G - 2 * np.eye(8), 1e-3)
