@@ -286,3 +286,12 @@ def _existing_parent(path: str) -> str:
             break
         p = parent
     return p
+
+
+def check_label_weight(alpha) -> float:
+    """The label weight alpha of label-weighted SD targets, a number in [-1000, 1]
+    (docs/theory.md section 14; alpha < 0: teacher weight above 1, squared loss only)."""
+    a = as_float(alpha, "label weight alpha")
+    if not -1e3 <= a <= 1.0:
+        raise ValueError(f"label weight alpha must be a number in [-1000, 1], got {a:g}")
+    return a

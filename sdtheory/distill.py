@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdtheory._progress import Progress
-from sdtheory._validate import check_memory, check_rounds
+from sdtheory._validate import check_label_weight, check_memory, check_rounds
 from sdtheory.metrics import accuracy, first_true, group_means, tie_tolerance
 from sdtheory.solvers.base import Fit, NewtonInfo, SolverError, TrainInfo
 
@@ -139,7 +139,7 @@ class Rounds:
 
 def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split",
                until_perfect: bool = False, keep_outputs: bool = False, targets0=None,
-               on_failure: str = "raise") -> Rounds:
+               on_failure: str = "raise", label_weight: float = 0.0) -> Rounds:
     """Train the teacher and R students (rounds 0..R) of every problem of ``solver``.
 
     Args:
@@ -153,16 +153,21 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
       targets0: teacher targets (B, U, K) (default: one-hot given labels).
       on_failure: ``"raise"`` a :class:`~sdtheory.solvers.SolverError` when a training misses
         its tolerance, or ``"mark"`` the problem as failed (``ok`` False) and stop it.
+      label_weight: alpha: round r >= 1 trains on alpha T_0 + (1 - alpha) P_(r-1) (0: plain
+        SD; Borup & Andersen's alpha, Das & Sanghavi's teacher weight 1 - alpha), in
+        [-1000, 1]; softmax solvers accept only targets on the simplex, alpha in [0, 1].
 
     Returns:
       :class:`Rounds`.
     """
     R = check_rounds(rounds)
+    alpha = check_label_weight(label_weight)
     if on_failure not in ("raise", "mark"):
         raise ValueError(f"on_failure must be 'raise' or 'mark', got {on_failure!r}")
     B, U, K = solver.weight.shape[0], solver.true.size, solver.K
     T = (np.broadcast_to(np.eye(K)[solver.given], (B, U, K)).copy() if targets0 is None
          else np.array(targets0, dtype=np.float64).reshape(B, U, K))
+    T0 = T.copy() if alpha != 0 else None
     nan = np.full((R + 1, B), np.nan)
     acc, clean, noisy, strict, resid = (nan.copy() for _ in range(5))
     pll_out = {k: np.full(B, np.nan) for k in ("acc", "clean", "noisy", "strict", "residual")}
@@ -216,7 +221,7 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
         perfect = (st == 1.0) & fit.ok
         newly = perfect & (r_star[active] < 0)
         r_star[active[newly]] = r
-        T[active] = fit.P
+        T[active] = fit.P if T0 is None else alpha * T0[active] + (1.0 - alpha) * fit.P
         if fit.x is not None:
             if x is None:
                 x = np.zeros((B,) + fit.x.shape[1:])
@@ -310,7 +315,7 @@ def _none(v) -> float | None:
 
 
 def self_distill(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split",
-                 targets0=None) -> SDResult:
+                 targets0=None, label_weight: float = 0.0) -> SDResult:
     """Run the teacher and ``rounds`` students (rounds 0..R) of one problem, and optionally the
     PLL student; keep every round's outputs.
 
@@ -320,6 +325,8 @@ def self_distill(solver, rounds: int, *, pll: bool = False, pll_ties: str = "spl
       pll: also train the PLL student on the teacher's top-2 labels (CE loss, section 1.3).
       pll_ties: tie rule of the top-2 partial labels (:func:`pll_targets`).
       targets0: teacher targets (default: one-hot given labels).
+      label_weight: alpha of the targets alpha T_0 + (1 - alpha) P_(r-1) of rounds >= 1
+        (:func:`run_rounds`).
 
     Returns:
       :class:`SDResult` with one :class:`RoundResult` per round.
@@ -338,7 +345,7 @@ def self_distill(solver, rounds: int, *, pll: bool = False, pll_ties: str = "spl
                  "(--rounds)")
     t0 = None if targets0 is None else np.asarray(targets0, dtype=np.float64)[None]
     res = run_rounds(solver, rounds, pll=pll, pll_ties=pll_ties, keep_outputs=True,
-                     targets0=t0)
+                     targets0=t0, label_weight=label_weight)
 
     def rr(r, P, fit, a, c, n, st):
         return RoundResult(round=r, P=P, residual=float(fit.residual[0]), train_acc=float(a),

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sdtheory._validate import as_float, as_int, check_lam
+from sdtheory._validate import as_int, check_label_weight, check_lam
 from sdtheory.solvers.linear import AveragingOperator
 
 __all__ = ["KernelRidgeSD", "borup_andersen_toy", "rbf_kernel", "target_filter"]
@@ -71,9 +71,7 @@ class KernelRidgeSD:
 
     def __init__(self, gram, lam: float, alpha: float = 0.0):
         self.lam = check_lam(lam)
-        self.alpha = as_float(alpha, "alpha")
-        if not -1e3 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be a number in [-1000, 1], got {self.alpha}")
+        self.alpha = check_label_weight(alpha)
         self.op = AveragingOperator(gram, self.lam, K=1)      # ridge N lam: the squared loss
         self.N = int(self.op.N)
         self.a = self.op.a
@@ -90,7 +88,7 @@ class KernelRidgeSD:
         Y = np.asarray(Y, dtype=np.float64)
         r = self._rounds(rounds)
         coef = self.a[None, :] * target_filter(self.a[None, :], self.alpha, r[:, None])
-        return self.op.spectral_apply(Y, coef)
+        return self.op.apply_filter(Y, coef)
 
     def predict(self, K_test, Y, rounds) -> np.ndarray:
         """Outputs k(x)^T (G + N lam I)^{-1} T_r at test points with kernel rows ``K_test``
@@ -103,7 +101,7 @@ class KernelRidgeSD:
         r = self._rounds(rounds)
         coef = target_filter(self.a[None, :], self.alpha, r[:, None]) / (
             self.op.mu[None, :] + self.N * self.lam)
-        inner = self.op.spectral_apply(Y, coef)             # (G + N lam)^{-1} T_r
+        inner = self.op.apply_filter(Y, coef)               # (G + N lam)^{-1} T_r
         return np.einsum("mn,rn...->rm...", K_test, inner)
 
 

@@ -113,3 +113,72 @@ def test_bad_inputs(rng):
         KernelRidgeSD(G, 1e-3).train_outputs(np.ones(8), [-1])
     with pytest.raises(ValueError, match="not positive semi-definite"):
         KernelRidgeSD(G - 2 * np.eye(8), 1e-3)
+
+
+# ------------------------------------------ the squared loss and label weights in the solvers
+
+def _block_case():
+    model = two_level(3, 20, 0.5, 0.1)
+    cor = corrupt_exact(transition_matrix("sym", 3, 0.4), model.sizes)
+    return model, cor
+
+
+@pytest.mark.parametrize("loss, alpha", [("mse", 0.0), ("mse", 0.3), ("mse", -0.5),
+                                         ("ce", 0.0), ("ce", 0.3)])
+def test_round_driver_with_label_weight_equals_closed_form(loss, alpha):
+    """self_distill iterates one training per round with targets alpha Y + (1 - alpha) P_(r-1);
+    LinearSolver.round_outputs evaluates the spectral filter a t_r(a) directly: the same
+    outputs, on the block model's groups and on its dense Gram matrix (two operators)."""
+    from sdtheory.distill import self_distill
+
+    model, cor = _block_case()
+    lam = 1e-3
+    for gram, labels in ((model, cor.counts), (model.dense(), cor)):
+        s = LinearSolver(gram=gram, labels=labels, lam=lam, loss=loss)
+        assert s.name == ("ridge" if loss == "mse" else "linear")
+        res = self_distill(s, 6, label_weight=alpha)
+        closed = s.round_outputs(np.arange(7), label_weight=alpha)
+        for r, rr in enumerate(res.rounds):
+            scale = max(1.0, np.abs(rr.P).max())
+            np.testing.assert_allclose(rr.P, closed[r], rtol=0, atol=1e-12 * scale)
+            assert rr.residual <= 1e-12 * scale           # P solves its fixed point
+    dense = LinearSolver(gram=model.dense(), labels=cor, lam=lam, loss=loss)
+    block = LinearSolver(gram=model, labels=cor.counts, lam=lam, loss=loss)
+    Pd = dense.round_outputs(np.arange(5), label_weight=alpha)
+    Pb = block.round_outputs(np.arange(5), label_weight=alpha)
+    for f, (t, g, w) in enumerate(zip(block.true, block.given, block.weight[0])):
+        rows = np.flatnonzero((dense.true == t) & (dense.given == g))
+        assert rows.size == w
+        np.testing.assert_allclose(Pd[:, rows], np.broadcast_to(Pb[:, f, None],
+                                                                Pd[:, rows].shape),
+                                   rtol=0, atol=1e-11)
+
+
+def test_squared_loss_solver_equals_kernel_ridge_and_exact_softmax_takes_label_weights():
+    """LinearSolver(loss="mse") on a dense G is KernelRidgeSD's filter; the exact softmax
+    solver with label weight 0.5 trains each round on 0.5 Y + 0.5 P_(r-1) (checked against
+    explicit fits) and refuses a weight whose targets leave the simplex (alpha = -5: the given
+    class gets -5 + 6 p, negative wherever the teacher's p < 5/6)."""
+    from sdtheory.distill import self_distill
+    from sdtheory.solvers import ExactSolver
+
+    model, cor = _block_case()
+    G = model.dense()
+    lam = 1e-3
+    s = LinearSolver(gram=G, labels=cor, lam=lam, loss="mse")
+    Y = s.targets0()
+    np.testing.assert_allclose(s.round_outputs(np.arange(4), label_weight=0.25),
+                               KernelRidgeSD(G, lam, 0.25).train_outputs(Y, range(4)),
+                               rtol=0, atol=1e-13)
+    ex = ExactSolver(gram=model, labels=cor.counts, lam=lam)
+    res = self_distill(ex, 3, label_weight=0.5)
+    Y = ex.targets0()
+    T = Y
+    for rr in res.rounds:
+        fit = ex.fit(T)
+        np.testing.assert_allclose(rr.P, fit.P, rtol=0, atol=1e3 * max(fit.residual, 1e-15))
+        T = 0.5 * Y + 0.5 * fit.P
+    with pytest.raises(ValueError, match="must be a distribution"):
+        self_distill(ex, 2, label_weight=-5.0)
+    with pytest.raises(ValueError, match="loss must be one of ce, mse"):
+        LinearSolver(gram=G, labels=cor, lam=lam, loss="hinge")

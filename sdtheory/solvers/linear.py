@@ -19,7 +19,10 @@ from sdtheory._validate import check_counts, check_lam, check_targets
 from sdtheory.models import BlockModel, is_psd, psd_refusal, square_matrix
 from sdtheory.solvers.base import BatchFit, Fit, SingleProblem, one_hot
 
-__all__ = ["AveragingOperator", "LinearSolver"]
+__all__ = ["AveragingOperator", "LOSSES", "LinearSolver"]
+
+LOSSES = ("ce", "mse")
+"""ce: the linearised softmax student (L); mse: the squared loss (kernel ridge, exact)."""
 
 
 class AveragingOperator:
@@ -76,35 +79,31 @@ class AveragingOperator:
         ``t`` may be an array of powers: the result then has a leading axis over them,
         (len(t), U, K).
         """
-        Y = np.asarray(Y, dtype=np.float64)
         t = np.asarray(t, dtype=np.float64)
-        tt = t.reshape(-1, 1, 1)
+        out = self.apply_filter(Y, self.a[None, :] ** t.reshape(-1, 1))
+        return out if t.ndim else out[0]
+
+    def apply_filter(self, Y, coef) -> np.ndarray:
+        """f(A) Y for R spectral filters at once: ``coef`` (R, len(a)) holds f_r at each
+        averaging eigenvalue of :attr:`a` (e.g. a ** t, or a t_r(a) of label-weighted rounds,
+        :func:`sdtheory.kernel_ridge.target_filter`); returns (R, U, ...)."""
+        Y = np.asarray(Y, dtype=np.float64)
+        coef = np.asarray(coef, dtype=np.float64)
         if not self._block:
-            out = self.spectral_apply(Y, self.a[None, :] ** tt[:, :, 0])
-            return out if t.ndim else out[0]
-        a_inst, a_cls = self.a[0], self.a[1:]
+            proj = self._V.T @ Y
+            scaled = coef.reshape(coef.shape + (1,) * (Y.ndim - 1)) * proj[None]
+            return np.einsum("ij,rj...->ri...", self._V, scaled)
+        c_inst, c_cls = coef[:, 0, None, None], coef[:, 1:]
         sums = np.zeros((self._n.size, Y.shape[1]))
         np.add.at(sums, self._cls, self._m[:, None] * Y)
         with np.errstate(invalid="ignore", divide="ignore"):
             means = np.where(self._n[:, None] > 0, sums / self._n[:, None], 0.0)
         # f(B) c = n^-1/2 Vc f(mu) Vc^T n^1/2 c on class means c (classes with n = 0: none)
-        fc = np.einsum("ij,rjk->rik", self._Vc, a_cls[None, :, None] ** tt
+        fc = np.einsum("ij,rjk->rik", self._Vc, c_cls[:, :, None]
                        * (self._Vc.T @ (self._root[:, None] * means))[None])
         with np.errstate(invalid="ignore", divide="ignore"):
             fc = np.where(self._root[:, None] > 0, fc / self._root[:, None], 0.0)
-        out = a_inst ** tt * (Y - means[self._cls])[None] + fc[:, self._cls]
-        return out if t.ndim else out[0]
-
-    def spectral_apply(self, Y, coef) -> np.ndarray:
-        """V diag(coef_r) V^T Y for each row coef_r of ``coef`` (R, N), a function of G's
-        eigenvalues (dense Gram matrix only; ascending order of :attr:`mu`): (R, N, ...)."""
-        if self._block:
-            raise ValueError("spectral_apply needs a dense Gram matrix")
-        Y = np.asarray(Y, dtype=np.float64)
-        coef = np.asarray(coef, dtype=np.float64)
-        proj = self._V.T @ Y
-        scaled = coef.reshape(coef.shape + (1,) * (Y.ndim - 1)) * proj[None]
-        return np.einsum("ij,rj...->ri...", self._V, scaled)
+        return c_inst * (Y - means[self._cls])[None] + fc[:, self._cls]
 
     def power(self, t: float) -> np.ndarray:
         """A^t as a (U, U) matrix (for tests and small problems)."""
@@ -132,22 +131,30 @@ class LinearSolver(SingleProblem):
         or an (N, N) Gram matrix (units: samples).
       labels: a :class:`~sdtheory.noise.Corruption`, or for a block model a K x K count matrix.
       lam: ridge parameter lambda > 0.
+      loss: "ce" (default): the linearised softmax student (L); "mse": the squared loss, whose
+        one training maps T to A T exactly, A = M (M + N lam I)^{-1} (kernel ridge regression,
+        docs/theory.md section 14); its name is then "ridge".
     """
 
     name = "linear"
     certified = False       # the residual of (L) is not an uncertainty of the outputs
 
-    def __init__(self, *, gram, labels, lam):
+    def __init__(self, *, gram, labels, lam, loss: str = "ce"):
         from sdtheory.noise import Corruption
 
         self.lam = check_lam(lam)
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        self.loss = loss
+        self.name = "linear" if loss == "ce" else "ridge"
         if isinstance(gram, BlockModel):
             counts = labels.counts if isinstance(labels, Corruption) else labels
             counts = check_counts(counts, gram.sizes)
             self.true, self.given = np.nonzero(counts)
             w = counts[self.true, self.given].astype(np.float64)
             self.K = gram.K
-            self.op = AveragingOperator(gram, lam, self.K, unit_class=self.true, weight=w)
+            self.op = AveragingOperator(gram, lam, self._ridge_factor(), unit_class=self.true,
+                                        weight=w)
         else:
             if not isinstance(labels, Corruption):
                 raise ValueError("a dense Gram matrix needs labels=Corruption (true and given "
@@ -158,37 +165,65 @@ class LinearSolver(SingleProblem):
                                  f"{G.shape[0]}")
             self.true, self.given, self.K = labels.true, labels.given, labels.K
             w = np.ones(labels.N)
-            self.op = AveragingOperator(G, lam, self.K)
+            self.op = AveragingOperator(G, lam, self._ridge_factor())
         self.weight = w[None]
+
+    def _ridge_factor(self) -> int:
+        """The factor c of the ridge c N lam: K for (L), 1 for the squared loss."""
+        return self.K if self.loss == "ce" else 1
+
+    @property
+    def _offset(self) -> float:
+        """The point the operator acts around: 1/K for (L) (uniform outputs), 0 for the
+        squared loss."""
+        return 1.0 / self.K if self.loss == "ce" else 0.0
 
     def targets0(self) -> np.ndarray:
         """One-hot given labels of the units."""
         return one_hot(self.given, self.K)
 
     def fit(self, T, x0=None) -> Fit:
-        """One linearised training on unit targets T (rows summing to 1; they may leave the
-        simplex). ``x0`` is ignored (closed form)."""
-        T = check_targets(T, (self.true.size, self.K), simplex=False)
-        P = 1.0 / self.K + self.op.apply(T - 1.0 / self.K, 1.0)
+        """One training on unit targets T: (L) maps rows summing to 1 (they may leave the
+        simplex) to 1/K + A (T - 1/K); the squared loss maps any finite T to A T. ``x0`` is
+        ignored (closed form)."""
+        if self.loss == "ce":
+            T = check_targets(T, (self.true.size, self.K), simplex=False)
+        else:
+            T = np.asarray(T, dtype=np.float64)
+            if T.shape != (self.true.size, self.K) or not np.all(np.isfinite(T)):
+                raise ValueError(f"T must be a finite ({self.true.size}, {self.K}) array, got "
+                                 f"shape {T.shape}")
+        c = self._offset
+        P = c + self.op.apply(T - c, 1.0)
         return Fit(P=P, residual=self.residual(T, P))
 
-    def round_outputs(self, r, Y=None) -> np.ndarray:
-        """P_r = 1/K + A^(r+1) (Y - 1/K) directly (Y: one-hot given labels by default).
+    def round_outputs(self, r, Y=None, label_weight: float = 0.0) -> np.ndarray:
+        """Round r's outputs directly (Y: one-hot given labels by default): with the label
+        weight alpha (targets alpha Y + (1 - alpha) P_(r-1) from round 1 on, alpha = 0 plain
+        SD), c + f_r(A) (Y - c), f_r(a) = a t_r(a) (:func:`sdtheory.kernel_ridge.
+        target_filter`; a^(r+1) for alpha = 0), c = 1/K for (L) and 0 for the squared loss.
 
         ``r`` may be an array of rounds: the result is then (len(r), U, K).
         """
-        Y = self.targets0() if Y is None else Y
-        return 1.0 / self.K + self.op.apply(Y - 1.0 / self.K, np.asarray(r, dtype=np.float64)
-                                            + 1.0)
+        from sdtheory.kernel_ridge import target_filter
 
-    def first_perfect_round(self, max_rounds: int, Y=None) -> int | None:
+        Y = self.targets0() if Y is None else Y
+        c = self._offset
+        r = np.asarray(r, dtype=np.float64)
+        a = self.op.a[None, :]
+        out = c + self.op.apply_filter(Y - c, a * target_filter(a, float(label_weight),
+                                                                r.reshape(-1, 1)))
+        return out if r.ndim else out[0]
+
+    def first_perfect_round(self, max_rounds: int, Y=None,
+                            label_weight: float = 0.0) -> int | None:
         """First round 0..max_rounds whose outputs get every unit right (None: none), found by
         evaluating the rounds in blocks (:func:`sdtheory.metrics.accuracy`)."""
         from sdtheory.metrics import accuracy, first_true
 
         for start in range(0, int(max_rounds) + 1, 256):
             rounds = np.arange(start, min(start + 256, int(max_rounds) + 1))
-            acc = accuracy(self.round_outputs(rounds, Y), self.true, self.given,
+            acc = accuracy(self.round_outputs(rounds, Y, label_weight), self.true, self.given,
                            self.weight[0]).strict
             r = int(first_true(acc == 1.0))
             if r >= 0:
@@ -196,9 +231,11 @@ class LinearSolver(SingleProblem):
         return None
 
     def residual(self, T, P) -> float:
-        """Residual of (L): max |P - 1/K - M (T - P) / (K N lam)|."""
-        R = self.op.matvec(np.asarray(T) - np.asarray(P)) / (self.K * self.op.N * self.lam)
-        return float(np.max(np.abs(P - 1.0 / self.K - R)))
+        """Residual of the fixed point: (L) max |P - 1/K - M (T - P) / (K N lam)|, the squared
+        loss max |P - M (T - P) / (N lam)| (P = A T rewritten)."""
+        R = self.op.matvec(np.asarray(T) - np.asarray(P)) / (
+            self._ridge_factor() * self.op.N * self.lam)
+        return float(np.max(np.abs(P - self._offset - R)))
 
     def fit_batch(self, T, x0=None, idx=None) -> BatchFit:
         out = super().fit_batch(T, x0, idx)
