@@ -10,11 +10,14 @@ import logging
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from sdtheory import models, noise
-from sdtheory._validate import check_rounds
+from sdtheory._validate import check_label_weight, check_rounds
 from sdtheory.distill import PLL_TIES, SDResult, self_distill
 from sdtheory.problem import Problem, ProblemConfig, build_problem, gram_of
 from sdtheory.solvers import ExactSolver, LinearSolver
+from sdtheory.solvers.linear import LOSSES
 
 __all__ = ["SimConfig", "make_solver", "simulate", "format_table"]
 
@@ -32,6 +35,8 @@ class SimConfig(ProblemConfig):
     solvers: tuple[str, ...] = ("exact", "linear")
     pll: bool = False
     pll_ties: str = "split"
+    loss: str = "ce"
+    label_weight: float = 0.0
 
     def __post_init__(self):
         super().__post_init__()
@@ -39,6 +44,17 @@ class SimConfig(ProblemConfig):
         for s in solvers:
             if s not in SOLVERS:
                 raise ValueError(f"solver must be one of {SOLVERS}, got {s!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.loss == "mse" and solvers != ("linear",):
+            raise ValueError("the squared loss (--loss mse) has an exact closed form: it runs "
+                             "with --solver linear only")
+        alpha = check_label_weight(self.label_weight)
+        if self.loss == "ce" and not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"label weight alpha must be in [0, 1] for the softmax loss "
+                             f"(targets stay on the simplex), got {alpha:g}; below 0 only with "
+                             f"--loss mse")
+        object.__setattr__(self, "label_weight", alpha)
         object.__setattr__(self, "solvers", solvers)
         object.__setattr__(self, "rounds", check_rounds(self.rounds))
         object.__setattr__(self, "pll", bool(self.pll))
@@ -57,7 +73,7 @@ def make_solver(p: Problem, which: str):
     if which == "exact":
         return ExactSolver(gram=gram, labels=cor, lam=lam)
     if which == "linear":
-        return LinearSolver(gram=gram, labels=cor, lam=lam)
+        return LinearSolver(gram=gram, labels=cor, lam=lam, loss=p.config.loss)
     if which == "trained":
         from sdtheory.solvers import TrainedSolver
 
@@ -85,11 +101,14 @@ def simulate(cfg: SimConfig) -> dict:
     for which in cfg.solvers:
         log.debug("%s solver: rounds 0..%d%s", which, cfg.rounds, " + PLL" if cfg.pll else "")
         solver = make_solver(p, which)
-        results[which] = self_distill(solver, cfg.rounds, pll=cfg.pll, pll_ties=cfg.pll_ties)
+        results[which] = self_distill(solver, cfg.rounds, pll=cfg.pll, pll_ties=cfg.pll_ties,
+                                      label_weight=cfg.label_weight)
         # the exact solver's tolerance bounds its certificate (the trained solver's is on the
         # gradient norm, the closed form has none)
         tolerances[which] = float(solver.tol) if which == "exact" else None
     dlt, r_th = _theory(p)
+    if cfg.loss != "ce" or cfg.label_weight != 0.0:
+        r_th = None           # the closed-form r* is that of plain SD with the softmax loss
     cor = p.corruption
     solver_docs = {k: {**v.to_dict(), "tolerance": tolerances[k]} for k, v in results.items()}
     if p.X is not None:
@@ -120,8 +139,11 @@ def _add_test_accuracy(p: Problem, res: SDResult, doc: dict) -> None:
     cfg = p.config
     means = models.gmm_means(cfg.K, cfg.c, cfg.d, cfg.dim)
     sigma = math.sqrt((1.0 - cfg.c) / cfg.dim)
-    pop = population_by_round(res.rounds, means, sigma, X=p.X, lam=cfg.lam,
-                              given=p.corruption.given, seed=cfg.seed)
+    alpha = cfg.label_weight
+    Y = np.eye(cfg.K)[p.corruption.given]
+    targets = [Y] + [alpha * Y + (1.0 - alpha) * rr.P for rr in res.rounds[:-1]]
+    pop = population_by_round(res.rounds, means, sigma, X=p.X, lam=cfg.lam, targets=targets,
+                              seed=cfg.seed)
     for rd, acc in zip(doc["rounds"], pop.test):
         rd["test_acc"] = float(acc)
     if res.pll is not None:
@@ -138,7 +160,9 @@ def format_table(doc: dict) -> str:
         f"sdtheory {doc['version']}  model={cfg['model']} K={cfg['K']} n={cfg['n']} c={cfg['c']} "
         f"d={cfg['d']} lam={cfg['lam']:g}  noise="
         + ("counts file" if cfg["counts"] else f"{cfg['noise']} eta={cfg['eta']}"
-           + (" (sampled)" if cfg["sampled"] else " (exact counts)")),
+           + (" (sampled)" if cfg["sampled"] else " (exact counts)"))
+        + ("  loss=mse (kernel ridge, closed form exact)" if cfg.get("loss") == "mse" else "")
+        + (f"  label weight alpha={cfg['label_weight']:g}" if cfg.get("label_weight") else ""),
         f"realised noise rate {doc['realised_noise_rate']:.4f}   Delta {doc['delta']:.4f}   "
         f"closed-form r* {doc['r_star_theory'] if doc['r_star_theory'] is not None else '-'}",
     ]

@@ -56,3 +56,33 @@ def test_sampled_noise_group_reduction_matches_full_solver():
         assert a["train_acc"] == b["train_acc"]
         for ga, gb in zip(a["groups"], b["groups"]):
             np.testing.assert_allclose(ga["p"], gb["p"], atol=1e-10)
+
+
+@pytest.mark.parametrize("loss, alpha", [("mse", -0.5), ("mse", 0.25), ("ce", 0.5)])
+def test_loss_and_label_weight_reach_the_solver(loss, alpha):
+    """simulate with --loss / --label-weight: every round's training accuracy equals the closed
+    form of LinearSolver with that loss and label weight (docs/theory.md section 14), and the
+    closed-form r* of plain softmax SD is not reported."""
+    from sdtheory.metrics import accuracy
+    from sdtheory.solvers import LinearSolver
+
+    cfg = SimConfig(K=3, n=40, lam=1e-3, eta=0.4, rounds=5, solvers=("linear",), loss=loss,
+                    label_weight=alpha)
+    doc = simulate(cfg)
+    assert doc["r_star_theory"] is None
+    assert doc["config"]["loss"] == loss and doc["config"]["label_weight"] == alpha
+    p = build_problem(cfg)
+    s = LinearSolver(gram=p.model, labels=p.corruption.counts, lam=1e-3, loss=loss)
+    P = s.round_outputs(np.arange(6), label_weight=alpha)
+    want = [accuracy(P[r], s.true, s.given, s.weight[0]).all for r in range(6)]
+    got = [r["train_acc"] for r in doc["solvers"]["linear"]["rounds"]]
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_loss_and_label_weight_refusals():
+    with pytest.raises(ValueError, match="runs with --solver linear only"):
+        SimConfig(loss="mse", solvers=("exact",))
+    with pytest.raises(ValueError, match="must be in \\[0, 1\\] for the softmax loss"):
+        SimConfig(label_weight=-0.1)
+    with pytest.raises(ValueError, match="loss must be one of ce, mse"):
+        SimConfig(loss="hinge", solvers=("linear",))

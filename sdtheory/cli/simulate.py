@@ -45,6 +45,14 @@ def add_parser(sub) -> None:
                         "tied at a rank (the mean over random tie-breaks), or give it to the "
                         "lower class index. Outputs within 100 x the teacher's certificate are "
                         "tied (docs/theory.md section 9)")
+    p.add_argument("--loss", choices=["ce", "mse"], default="ce",
+                   help="ce: softmax with cross-entropy (the paper); mse: the squared loss, "
+                        "kernel-ridge SD, whose closed form is exact (runs the linear solver "
+                        "only, docs/theory.md section 14)")
+    p.add_argument("--label-weight", type=float, default=0.0, metavar="ALPHA",
+                   help="rounds >= 1 train on ALPHA x given labels + (1 - ALPHA) x the previous "
+                        "round's outputs (Borup & Andersen's alpha; Das & Sanghavi's teacher "
+                        "weight xi = 1 - ALPHA); in [0, 1] for ce, [-1000, 1] for mse")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.add_argument("--out", metavar="DIR", default=None, help="also write result.json into DIR")
 
@@ -56,8 +64,10 @@ def run(args) -> int:
     from sdtheory.solvers import SolverError
 
     solvers = {"both": ("exact", "linear")}.get(args.solver, (args.solver,))
+    if args.loss == "mse" and args.solver == "both":
+        solvers = ("linear",)          # the default: the squared loss's closed form is exact
     cfg = problem_config(args, SimConfig, rounds=args.rounds, solvers=solvers, pll=args.pll,
-                         pll_ties=args.pll_ties)
+                         pll_ties=args.pll_ties, loss=args.loss, label_weight=args.label_weight)
     if args.out:
         check_out_dir(args.out)
     try:
