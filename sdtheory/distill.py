@@ -139,7 +139,8 @@ class Rounds:
 
 def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split",
                until_perfect: bool = False, keep_outputs: bool = False, targets0=None,
-               on_failure: str = "raise", label_weight: float = 0.0) -> Rounds:
+               on_failure: str = "raise", label_weight: float = 0.0,
+               relation=None) -> Rounds:
     """Train the teacher and R students (rounds 0..R) of every problem of ``solver``.
 
     Args:
@@ -156,6 +157,9 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
       label_weight: alpha: round r >= 1 trains on alpha T_0 + (1 - alpha) P_(r-1) (0: plain
         SD; Borup & Andersen's alpha, Das & Sanghavi's teacher weight 1 - alpha), in
         [-1000, 1]; softmax solvers accept only targets on the simplex, alpha in [0, 1].
+      relation: a (U, U) row-stochastic matrix R (dense or scipy.sparse) on the units: round
+        r >= 1 then trains on alpha T_0 + (1 - alpha) R P_(r-1) (relation-guided distillation,
+        :mod:`sdtheory.relation`).
 
     Returns:
       :class:`Rounds`.
@@ -167,7 +171,16 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
     B, U, K = solver.weight.shape[0], solver.true.size, solver.K
     T = (np.broadcast_to(np.eye(K)[solver.given], (B, U, K)).copy() if targets0 is None
          else np.array(targets0, dtype=np.float64).reshape(B, U, K))
+    if relation is not None and tuple(relation.shape) != (U, U):
+        raise ValueError(f"relation must be a ({U}, {U}) matrix on the units, got shape "
+                         f"{tuple(relation.shape)}")
     T0 = T.copy() if alpha != 0 else None
+
+    def next_targets(idx, P):
+        """Targets of the next round from this round's outputs P (b, U, K) of problems idx."""
+        if relation is not None:
+            P = np.stack([np.asarray(relation @ Pb) for Pb in P])
+        return P if T0 is None else alpha * T0[idx] + (1.0 - alpha) * P
     nan = np.full((R + 1, B), np.nan)
     acc, clean, noisy, strict, resid = (nan.copy() for _ in range(5))
     pll_out = {k: np.full(B, np.nan) for k in ("acc", "clean", "noisy", "strict", "residual")}
@@ -221,7 +234,7 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
         perfect = (st == 1.0) & fit.ok
         newly = perfect & (r_star[active] < 0)
         r_star[active[newly]] = r
-        T[active] = fit.P if T0 is None else alpha * T0[active] + (1.0 - alpha) * fit.P
+        T[active] = next_targets(active, fit.P)
         if fit.x is not None:
             if x is None:
                 x = np.zeros((B,) + fit.x.shape[1:])
@@ -315,7 +328,7 @@ def _none(v) -> float | None:
 
 
 def self_distill(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split",
-                 targets0=None, label_weight: float = 0.0) -> SDResult:
+                 targets0=None, label_weight: float = 0.0, relation=None) -> SDResult:
     """Run the teacher and ``rounds`` students (rounds 0..R) of one problem, and optionally the
     PLL student; keep every round's outputs.
 
@@ -327,6 +340,8 @@ def self_distill(solver, rounds: int, *, pll: bool = False, pll_ties: str = "spl
       targets0: teacher targets (default: one-hot given labels).
       label_weight: alpha of the targets alpha T_0 + (1 - alpha) P_(r-1) of rounds >= 1
         (:func:`run_rounds`).
+      relation: a relation matrix R on the units: targets alpha T_0 + (1 - alpha) R P_(r-1)
+        (:func:`run_rounds`, :mod:`sdtheory.relation`).
 
     Returns:
       :class:`SDResult` with one :class:`RoundResult` per round.
@@ -345,7 +360,7 @@ def self_distill(solver, rounds: int, *, pll: bool = False, pll_ties: str = "spl
                  "(--rounds)")
     t0 = None if targets0 is None else np.asarray(targets0, dtype=np.float64)[None]
     res = run_rounds(solver, rounds, pll=pll, pll_ties=pll_ties, keep_outputs=True,
-                     targets0=t0, label_weight=label_weight)
+                     targets0=t0, label_weight=label_weight, relation=relation)
 
     def rr(r, P, fit, a, c, n, st):
         return RoundResult(round=r, P=P, residual=float(fit.residual[0]), train_acc=float(a),

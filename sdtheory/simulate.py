@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdtheory import models, noise
-from sdtheory._validate import check_label_weight, check_rounds
+from sdtheory._validate import (
+    as_float,
+    as_int,
+    check_label_weight,
+    check_memory,
+    check_rounds,
+)
 from sdtheory.distill import PLL_TIES, SDResult, self_distill
 from sdtheory.problem import Problem, ProblemConfig, build_problem, gram_of
 from sdtheory.solvers import ExactSolver, LinearSolver
@@ -24,6 +30,8 @@ __all__ = ["SimConfig", "make_solver", "simulate", "format_table"]
 log = logging.getLogger(__name__)
 
 SOLVERS = ("exact", "linear", "trained")
+METHODS = ("sd", "relation")
+RELATION_VIEWS = ("gmm", "features")
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,12 @@ class SimConfig(ProblemConfig):
     pll_ties: str = "split"
     loss: str = "ce"
     label_weight: float = 0.0
+    method: str = "sd"
+    relation_view: str = "gmm"
+    relation_snr: float = 1.0
+    relation_dim: int = 32
+    relation_k: int = 10
+    relation_tau: float = 0.1
 
     def __post_init__(self):
         super().__post_init__()
@@ -55,6 +69,22 @@ class SimConfig(ProblemConfig):
                              f"(targets stay on the simplex), got {alpha:g}; below 0 only with "
                              f"--loss mse")
         object.__setattr__(self, "label_weight", alpha)
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.relation_view not in RELATION_VIEWS:
+            raise ValueError(f"relation view must be one of {', '.join(RELATION_VIEWS)}, got "
+                             f"{self.relation_view!r}")
+        if self.method == "relation" and self.relation_view == "features" and self.model != "gmm":
+            raise ValueError("--relation-view features needs per-sample features: --model gmm")
+        for name, lo in (("relation_snr", 0.0), ("relation_tau", 0.0)):
+            v = as_float(getattr(self, name), name.replace("_", " "))
+            if not v > lo:
+                raise ValueError(f"{name.replace('_', ' ')} must be > 0, got {v:g}")
+            object.__setattr__(self, name, v)
+        object.__setattr__(self, "relation_dim", as_int(self.relation_dim, "relation dim", lo=1,
+                                                        hi=100_000))
+        object.__setattr__(self, "relation_k", as_int(self.relation_k, "relation k", lo=1,
+                                                      hi=max(1, self.K * self.n - 1)))
         object.__setattr__(self, "solvers", solvers)
         object.__setattr__(self, "rounds", check_rounds(self.rounds))
         object.__setattr__(self, "pll", bool(self.pll))
@@ -67,9 +97,11 @@ class SimConfig(ProblemConfig):
         return d
 
 
-def make_solver(p: Problem, which: str):
-    """The solver for one solver name on a built problem."""
-    gram, cor, lam = gram_of(p), p.corruption, p.config.lam
+def make_solver(p: Problem, which: str, gram=None):
+    """The solver for one solver name on a built problem (``gram``: another Gram input than
+    :func:`~sdtheory.problem.gram_of`, e.g. the dense G of a block model)."""
+    gram = gram_of(p) if gram is None else gram
+    cor, lam = p.corruption, p.config.lam
     if which == "exact":
         return ExactSolver(gram=gram, labels=cor, lam=lam)
     if which == "linear":
@@ -98,16 +130,25 @@ def simulate(cfg: SimConfig) -> dict:
     p = build_problem(cfg)
     results: dict[str, SDResult] = {}
     tolerances: dict[str, float | None] = {}
+    relation, gram, purity = None, None, None
+    if cfg.method == "relation":
+        relation, purity = _relation(p)
+        if isinstance(gram_of(p), models.BlockModel):
+            # the relation acts on samples: solve on the block model's dense G
+            check_memory(8.0 * cfg.K * cfg.n * cfg.K * cfg.n * 3,
+                         f"the dense N x N Gram matrix of N = {cfg.K * cfg.n} samples that the "
+                         "relation method needs (--n)")
+            gram = p.model.dense()
     for which in cfg.solvers:
         log.debug("%s solver: rounds 0..%d%s", which, cfg.rounds, " + PLL" if cfg.pll else "")
-        solver = make_solver(p, which)
+        solver = make_solver(p, which, gram)
         results[which] = self_distill(solver, cfg.rounds, pll=cfg.pll, pll_ties=cfg.pll_ties,
-                                      label_weight=cfg.label_weight)
+                                      label_weight=cfg.label_weight, relation=relation)
         # the exact solver's tolerance bounds its certificate (the trained solver's is on the
         # gradient norm, the closed form has none)
         tolerances[which] = float(solver.tol) if which == "exact" else None
     dlt, r_th = _theory(p)
-    if cfg.loss != "ce" or cfg.label_weight != 0.0:
+    if cfg.loss != "ce" or cfg.label_weight != 0.0 or cfg.method != "sd":
         r_th = None           # the closed-form r* is that of plain SD with the softmax loss
     cor = p.corruption
     solver_docs = {k: {**v.to_dict(), "tolerance": tolerances[k]} for k, v in results.items()}
@@ -121,8 +162,23 @@ def simulate(cfg: SimConfig) -> dict:
         "counts": cor.counts.tolist(),
         "delta": dlt,
         "r_star_theory": r_th,
+        **({"relation_purity": purity} if purity is not None else {}),
         "solvers": solver_docs,
     }
+
+
+def _relation(p: Problem):
+    """The relation matrix of a relation-method simulation and its purity
+    (:mod:`sdtheory.relation`): from a second Gaussian-mixture view of the true classes (seed
+    + 1) or from the classifier's own features."""
+    from sdtheory.relation import gmm_view, relation_matrix, relation_purity
+
+    cfg = p.config
+    true = p.corruption.true
+    Phi = (p.X if cfg.relation_view == "features" else
+           gmm_view(true, snr=cfg.relation_snr, dim=cfg.relation_dim, seed=cfg.seed + 1))
+    R = relation_matrix(Phi, k=cfg.relation_k, tau=cfg.relation_tau)
+    return R, relation_purity(R, true)
 
 
 def _add_test_accuracy(p: Problem, res: SDResult, doc: dict) -> None:
@@ -162,7 +218,11 @@ def format_table(doc: dict) -> str:
         + ("counts file" if cfg["counts"] else f"{cfg['noise']} eta={cfg['eta']}"
            + (" (sampled)" if cfg["sampled"] else " (exact counts)"))
         + ("  loss=mse (kernel ridge, closed form exact)" if cfg.get("loss") == "mse" else "")
-        + (f"  label weight alpha={cfg['label_weight']:g}" if cfg.get("label_weight") else ""),
+        + (f"  label weight alpha={cfg['label_weight']:g}" if cfg.get("label_weight") else "")
+        + (f"  relation-guided: view {cfg['relation_view']}"
+           + (f" snr={cfg['relation_snr']:g}" if cfg["relation_view"] == "gmm" else "")
+           + f" k={cfg['relation_k']} tau={cfg['relation_tau']:g}, purity "
+           f"{doc['relation_purity']:.3f}" if cfg.get("method") == "relation" else ""),
         f"realised noise rate {doc['realised_noise_rate']:.4f}   Delta {doc['delta']:.4f}   "
         f"closed-form r* {doc['r_star_theory'] if doc['r_star_theory'] is not None else '-'}",
     ]

@@ -53,6 +53,22 @@ def add_parser(sub) -> None:
                    help="rounds >= 1 train on ALPHA x given labels + (1 - ALPHA) x the previous "
                         "round's outputs (Borup & Andersen's alpha; Das & Sanghavi's teacher "
                         "weight xi = 1 - ALPHA); in [0, 1] for ce, [-1000, 1] for mse")
+    p.add_argument("--method", choices=["sd", "relation"], default="sd",
+                   help="sd: each round trains on the previous round's outputs (with "
+                        "--label-weight, mixed with the labels); relation: on ALPHA x labels + "
+                        "(1 - ALPHA) x R x outputs, R a k-nearest-neighbour relation matrix of "
+                        "a label-free view (the fixed-feature analogue of RMDNet's relation "
+                        "distillation, docs/theory.md section 15)")
+    p.add_argument("--relation-view", choices=["gmm", "features"], default="gmm",
+                   help="relation: a second Gaussian-mixture view of the true classes with "
+                        "signal-to-noise ratio --relation-snr, or the model's own features "
+                        "(--model gmm)")
+    p.add_argument("--relation-snr", type=float, default=1.0, metavar="S",
+                   help="relation: ||class mean||^2 / E||noise||^2 of the gmm view (> 0)")
+    p.add_argument("--relation-dim", type=int, default=32, help="relation: gmm view dimension")
+    p.add_argument("--relation-k", type=int, default=10, help="relation: neighbours per sample")
+    p.add_argument("--relation-tau", type=float, default=0.1,
+                   help="relation: temperature of the weights exp(cosine / tau)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.add_argument("--out", metavar="DIR", default=None, help="also write result.json into DIR")
 
@@ -67,7 +83,10 @@ def run(args) -> int:
     if args.loss == "mse" and args.solver == "both":
         solvers = ("linear",)          # the default: the squared loss's closed form is exact
     cfg = problem_config(args, SimConfig, rounds=args.rounds, solvers=solvers, pll=args.pll,
-                         pll_ties=args.pll_ties, loss=args.loss, label_weight=args.label_weight)
+                         pll_ties=args.pll_ties, loss=args.loss, label_weight=args.label_weight,
+                         method=args.method, relation_view=args.relation_view,
+                         relation_snr=args.relation_snr, relation_dim=args.relation_dim,
+                         relation_k=args.relation_k, relation_tau=args.relation_tau)
     if args.out:
         check_out_dir(args.out)
     try:

@@ -1,0 +1,102 @@
+"""Relation-guided distillation: the fixed-feature analogue of RMDNet's idea (docs/theory.md
+section 15).
+
+RMDNet (Che et al., arXiv 2405.19606) learns label-free relations between samples and distils
+that relation graph into a classifier trained on noisy labels. Its exact losses were not
+available to this package; what is implemented here is the analogue on fixed features: a
+relation matrix R from a label-free view Phi of the training samples, and rounds whose targets
+mix the given labels with the relation-smoothed outputs of the previous round,
+
+    T_0 = Y,    T_r = alpha Y + (1 - alpha) R P_{r-1}   (r >= 1),
+
+each round trained by any solver (exact, linearised, trained) on the classifier's own features.
+R is row-stochastic, so T_r stays on the simplex for alpha in [0, 1]; R = I is label-weighted
+SD (:func:`sdtheory.distill.run_rounds` with ``label_weight``).
+
+R: cosine similarities s_ij of the view's rows, each row's k nearest neighbours j != i (largest
+s_ij), weights exp(s_ij / tau), normalised to sum 1 per row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sdtheory._validate import as_float, as_int
+
+__all__ = ["relation_matrix", "gmm_view", "relation_purity"]
+
+
+def relation_matrix(Phi, *, k: int = 10, tau: float = 0.1):
+    """Row-normalised k-nearest-neighbour cosine relation matrix of the rows of ``Phi``.
+
+    Args:
+      Phi: (N, D') label-free view of the N training samples (finite, no zero row).
+      k: neighbours per sample (1 <= k <= N - 1), the sample itself excluded.
+      tau: temperature of the weights exp(cos / tau), tau > 0.
+
+    Returns:
+      (N, N) scipy.sparse CSR matrix, k nonzeros per row, rows summing to 1.
+    """
+    from scipy import sparse
+
+    Phi = np.asarray(Phi, dtype=np.float64)
+    if Phi.ndim != 2 or Phi.shape[0] < 2:
+        raise ValueError(f"the relation view must be an (N, D) array with N >= 2, got shape "
+                         f"{Phi.shape}")
+    if not np.all(np.isfinite(Phi)):
+        raise ValueError("the relation view must be finite (it contains NaN or inf)")
+    N = Phi.shape[0]
+    k = as_int(k, "relation neighbours k", lo=1, hi=N - 1)
+    tau = as_float(tau, "relation temperature tau")
+    if not tau > 0:
+        raise ValueError(f"relation temperature tau must be > 0, got {tau:g}")
+    norms = np.linalg.norm(Phi, axis=1)
+    if np.any(norms == 0):
+        raise ValueError(f"the relation view has a zero row (sample {int(np.argmin(norms))}): "
+                         "its cosine similarity is undefined")
+    Z = Phi / norms[:, None]
+    rows, cols, vals = [], [], []
+    for start in range(0, N, 2048):                      # memory: 2048 x N similarities at once
+        S = Z[start:start + 2048] @ Z.T
+        idx = np.arange(S.shape[0])
+        S[idx, start + idx] = -np.inf                    # no self-relation
+        nb = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        s = np.take_along_axis(S, nb, axis=1)
+        w = np.exp((s - s.max(axis=1, keepdims=True)) / tau)
+        w /= w.sum(axis=1, keepdims=True)
+        rows.append(np.repeat(start + idx, k))
+        cols.append(nb.ravel())
+        vals.append(w.ravel())
+    return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows),
+                                                     np.concatenate(cols))), shape=(N, N))
+
+
+def gmm_view(labels, *, snr: float, dim: int = 32, seed: int = 0) -> np.ndarray:
+    """A second, label-free Gaussian-mixture view of samples of the given (true) classes:
+    phi_i = m_{y_i} + sigma z_i, class means m_k independent uniform unit vectors in R^dim,
+    z_i standard normal, and sigma^2 = 1 / (snr dim): ``snr`` = ||m||^2 / E||sigma z||^2.
+
+    Args:
+      labels: (N,) true classes 0..K-1 (the view's signal; it never sees the noisy labels).
+      snr: signal-to-noise ratio > 0.
+      dim: dimension of the view.
+      seed: seed of the means and the noise.
+    """
+    y = np.asarray(labels)
+    snr = as_float(snr, "relation view snr")
+    if not snr > 0:
+        raise ValueError(f"relation view snr must be > 0, got {snr:g}")
+    dim = as_int(dim, "relation view dim", lo=1)
+    rng = np.random.default_rng(seed)
+    K = int(y.max()) + 1
+    M = rng.standard_normal((K, dim))
+    M /= np.linalg.norm(M, axis=1, keepdims=True)
+    return M[y] + rng.standard_normal((y.size, dim)) / np.sqrt(snr * dim)
+
+
+def relation_purity(R, labels) -> float:
+    """Mean relation mass on samples of the same (true) class: sum_i sum_{j: y_j = y_i} R_ij
+    / N (1: every relation stays within the class)."""
+    y = np.asarray(labels)
+    R = R.tocoo()
+    return float(np.sum(R.data[y[R.row] == y[R.col]]) / R.shape[0])

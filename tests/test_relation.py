@@ -1,0 +1,89 @@
+"""Relation-guided distillation (sdtheory.relation, docs/theory.md section 15): the relation
+matrix against a brute-force construction, the round driver against explicit iterations, and
+the method through simulate."""
+
+import numpy as np
+import pytest
+
+from sdtheory.distill import self_distill
+from sdtheory.models import two_level
+from sdtheory.noise import corrupt_exact, transition_matrix
+from sdtheory.relation import gmm_view, relation_matrix, relation_purity
+from sdtheory.simulate import SimConfig, simulate
+from sdtheory.solvers import LinearSolver
+
+
+def test_relation_matrix_equals_brute_force(rng):
+    Phi = rng.standard_normal((40, 5))
+    k, tau = 6, 0.2
+    R = relation_matrix(Phi, k=k, tau=tau).toarray()
+    Z = Phi / np.linalg.norm(Phi, axis=1, keepdims=True)
+    for i in range(40):
+        s = np.array([Z[i] @ Z[j] if j != i else -np.inf for j in range(40)])
+        nb = np.argsort(-s)[:k]
+        w = np.exp(s[nb] / tau)
+        want = np.zeros(40)
+        want[nb] = w / w.sum()
+        np.testing.assert_allclose(R[i], want, rtol=0, atol=1e-15)
+    assert np.allclose(R.sum(axis=1), 1.0, atol=1e-15) and np.all(np.diag(R) == 0)
+
+
+def test_relation_purity_grows_with_the_views_snr():
+    y = np.repeat(np.arange(4), 50)
+    pur = [relation_purity(relation_matrix(gmm_view(y, snr=s, seed=3), k=10), y)
+           for s in (0.01, 0.1, 1.0, 10.0)]
+    assert pur[0] < 0.45 and pur[-1] > 0.99                  # 1/K = 0.25 at no signal
+    assert all(b > a for a, b in zip(pur, pur[1:]))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3])
+def test_relation_rounds_equal_explicit_iteration(alpha, rng):
+    """self_distill with a relation on the linearised solver against the explicit recursion
+    P_r = 1/K + A (T_r - 1/K), T_r = alpha Y + (1 - alpha) R P_(r-1), A = G (G + K N lam)^-1
+    from numpy's solve; R = I reduces to label-weighted SD."""
+    model = two_level(3, 15, 0.5, 0.1)
+    G = model.dense()
+    cor = corrupt_exact(transition_matrix("sym", 3, 0.4), model.sizes)
+    lam, N, K = 1e-3, 45, 3
+    R = relation_matrix(gmm_view(cor.true, snr=0.5, seed=1), k=5)
+    s = LinearSolver(gram=G, labels=cor, lam=lam)
+    res = self_distill(s, 4, label_weight=alpha, relation=R)
+    A = np.linalg.solve(G + K * N * lam * np.eye(N), G).T         # G (G + K N lam)^-1
+    Y = s.targets0()
+    T = Y
+    for rr in res.rounds:
+        P = 1 / K + A @ (T - 1 / K)
+        np.testing.assert_allclose(rr.P, P, rtol=0, atol=1e-11)
+        T = alpha * Y + (1 - alpha) * (R @ P)
+    eye = self_distill(s, 4, label_weight=alpha, relation=np.eye(N))
+    plain = self_distill(s, 4, label_weight=alpha)
+    for a, b in zip(eye.rounds, plain.rounds):
+        np.testing.assert_allclose(a.P, b.P, rtol=0, atol=1e-14)
+
+
+def test_relation_method_corrects_labels_sooner_than_sd():
+    """On a Gaussian mixture at sampled eta = 0.5 (K = 4, n = 100, lam = 1e-3), one round with a
+    pure relation (view snr 2) corrects almost every label; plain SD's first student does not
+    (measured: 0.998 against 0.877)."""
+    common = dict(model="gmm", K=4, n=100, c=0.4, d=0.1, dim=50, lam=1e-3, eta=0.5,
+                  sampled=True, rounds=1, solvers=("exact",))
+    sd_doc = simulate(SimConfig(**common))
+    rel_doc = simulate(SimConfig(**common, method="relation", relation_snr=2.0))
+    assert rel_doc["relation_purity"] > 0.99 and rel_doc["r_star_theory"] is None
+    sd1 = sd_doc["solvers"]["exact"]["rounds"][1]["train_acc"]
+    rel1 = rel_doc["solvers"]["exact"]["rounds"][1]["train_acc"]
+    assert rel1 >= 0.99 and rel1 >= sd1 + 0.05
+
+
+def test_relation_refusals(rng):
+    with pytest.raises(ValueError, match="relation neighbours k must be an integer in"):
+        relation_matrix(rng.standard_normal((5, 2)), k=5)
+    with pytest.raises(ValueError, match="relation temperature tau must be > 0"):
+        relation_matrix(rng.standard_normal((5, 2)), k=2, tau=0)
+    with pytest.raises(ValueError, match="zero row"):
+        relation_matrix(np.zeros((5, 2)), k=2)
+    with pytest.raises(ValueError, match="relation must be a"):
+        model = two_level(3, 5, 0.5, 0.1)
+        cor = corrupt_exact(transition_matrix("sym", 3, 0.2), model.sizes)
+        self_distill(LinearSolver(gram=model.dense(), labels=cor, lam=1e-3), 1,
+                     relation=np.eye(4))
