@@ -33,7 +33,14 @@ from scipy.special import softmax
 
 from sdtheory import noise
 from sdtheory._progress import Progress, quieted
-from sdtheory._validate import as_float, as_int, check_eta, check_lam, check_seed
+from sdtheory._validate import (
+    as_float,
+    as_int,
+    check_eta,
+    check_label_weight,
+    check_lam,
+    check_seed,
+)
 from sdtheory.featuredata import FEATURE_MAPS, FeatureData, block_statistics
 
 __all__ = ["ENGINES", "PROTOCOLS", "NOISES", "ProbeConfig", "ProbeResult", "run_probe",
@@ -44,6 +51,7 @@ log = logging.getLogger(__name__)
 ENGINES = ("closed", "trained")
 PROTOCOLS = ("selfpll",)
 NOISES = ("sym", "asym", "pairflip", "superclass")
+METHODS = ("sd", "relation")
 DEFAULT_RATES = (0.0, 0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
 DEFAULT_SEEDS = (0, 1, 2)
 
@@ -82,6 +90,13 @@ class ProbeConfig:
       superclass_cut: dendrogram cut of the superclass clustering (fraction of the largest
         linkage distance, as the authors' 0.8).
       epochs: SGD epochs of the trained engine (the protocol's 200 by default).
+      method: sd (each student on the previous round's outputs) or relation (on
+        alpha Y + (1 - alpha) R P, R the relation matrix of a label-free view: the training
+        features themselves or ``relation_features``, :mod:`sdtheory.relation`).
+      label_weight: alpha of the targets alpha Y + (1 - alpha) (R) P of rounds >= 1, in [0, 1].
+      relation_features: a second feature file whose X_train rows are the same samples (the
+        label-free view), or None (the probed features).
+      relation_k, relation_tau: neighbours and temperature of the relation matrix.
     """
 
     features: str | None = None
@@ -97,6 +112,11 @@ class ProbeConfig:
     select_on_test: bool = False
     superclass_cut: float = 0.8
     epochs: int = SELFPLL["epochs"]
+    method: str = "sd"
+    label_weight: float = 0.0
+    relation_features: str | None = None
+    relation_k: int = 10
+    relation_tau: float = 0.1
 
     def __post_init__(self):
         fix = object.__setattr__
@@ -129,6 +149,21 @@ class ProbeConfig:
             raise ValueError(f"superclass-cut must be > 0, got {cut}")
         fix(self, "superclass_cut", cut)
         fix(self, "epochs", as_int(self.epochs, "epochs", lo=1, hi=100_000))
+        if self.method not in METHODS:
+            raise ValueError(f"--method must be one of {', '.join(METHODS)}, got "
+                             f"{self.method!r}")
+        alpha = check_label_weight(self.label_weight)
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"--label-weight must be in [0, 1] (softmax targets stay on the "
+                             f"simplex), got {alpha:g}")
+        fix(self, "label_weight", alpha)
+        if self.relation_features is not None and self.method != "relation":
+            raise ValueError("--relation-features applies to --method relation only")
+        fix(self, "relation_k", as_int(self.relation_k, "relation k", lo=1))
+        tau = as_float(self.relation_tau, "relation tau")
+        if not tau > 0:
+            raise ValueError(f"relation tau must be > 0, got {tau:g}")
+        fix(self, "relation_tau", tau)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -201,9 +236,9 @@ def _accuracy(P, labels) -> float:
     return float(accuracy(P, labels, labels, np.ones(labels.size)).all)
 
 
-def _closed_rounds(X, cor, lam, R):
-    """Rounds 0..R and the PLL student by the exact solver: (outputs, targets, weights,
-    certificate) per training."""
+def _closed_rounds(X, cor, lam, R, label_weight=0.0, relation=None):
+    """Rounds 0..R and the PLL student by the exact solver: (outputs, weights, certificate)
+    per training."""
     from sdtheory.distill import pll_targets, self_distill
     from sdtheory.metrics import tie_tolerance
     from sdtheory.models import Features
@@ -211,18 +246,25 @@ def _closed_rounds(X, cor, lam, R):
     from sdtheory.solvers import ExactSolver
 
     solver = ExactSolver(gram=Features(X), labels=cor, lam=lam)
-    res = self_distill(solver, R, pll=True)
+    res = self_distill(solver, R, pll=True, label_weight=label_weight, relation=relation)
     out = []
-    T = solver.targets0()
+    Y = T = solver.targets0()
     for rr in res.rounds:
         out.append((rr.P, weights_from_outputs(X, T, rr.P, lam), rr.residual))
-        T = rr.P
+        T = _next_targets(Y, rr.P, label_weight, relation)
     Tp = pll_targets(res.rounds[0].P, tie_tolerance(res.rounds[0].residual))   # as run_rounds
     out.append((res.pll.P, weights_from_outputs(X, Tp, res.pll.P, lam), res.pll.residual))
     return out
 
 
-def _trained_rounds(X, cor, lam, R, seed, epochs, monitor):
+def _next_targets(Y, P, label_weight, relation):
+    """alpha Y + (1 - alpha) (R) P: the targets of the next round (as the round driver forms
+    them, :func:`sdtheory.distill.run_rounds`)."""
+    RP = P if relation is None else np.asarray(relation @ P)
+    return RP if label_weight == 0 else label_weight * Y + (1.0 - label_weight) * RP
+
+
+def _trained_rounds(X, cor, lam, R, seed, epochs, monitor, label_weight=0.0, relation=None):
     """Rounds 0..R and the PLL student by the selfpll protocol: (outputs, weights, None)."""
     from sdtheory.distill import pll_targets
     from sdtheory.models import Features
@@ -235,11 +277,11 @@ def _trained_rounds(X, cor, lam, R, seed, epochs, monitor):
     solver = TrainedSolver(gram=Features(X), labels=cor, lam=lam, method="sgd", seed=seed,
                            options=opts)
     out = []
-    T = solver.targets0()
+    Y = T = solver.targets0()
     for _ in range(R + 1):
         fit = solver.fit(T)
         out.append((fit.P, fit.info.W, None))
-        T = fit.P
+        T = _next_targets(Y, fit.P, label_weight, relation)
     teacher_W = out[0][1]
     pll = TrainedSolver(gram=Features(X), labels=cor, lam=lam, method="sgd", seed=seed,
                         W0=teacher_W, options={**opts, "loss": "gce", "q": SELFPLL["gce_q"]})
@@ -248,8 +290,9 @@ def _trained_rounds(X, cor, lam, R, seed, epochs, monitor):
     return out
 
 
-def run_probe(cfg: ProbeConfig, data: FeatureData) -> ProbeResult:
-    """Run the configured probe on (already feature-mapped) data."""
+def run_probe(cfg: ProbeConfig, data: FeatureData, relation_view=None) -> ProbeResult:
+    """Run the configured probe on (already feature-mapped) data; ``relation_view``: the
+    training rows of the label-free view of ``method="relation"`` (default: the features)."""
     from sdtheory import __version__
 
     X, y = data.X_train, data.y_train
@@ -258,6 +301,19 @@ def run_probe(cfg: ProbeConfig, data: FeatureData) -> ProbeResult:
     superclass_of = noise.superclasses_from_features(X, y, cut=cfg.superclass_cut)
     stats = block_statistics(X, y, superclass_of)
     lam_model = cfg.lam / stats["g"]          # the block model has unit diagonal (section 13)
+    relation, purity = None, None
+    if cfg.method == "relation":
+        from sdtheory.relation import relation_matrix, relation_purity
+
+        Phi = X if relation_view is None else relation_view
+        if Phi.shape[0] != X.shape[0]:
+            raise ValueError(f"--relation-features has {Phi.shape[0]} training rows but the "
+                             f"probed features have {X.shape[0]}")
+        relation = relation_matrix(Phi, k=min(cfg.relation_k, X.shape[0] - 1),
+                                   tau=cfg.relation_tau)
+        purity = relation_purity(relation, y)
+        log.info("relation matrix: %d neighbours, tau %g, purity %.3f (mass on the same true "
+                 "class)", cfg.relation_k, cfg.relation_tau, purity)
     combos = [(kind, eta, seed) for kind in cfg.noise for eta in cfg.rates for seed in cfg.seeds]
     progress = Progress(log, total=len(combos) * (cfg.rounds + 2), what="training")
     rows, r_stars = [], []
@@ -268,13 +324,14 @@ def run_probe(cfg: ProbeConfig, data: FeatureData) -> ProbeResult:
         # the per-round and per-epoch reports of each training would drown the progress below
         with quieted("sdtheory.distill", "sdtheory.solvers.trained"):
             if cfg.engine == "closed":
-                runs = _closed_rounds(X, cor, cfg.lam, cfg.rounds)
+                runs = _closed_rounds(X, cor, cfg.lam, cfg.rounds, cfg.label_weight, relation)
             else:
                 monitor = None
                 if cfg.select_on_test:
                     def monitor(W):
                         return _accuracy(softmax(data.X_test @ W.T, axis=1), data.y_test)
-                runs = _trained_rounds(X, cor, cfg.lam, cfg.rounds, seed, cfg.epochs, monitor)
+                runs = _trained_rounds(X, cor, cfg.lam, cfg.rounds, seed, cfg.epochs, monitor,
+                                       cfg.label_weight, relation)
         first = None
         for r, (P, W, cert) in enumerate(runs):
             label = "pll" if r == cfg.rounds + 1 else str(r)
@@ -292,7 +349,9 @@ def run_probe(cfg: ProbeConfig, data: FeatureData) -> ProbeResult:
             progress.step(f"{kind} eta={eta:g} seed={seed} {what}: "
                           f"test {rows[-1]['test_acc']:.4f}")
         model = theory_model(stats, sizes, superclass_of, kind == "superclass")
-        r_th = None if model is None else _theory_r_star(model, cor.counts, lam_model)
+        plain = cfg.method == "sd" and cfg.label_weight == 0.0   # the theory's r* is plain SD's
+        r_th = (None if model is None or not plain
+                else _theory_r_star(model, cor.counts, lam_model))
         r_stars.append({"noise": kind, "eta": eta, "seed": seed, "measured": first,
                         "theory": r_th, "model": None if model is None else {
                             "c": model.c, "d": model.d, "e": model.e,
@@ -304,7 +363,8 @@ def run_probe(cfg: ProbeConfig, data: FeatureData) -> ProbeResult:
               "class_names": list(data.class_names), "class_sizes": sizes.tolist()},
         superclass_of=superclass_of.tolist(),
         stats={**{k: v for k, v in stats.items() if k != "mean_inner"},
-               "lam_model": lam_model, "correlation": noise.class_correlation(X, y).tolist()},
+               "lam_model": lam_model, "correlation": noise.class_correlation(X, y).tolist(),
+               **({"relation_purity": purity} if purity is not None else {})},
         rows=rows, r_star=r_stars)
 
 
@@ -339,7 +399,10 @@ def format_summary(res: ProbeResult) -> str:
     d, st, cfg = res.data, res.stats, res.config
     lines = [
         f"sdtheory {res.version}  probe {d['source']} ({d['feature_map']} features): N = {d['N']}, "
-        f"test {d['M']}, D = {d['D']}, K = {d['K']}; engine {cfg['engine']}, lam = {cfg['lam']:g}",
+        f"test {d['M']}, D = {d['D']}, K = {d['K']}; engine {cfg['engine']}, lam = {cfg['lam']:g}"
+        + (f"; label weight {cfg['label_weight']:g}" if cfg.get("label_weight") else "")
+        + (f"; relation-guided (k = {cfg['relation_k']}, tau = {cfg['relation_tau']:g}, "
+           f"purity {st['relation_purity']:.3f})" if cfg.get("method") == "relation" else ""),
         f"block statistics (mean Gram entry / mean squared norm): c = {st['c']:.4f} "
         f"(same class), d = {_f(st.get('d'))} (same superclass), e = {_f(st.get('e'))} "
         f"(across superclasses), d_all = {st['d_all']:.4f}; superclasses "

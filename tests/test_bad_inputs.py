@@ -105,6 +105,12 @@ CLI_ROWS = [
     ("probe --epochs 0", "epochs must be an integer in [1, 100000], got 0"),
     ("probe --superclass-cut 0", "superclass-cut must be > 0"),
     ("probe --out AFILE", "exists and is not a directory"),
+    ("probe --method foo", "argument --method: invalid choice: 'foo'"),
+    ("probe --label-weight 1.5", "label weight alpha must be a number in [-1000, 1]"),
+    ("probe --label-weight -0.5", "--label-weight must be in [0, 1]"),
+    ("probe --relation-features /nonexistent/v.npz", "applies to --method relation only"),
+    ("probe --method relation --relation-tau 0", "relation tau must be > 0"),
+    ("probe --method relation --relation-k 0", "relation k must be an integer"),
 ]
 
 

@@ -228,3 +228,42 @@ def test_closed_and_trained_engines_agree_as_sgd_converges():
         assert abs(test_acc(Wt) - test_acc(Wc)) <= 0.02
         assert _weight_error(Wt, Wc) <= 0.12
         assert _weight_error(Wt, Wc) <= 0.6 * _weight_error(Ws, Wc)
+
+
+def test_relation_method_in_probe_equals_explicit_rounds(npz, tmp_path):
+    """--method relation with a second feature file as the view: the CSV's training accuracies
+    are those of explicit exact fits on alpha Y + (1 - alpha) R P_(r-1), R built from the
+    view; a view with other rows is refused (exit 2, nothing written)."""
+    from sdtheory.models import Features
+    from sdtheory.relation import relation_matrix
+    from sdtheory.solvers import ExactSolver
+
+    path, (X, y, Xt, yt) = npz
+    rng = np.random.default_rng(5)
+    view = tmp_path / "view.npz"
+    Phi = np.eye(3)[y] * 2.0 + 0.8 * rng.standard_normal((y.size, 3))
+    np.savez(view, X_train=Phi, y_train=y, X_test=Phi[:3], y_test=y[:3])
+    out = tmp_path / "out"
+    rc = main(["--quiet", "probe", "--features", str(path), "--noise", "sym", "--rates", "0.4",
+               "--seeds", "0", "--rounds", "2", "--lam", "1e-2", "--method", "relation",
+               "--label-weight", "0.2", "--relation-features", str(view), "--relation-k", "5",
+               "--out", str(out)])
+    assert rc == 0
+    _, rows = read_csv(out / "probe.csv")
+    cor = noise.corrupt_sampled(noise.transition_matrix("sym", 3, 0.4), y, 0)
+    R = relation_matrix(Phi, k=5, tau=0.1)
+    s = ExactSolver(gram=Features(X), labels=cor, lam=1e-2)
+    Y = T = s.targets0()
+    for r in range(3):
+        fit = s.fit(T)
+        assert rows[r]["acc_given"] == pytest.approx(np.mean(fit.P.argmax(1) == cor.given),
+                                                     abs=1e-9)
+        T = 0.2 * Y + 0.8 * (R @ fit.P)
+    doc = json.loads((out / "probe.json").read_text())
+    assert doc["config"]["method"] == "relation" and 0.5 < doc["stats"]["relation_purity"] <= 1
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, X_train=Phi[:-1], y_train=y[:-1], X_test=Phi[:3], y_test=y[:3])
+    out2 = tmp_path / "out2"
+    rc = main(["--quiet", "probe", "--features", str(path), "--method", "relation",
+               "--relation-features", str(bad), "--out", str(out2)])
+    assert rc == 2 and not out2.exists()

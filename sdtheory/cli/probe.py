@@ -76,6 +76,19 @@ def add_parser(sub) -> None:
     p.add_argument("--epochs", type=int, default=200, help="trained engine: SGD epochs")
     p.add_argument("--superclass-cut", type=float, default=0.8, metavar="F",
                    help="cut the dendrogram at F x the largest linkage distance")
+    p.add_argument("--method", choices=["sd", "relation"], default="sd",
+                   help="sd: each student trains on the previous round's outputs; relation: "
+                        "on ALPHA x labels + (1 - ALPHA) x R x outputs, R the k-nearest-"
+                        "neighbour cosine relation matrix of a label-free view (the features, "
+                        "or --relation-features): the fixed-feature analogue of RMDNet")
+    p.add_argument("--label-weight", type=float, default=0.0, metavar="ALPHA",
+                   help="weight of the given labels in the targets of rounds >= 1, in [0, 1]")
+    p.add_argument("--relation-features", metavar="FILE.npz", default=None,
+                   help="relation: a second feature file of the same training samples (its "
+                        "X_train rows in the same order) as the label-free view")
+    p.add_argument("--relation-k", type=int, default=10, help="relation: neighbours per sample")
+    p.add_argument("--relation-tau", type=float, default=0.1,
+                   help="relation: temperature of the weights exp(cosine / tau)")
     p.add_argument("--out", metavar="DIR", default="out/probe", help="directory for results")
 
 
@@ -108,12 +121,20 @@ def run(args) -> int:
         seeds=tuple(_list(args.seeds, "--seeds", int)),
         rounds=args.rounds, lam=args.lam, engine=args.engine, protocol=args.protocol,
         select_on_test=args.select_best_epoch_on_test, superclass_cut=args.superclass_cut,
-        epochs=args.epochs)
+        epochs=args.epochs, method=args.method, label_weight=args.label_weight,
+        relation_features=args.relation_features, relation_k=args.relation_k,
+        relation_tau=args.relation_tau)
     check_out_dir(args.out)
     data = (featuredata.load_features(cfg.features) if cfg.features
             else featuredata.load_dataset(cfg.dataset))
     data = featuredata.feature_map(data, cfg.feature_map)
-    res = probe.run_probe(cfg, data)
+    view = None
+    if cfg.relation_features:
+        view = featuredata.load_features(cfg.relation_features).X_train
+        if view.shape[0] != data.N:
+            raise UsageError(f"--relation-features has {view.shape[0]} training rows but the "
+                             f"probed features have {data.N}")
+    res = probe.run_probe(cfg, data, relation_view=view)
     doc = probe.to_doc(res)
     paths = {name: os.path.join(args.out, name) for name in
              ("probe.csv", "probe.json", "probe_gain.png", "probe_correlation.png")}

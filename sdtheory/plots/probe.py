@@ -61,7 +61,14 @@ def plot_probe_gain(doc: dict, png) -> None:
                   else "SGD, the authors' protocol (200 epochs, lr 0.1 x 0.98/epoch, momentum "
                        "0.9, batch 128" + (", best TEST epoch" if cfg["select_on_test"]
                                             else ", last epoch") + ")")
-        caption(fig, f"{_source(doc)}; lam = {cfg['lam']:g}; {engine}.\n"
+        method = ""
+        if cfg.get("method") == "relation":
+            method = (f"; relation-guided students (targets alpha Y + (1 - alpha) R P, "
+                      f"alpha = {cfg['label_weight']:g}, k = {cfg['relation_k']}, purity "
+                      f"{doc['stats']['relation_purity']:.3f})")
+        elif cfg.get("label_weight"):
+            method = f"; label weight alpha = {cfg['label_weight']:g}"
+        caption(fig, f"{_source(doc)}; lam = {cfg['lam']:g}{method}; {engine}.\n"
                      f"Mean +- std over {seeds} seed{'s' if seeds > 1 else ''} of the sampled "
                      f"label noise; series offset slightly in eta so that the bars stay "
                      f"visible. sdtheory {doc['version']}", y=-0.02)
