@@ -50,6 +50,7 @@ __all__ = [
     "plot_phase_eta_gap",
     "plot_phase_pll",
     "plot_probe_digits",
+    "plot_relation_distillation",
     "identical_groups",
     "round_ranges",
 ]
@@ -725,3 +726,65 @@ def plot_probe_digits(results, png) -> None:
     png = Path(png)
     plot_probe_gain(doc, png)
     plot_probe_correlation(doc, png.with_name(png.stem + "_correlation.png"))
+
+
+def _seed_mean(entries, key, alpha=None):
+    """Mean and std over seeds of the best accuracy over rounds 1..R (``key`` sd or relation),
+    or of the PLL student's accuracy (``key`` pll), or of the teacher (``key`` teacher)."""
+    vals = []
+    for e in entries:
+        if key == "pll":
+            vals.append([s["pll"] for s in e["seeds"]])
+        elif key == "teacher":
+            vals.append([s["sd"][0] for s in e["seeds"]])
+        elif key == "sd":
+            vals.append([max(s["sd"][1:]) for s in e["seeds"]])
+        else:
+            vals.append([max(s["relation"][alpha][1:]) for s in e["seeds"]])
+    v = np.asarray(vals, dtype=float)
+    return v.mean(axis=1), v.std(axis=1)
+
+
+def plot_relation_distillation(results, png) -> None:
+    """Two panels: accuracy on the true training labels against eta, and against the relation
+    view's snr at one eta (with the relation's purity)."""
+    plt = pyplot()
+    doc = load_results(results)
+    cfg = doc["config"]
+    alphas = [f"{a:g}" for a in cfg["alphas"]]
+    series = [("teacher", None, "teacher (round 0)", COLORS["black"], ":", "."),
+              ("sd", None, f"plain SD, best of rounds 1-{cfg['rounds']}", COLORS["blue"], "-",
+               "o"),
+              ("pll", None, "PLL student (1 round)", COLORS["vermillion"], "--", "s")]
+    rel_colors = [COLORS["green"], COLORS["orange"], COLORS["purple"]]
+    for i, a in enumerate(alphas):
+        series.append(("relation", a, rf"relation-guided, $\alpha$ = {a}, best of rounds "
+                       f"1-{cfg['rounds']}", rel_colors[i % 3], "-", "^"))
+    with plt.rc_context(STYLE):
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.0, 4.4))
+        for ax, entries, xkey in ((ax1, doc["by_eta"], "eta"), (ax2, doc["by_snr"], "snr")):
+            x = np.array([e[xkey] for e in entries])
+            for key, a, label, col, ls, mk in series:
+                m, sdv = _seed_mean(entries, key, a)
+                ax.errorbar(x, m, yerr=sdv, color=col, ls=ls, marker=mk, ms=4, capsize=2,
+                            label=label)
+            ax.set_ylim(-0.02, 1.04)
+            ax.set_ylabel("accuracy on the true training labels")
+        pur = np.array([np.mean([s["purity"] for s in e["seeds"]]) for e in doc["by_snr"]])
+        snr = np.array([e["snr"] for e in doc["by_snr"]])
+        ax2.plot(snr, pur, color="0.45", ls="-.", lw=1.2,
+                 label="relation purity (mass on the same true class)")
+        ax2.set_xscale("log")
+        ax1.set_xlabel(r"noise rate $\eta$ (sampled symmetric)")
+        ax2.set_xlabel("signal-to-noise ratio of the relation view")
+        ax1.set_title(f"against the noise rate (view snr = {cfg['relation_snr']:g})")
+        ax2.set_title(rf"against the view's snr ($\eta$ = {cfg['snr_eta']:g})")
+        ax2.legend(loc="lower right", fontsize=8)
+        caption(fig, f"Gaussian mixture K = {cfg['K']}, n = {cfg['n']}, c = {cfg['c']}, "
+                     f"d = {cfg['d']}, D = {cfg['dim']}, lam = {cfg['lam']:g}; exact solver; "
+                     f"relation: k = {cfg['relation_k']} nearest neighbours of a "
+                     f"{cfg['relation_dim']}-d label-free view, tau = {cfg['relation_tau']:g}; "
+                     f"mean +- std over {len(cfg['seeds'])} seed(s).\n{stamp(doc)}",
+                y=-0.02)
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
+        save(fig, png)
