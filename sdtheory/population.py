@@ -22,6 +22,7 @@ W = (T - P)^T X / (N lam) (docs/theory.md section 2.1, :func:`weights_from_outpu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ import numpy as np
 from scipy.special import ndtr, softmax
 from scipy.stats import multivariate_normal
 
-from sdtheory._validate import check_lam
+from sdtheory._validate import as_float, check_lam
 from sdtheory.metrics import accuracy
 
 __all__ = [
@@ -38,10 +39,29 @@ __all__ = [
     "population_accuracy_mc",
     "population_by_round",
     "weights_from_outputs",
+    "takanami_optimal_error",
 ]
 
 # Two rows of W closer than this (relative to the largest row norm) are equal: a tie.
 _TIE_RTOL = 1e-12
+
+
+def takanami_optimal_error(delta: float, alpha: float) -> float:
+    """Noiseless optimal test error of Takanami et al.'s binary Gaussian mixture
+    x = +-v/sqrt(D) + sqrt(delta) z at N = alpha D samples, D -> infinity:
+
+        H(1 / sqrt(delta (1 + delta/alpha))),    H the Gaussian tail,
+
+    computed with the Gaussian tail from :func:`scipy.special.ndtr`,
+
+    the error of the mean-difference (Hebbian) classifier w = sum_i s_i x_i / N: w . v/sqrt(D)
+    -> 1 and ||w||^2 -> 1 + delta/alpha, so s w . x is Gaussian with mean 1 and variance
+    delta (1 + delta/alpha) (docs/theory.md section 16).
+    """
+    delta, alpha = as_float(delta, "delta"), as_float(alpha, "alpha")
+    if not (delta > 0 and alpha > 0):
+        raise ValueError(f"delta and alpha must be > 0, got {delta:g}, {alpha:g}")
+    return float(ndtr(-1.0 / math.sqrt(delta * (1.0 + delta / alpha))))
 
 
 def weights_from_outputs(X: np.ndarray, T: np.ndarray, P: np.ndarray, lam: float) -> np.ndarray:

@@ -149,3 +149,26 @@ def test_mc_reproducible_and_validation():
         population_accuracy(W, means[:2], sigma)
     with pytest.raises(ValueError, match="sigma must be"):
         population_accuracy(W, means, -1.0)
+
+
+def test_takanami_optimal_error_is_the_hebbian_limit():
+    """H(1/sqrt(Delta (1 + Delta/alpha))) against the exact population error of the Hebbian
+    classifier w = sum_i s_i x_i / N on one draw at D = 4000 (its fluctuation is O(D^-1/2),
+    about 0.003 here), and the exact softmax teacher at lam = 100 against it through the verify
+    check (quick grid)."""
+    from sdtheory import verify
+    from sdtheory.models import binary_gmm
+    from sdtheory.population import takanami_optimal_error
+
+    for delta, alpha in ((1.0, 2.0), (0.5, 4.0)):
+        D = 4000
+        X, y, means = binary_gmm(int(alpha * D), D, delta, seed=11)
+        w = ((2 * y - 1)[:, None] * X).mean(axis=0)
+        err = 1.0 - float(np.mean(population_accuracy(np.stack([-w, w]), means,
+                                                      np.sqrt(delta))[0]))
+        assert abs(err - takanami_optimal_error(delta, alpha)) <= 0.01
+    x = 1.0 / math.sqrt(1.0 * (1.0 + 1.0 / 2.0))
+    assert takanami_optimal_error(1.0, 2.0) == pytest.approx(0.5 * math.erfc(x / math.sqrt(2)),
+                                                            abs=1e-15)
+    (res,) = verify.run(["takanami_optimal_error"], quick=True)
+    assert res.ok and res.worst_margin > 0

@@ -17,7 +17,8 @@ from sdtheory._validate import as_float, as_int, check_K
 from sdtheory.models.block import _sizes
 from sdtheory.models.dense import PSD_RTOL, psd_refusal, square_matrix
 
-__all__ = ["Features", "gmm_means", "gmm_features", "gram_from_features", "feature_factor"]
+__all__ = ["Features", "binary_gmm", "gmm_means", "gmm_features", "gram_from_features",
+           "feature_factor"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,6 +112,27 @@ def gmm_features(K: int, n, c: float, d: float, D: int, seed) -> tuple[np.ndarra
     sigma = math.sqrt((1.0 - float(c)) / int(D))
     xi = np.random.default_rng(seed).standard_normal((y.size, int(D)))
     return M[y] + sigma * xi, y
+
+
+def binary_gmm(N: int, D: int, delta: float, seed) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Takanami et al.'s binary Gaussian mixture: x_i = s_i v / sqrt(D) + sqrt(delta) z_i,
+    s_i = +-1 equally likely, v and z_i standard normal in R^D (docs/theory.md section 16).
+
+    Returns:
+      (X (N, D), labels (N,) in {0, 1} with s = 2 label - 1, means (2, D) = -v/sqrt(D),
+      +v/sqrt(D)); fresh points of class k are means[k] + sqrt(delta) xi.
+    """
+    N = as_int(N, "N (samples)", lo=2)
+    D = as_int(D, "D (dimension)", lo=1)
+    delta = as_float(delta, "delta (noise variance)")
+    if not delta > 0:
+        raise ValueError(f"delta (noise variance) must be > 0, got {delta:g}")
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal(D)
+    y = rng.integers(0, 2, N)
+    X = ((2 * y - 1)[:, None] * v[None, :] / np.sqrt(D)
+         + np.sqrt(delta) * rng.standard_normal((N, D)))
+    return X, y, np.stack([-v, v]) / np.sqrt(D)
 
 
 def gram_from_features(X, *, center: bool = False, normalize: bool = False) -> np.ndarray:

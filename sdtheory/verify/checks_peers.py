@@ -54,3 +54,34 @@ def _kernel_ridge_powers(t: Tally) -> None:
         bound = 20 * np.arange(1, R + 1) * eps * cond * max(scale, 1.0)
         t.case(named(case=case, N=N, lam=lam, alpha=alpha, cond=cond),
                float(np.min(1 - err / bound)), max_error=float(err.max()))
+
+
+@check("takanami_optimal_error",
+       "Takanami et al.'s binary Gaussian mixture x = +-v/sqrt(D) + sqrt(Delta) z, no label "
+       "noise, alpha = N/D = 2, Delta = 1: the exact softmax teacher at lam = 100 approaches "
+       "the optimal error H(1/sqrt(Delta (1 + Delta/alpha))) as D grows; margin = 0.012 - "
+       "|mean error - H| at the largest D (3 seeds), and the gap shrinks with D")
+def _takanami_optimal_error(t: Tally) -> None:
+    from sdtheory.models import Features, binary_gmm
+    from sdtheory.noise import corruption_from_labels
+    from sdtheory.population import population_accuracy, takanami_optimal_error
+    from sdtheory.solvers import ExactSolver
+
+    delta, alpha, lam = 1.0, 2.0, 100.0
+    H = takanami_optimal_error(delta, alpha)
+    Ds = (100, 400) if t.quick else (100, 400, 1600)
+    gaps = []
+    for D in Ds:
+        errs = []
+        for seed in range(3):
+            X, y, means = binary_gmm(int(alpha * D), D, delta, seed)
+            s = ExactSolver(gram=Features(X), labels=corruption_from_labels(y, y, 2), lam=lam)
+            W = s.fit(s.targets0()).info.weights
+            errs.append(1.0 - float(np.mean(population_accuracy(W, means, np.sqrt(delta))[0])))
+        gaps.append(float(np.mean(errs)) - H)
+        t.note(f"D = {D}: mean test error {np.mean(errs):.4f} (seed std {np.std(errs):.4f}), "
+               f"optimal {H:.4f}")
+    shrinking = all(abs(b) < abs(a) for a, b in zip(gaps, gaps[1:]))
+    tol = 0.012 if not t.quick else 0.03
+    t.case(named(D=Ds[-1], alpha=alpha, delta=delta, lam=lam), tol - abs(gaps[-1]),
+           passed=shrinking and abs(gaps[-1]) < tol, gaps=gaps)
