@@ -599,6 +599,28 @@ def compute_relation_distillation(cfg: dict, out: Path, log: Callable[[str], Non
 
 
 # --------------------------------------------------------------------------------------------
+# optimize_eta: the best lam and label weight per round against eta
+# --------------------------------------------------------------------------------------------
+
+def compute_optimize_eta(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
+    """:func:`sdtheory.optimize.optimize` for every eta of the grid."""
+    from dataclasses import asdict
+
+    from sdtheory.optimize import optimize
+    from sdtheory.problem import ProblemConfig, build_problem
+
+    rows = []
+    for eta in cfg["etas"]:
+        p = build_problem(ProblemConfig(model="block", K=cfg["K"], n=cfg["n"], c=cfg["c"],
+                                        d=cfg["d"], noise=cfg["noise"], eta=float(eta)))
+        opt = optimize(p.model, p.corruption.counts, cfg["rounds"])
+        rows.append({"eta": float(eta), "delta": float(sdtheory.delta(p.corruption.counts)),
+                     "rounds": [asdict(o) for o in opt]})
+        log(f"eta = {eta:g}: best margins " + ", ".join(f"{o.margin:.3f}" for o in opt))
+    return write_results(out / "optimize_eta.json", "optimize_eta", cfg, {"rows": rows})
+
+
+# --------------------------------------------------------------------------------------------
 # Registry and runner
 # --------------------------------------------------------------------------------------------
 
@@ -647,6 +669,10 @@ FIGURES: dict[str, Figure] = {f.name: f for f in [
            "(1 - alpha) R P, R from a label-free Gaussian-mixture view) on a Gaussian mixture: "
            "accuracy on the true training labels against eta and against the view's snr",
            compute_relation_distillation, plots.plot_relation_distillation),
+    Figure("optimize_eta",
+           "the ridge lam and label weight alpha that correct every training label with the "
+           "largest worst margin (linearised student, JAX gradients), per round, against eta",
+           compute_optimize_eta, plots.plot_optimize_eta),
     Figure("probe_digits",
            "linear probing on the bundled digits through ImageNet EfficientNet-Lite0 features: "
            "distillation gain (student - teacher test accuracy) against eta per noise type, "

@@ -31,18 +31,19 @@ from sdtheory.solvers.linear import AveragingOperator
 __all__ = ["KernelRidgeSD", "borup_andersen_toy", "rbf_kernel", "target_filter"]
 
 
-def target_filter(a, alpha: float, r):
+def target_filter(a, alpha, r, xp=np):
     """t_r(a): the coefficient of round r's targets on an eigenvector of G with averaging
     eigenvalue a (module docstring), for rounds r (an int or an array, broadcast against a).
 
     The geometric sum is evaluated as sum_{j<r} b^j, stable at b = 1 (alpha < 0 can reach it).
+    ``xp``: the array namespace (numpy, or jax.numpy for gradients in alpha and a).
     """
-    a = np.asarray(a, dtype=np.float64)
-    r = np.asarray(r, dtype=np.float64)
+    a = xp.asarray(a, dtype=xp.float64)
+    r = xp.asarray(r, dtype=xp.float64)
     b = (1.0 - alpha) * a
     br = b ** r
-    with np.errstate(invalid="ignore", divide="ignore"):
-        geo = np.where(np.abs(1.0 - b) > 1e-12, (1.0 - br) / (1.0 - b), r)
+    near = xp.abs(1.0 - b) <= 1e-12
+    geo = xp.where(near, r, (1.0 - br) / xp.where(near, 1.0, 1.0 - b))
     return alpha * geo + br
 
 

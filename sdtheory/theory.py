@@ -51,6 +51,7 @@ __all__ = [
     "delta_from_eta",
     "eta_boundary",
     "r_star_closed",
+    "r_star_continuous",
     "closed_form_applies",
     "closed_form_factors",
     "r_star_linear",
@@ -69,8 +70,8 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 def averaging(mu, K, N, lam):
-    """a_j = mu_j / (mu_j + K N lam), vectorised (section 4)."""
-    return mu / (mu + np.asarray(K) * np.asarray(N) * np.asarray(lam))
+    """a_j = mu_j / (mu_j + K N lam), vectorised (section 4); numpy or jax.numpy arrays."""
+    return mu / (mu + K * N * lam)
 
 
 def level_names(three_level: bool) -> tuple[str, ...]:
@@ -436,6 +437,12 @@ def _check_m(m, K: int) -> int:
     return m
 
 
+def r_star_continuous(delta_, a2, a3, xp=np):
+    """log(1 + 1/Delta) / log(a2/a3): the real number whose floor is the closed-form r*
+    (section 7.2); smooth in lam through a2 and a3 (``xp`` = jax.numpy for gradients)."""
+    return xp.log1p(1.0 / delta_) / xp.log1p((a2 - a3) / a3)
+
+
 def r_star_closed(delta_, a2, a3):
     """Closed-form minimum round of 100% correction (section 7.2, balanced C).
 
@@ -470,7 +477,7 @@ def r_star_closed(delta_, a2, a3):
         ok = (dl > 0) & (a3 > 0) & (a2 > a3)
         target = 1.0 + 1.0 / dl                          # 1 for Delta = inf
         ratio = a2 / a3
-        est = np.log(target) / np.log1p((a2 - a3) / a3)
+        est = r_star_continuous(dl, a2, a3)
         r = np.where(ok, np.maximum(0.0, np.floor(np.where(ok & np.isfinite(est), est, 0.0))),
                      0.0)
         # The strict inequality decides: move down while round r-1 already satisfies it, up

@@ -665,3 +665,29 @@ def test_relation_distillation_figure(tmp_path):
     clean = doc["by_eta"][0]
     assert clean["eta"] == 0.0
     assert all(min(s["sd"]) >= 0.98 for s in clean["seeds"])
+
+
+# ------------------------------------------------------------------------------- optimize_eta
+
+def test_optimize_eta_figure(tmp_path):
+    """Quick settings: PNG and provenance; each optimum equals a fresh optimisation's margin
+    at the reported (lam, alpha) (the closed form evaluated again), and later rounds reach at
+    least the margin of round 0 (the optimum of round r >= 1 includes the teacher's lam with
+    alpha = 1)."""
+    import math
+
+    from sdtheory.optimize import MarginModel
+    from sdtheory.problem import ProblemConfig, build_problem
+
+    doc = _run("optimize_eta", tmp_path)
+    _check_png(tmp_path / "optimize_eta.png")
+    _check_provenance(doc, "optimize_eta")
+    cfg = doc["config"]
+    for row in doc["rows"]:
+        p = build_problem(ProblemConfig(K=cfg["K"], n=cfg["n"], c=cfg["c"], d=cfg["d"],
+                                        noise=cfg["noise"], eta=row["eta"]))
+        mm = MarginModel(p.model, p.corruption.counts)
+        for o in row["rounds"]:
+            m = float(mm.margin(math.log(o["lam"]), o["label_weight"], o["round"]))
+            assert abs(m - o["margin"]) <= 1e-9
+        assert all(o["margin"] >= row["rounds"][0]["margin"] - 1e-9 for o in row["rounds"])

@@ -51,6 +51,7 @@ __all__ = [
     "plot_phase_pll",
     "plot_probe_digits",
     "plot_relation_distillation",
+    "plot_optimize_eta",
     "identical_groups",
     "round_ranges",
 ]
@@ -786,5 +787,45 @@ def plot_relation_distillation(results, png) -> None:
                      f"{cfg['relation_dim']}-d label-free view, tau = {cfg['relation_tau']:g}; "
                      f"mean +- std over {len(cfg['seeds'])} seed(s).\n{stamp(doc)}",
                 y=-0.02)
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
+        save(fig, png)
+
+
+def plot_optimize_eta(results, png) -> None:
+    """Best worst-margin and the optimal lam against eta, one line per round."""
+    plt = pyplot()
+    doc = load_results(results)
+    cfg = doc["config"]
+    rows = doc["rows"]
+    eta = np.array([r["eta"] for r in rows])
+    cmap = plt.get_cmap("viridis")
+    nr = len(cfg["rounds"])
+    with plt.rc_context(STYLE):
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.2))
+        for i, rr in enumerate(cfg["rounds"]):
+            col = cmap(0.9 * i / max(nr - 1, 1))
+            m = np.array([r["rounds"][i]["margin"] for r in rows])
+            lam = np.array([r["rounds"][i]["lam"] for r in rows])
+            alpha = np.array([r["rounds"][i]["label_weight"] for r in rows])
+            label = f"round {rr}" + (" (teacher)" if rr == 0 else "")
+            ax1.plot(eta, m, "o-", color=col, ms=3.5, label=label)
+            ax2.plot(eta, lam, "o-", color=col, ms=3.5, label=label)
+            if np.any(alpha > 1e-6):
+                ax2.plot(eta[alpha > 1e-6], lam[alpha > 1e-6], "x", color=col, ms=7)
+        ax1.axhline(0.0, color="0.3", lw=0.8)
+        ax1.set_xlabel(r"noise rate $\eta$ (symmetric, exact counts)")
+        ax1.set_ylabel("best worst-case training-label margin")
+        ax1.set_title("largest margin by which every label is corrected\n(> 0: all corrected)")
+        ax2.set_yscale("log")
+        ax2.set_xlabel(r"noise rate $\eta$ (symmetric, exact counts)")
+        ax2.set_ylabel(r"optimal ridge $\lambda^*$")
+        ax2.set_title(r"the $\lambda$ that attains it (x: optimal label weight $\alpha^* > 0$)")
+        ax1.legend(loc="upper right", fontsize=8)
+        alphas = sorted({round(r2["label_weight"], 3) for r in rows for r2 in r["rounds"]})
+        caption(fig, f"Linearised student (L), two-level block model K = {cfg['K']}, "
+                     f"n = {cfg['n']}, c = {cfg['c']}, d = {cfg['d']}; maximised over "
+                     f"log lam in [1e-8, 1e3] and alpha in [0, 1] (L-BFGS-B, JAX gradients); "
+                     f"optimal alpha values: {', '.join(f'{a:g}' for a in alphas)}.\n"
+                     f"{stamp(doc)}", y=-0.02)
         fig.tight_layout(rect=(0, 0.05, 1, 1))
         save(fig, png)
