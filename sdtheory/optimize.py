@@ -32,7 +32,7 @@ from sdtheory.kernel_ridge import target_filter
 from sdtheory.models import BlockModel, level_eigenvalues
 from sdtheory.theory import averaging, level_names, pair_coefficients, r_star_continuous
 
-__all__ = ["MarginModel", "OptimumRound", "optimize"]
+__all__ = ["MarginModel", "OptimumRound", "TestAccuracyModel", "optimize"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,49 @@ class MarginModel:
 
         a = self._a(log_lam)
         return r_star_continuous(delta, a[-2], a[-1], xp=jnp)
+
+
+class TestAccuracyModel:
+    """Test accuracy of the linearised student of round r on a two-class Gaussian mixture, as a
+    JAX function of (log lam, alpha) (docs/theory.md section 17).
+
+    The training features X give G = X X^T (its eigendecomposition is computed once); round r
+    has P_r = 1/K + V diag(a t_r(a)) V^T (Y - 1/K), targets T_r (Y, or alpha Y + (1 - alpha)
+    P_(r-1)), weights W = (T_r - P_r)^T X / (N lam) and the exact accuracy on fresh points
+    x = mu_k + sigma xi of :func:`sdtheory.population.binary_accuracy`.
+
+    Args:
+      X: (N, D) training features; given: (N,) training labels in {0, 1}.
+      means: (2, D) class means; sigma: noise standard deviation of fresh points.
+    """
+
+    def __init__(self, X, given, means, sigma: float):
+        from sdtheory.solvers.base import one_hot
+        from sdtheory.solvers.linear import AveragingOperator
+
+        self.X = np.asarray(X, dtype=np.float64)
+        self.Y = one_hot(np.asarray(given), 2)
+        self.means = np.asarray(means, dtype=np.float64)
+        if self.means.shape != (2, self.X.shape[1]):
+            raise ValueError(f"means must be (2, {self.X.shape[1]}), got {self.means.shape}")
+        self.sigma = float(sigma)
+        self.op = AveragingOperator(self.X @ self.X.T, 1.0, 2)   # mu and V do not depend on lam
+        self.N = self.X.shape[0]
+
+    def accuracy(self, log_lam, alpha, r: int):
+        """Mean test accuracy over the two classes (a JAX scalar)."""
+        import jax.numpy as jnp
+
+        from sdtheory.population import binary_accuracy, weights_from_outputs
+
+        lam = jnp.exp(log_lam)
+        a = averaging(jnp.asarray(self.op.mu), 2, self.N, lam)
+        rounds = jnp.asarray([max(r - 1, 0), r], dtype=jnp.float64)
+        coef = a[None, :] * target_filter(a[None, :], alpha, rounds[:, None], xp=jnp)
+        P_prev, P = 0.5 + self.op.apply_filter(self.Y - 0.5, coef, xp=jnp)
+        T = self.Y if r == 0 else alpha * self.Y + (1.0 - alpha) * P_prev
+        W = weights_from_outputs(jnp.asarray(self.X), T, P, lam, xp=jnp)
+        return jnp.mean(binary_accuracy(W, jnp.asarray(self.means), self.sigma, xp=jnp))
 
 
 @dataclass(frozen=True)

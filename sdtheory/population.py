@@ -35,6 +35,7 @@ from sdtheory.metrics import accuracy
 
 __all__ = [
     "PopulationByRound",
+    "binary_accuracy",
     "population_accuracy",
     "population_accuracy_mc",
     "population_by_round",
@@ -64,7 +65,8 @@ def takanami_optimal_error(delta: float, alpha: float) -> float:
     return float(ndtr(-1.0 / math.sqrt(delta * (1.0 + delta / alpha))))
 
 
-def weights_from_outputs(X: np.ndarray, T: np.ndarray, P: np.ndarray, lam: float) -> np.ndarray:
+def weights_from_outputs(X: np.ndarray, T: np.ndarray, P: np.ndarray, lam: float,
+                         xp=np) -> np.ndarray:
     """Weights of the minimiser from its training outputs: W = (T - P)^T X / (N lam).
 
     This is the stationarity condition of L(W) (docs/theory.md section 2.1); with P from an exact
@@ -76,15 +78,31 @@ def weights_from_outputs(X: np.ndarray, T: np.ndarray, P: np.ndarray, lam: float
       T: (N, K) targets of the training.
       P: (N, K) its outputs on the training inputs.
       lam: weight decay lam > 0.
+      xp: numpy (inputs validated), or jax.numpy (traced inputs, for gradients in lam).
 
     Returns:
       W: (K, D).
     """
+    if xp is not np:
+        return (T - P).T @ X / (X.shape[0] * lam)
     X = np.asarray(X, dtype=np.float64)
     R = np.asarray(T, dtype=np.float64) - np.asarray(P, dtype=np.float64)
     if R.shape[0] != X.shape[0]:
         raise ValueError(f"T and P must have N = {X.shape[0]} rows, got {R.shape[0]}")
     return R.T @ X / (X.shape[0] * check_lam(lam))
+
+
+def binary_accuracy(W, means, sigma, xp=np):
+    """Per-class test accuracy of a two-class linear model W (2, D) on fresh points
+    x = mu_k + sigma xi: acc_k = Phi(m_k / s), m_k = (w_k - w_j) . mu_k, s = sigma ||w_k - w_j||
+    (:func:`population_accuracy`, K = 2). ``xp``: numpy, or jax.numpy for gradients."""
+    if xp is np:
+        nd = ndtr
+    else:
+        from jax.scipy.special import ndtr as nd
+    d = W[0] - W[1]
+    s = sigma * xp.sqrt(xp.sum(d * d))
+    return nd(xp.stack([d @ means[0], -(d @ means[1])]) / s)
 
 
 def _check(W, means, sigma):
@@ -114,7 +132,7 @@ def _orthant_class(W, means, sigma, k, abseps, maxpts, rng):
     C = sigma**2 * (Dk @ Dk.T)
     q = m.size
     if q == 1:  # K = 2: Phi(m / s) = (1 + erf(m / (s sqrt 2))) / 2
-        return float(ndtr(m[0] / np.sqrt(C[0, 0])))
+        return float(binary_accuracy(W, means, sigma)[k])
     # P(delta > 0) = P(-delta <= 0) with -delta ~ N(-m, C): a multivariate normal cdf at 0.
     # q = 2: Genz's bivariate algorithm (exact to ~1e-15, correlation +-1 included);
     # q >= 3: Genz's lattice QMC on the permuted Cholesky factor, which integrates a singular

@@ -110,3 +110,36 @@ def test_optimize_command(tmp_path, capsys):
     rec = doc["recommended"]
     assert rec["margin"] >= 0.99 * max(margins_r)
     assert all(r["margin"] < 0.99 * max(margins_r) for r in doc["rounds"][:rec["round"]])
+
+
+def test_test_accuracy_model_equals_population_accuracy_and_its_gradient():
+    """TestAccuracyModel (jax.numpy) against the numpy path: LinearSolver.round_outputs,
+    weights_from_outputs and population_accuracy on a two-class Gaussian mixture (to 1e-13);
+    its gradient in log lam against central differences with h = 1e-4 (truncation about
+    2e-11 here; the model's own rounding, ~1e-14, contributes 1e-10)."""
+    from sdtheory.models import gmm_features, gmm_means
+    from sdtheory.noise import corrupt_sampled
+    from sdtheory.optimize import TestAccuracyModel
+    from sdtheory.population import population_accuracy, weights_from_outputs
+
+    K, n, c, d, D = 2, 60, 0.4, 0.1, 30
+    X, y = gmm_features(K, n, c, d, D, seed=0)
+    cor = corrupt_sampled(transition_matrix("sym", 2, 0.3), y, seed=0)
+    means, sigma = gmm_means(K, c, d, D), math.sqrt((1 - c) / D)
+    tm = TestAccuracyModel(X, cor.given, means, sigma)
+    h = 1e-4
+    for lam in (1e-4, 1e-2):
+        s = LinearSolver(gram=X @ X.T, labels=cor, lam=lam)
+        Y = s.targets0()
+        for alpha in (0.0, 0.3):
+            P = s.round_outputs(np.arange(3), label_weight=alpha)
+            for r in (0, 2):
+                T = Y if r == 0 else alpha * Y + (1 - alpha) * P[r - 1]
+                want = population_accuracy(weights_from_outputs(X, T, P[r], lam), means,
+                                           sigma)[1]
+                x = math.log(lam)
+                assert abs(float(tm.accuracy(x, alpha, r)) - want) <= 1e-13
+                g = float(jax.grad(lambda v, a=alpha, r=r: tm.accuracy(v, a, r))(x))
+                fd = (float(tm.accuracy(x + h, alpha, r))
+                      - float(tm.accuracy(x - h, alpha, r))) / (2 * h)
+                assert abs(g - fd) <= 1e-9

@@ -83,16 +83,19 @@ class AveragingOperator:
         out = self.apply_filter(Y, self.a[None, :] ** t.reshape(-1, 1))
         return out if t.ndim else out[0]
 
-    def apply_filter(self, Y, coef) -> np.ndarray:
+    def apply_filter(self, Y, coef, xp=np) -> np.ndarray:
         """f(A) Y for R spectral filters at once: ``coef`` (R, len(a)) holds f_r at each
         averaging eigenvalue of :attr:`a` (e.g. a ** t, or a t_r(a) of label-weighted rounds,
-        :func:`sdtheory.kernel_ridge.target_filter`); returns (R, U, ...)."""
-        Y = np.asarray(Y, dtype=np.float64)
-        coef = np.asarray(coef, dtype=np.float64)
+        :func:`sdtheory.kernel_ridge.target_filter`); returns (R, U, ...). ``xp``: numpy, or
+        jax.numpy (dense Gram matrix) for coefficients traced by JAX."""
+        if self._block and xp is not np:
+            raise ValueError("apply_filter with jax.numpy needs a dense Gram matrix")
+        Y = xp.asarray(Y, dtype=np.float64)
+        coef = xp.asarray(coef, dtype=np.float64)
         if not self._block:
-            proj = self._V.T @ Y
-            scaled = coef.reshape(coef.shape + (1,) * (Y.ndim - 1)) * proj[None]
-            return np.einsum("ij,rj...->ri...", self._V, scaled)
+            V = xp.asarray(self._V)
+            scaled = coef.reshape(coef.shape + (1,) * (Y.ndim - 1)) * (V.T @ Y)[None]
+            return xp.einsum("ij,rj...->ri...", V, scaled)
         c_inst, c_cls = coef[:, 0, None, None], coef[:, 1:]
         sums = np.zeros((self._n.size, Y.shape[1]))
         np.add.at(sums, self._cls, self._m[:, None] * Y)
