@@ -23,7 +23,7 @@ import numpy as np
 
 from sdtheory._validate import as_float, as_int
 
-__all__ = ["relation_matrix", "gmm_view", "relation_purity"]
+__all__ = ["relation_matrix", "gmm_view", "relation_purity", "class_relation", "unit_relation"]
 
 
 def relation_matrix(Phi, *, k: int = 10, tau: float = 0.1):
@@ -100,3 +100,31 @@ def relation_purity(R, labels) -> float:
     y = np.asarray(labels)
     R = R.tocoo()
     return float(np.sum(R.data[y[R.row] == y[R.col]]) / R.shape[0])
+
+
+def class_relation(K: int, purity: float) -> np.ndarray:
+    """A block-constant relation at the class level: the K x K row-stochastic matrix with
+    ``purity`` on the diagonal and (1 - purity)/(K - 1) elsewhere (the share of a sample's
+    relation mass on its own class and on each other class)."""
+    K = as_int(K, "K", lo=2)
+    q = as_float(purity, "relation purity")
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"relation purity must be a number in [0, 1], got {q:g}")
+    return q * np.eye(K) + (1.0 - q) / (K - 1) * (1.0 - np.eye(K))
+
+
+def unit_relation(Rbar, unit_class, weight) -> np.ndarray:
+    """The relation R_ij = Rbar[y_i, y_j] / n_{y_j} (class-level mass spread evenly over the
+    samples of a class) on units that group samples: unit u of class t_u holding m_u samples
+    gets R_uv = Rbar[t_u, t_v] m_v / n_{t_v}, so that R applied to unit rows equals the
+    per-sample R applied to the samples (units = samples when every m_u = 1). This is what a
+    group-reduced solver of a block model needs (docs/theory.md section 15)."""
+    Rbar = np.asarray(Rbar, dtype=np.float64)
+    t = np.asarray(unit_class, dtype=np.int64)
+    m = np.asarray(weight, dtype=np.float64)
+    n = np.bincount(t, weights=m, minlength=Rbar.shape[0])
+    if np.any(n[np.unique(t)] <= 0):
+        raise ValueError("every unit's class must hold samples")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(n[t] > 0, m / n[t], 0.0)
+    return Rbar[t[:, None], t[None, :]] * share[None, :]

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 SOLVERS = ("exact", "linear", "trained")
 METHODS = ("sd", "relation")
-RELATION_VIEWS = ("gmm", "features")
+RELATION_VIEWS = ("gmm", "features", "block")
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class SimConfig(ProblemConfig):
     relation_dim: int = 32
     relation_k: int = 10
     relation_tau: float = 0.1
+    relation_purity: float = 0.9
 
     def __post_init__(self):
         super().__post_init__()
@@ -81,6 +82,10 @@ class SimConfig(ProblemConfig):
             if not v > lo:
                 raise ValueError(f"{name.replace('_', ' ')} must be > 0, got {v:g}")
             object.__setattr__(self, name, v)
+        q = as_float(self.relation_purity, "relation purity")
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"relation purity must be a number in [0, 1], got {q:g}")
+        object.__setattr__(self, "relation_purity", q)
         object.__setattr__(self, "relation_dim", as_int(self.relation_dim, "relation dim", lo=1,
                                                         hi=100_000))
         object.__setattr__(self, "relation_k", as_int(self.relation_k, "relation k", lo=1,
@@ -131,7 +136,10 @@ def simulate(cfg: SimConfig) -> dict:
     results: dict[str, SDResult] = {}
     tolerances: dict[str, float | None] = {}
     relation, gram, purity = None, None, None
-    if cfg.method == "relation":
+    if cfg.method == "relation" and cfg.relation_view == "block":
+        # a block-constant relation: the group reduction still applies (relation on units)
+        purity = cfg.relation_purity
+    elif cfg.method == "relation":
         relation, purity = _relation(p)
         if isinstance(gram_of(p), models.BlockModel):
             # the relation acts on samples: solve on the block model's dense G
@@ -142,6 +150,11 @@ def simulate(cfg: SimConfig) -> dict:
     for which in cfg.solvers:
         log.debug("%s solver: rounds 0..%d%s", which, cfg.rounds, " + PLL" if cfg.pll else "")
         solver = make_solver(p, which, gram)
+        if cfg.method == "relation" and cfg.relation_view == "block":
+            from sdtheory.relation import class_relation, unit_relation
+
+            relation = unit_relation(class_relation(cfg.K, cfg.relation_purity), solver.true,
+                                     solver.weight[0])
         results[which] = self_distill(solver, cfg.rounds, pll=cfg.pll, pll_ties=cfg.pll_ties,
                                       label_weight=cfg.label_weight, relation=relation)
         # the exact solver's tolerance bounds its certificate (the trained solver's is on the
@@ -221,8 +234,10 @@ def format_table(doc: dict) -> str:
         + (f"  label weight alpha={cfg['label_weight']:g}" if cfg.get("label_weight") else "")
         + (f"  relation-guided: view {cfg['relation_view']}"
            + (f" snr={cfg['relation_snr']:g}" if cfg["relation_view"] == "gmm" else "")
-           + f" k={cfg['relation_k']} tau={cfg['relation_tau']:g}, purity "
-           f"{doc['relation_purity']:.3f}" if cfg.get("method") == "relation" else ""),
+           + ("" if cfg["relation_view"] == "block" else
+              f" k={cfg['relation_k']} tau={cfg['relation_tau']:g}")
+           + f", purity {doc['relation_purity']:.3f}" if cfg.get("method") == "relation"
+           else ""),
         f"realised noise rate {doc['realised_noise_rate']:.4f}   Delta {doc['delta']:.4f}   "
         f"closed-form r* {doc['r_star_theory'] if doc['r_star_theory'] is not None else '-'}",
     ]

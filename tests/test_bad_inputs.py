@@ -87,6 +87,8 @@ CLI_ROWS = [
     ("simulate --method relation --relation-k 0", "relation k must be an integer in"),
     ("simulate --method relation --relation-dim 0", "relation dim must be an integer in"),
     ("simulate --method relation --relation-view features", "needs per-sample features"),
+    ("simulate --method relation --relation-view block --relation-purity 1.5",
+     "relation purity must be a number in [0, 1], got 1.5"),
     ("optimize --model gmm", "--model gmm has no closed-form margins"),
     ("optimize --sampled", "the closed-form margins use exact counts"),
     ("optimize --max-rounds -1", "max-rounds must be an integer in [0, 1000], got -1"),

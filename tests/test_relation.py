@@ -4,6 +4,7 @@ the method through simulate."""
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 from sdtheory.distill import self_distill
 from sdtheory.models import two_level
@@ -87,3 +88,32 @@ def test_relation_refusals(rng):
         cor = corrupt_exact(transition_matrix("sym", 3, 0.2), model.sizes)
         self_distill(LinearSolver(gram=model.dense(), labels=cor, lam=1e-3), 1,
                      relation=np.eye(4))
+
+
+@pytest.mark.parametrize("purity", [0.9, 0.4])
+def test_block_relation_group_reduced_equals_per_sample(purity):
+    """A block-constant relation (class_relation) on the group units of a block model
+    (unit_relation with the group sizes) gives the same exact outputs as the per-sample
+    relation R_ij = Rbar[y_i, y_j] / n on the dense G, round after round; the per-sample matrix
+    is row-stochastic with the stated purity."""
+    from sdtheory.relation import class_relation, unit_relation
+    from sdtheory.solvers import ExactSolver
+
+    model = two_level(3, 12, 0.5, 0.1)
+    cor = corrupt_exact(transition_matrix("sym", 3, 0.4), model.sizes)
+    Rbar = class_relation(3, purity)
+    group = ExactSolver(gram=model, labels=cor.counts, lam=1e-4)
+    dense = ExactSolver(gram=model.dense(), labels=cor, lam=1e-4)
+    Rg = unit_relation(Rbar, group.true, group.weight[0])
+    Rs = unit_relation(Rbar, dense.true, np.ones(dense.true.size))
+    assert np.allclose(Rs.sum(axis=1), 1.0, atol=1e-15)
+    assert relation_purity(sparse.csr_matrix(Rs), dense.true) == pytest.approx(purity,
+                                                                              abs=1e-14)
+    rg = self_distill(group, 4, label_weight=0.2, relation=Rg)
+    rd = self_distill(dense, 4, label_weight=0.2, relation=Rs)
+    unit_of = {(t, g): u for u, (t, g) in enumerate(zip(group.true, group.given))}
+    u = np.array([unit_of[(t, g)] for t, g in zip(dense.true, dense.given)])
+    for a, b in zip(rg.rounds, rd.rounds):
+        np.testing.assert_allclose(a.P[u], b.P, rtol=0,
+                                   atol=1e3 * (a.residual + b.residual) + 1e-12)
+        assert a.train_acc == pytest.approx(b.train_acc, abs=1e-12)

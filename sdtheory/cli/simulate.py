@@ -59,10 +59,13 @@ def add_parser(sub) -> None:
                         "(1 - ALPHA) x R x outputs, R a k-nearest-neighbour relation matrix of "
                         "a label-free view (the fixed-feature analogue of RMDNet's relation "
                         "distillation, docs/theory.md section 15)")
-    p.add_argument("--relation-view", choices=["gmm", "features"], default="gmm",
+    p.add_argument("--relation-view", choices=["gmm", "features", "block"], default="gmm",
                    help="relation: a second Gaussian-mixture view of the true classes with "
-                        "signal-to-noise ratio --relation-snr, or the model's own features "
-                        "(--model gmm)")
+                        "signal-to-noise ratio --relation-snr, the model's own features "
+                        "(--model gmm), or a block-constant relation with --relation-purity "
+                        "of its mass on the own class (block models stay group-reduced)")
+    p.add_argument("--relation-purity", type=float, default=0.9, metavar="Q",
+                   help="relation view block: share of the relation mass on the own class")
     p.add_argument("--relation-snr", type=float, default=1.0, metavar="S",
                    help="relation: ||class mean||^2 / E||noise||^2 of the gmm view (> 0)")
     p.add_argument("--relation-dim", type=int, default=32, help="relation: gmm view dimension")
@@ -86,7 +89,8 @@ def run(args) -> int:
                          pll_ties=args.pll_ties, loss=args.loss, label_weight=args.label_weight,
                          method=args.method, relation_view=args.relation_view,
                          relation_snr=args.relation_snr, relation_dim=args.relation_dim,
-                         relation_k=args.relation_k, relation_tau=args.relation_tau)
+                         relation_k=args.relation_k, relation_tau=args.relation_tau,
+                         relation_purity=args.relation_purity)
     if args.out:
         check_out_dir(args.out)
     try:
