@@ -23,7 +23,8 @@ import numpy as np
 
 from sdtheory._validate import as_float, as_int
 
-__all__ = ["relation_matrix", "gmm_view", "relation_purity", "class_relation", "unit_relation"]
+__all__ = ["relation_matrix", "gmm_view", "relation_purity", "class_relation", "unit_relation",
+           "relation_linear_map", "relation_limit"]
 
 
 def relation_matrix(Phi, *, k: int = 10, tau: float = 0.1):
@@ -128,3 +129,32 @@ def unit_relation(Rbar, unit_class, weight) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(n[t] > 0, m / n[t], 0.0)
     return Rbar[t[:, None], t[None, :]] * share[None, :]
+
+
+def relation_linear_map(op, R, alpha: float) -> np.ndarray:
+    """M = (1 - alpha) A R, the map of linearised relation-guided rounds:
+    P_r - 1/K = alpha A (Y - 1/K) + M (P_{r-1} - 1/K) (docs/theory.md section 15).
+
+    Args:
+      op: the :class:`~sdtheory.solvers.AveragingOperator` of the training (dense or group
+        units), whose A = op.power(1).
+      R: (U, U) relation on the same units (dense or scipy.sparse).
+      alpha: label weight.
+
+    Returns:
+      (U, U) M; its spectral radius is the rate at which the rounds converge.
+    """
+    R = R.toarray() if hasattr(R, "toarray") else np.asarray(R, dtype=np.float64)
+    return (1.0 - float(alpha)) * op.power(1.0) @ R
+
+
+def relation_limit(op, R, alpha: float, Y, K: int) -> np.ndarray:
+    """The limit of linearised relation-guided rounds when the spectral radius of
+    M = (1 - alpha) A R is below 1: P_inf = 1/K + (I - M)^{-1} alpha A (Y - 1/K)."""
+    M = relation_linear_map(op, R, alpha)
+    rho = float(np.max(np.abs(np.linalg.eigvals(M))))
+    if not rho < 1.0:
+        raise ValueError(f"the rounds do not converge: spectral radius of (1 - alpha) A R is "
+                         f"{rho:.6g} >= 1")
+    Yc = np.asarray(Y, dtype=np.float64) - 1.0 / K
+    return 1.0 / K + np.linalg.solve(np.eye(M.shape[0]) - M, float(alpha) * op.apply(Yc, 1.0))

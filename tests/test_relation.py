@@ -117,3 +117,29 @@ def test_block_relation_group_reduced_equals_per_sample(purity):
         np.testing.assert_allclose(a.P[u], b.P, rtol=0,
                                    atol=1e3 * (a.residual + b.residual) + 1e-12)
         assert a.train_acc == pytest.approx(b.train_acc, abs=1e-12)
+
+
+def test_linearised_relation_rounds_converge_to_the_closed_form_limit():
+    """Linearised relation-guided rounds converge at the spectral radius rho of
+    M = (1 - alpha) A R to P_inf = 1/K + (I - M)^-1 alpha A (Y - 1/K): after 60 rounds the gap
+    is below 2 rho^60 ||P_0 - P_inf|| (+ 1e-13), and the ratio of successive differences
+    tends to rho."""
+    from sdtheory.relation import relation_limit, relation_linear_map
+
+    model = two_level(3, 15, 0.5, 0.1)
+    G = model.dense()
+    cor = corrupt_exact(transition_matrix("sym", 3, 0.4), model.sizes)
+    R = relation_matrix(gmm_view(cor.true, snr=0.3, seed=2), k=6)
+    s = LinearSolver(gram=G, labels=cor, lam=1e-2)
+    alpha = 0.3
+    rho = float(np.max(np.abs(np.linalg.eigvals(relation_linear_map(s.op, R, alpha)))))
+    assert 0 < rho < 1
+    limit = relation_limit(s.op, R, alpha, s.targets0(), 3)
+    res = self_distill(s, 60, label_weight=alpha, relation=R)
+    P = [rr.P for rr in res.rounds]
+    gap0 = np.abs(P[0] - limit).max()
+    assert np.abs(P[60] - limit).max() <= 2 * rho ** 60 * gap0 * P[0].size + 1e-13
+    ratio = np.linalg.norm(P[40] - P[39]) / np.linalg.norm(P[39] - P[38])
+    assert ratio == pytest.approx(rho, rel=0.05)
+    with pytest.raises(ValueError, match="do not converge"):
+        relation_limit(s.op, 3.0 * np.eye(45), 0.0, s.targets0(), 3)
