@@ -179,23 +179,28 @@ class ExactSolver:
         self.weight = flat[:, self._sel]
         self.counts = counts[0] if B == 1 else counts
 
-    def _init_dense(self, G, labels) -> None:
-        from sdtheory.solvers.problems import DenseProblem
-
-        G = square_matrix(G, symmetric=True)
-        N = G.shape[0]
+    def _init_samples(self, labels, N: int, kind: str, what: str, size: str) -> None:
+        """Units = the N samples of a Corruption (dense and feature kinds)."""
         if not isinstance(labels, Corruption):
-            raise ValueError("a dense Gram matrix needs labels=Corruption (true and given label "
-                             "per sample, sdtheory.noise)")
+            raise ValueError(f"{what} need{'s' if what != 'features' else ''} "
+                             "labels=Corruption (true and given label per sample, "
+                             "sdtheory.noise)")
         if labels.N != N:
-            raise ValueError(f"labels has {labels.N} samples but G is {N} x {N}")
+            raise ValueError(f"labels has {labels.N} samples but {size}")
         self.K = labels.K
-        self.kind = "dense"
+        self.kind = kind
         self.true = check_labels(labels.true, N, self.K, "true labels")
         self.given = check_labels(labels.given, N, self.K, "given labels")
         self.weight = np.ones((1, N))
         self.counts = labels.counts
         self.lam_b = np.array([self.lam])
+
+    def _init_dense(self, G, labels) -> None:
+        from sdtheory.solvers.problems import DenseProblem
+
+        G = square_matrix(G, symmetric=True)
+        N = G.shape[0]
+        self._init_samples(labels, N, "dense", "a dense Gram matrix", f"G is {N} x {N}")
         s = 1.0 / (N * self.lam)
         import jax
         import jax.numpy as jnp
@@ -227,18 +232,7 @@ class ExactSolver:
 
         X = features.X
         N, D = X.shape
-        if not isinstance(labels, Corruption):
-            raise ValueError("features need labels=Corruption (true and given label per sample, "
-                             "sdtheory.noise)")
-        if labels.N != N:
-            raise ValueError(f"labels has {labels.N} samples but X has {N} rows")
-        self.K = labels.K
-        self.kind = "features"
-        self.true = check_labels(labels.true, N, self.K, "true labels")
-        self.given = check_labels(labels.given, N, self.K, "given labels")
-        self.weight = np.ones((1, N))
-        self.counts = labels.counts
-        self.lam_b = np.array([self.lam])
+        self._init_samples(labels, N, "features", "features", f"X has {N} rows")
         s = 1.0 / (N * self.lam)
         X_device = jax.device_put(X)
         self.spectrum = sp = feature_spectrum(X, s, self.K, X_device=X_device)
