@@ -53,3 +53,23 @@ def require_x64(where: str) -> None:
             f"{where} needs float64: call sdtheory.enable_x64() once, or run inside "
             "`with sdtheory.x64():` (the sdtheory command does this itself)."
         )
+
+
+def configure_process() -> None:
+    """float64, and JAX's persistent compilation cache in ``$SDTHEORY_JAX_CACHE`` (default
+    ~/.cache/sdtheory/jax; empty turns it off), so that a repeat run skips compilation. Called by
+    the ``sdtheory`` command and by every Dask worker that runs a task (never on import)."""
+    import os
+
+    import jax
+
+    enable_x64()
+    cache = os.environ.get("SDTHEORY_JAX_CACHE",
+                           os.path.join(os.path.expanduser("~"), ".cache", "sdtheory", "jax"))
+    if cache:
+        try:
+            os.makedirs(cache, exist_ok=True)
+            jax.config.update("jax_compilation_cache_dir", cache)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+        except OSError:
+            pass  # an unwritable cache directory only costs compilation time

@@ -32,7 +32,7 @@ import numpy as np
 from scipy.special import softmax
 
 from sdtheory import noise
-from sdtheory._progress import Progress, quieted
+from sdtheory._progress import quieted
 from sdtheory._validate import (
     as_float,
     as_int,
@@ -41,6 +41,7 @@ from sdtheory._validate import (
     check_lam,
     check_seed,
 )
+from sdtheory.executors import check_executor, executor, run_tasks, task
 from sdtheory.featuredata import FEATURE_MAPS, FeatureData, block_statistics
 
 __all__ = ["ENGINES", "PROTOCOLS", "NOISES", "ProbeConfig", "ProbeResult", "run_probe",
@@ -97,6 +98,9 @@ class ProbeConfig:
       relation_features: a second feature file whose X_train rows are the same samples (the
         label-free view), or None (the probed features).
       relation_k, relation_tau: neighbours and temperature of the relation matrix.
+      executor, workers, scheduler: where the (noise, eta, seed) runs go
+        (:func:`sdtheory.executors.executor`); not part of the results' config, which are
+        identical for every executor.
     """
 
     features: str | None = None
@@ -117,6 +121,9 @@ class ProbeConfig:
     relation_features: str | None = None
     relation_k: int = 10
     relation_tau: float = 0.1
+    executor: str = "serial"
+    workers: int | None = None
+    scheduler: str | None = None
 
     def __post_init__(self):
         fix = object.__setattr__
@@ -164,9 +171,12 @@ class ProbeConfig:
         if not tau > 0:
             raise ValueError(f"relation tau must be > 0, got {tau:g}")
         fix(self, "relation_tau", tau)
+        check_executor(self.executor, self.workers, self.scheduler)
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        for k in ("executor", "workers", "scheduler"):      # results do not depend on these
+            d.pop(k)
         for k in ("noise", "rates", "seeds"):
             d[k] = list(d[k])
         if self.engine == "trained":
@@ -290,6 +300,53 @@ def _trained_rounds(X, cor, lam, R, seed, epochs, monitor, label_weight=0.0, rel
     return out
 
 
+@task
+def _probe_run(cfg, data, superclass_of, stats, lam_model, relation, kind, eta, seed):
+    """One (noise, eta, seed) run of :func:`run_probe`: its rows and its r* entry. A task of
+    :func:`sdtheory.executors.run_tasks`: everything it uses is in its arguments (the noise and
+    SGD seeds are ``seed``), so any worker gives the same result."""
+    X, y = data.X_train, data.y_train
+    K = data.K
+    T = noise.transition_matrix(kind, K, eta, superclass_of=superclass_of)
+    cor = noise.corrupt_sampled(T, y, seed)
+    dlt = float(noise.delta(cor.counts))
+    # the per-round and per-epoch reports of each training would drown the progress below
+    with quieted("sdtheory.distill", "sdtheory.solvers.trained"):
+        if cfg.engine == "closed":
+            runs = _closed_rounds(X, cor, cfg.lam, cfg.rounds, cfg.label_weight, relation)
+        else:
+            monitor = None
+            if cfg.select_on_test:
+                def monitor(W):
+                    return _accuracy(softmax(data.X_test @ W.T, axis=1), data.y_test)
+            runs = _trained_rounds(X, cor, cfg.lam, cfg.rounds, seed, cfg.epochs, monitor,
+                                   cfg.label_weight, relation)
+    rows, first = [], None
+    for r, (P, W, cert) in enumerate(runs):
+        label = "pll" if r == cfg.rounds + 1 else str(r)
+        acc_true = _accuracy(P, cor.true)
+        if label != "pll" and first is None and acc_true == 1.0:
+            first = r
+        rows.append({
+            "noise": kind, "eta": eta, "seed": seed, "realised_rate": cor.rate,
+            "delta": dlt, "round": label, "acc_given": _accuracy(P, cor.given),
+            "acc_true": acc_true,
+            "test_acc": _accuracy(softmax(data.X_test @ W.T, axis=1), data.y_test),
+            "certificate": cert,
+        })
+        what = "PLL" if label == "pll" else f"round {label}"
+        log.info("%s eta=%g seed=%d %s: test %.4f", kind, eta, seed, what, rows[-1]["test_acc"])
+    model = theory_model(stats, np.bincount(y, minlength=K), superclass_of,
+                         kind == "superclass")
+    plain = cfg.method == "sd" and cfg.label_weight == 0.0   # the theory's r* is plain SD's
+    r_th = (None if model is None or not plain
+            else _theory_r_star(model, cor.counts, lam_model))
+    return rows, {"noise": kind, "eta": eta, "seed": seed, "measured": first, "theory": r_th,
+                  "model": None if model is None else {
+                      "c": model.c, "d": model.d, "e": model.e,
+                      "levels": 3 if model.e is not None else 2}}
+
+
 def run_probe(cfg: ProbeConfig, data: FeatureData, relation_view=None) -> ProbeResult:
     """Run the configured probe on (already feature-mapped) data; ``relation_view``: the
     training rows of the label-free view of ``method="relation"`` (default: the features)."""
@@ -315,47 +372,13 @@ def run_probe(cfg: ProbeConfig, data: FeatureData, relation_view=None) -> ProbeR
         log.info("relation matrix: %d neighbours, tau %g, purity %.3f (mass on the same true "
                  "class)", cfg.relation_k, cfg.relation_tau, purity)
     combos = [(kind, eta, seed) for kind in cfg.noise for eta in cfg.rates for seed in cfg.seeds]
-    progress = Progress(log, total=len(combos) * (cfg.rounds + 2), what="training")
-    rows, r_stars = [], []
-    for kind, eta, seed in combos:
-        T = noise.transition_matrix(kind, K, eta, superclass_of=superclass_of)
-        cor = noise.corrupt_sampled(T, y, seed)
-        dlt = float(noise.delta(cor.counts))
-        # the per-round and per-epoch reports of each training would drown the progress below
-        with quieted("sdtheory.distill", "sdtheory.solvers.trained"):
-            if cfg.engine == "closed":
-                runs = _closed_rounds(X, cor, cfg.lam, cfg.rounds, cfg.label_weight, relation)
-            else:
-                monitor = None
-                if cfg.select_on_test:
-                    def monitor(W):
-                        return _accuracy(softmax(data.X_test @ W.T, axis=1), data.y_test)
-                runs = _trained_rounds(X, cor, cfg.lam, cfg.rounds, seed, cfg.epochs, monitor,
-                                       cfg.label_weight, relation)
-        first = None
-        for r, (P, W, cert) in enumerate(runs):
-            label = "pll" if r == cfg.rounds + 1 else str(r)
-            acc_true = _accuracy(P, cor.true)
-            if label != "pll" and first is None and acc_true == 1.0:
-                first = r
-            rows.append({
-                "noise": kind, "eta": eta, "seed": seed, "realised_rate": cor.rate,
-                "delta": dlt, "round": label, "acc_given": _accuracy(P, cor.given),
-                "acc_true": acc_true,
-                "test_acc": _accuracy(softmax(data.X_test @ W.T, axis=1), data.y_test),
-                "certificate": cert,
-            })
-            what = "PLL" if label == "pll" else f"round {label}"
-            progress.step(f"{kind} eta={eta:g} seed={seed} {what}: "
-                          f"test {rows[-1]['test_acc']:.4f}")
-        model = theory_model(stats, sizes, superclass_of, kind == "superclass")
-        plain = cfg.method == "sd" and cfg.label_weight == 0.0   # the theory's r* is plain SD's
-        r_th = (None if model is None or not plain
-                else _theory_r_star(model, cor.counts, lam_model))
-        r_stars.append({"noise": kind, "eta": eta, "seed": seed, "measured": first,
-                        "theory": r_th, "model": None if model is None else {
-                            "c": model.c, "d": model.d, "e": model.e,
-                            "levels": 3 if model.e is not None else 2}})
+    shared = (cfg, data, superclass_of, stats, lam_model, relation)
+    with executor(cfg.executor, workers=cfg.workers, scheduler=cfg.scheduler) as ex:
+        runs = run_tasks(ex, _probe_run, [shared + c for c in combos],
+                         labels=[f"{k} eta={e:g} seed={s}" for k, e, s in combos],
+                         what="(noise, eta, seed) run", logger=log)
+    rows = [row for run_rows, _ in runs for row in run_rows]
+    r_stars = [r_star for _, r_star in runs]
     return ProbeResult(
         config=cfg.to_dict(), version=__version__,
         data={"source": data.source, "feature_map": data.feature_map, "N": data.N,

@@ -75,22 +75,9 @@ class _Progress:
 
 def _setup_jax() -> None:
     """float64, and JAX's persistent compilation cache (a repeat run skips compilation)."""
-    import os
+    from sdtheory._x64 import configure_process
 
-    import jax
-
-    from sdtheory import enable_x64
-
-    enable_x64()
-    cache = os.environ.get("SDTHEORY_JAX_CACHE",
-                           os.path.join(os.path.expanduser("~"), ".cache", "sdtheory", "jax"))
-    if cache:
-        try:
-            os.makedirs(cache, exist_ok=True)
-            jax.config.update("jax_compilation_cache_dir", cache)
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-        except OSError:
-            pass  # an unwritable cache directory only costs compilation time
+    configure_process()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,10 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     module = importlib.import_module(f"sdtheory.cli.{args.command}")
+    from sdtheory.executors import TasksFailed
+
     try:
         _setup_jax()
         with _Progress(args.command, args.quiet):
             return module.run(args)
+    except TasksFailed as err:         # results are written only when every task succeeded
+        print(f"sdtheory {args.command}: failed, nothing written: {err}", file=sys.stderr)
+        return EXIT_FAIL
     except (UsageError, ValueError) as err:
         print(f"sdtheory {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -169,3 +161,18 @@ def problem_config(args, cls=None, **extra):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def add_executor_options(p: argparse.ArgumentParser) -> None:
+    """Where independent tasks run (:mod:`sdtheory.executors`)."""
+    g = p.add_argument_group("execution (independent tasks; results identical for every "
+                             "executor)")
+    g.add_argument("--executor", choices=["serial", "local", "dask"], default="serial",
+                   help="serial: this process; local: an embedded Dask LocalCluster of "
+                        "--workers processes (no server to set up); dask: an existing Dask "
+                        "scheduler (--scheduler). local and dask need: pip install "
+                        "'sdtheory[dask]'")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="local: worker processes (default 2)")
+    g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="dask: the scheduler's address")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from sdtheory.cli import EXIT_OK, Formatter, UsageError
+from sdtheory.cli import EXIT_OK, Formatter, UsageError, add_executor_options
 
 DESCRIPTION = """\
 Linear probing on fixed features, as in the paper's real-data experiment: for every noise
@@ -90,6 +90,7 @@ def add_parser(sub) -> None:
     p.add_argument("--relation-tau", type=float, default=0.1,
                    help="relation: temperature of the weights exp(cosine / tau)")
     p.add_argument("--out", metavar="DIR", default="out/probe", help="directory for results")
+    add_executor_options(p)
 
 
 def _list(text: str, name: str, cast) -> list:
@@ -123,7 +124,8 @@ def run(args) -> int:
         select_on_test=args.select_best_epoch_on_test, superclass_cut=args.superclass_cut,
         epochs=args.epochs, method=args.method, label_weight=args.label_weight,
         relation_features=args.relation_features, relation_k=args.relation_k,
-        relation_tau=args.relation_tau)
+        relation_tau=args.relation_tau, executor=args.executor, workers=args.workers,
+        scheduler=args.scheduler)
     check_out_dir(args.out)
     data = (featuredata.load_features(cfg.features) if cfg.features
             else featuredata.load_dataset(cfg.dataset))

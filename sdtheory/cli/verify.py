@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from sdtheory.cli import EXIT_FAIL, EXIT_OK, Formatter, UsageError
+from sdtheory.cli import EXIT_FAIL, EXIT_OK, Formatter, UsageError, add_executor_options
 
 
 def add_parser(sub) -> None:
@@ -21,6 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--list", action="store_true", help="list the checks and exit")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.add_argument("--out", metavar="DIR", default=None, help="also write verify.json into DIR")
+    add_executor_options(p)
 
 
 def run(args) -> int:
@@ -43,9 +44,13 @@ def run(args) -> int:
             if not only or name in only:
                 print(f"{name:<{w}}  {chk.statement}")
         return EXIT_OK
+    from sdtheory.executors import check_executor
+
+    check_executor(args.executor, args.workers, args.scheduler)
     if args.out is not None:
         check_out_dir(args.out)
-    results = run_checks(only or None, quick=args.quick)
+    results = run_checks(only or None, quick=args.quick, executor=args.executor,
+                         workers=args.workers, scheduler=args.scheduler)
     payload = results_to_json(results, quick=args.quick)
     print(json.dumps(payload, indent=2) if args.json else format_table(results))
     if args.out is not None:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdtheory._io import jsonable
+from sdtheory.executors import task
 
 __all__ = [
     "CHECK_MODULES",
@@ -187,12 +188,22 @@ def _run_one(chk: Check, quick: bool) -> CheckResult:
                        notes=tuple(t.notes), seconds=time.perf_counter() - t0, error=error)
 
 
-def run(names=None, *, quick: bool = False) -> list[CheckResult]:
+@task
+def _run_named(name: str, quick: bool) -> CheckResult:
+    """One check by name, in whichever process runs it (a task of
+    :func:`sdtheory.executors.run_tasks`)."""
+    return _run_one(checks()[name], quick)
+
+
+def run(names=None, *, quick: bool = False, executor: str = "serial",
+        workers: int | None = None, scheduler: str | None = None) -> list[CheckResult]:
     """Run the named checks (default: all), in registry order.
 
     Args:
       names: iterable of check names, or None for all.
       quick: small grids.
+      executor, workers, scheduler: where the checks run, one task each
+        (:func:`sdtheory.executors.executor`); the results do not depend on it.
 
     Raises:
       ValueError: for an unknown check name (listing the known ones).
@@ -210,12 +221,27 @@ def run(names=None, *, quick: bool = False) -> list[CheckResult]:
             raise ValueError(f"unknown check {unknown[0]!r}; known checks: "
                              f"{', '.join(registry)}")
         selected = [n for n in registry if n in set(names)]
-    out = []
-    for name in selected:
-        res = _run_one(registry[name], quick)
-        log.info("%s: %d/%d in %.1f s", name, res.passed, res.tried, res.seconds)
-        out.append(res)
+    from sdtheory.executors import executor as open_executor
+    from sdtheory.executors import run_tasks
+
+    # the longest checks first, so that parallel workers finish together (order of the
+    # results is the registry's whatever the order of submission)
+    order = sorted(range(len(selected)), key=lambda i: -_EXPECTED_SECONDS.get(selected[i], 1.0))
+    with open_executor(executor, workers=workers, scheduler=scheduler) as ex:
+        done = run_tasks(ex, _run_named, [(selected[i], quick) for i in order],
+                         labels=[selected[i] for i in order], what="check", logger=log)
+    out: list = [None] * len(selected)
+    for i, res in zip(order, done):
+        log.info("%s: %d/%d in %.1f s", res.name, res.passed, res.tried, res.seconds)
+        out[i] = res
     return out
+
+
+_EXPECTED_SECONDS = {"takanami_optimal_error": 12.0, "r_star_closed_vs_linear": 9.0,
+                     "trained_vs_closed_form": 6.0, "delta_necessary": 5.0,
+                     "r_star_exact_band": 5.0, "pll_conditions": 4.0}
+"""Measured seconds of the longest checks (full grids, benchmarks/README.md): the order in
+which they are handed to an executor."""
 
 
 def _jsonable(x):

@@ -1,0 +1,211 @@
+"""Independent tasks through the standard :class:`concurrent.futures.Executor` interface:
+serial (the default), an embedded Dask ``LocalCluster``, or an existing Dask scheduler.
+
+The jobs that outgrow one process (probe sweeps, verify grids) are bags of independent tasks.
+:func:`executor` opens one of three executors; :func:`run_tasks` submits the tasks, reports
+progress (tasks done out of total, time left), returns the results in task order, and retries
+a task whose worker was lost. A task that still fails makes :func:`run_tasks` raise
+:class:`TasksFailed` naming every missing task, so a caller never writes a partial file.
+
+Every task is a module-level function of plain arguments. Whatever it returns is identical to
+the serial path because each task derives its own seeds from its arguments (never from the
+worker) and enables float64 itself (:func:`task`).
+
+Dask is an optional extra: ``pip install 'sdtheory[dask]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future
+
+from sdtheory._progress import Progress
+
+__all__ = ["EXECUTORS", "DaskMissing", "SerialExecutor", "TasksFailed", "check_executor",
+           "executor", "run_tasks", "task"]
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("serial", "local", "dask")
+RETRIES = 1
+"""Resubmissions of a failed task before it counts as missing."""
+
+DASK_INSTALL = "pip install 'sdtheory[dask]'  (or: pip install 'dask[distributed]==2026.8.0')"
+
+
+class DaskMissing(ValueError):
+    """The local or dask executor was asked for without Dask installed (a usage error: the
+    command exits 2 with the pip command)."""
+
+
+class TasksFailed(RuntimeError):
+    """Some tasks failed on every attempt.
+
+    Attributes:
+      missing: indices of the tasks without a result; errors: their last error messages.
+    """
+
+    def __init__(self, missing: list[int], errors: list[str], labels: list[str]):
+        self.missing, self.errors = missing, errors
+        shown = "; ".join(f"{lab}: {err}" for lab, err in zip(labels[:5], errors[:5]))
+        more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+        super().__init__(f"{len(missing)} task(s) failed after {RETRIES + 1} attempts: "
+                         f"{shown}{more}")
+
+
+class SerialExecutor(Executor):
+    """Runs each task when it is submitted, in this process (the default executor)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as err:   # noqa: BLE001 - delivered through the future
+            fut.set_exception(err)
+        return fut
+
+
+def _dask():
+    try:
+        import distributed
+    except ImportError:
+        raise DaskMissing("the local and dask executors need Dask, which is not installed: "
+                          + DASK_INSTALL) from None
+    return distributed
+
+
+def check_executor(kind: str, workers=None, scheduler=None) -> None:
+    """Validate executor options before any work (and that Dask is importable for local and
+    dask); raises ValueError / :class:`DaskMissing` with a one-line message."""
+    if kind not in EXECUTORS:
+        raise ValueError(f"--executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
+    if kind != "local" and workers is not None:
+        raise ValueError("--workers applies to --executor local only")
+    if kind != "dask" and scheduler is not None:
+        raise ValueError("--scheduler applies to --executor dask only")
+    if kind == "dask" and not scheduler:
+        raise ValueError("--executor dask needs --scheduler tcp://HOST:PORT")
+    if kind == "local" and workers is not None and not (isinstance(workers, int) and
+                                                         1 <= workers <= 1024):
+        raise ValueError(f"--workers must be an integer in [1, 1024], got {workers!r}")
+    if kind != "serial":
+        _dask()
+
+
+@contextlib.contextmanager
+def executor(kind: str = "serial", *, workers: int | None = None,
+             scheduler: str | None = None) -> Iterator[Executor]:
+    """An executor for the duration of a ``with`` block.
+
+    Args:
+      kind: "serial" (this process), "local" (an embedded Dask LocalCluster of ``workers``
+        single-threaded worker processes, default 2), or "dask" (the existing scheduler at
+        ``scheduler``, e.g. tcp://host:8786).
+      workers: number of local worker processes (local only).
+      scheduler: scheduler address (dask only).
+
+    Raises:
+      ValueError: an unknown kind, or options that do not fit it.
+      DaskMissing: Dask is not installed (local, dask).
+    """
+    check_executor(kind, workers, scheduler)
+    if kind == "serial":
+        yield SerialExecutor()
+        return
+    distributed = _dask()
+    if kind == "local":
+        n = 2 if workers is None else workers
+        with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                      dashboard_address=":0", silence_logs=logging.ERROR) as lc, \
+                distributed.Client(lc) as client:
+            log.info("local Dask cluster: %d worker processes", n)
+            yield client.get_executor(retries=RETRIES)
+        return
+    try:
+        client = distributed.Client(scheduler, timeout="10s")
+    except OSError as err:
+        raise ValueError(f"--scheduler {scheduler}: cannot connect ({err})") from None
+    with client:
+        log.info("Dask scheduler %s: %d workers", scheduler,
+                 len(client.scheduler_info().get("workers", {})))
+        yield client.get_executor(retries=RETRIES)
+
+
+def task(fn: Callable) -> Callable:
+    """Decorator for task functions: float64 enabled in whichever process runs them (the
+    worker's own setting, not inherited from the submitting process), and in a Dask worker
+    also the persistent compilation cache of the ``sdtheory`` command."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        from sdtheory._x64 import configure_process, enable_x64
+
+        if _in_dask_worker():
+            configure_process()        # float64 and the compilation cache, once per worker
+        else:
+            enable_x64()
+        return fn(*args, **kwargs)
+
+    return run
+
+
+def _in_dask_worker() -> bool:
+    try:
+        from distributed import get_worker
+    except ImportError:
+        return False
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def run_tasks(ex: Executor, fn: Callable, args: Sequence[tuple], *,
+              labels: Sequence[str] | None = None, what: str = "task",
+              logger: logging.Logger | None = None) -> list:
+    """fn(*a) for every a in ``args`` on ``ex``; the results in task order.
+
+    A task that raises is resubmitted :data:`RETRIES` time(s) (a Dask executor also reruns a
+    task whose worker died); one that still fails is reported with the others in
+    :class:`TasksFailed` after every task has finished.
+    """
+    labels = list(labels) if labels is not None else [f"{what} {i}" for i in range(len(args))]
+    progress = Progress(logger or log, total=len(args), what=what)
+    futures = {ex.submit(fn, *a): i for i, a in enumerate(args)}
+    attempts = dict.fromkeys(range(len(args)), 1)
+    results: list = [None] * len(args)
+    done = [False] * len(args)
+    errors: dict[int, str] = {}
+    pending = set(futures)
+    t0 = time.perf_counter()
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    while pending:
+        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            i = futures.pop(fut)
+            err = fut.exception()
+            if err is None:
+                results[i], done[i] = fut.result(), True
+                errors.pop(i, None)
+                progress.step(labels[i])
+                continue
+            errors[i] = f"{type(err).__name__}: {err}"
+            if attempts[i] <= RETRIES:
+                attempts[i] += 1
+                log.warning("%s failed (%s); retrying", labels[i], errors[i])
+                nf = ex.submit(fn, *args[i])
+                futures[nf] = i
+                pending.add(nf)
+            else:
+                progress.step(f"{labels[i]} FAILED")
+    missing = [i for i in range(len(args)) if not done[i]]
+    if missing:
+        raise TasksFailed(missing, [errors[i] for i in missing], [labels[i] for i in missing])
+    log.debug("%d tasks in %.1f s", len(args), time.perf_counter() - t0)
+    return results

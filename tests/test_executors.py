@@ -1,0 +1,164 @@
+"""Executors (sdtheory.executors): serial, an embedded Dask LocalCluster and an explicitly
+started scheduler give the same results; a worker killed mid-run is survived; failing tasks
+are reported with nothing written; without Dask a clear message and exit code 2."""
+
+import csv
+import os
+import sys
+
+import distributed  # a test dependency (pyproject [test]); the tests never skip without it
+import numpy as np
+import pytest
+
+from sdtheory.cli import main
+from sdtheory.executors import SerialExecutor, TasksFailed, executor, run_tasks, task
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """An explicitly started Dask scheduler with two worker processes (as a user's cluster)."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster:
+        yield cluster.scheduler_address
+
+
+def _rows(path):
+    with open(path) as fh:
+        lines = [ln for ln in fh if not ln.startswith("#")]
+    return list(csv.DictReader(lines))
+
+
+@pytest.fixture(scope="module")
+def feature_file(tmp_path_factory):
+    rng = np.random.default_rng(4)
+    means = rng.standard_normal((3, 6)) * 2
+    y = np.repeat(np.arange(3), 30)
+    yt = np.repeat(np.arange(3), 10)
+    path = tmp_path_factory.mktemp("f") / "f.npz"
+    np.savez(path, X_train=means[y] + 0.7 * rng.standard_normal((90, 6)), y_train=y,
+             X_test=means[yt] + 0.7 * rng.standard_normal((30, 6)), y_test=yt)
+    return path
+
+
+def test_probe_same_csv_on_every_executor(feature_file, tmp_path, scheduler):
+    """A small probe sweep (2 noise types x 2 rates x 2 seeds, closed engine): every column of
+    the CSV is byte-identical across serial, local (2 workers) and the explicit scheduler,
+    except the certificates, round-off residuals whose last digits depend on the threads of
+    the process that solved (measured), all <= 1e-10."""
+    runs = {}
+    for name, extra in (("serial", []), ("local", ["--executor", "local", "--workers", "2"]),
+                        ("dask", ["--executor", "dask", "--scheduler", scheduler])):
+        out = tmp_path / name
+        rc = main(["--quiet", "probe", "--features", str(feature_file), "--noise", "sym,asym",
+                   "--rates", "0.2,0.5", "--seeds", "0,1", "--rounds", "2", "--lam", "1e-3",
+                   "--out", str(out), *extra])
+        assert rc == 0
+        runs[name] = _rows(out / "probe.csv")
+        with open(out / "probe.csv") as fh:
+            assert fh.readline() and "executor" not in fh.readline()   # config: no executor
+    base = runs["serial"]
+    assert len(base) == 2 * 2 * 2 * 4
+    for name in ("local", "dask"):
+        for a, b in zip(base, runs[name]):
+            assert {k: v for k, v in a.items() if k != "certificate"} == \
+                   {k: v for k, v in b.items() if k != "certificate"}
+            assert float(a["certificate"]) <= 1e-10 and float(b["certificate"]) <= 1e-10
+
+
+def test_verify_same_results_on_every_executor(scheduler):
+    """Quick verify of four checks: tried, passed and worst margins equal on the three
+    executors (these checks' margins are closed forms and integer rounds)."""
+    from sdtheory import verify
+
+    names = ["eta_boundary", "r_star_closed_vs_linear", "borup_andersen_toy", "collapse"]
+    out = {}
+    for kind, kw in (("serial", {}), ("local", {"workers": 2}),
+                     ("dask", {"scheduler": scheduler})):
+        out[kind] = [(r.name, r.tried, r.passed, r.worst_margin, r.ok)
+                     for r in verify.run(names, quick=True, executor=kind, **kw)]
+    assert out["serial"] == out["local"] == out["dask"]
+    assert [r[0] for r in out["serial"]] == [n for n in verify.checks() if n in names]
+
+
+@task
+def _square_or_die(i, marker):
+    """Kills its worker process the first time task 3 runs (marker file absent), else i^2."""
+    if i == 3 and not os.path.exists(marker):
+        with open(marker, "w") as fh:
+            fh.write("killed")
+        os._exit(1)
+    return i * i
+
+
+@task
+def _fails_for_odd(i):
+    if i % 2:
+        raise RuntimeError(f"odd {i}")
+    return i
+
+
+def test_worker_killed_mid_run_is_survived(tmp_path, scheduler):
+    """Task 3 kills its worker once; Dask reruns it on a live worker and the run completes with
+    every result in order."""
+    marker = str(tmp_path / "killed")
+    with executor("dask", scheduler=scheduler) as ex:
+        got = run_tasks(ex, _square_or_die, [(i, marker) for i in range(8)])
+    assert os.path.exists(marker)
+    assert got == [i * i for i in range(8)]
+
+
+def test_failing_tasks_are_reported_not_dropped():
+    """Tasks that fail on every attempt: TasksFailed names exactly them, after the others
+    finished."""
+    with pytest.raises(TasksFailed) as err:
+        run_tasks(SerialExecutor(), _fails_for_odd, [(i,) for i in range(6)],
+                  labels=[f"cell {i}" for i in range(6)])
+    assert err.value.missing == [1, 3, 5]
+    assert "cell 1: RuntimeError: odd 1" in str(err.value)
+
+
+def test_failed_run_writes_nothing(feature_file, tmp_path, monkeypatch, capsys):
+    """A probe whose tasks fail: one warning per retried task, then one error line, exit 1, no
+    file written."""
+    import sdtheory.probe as probe
+
+    def boom(*args):
+        raise RuntimeError("worker lost")
+
+    monkeypatch.setattr(probe, "_probe_run", boom)
+    out = tmp_path / "out"
+    rc = main(["--quiet", "probe", "--features", str(feature_file), "--rates", "0.2",
+               "--seeds", "0", "--rounds", "1", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and "failed, nothing written: 3 task(s) failed after 2 attempts" in err[-1]
+    assert len(err) == 4 and all("failed (RuntimeError: worker lost); retrying" in e
+                                 for e in err[:-1])
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_without_dask_a_clear_message_and_exit_2(feature_file, tmp_path, monkeypatch, capsys):
+    """With Dask not importable, --executor local and dask print the pip command and exit 2
+    before any work; serial still runs."""
+    monkeypatch.setitem(sys.modules, "distributed", None)      # import distributed fails
+    for extra in (["--executor", "local"], ["--executor", "dask", "--scheduler", "tcp://x:1"]):
+        out = tmp_path / extra[1]
+        rc = main(["--quiet", "probe", "--features", str(feature_file), "--out", str(out),
+                   *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1
+        assert "pip install 'sdtheory[dask]'" in err[0] and not out.exists()
+    rc = main(["--quiet", "verify", "--only", "eta_boundary", "--quick", "--executor", "local"])
+    assert rc == 2 and "pip install" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--workers", "2"], "--workers applies to --executor local only"),
+    (["--executor", "dask"], "--executor dask needs --scheduler"),
+    (["--executor", "local", "--workers", "0"], "--workers must be an integer in [1, 1024]"),
+    (["--scheduler", "tcp://x:1"], "--scheduler applies to --executor dask only"),
+])
+def test_executor_option_errors(feature_file, tmp_path, capsys, args, fragment):
+    out = tmp_path / "o"
+    rc = main(["--quiet", "probe", "--features", str(feature_file), "--out", str(out), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and fragment in err[0] and not out.exists()
