@@ -10,6 +10,7 @@ from sdtheory.cli import (
     EXIT_OK,
     Formatter,
     UsageError,
+    add_executor_options,
     add_model_options,
     add_noise_options,
     problem_config,
@@ -41,6 +42,7 @@ def add_parser(sub) -> None:
                         "to the lower class index. Outputs within 100 x the teacher's "
                         "certificate are tied (docs/theory.md section 9)")
     p.add_argument("--out", metavar="DIR", default="out/phase", help="directory for CSV and PNG")
+    add_executor_options(p)
 
 
 def output_paths(result, out_dir) -> tuple[str, str]:
@@ -69,10 +71,14 @@ def run(args) -> int:
     base = problem_config(args)
     x, y = Axis.parse(args.x), Axis.parse(args.y)
     R = _check(args.quantity, args.solver, args.max_rounds)
+    from sdtheory.executors import check_executor
+
+    check_executor(args.executor, args.workers, args.scheduler)
     check_out_dir(args.out)
     p = plan(base, x, y)
     result = run_plan(p, quantity=args.quantity, solver=args.solver, max_rounds=R,
-                      pll_ties=args.pll_ties)
+                      pll_ties=args.pll_ties, executor=args.executor, workers=args.workers,
+                      scheduler=args.scheduler)
     csv_path, png_path = output_paths(result, args.out)
     write_csv(result, csv_path)
     plot_phase(result, png_path, overlay_closed_form_levels=(

@@ -34,6 +34,7 @@ from sdtheory import theory
 from sdtheory._progress import Progress
 from sdtheory._validate import check_memory
 from sdtheory.distill import pll_targets, run_rounds
+from sdtheory.executors import task
 from sdtheory.metrics import accuracy, correct
 from sdtheory.problem import ProblemConfig
 from sdtheory.solvers import ExactSolver
@@ -66,7 +67,8 @@ def _as_axis(a) -> Axis:
 
 
 def phase_diagram(base: ProblemConfig, x, y, *, quantity: str = "r_star", solver: str = "exact",
-          max_rounds: int = 60, pll_ties: str = "split") -> PhaseResult:
+                  max_rounds: int = 60, pll_ties: str = "split", executor: str = "serial",
+                  workers: int | None = None, scheduler: str | None = None) -> PhaseResult:
     """Compute a phase diagram (see the module docstring for the quantities).
 
     Args:
@@ -77,6 +79,8 @@ def phase_diagram(base: ProblemConfig, x, y, *, quantity: str = "r_star", solver
       solver: "exact" (group-reduced fixed point, batched Newton) or "linear" (closed form).
       max_rounds: R, rounds 0..R.
       pll_ties: tie rule of the PLL student's top-2 labels (``pll_gain`` only).
+      executor, workers, scheduler: where the chunks of cells run
+        (:func:`sdtheory.executors.executor`; serial: one batch per K, as before).
 
     Returns:
       :class:`PhaseResult` with arrays of shape (len(y), len(x)).
@@ -93,12 +97,15 @@ def phase_diagram(base: ProblemConfig, x, y, *, quantity: str = "r_star", solver
     """
     R = _check(quantity, solver, max_rounds)
     return run_plan(plan(base, _as_axis(x), _as_axis(y)), quantity=quantity, solver=solver,
-                    max_rounds=R, pll_ties=pll_ties)
+                    max_rounds=R, pll_ties=pll_ties, executor=executor, workers=workers,
+                    scheduler=scheduler)
 
 
 def run_plan(p: Plan, *, quantity: str, solver: str, max_rounds: int,
-             pll_ties: str = "split") -> PhaseResult:
-    """Compute a phase diagram on a validated :class:`~sdtheory.sweep.grid.Plan`."""
+             pll_ties: str = "split", executor: str = "serial", workers: int | None = None,
+             scheduler: str | None = None) -> PhaseResult:
+    """Compute a phase diagram on a validated :class:`~sdtheory.sweep.grid.Plan`; the cells go
+    to the executor in chunks (:data:`TASKS_PER_GROUP` per K; serial: one per K)."""
     from sdtheory import __version__
 
     R = _check(quantity, solver, max_rounds)
@@ -108,12 +115,18 @@ def run_plan(p: Plan, *, quantity: str, solver: str, max_rounds: int,
              "%.2f GiB", nx * ny, ", ".join(str(g.K) for g in p.groups), R,
              nx * ny * (R + 1 + (quantity == "pll_gain")), need / 2 ** 30)
     check_memory(need, f"a phase diagram with K up to {max(g.K for g in p.groups)} (--x, --y)")
+    from sdtheory.executors import executor as open_executor
+    from sdtheory.executors import run_tasks
+
     t0 = time.perf_counter()
+    parts = [chunk for g in p.groups
+             for chunk in _chunks(g, 1 if executor == "serial" else TASKS_PER_GROUP)]
+    with open_executor(executor, workers=workers, scheduler=scheduler) as ex:
+        done = run_tasks(ex, _cells_task, [(g, solver, quantity, R, pll_ties) for g in parts],
+                         labels=[f"K={g.K} cells {int(g.index[0])}..{int(g.index[-1])}"
+                                 for g in parts], what="chunk of cells", logger=log)
     cols: dict[str, np.ndarray] = {}
-    for g in p.groups:
-        run = _exact_cells if solver == "exact" else _linear_cells
-        res = run(g, quantity, R, pll_ties)
-        res["r_star_closed_form"] = _closed_form_column(g)
+    for g, res in zip(parts, done):
         for name, v in res.items():
             cols.setdefault(name, np.full(nx * ny, np.nan))[g.index] = v
     values = {name: v.reshape(ny, nx) for name, v in cols.items()}
@@ -124,6 +137,32 @@ def run_plan(p: Plan, *, quantity: str, solver: str, max_rounds: int,
                        values={k: values[k] for k in order},
                        config=_config_dict(p, quantity, solver, R, pll_ties),
                        version=__version__, seconds=seconds)
+
+
+TASKS_PER_GROUP = 8
+"""Chunks of cells per K handed to a parallel executor."""
+
+
+def _chunks(g: Cells, n: int) -> list[Cells]:
+    """``g`` split into at most n chunks of consecutive cells (the corruption table shared)."""
+    if n <= 1 or g.index.size <= 1:
+        return [g]
+    from dataclasses import replace
+
+    out = []
+    for idx in np.array_split(np.arange(g.index.size), min(n, g.index.size)):
+        out.append(replace(g, index=g.index[idx], n=g.n[idx], lam=g.lam[idx], c=g.c[idx],
+                           d=g.d[idx], e=g.e[idx], cfg=g.cfg[idx]))
+    return out
+
+
+@task
+def _cells_task(g: Cells, solver: str, quantity: str, R: int, ties: str) -> dict:
+    """One chunk of cells: the swept quantity and its companions, and the closed-form r*."""
+    run = _exact_cells if solver == "exact" else _linear_cells
+    res = run(g, quantity, R, ties)
+    res["r_star_closed_form"] = _closed_form_column(g)
+    return res
 
 
 def _peak_bytes(g: Cells, solver: str) -> float:
