@@ -154,12 +154,15 @@ def task(fn: Callable) -> Callable:
 
 
 def _in_dask_worker() -> bool:
-    try:
-        from distributed import get_worker
-    except ImportError:
+    """Whether this code runs inside a Dask worker (without importing Dask where it is not
+    loaded already: a worker has it loaded, and importing it costs about a second)."""
+    import sys
+
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
         return False
     try:
-        get_worker()
+        distributed.get_worker()
     except ValueError:
         return False
     return True
