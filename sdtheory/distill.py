@@ -137,6 +137,17 @@ class Rounds:
         return np.nanmax(self.train_acc, axis=0)
 
 
+def next_targets(T0, P, label_weight: float = 0.0, relation=None) -> np.ndarray:
+    """The targets of the round after outputs P: alpha T0 + (1 - alpha) R P (plain SD: P;
+    docs/theory.md sections 14 and 15). P and T0 are (U, K) or (B, U, K); the relation R,
+    (U, U) dense or scipy.sparse, acts on the units of each problem."""
+    P = np.asarray(P, dtype=np.float64)
+    if relation is not None:
+        P = (np.asarray(relation @ P) if P.ndim == 2 else
+             np.stack([np.asarray(relation @ Pb) for Pb in P]))
+    return P if label_weight == 0 else label_weight * np.asarray(T0) + (1.0 - label_weight) * P
+
+
 def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split",
                until_perfect: bool = False, keep_outputs: bool = False, targets0=None,
                on_failure: str = "raise", label_weight: float = 0.0,
@@ -174,13 +185,7 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
     if relation is not None and tuple(relation.shape) != (U, U):
         raise ValueError(f"relation must be a ({U}, {U}) matrix on the units, got shape "
                          f"{tuple(relation.shape)}")
-    T0 = T.copy() if alpha != 0 else None
-
-    def next_targets(idx, P):
-        """Targets of the next round from this round's outputs P (b, U, K) of problems idx."""
-        if relation is not None:
-            P = np.stack([np.asarray(relation @ Pb) for Pb in P])
-        return P if T0 is None else alpha * T0[idx] + (1.0 - alpha) * P
+    T0 = T.copy() if alpha != 0 else None       # the labels, kept where targets mix them in
     nan = np.full((R + 1, B), np.nan)
     acc, clean, noisy, strict, resid = (nan.copy() for _ in range(5))
     pll_out = {k: np.full(B, np.nan) for k in ("acc", "clean", "noisy", "strict", "residual")}
@@ -234,7 +239,7 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
         perfect = (st == 1.0) & fit.ok
         newly = perfect & (r_star[active] < 0)
         r_star[active[newly]] = r
-        T[active] = next_targets(active, fit.P)
+        T[active] = next_targets(None if T0 is None else T0[active], fit.P, alpha, relation)
         if fit.x is not None:
             if x is None:
                 x = np.zeros((B,) + fit.x.shape[1:])

@@ -249,7 +249,7 @@ def _accuracy(P, labels) -> float:
 def _closed_rounds(X, cor, lam, R, label_weight=0.0, relation=None):
     """Rounds 0..R and the PLL student by the exact solver: (outputs, weights, certificate)
     per training."""
-    from sdtheory.distill import pll_targets, self_distill
+    from sdtheory.distill import next_targets, pll_targets, self_distill
     from sdtheory.metrics import tie_tolerance
     from sdtheory.models import Features
     from sdtheory.population import weights_from_outputs
@@ -261,22 +261,15 @@ def _closed_rounds(X, cor, lam, R, label_weight=0.0, relation=None):
     Y = T = solver.targets0()
     for rr in res.rounds:
         out.append((rr.P, weights_from_outputs(X, T, rr.P, lam), rr.residual))
-        T = _next_targets(Y, rr.P, label_weight, relation)
+        T = next_targets(Y, rr.P, label_weight, relation)
     Tp = pll_targets(res.rounds[0].P, tie_tolerance(res.rounds[0].residual))   # as run_rounds
     out.append((res.pll.P, weights_from_outputs(X, Tp, res.pll.P, lam), res.pll.residual))
     return out
 
 
-def _next_targets(Y, P, label_weight, relation):
-    """alpha Y + (1 - alpha) (R) P: the targets of the next round (as the round driver forms
-    them, :func:`sdtheory.distill.run_rounds`)."""
-    RP = P if relation is None else np.asarray(relation @ P)
-    return RP if label_weight == 0 else label_weight * Y + (1.0 - label_weight) * RP
-
-
 def _trained_rounds(X, cor, lam, R, seed, epochs, monitor, label_weight=0.0, relation=None):
     """Rounds 0..R and the PLL student by the selfpll protocol: (outputs, weights, None)."""
-    from sdtheory.distill import pll_targets
+    from sdtheory.distill import next_targets, pll_targets
     from sdtheory.models import Features
     from sdtheory.solvers import TrainedSolver
 
@@ -291,7 +284,7 @@ def _trained_rounds(X, cor, lam, R, seed, epochs, monitor, label_weight=0.0, rel
     for _ in range(R + 1):
         fit = solver.fit(T)
         out.append((fit.P, fit.info.W, None))
-        T = _next_targets(Y, fit.P, label_weight, relation)
+        T = next_targets(Y, fit.P, label_weight, relation)
     teacher_W = out[0][1]
     pll = TrainedSolver(gram=Features(X), labels=cor, lam=lam, method="sgd", seed=seed,
                         W0=teacher_W, options={**opts, "loss": "gce", "q": SELFPLL["gce_q"]})

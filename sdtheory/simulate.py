@@ -167,7 +167,7 @@ def simulate(cfg: SimConfig) -> dict:
     solver_docs = {k: {**v.to_dict(), "tolerance": tolerances[k]} for k, v in results.items()}
     if p.X is not None:
         for k, v in results.items():
-            _add_test_accuracy(p, v, solver_docs[k])
+            _add_test_accuracy(p, v, solver_docs[k], relation)
     return {
         "config": cfg.to_dict(),
         "version": __version__,
@@ -194,7 +194,7 @@ def _relation(p: Problem):
     return R, relation_purity(R, true)
 
 
-def _add_test_accuracy(p: Problem, res: SDResult, doc: dict) -> None:
+def _add_test_accuracy(p: Problem, res: SDResult, doc: dict, relation=None) -> None:
     """Population (test) accuracy per round on fresh Gaussian-mixture points (docs/theory.md
     section 10).
 
@@ -208,9 +208,11 @@ def _add_test_accuracy(p: Problem, res: SDResult, doc: dict) -> None:
     cfg = p.config
     means = models.gmm_means(cfg.K, cfg.c, cfg.d, cfg.dim)
     sigma = math.sqrt((1.0 - cfg.c) / cfg.dim)
-    alpha = cfg.label_weight
+    from sdtheory.distill import next_targets
+
     Y = np.eye(cfg.K)[p.corruption.given]
-    targets = [Y] + [alpha * Y + (1.0 - alpha) * rr.P for rr in res.rounds[:-1]]
+    targets = [Y] + [next_targets(Y, rr.P, cfg.label_weight, relation)
+                     for rr in res.rounds[:-1]]
     pop = population_by_round(res.rounds, means, sigma, X=p.X, lam=cfg.lam, targets=targets,
                               seed=cfg.seed)
     for rd, acc in zip(doc["rounds"], pop.test):
