@@ -91,6 +91,7 @@ CLI_ROWS = [
      "relation purity must be a number in [0, 1], got 1.5"),
     ("optimize --model gmm", "--model gmm has no closed-form margins"),
     ("optimize --sampled", "the closed-form margins use exact counts"),
+    ("optimize --jitter 0.01", "the closed-form margins need an exact block model"),
     ("optimize --max-rounds -1", "max-rounds must be an integer in [0, 1000], got -1"),
     ("optimize --label-weight 1.5", "label weight alpha must be a number in [-1000, 1]"),
     ("optimize --label-weight -0.5", "--label-weight must be in [0, 1]"),

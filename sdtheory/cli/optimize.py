@@ -23,7 +23,8 @@ the worst training-label margin of the linearised student (L): every label is co
 that margin is > 0, and a larger margin is a more robust correction. L-BFGS-B on log lam and
 alpha with the exact JAX gradient of the closed form (docs/theory.md section 17), several
 starts. Prints the optimum per round and the smallest round whose best margin is within 1%
-of the best over all rounds (the recommendation)."""
+of the best over all rounds (the recommendation). --lam is not used: lam is what is
+optimised."""
 
 
 def add_parser(sub) -> None:
@@ -60,6 +61,9 @@ def run(args) -> int:
 
     if args.model == "gmm":
         raise UsageError("--model gmm has no closed-form margins: use block or superclass")
+    if args.jitter:
+        raise UsageError("--jitter: the closed-form margins need an exact block model (drop "
+                         "--jitter)")
     if args.sampled:
         raise UsageError("--sampled: the closed-form margins use exact counts (drop --sampled)")
     R = as_int(args.max_rounds, "max-rounds", lo=0, hi=1000)
