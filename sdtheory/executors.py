@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 
 from sdtheory._progress import Progress
 
@@ -186,8 +186,6 @@ def run_tasks(ex: Executor, fn: Callable, args: Sequence[tuple], *,
     errors: dict[int, str] = {}
     pending = set(futures)
     t0 = time.perf_counter()
-    from concurrent.futures import FIRST_COMPLETED, wait
-
     while pending:
         finished, pending = wait(pending, return_when=FIRST_COMPLETED)
         for fut in finished:

@@ -28,7 +28,8 @@ import numpy as np
 from sdtheory._validate import as_int, check_label_weight, check_lam
 from sdtheory.solvers.linear import AveragingOperator
 
-__all__ = ["KernelRidgeSD", "borup_andersen_toy", "rbf_kernel", "target_filter"]
+__all__ = ["KernelRidgeSD", "borup_andersen_toy", "output_filter", "rbf_kernel",
+           "target_filter"]
 
 
 def target_filter(a, alpha, r, xp=np):
@@ -45,6 +46,12 @@ def target_filter(a, alpha, r, xp=np):
     near = xp.abs(1.0 - b) <= 1e-12
     geo = xp.where(near, r, (1.0 - br) / xp.where(near, 1.0, 1.0 - b))
     return alpha * geo + br
+
+
+def output_filter(a, alpha, r, xp=np):
+    """a t_r(a): the coefficient of round r's training outputs P_r = A T_r on an eigenvector of
+    G (a^(r+1) for alpha = 0); arguments as :func:`target_filter`."""
+    return a * target_filter(a, alpha, r, xp=xp)
 
 
 def rbf_kernel(A, B, gamma: float) -> np.ndarray:
@@ -88,7 +95,7 @@ class KernelRidgeSD:
         (or (N,) columns when Y is (N,))."""
         Y = np.asarray(Y, dtype=np.float64)
         r = self._rounds(rounds)
-        coef = self.a[None, :] * target_filter(self.a[None, :], self.alpha, r[:, None])
+        coef = output_filter(self.a[None, :], self.alpha, r[:, None])
         return self.op.apply_filter(Y, coef)
 
     def predict(self, K_test, Y, rounds) -> np.ndarray:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdtheory._validate import LAM_MAX, LAM_MIN, as_int, check_counts
-from sdtheory.kernel_ridge import target_filter
+from sdtheory.kernel_ridge import output_filter
 from sdtheory.models import BlockModel, level_eigenvalues
 from sdtheory.theory import averaging, level_names, pair_coefficients, r_star_continuous
 
@@ -73,7 +73,7 @@ class MarginModel:
         import jax.numpy as jnp
 
         a = self._a(log_lam)
-        f = a * target_filter(a, alpha, r, xp=jnp)
+        f = output_filter(a, alpha, r, xp=jnp)
         return jnp.min(jnp.asarray(self.coef) @ f)
 
     def r_star_continuous(self, log_lam, delta):
@@ -120,7 +120,7 @@ class TestAccuracyModel:
         lam = jnp.exp(log_lam)
         a = averaging(jnp.asarray(self.op.mu), 2, self.N, lam)
         rounds = jnp.asarray([max(r - 1, 0), r], dtype=jnp.float64)
-        coef = a[None, :] * target_filter(a[None, :], alpha, rounds[:, None], xp=jnp)
+        coef = output_filter(a[None, :], alpha, rounds[:, None], xp=jnp)
         P_prev, P = 0.5 + self.op.apply_filter(self.Y - 0.5, coef, xp=jnp)
         T = self.Y if r == 0 else alpha * self.Y + (1.0 - alpha) * P_prev
         W = weights_from_outputs(jnp.asarray(self.X), T, P, lam, xp=jnp)

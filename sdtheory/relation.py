@@ -103,14 +103,20 @@ def relation_purity(R, labels) -> float:
     return float(np.sum(R.data[y[R.row] == y[R.col]]) / R.shape[0])
 
 
+def check_purity(purity) -> float:
+    """A relation purity: a number in [0, 1] (one-line error naming the parameter)."""
+    q = as_float(purity, "relation purity")
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"relation purity must be a number in [0, 1], got {q:g}")
+    return q
+
+
 def class_relation(K: int, purity: float) -> np.ndarray:
     """A block-constant relation at the class level: the K x K row-stochastic matrix with
     ``purity`` on the diagonal and (1 - purity)/(K - 1) elsewhere (the share of a sample's
     relation mass on its own class and on each other class)."""
     K = as_int(K, "K", lo=2)
-    q = as_float(purity, "relation purity")
-    if not 0.0 <= q <= 1.0:
-        raise ValueError(f"relation purity must be a number in [0, 1], got {q:g}")
+    q = check_purity(purity)
     return q * np.eye(K) + (1.0 - q) / (K - 1) * (1.0 - np.eye(K))
 
 

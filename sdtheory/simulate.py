@@ -82,10 +82,9 @@ class SimConfig(ProblemConfig):
             if not v > lo:
                 raise ValueError(f"{name.replace('_', ' ')} must be > 0, got {v:g}")
             object.__setattr__(self, name, v)
-        q = as_float(self.relation_purity, "relation purity")
-        if not 0.0 <= q <= 1.0:
-            raise ValueError(f"relation purity must be a number in [0, 1], got {q:g}")
-        object.__setattr__(self, "relation_purity", q)
+        from sdtheory.relation import check_purity
+
+        object.__setattr__(self, "relation_purity", check_purity(self.relation_purity))
         object.__setattr__(self, "relation_dim", as_int(self.relation_dim, "relation dim", lo=1,
                                                         hi=100_000))
         object.__setattr__(self, "relation_k", as_int(self.relation_k, "relation k", lo=1,

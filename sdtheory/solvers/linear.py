@@ -208,13 +208,13 @@ class LinearSolver(SingleProblem):
 
         ``r`` may be an array of rounds: the result is then (len(r), U, K).
         """
-        from sdtheory.kernel_ridge import target_filter
+        from sdtheory.kernel_ridge import output_filter
 
         Y = self.targets0() if Y is None else Y
         c = self._offset
         r = np.asarray(r, dtype=np.float64)
         a = self.op.a[None, :]
-        out = c + self.op.apply_filter(Y - c, a * target_filter(a, float(label_weight),
+        out = c + self.op.apply_filter(Y - c, output_filter(a, float(label_weight),
                                                                 r.reshape(-1, 1)))
         return out if r.ndim else out[0]
 
