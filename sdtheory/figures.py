@@ -562,7 +562,7 @@ def _relation_runs(cfg: dict, eta: float, seed: int, snr: float, log) -> dict:
     for all of them)."""
     from sdtheory.distill import self_distill
     from sdtheory.problem import build_problem
-    from sdtheory.simulate import SimConfig, _relation, make_solver
+    from sdtheory.simulate import SimConfig, make_solver, relation_of
 
     sim = SimConfig(model="gmm", K=cfg["K"], n=cfg["n"], c=cfg["c"], d=cfg["d"], dim=cfg["dim"],
                     lam=cfg["lam"], noise=cfg["noise"], eta=float(eta), sampled=True, seed=seed,
@@ -571,7 +571,7 @@ def _relation_runs(cfg: dict, eta: float, seed: int, snr: float, log) -> dict:
                     relation_k=cfg["relation_k"], relation_tau=cfg["relation_tau"])
     p = build_problem(sim)
     solver = make_solver(p, "exact")
-    R, purity = _relation(p)
+    R, purity = relation_of(p)
     sd = self_distill(solver, sim.rounds, pll=True)
     out = {"sd": [r.train_acc for r in sd.rounds], "pll": sd.pll.train_acc, "relation": {},
            "purity": purity}

@@ -139,7 +139,7 @@ def simulate(cfg: SimConfig) -> dict:
         # a block-constant relation: the group reduction still applies (relation on units)
         purity = cfg.relation_purity
     elif cfg.method == "relation":
-        relation, purity = _relation(p)
+        relation, purity = relation_of(p)
         if isinstance(gram_of(p), models.BlockModel):
             # the relation acts on samples: solve on the block model's dense G
             check_memory(8.0 * cfg.K * cfg.n * cfg.K * cfg.n * 3,
@@ -179,7 +179,7 @@ def simulate(cfg: SimConfig) -> dict:
     }
 
 
-def _relation(p: Problem):
+def relation_of(p: Problem):
     """The relation matrix of a relation-method simulation and its purity
     (:mod:`sdtheory.relation`): from a second Gaussian-mixture view of the true classes (seed
     + 1) or from the classifier's own features."""
