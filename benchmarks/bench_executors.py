@@ -5,7 +5,7 @@ Serial against an embedded Dask LocalCluster (--executor local) for:
 1. `sdtheory verify`, full grids (16 checks, one task each);
 2. a `probe` trained sweep (authors' SGD protocol, bundled digits pixels, 2 noise types x
    3 rates x 2 seeds = 12 tasks of 4 trainings, 60 epochs);
-3. an exact phase diagram of 300 x 300 cells (8 chunks per K);
+3. an exact phase diagram of 300 x 300 cells (tasks of 4,096 cells, the same on every executor);
 4. the overhead per task: 200 trivial tasks through each executor.
 
 Each job is a fresh `python -m sdtheory` process (imports, cluster start and JIT compilation

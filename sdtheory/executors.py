@@ -9,7 +9,8 @@ a task whose worker was lost. A task that still fails makes :func:`run_tasks` ra
 
 Every task is a module-level function of plain arguments. Whatever it returns is identical to
 the serial path because each task derives its own seeds from its arguments (never from the
-worker) and enables float64 itself (:func:`task`).
+worker), enables float64 itself and runs numpy's BLAS on one thread (:func:`task`), and
+callers cut their work into the same tasks on every executor.
 
 Dask is an optional extra: ``pip install 'sdtheory[dask]'``.
 """
@@ -136,19 +137,23 @@ def executor(kind: str = "serial", *, workers: int | None = None,
 
 def task(fn: Callable) -> Callable:
     """Decorator for task functions: float64 enabled in whichever process runs them (the
-    worker's own setting, not inherited from the submitting process), and in a Dask worker
-    also the persistent compilation cache of the ``sdtheory`` command."""
+    worker's own setting, not inherited from the submitting process), in a Dask worker also
+    the persistent compilation cache of the ``sdtheory`` command, and numpy's BLAS on one
+    thread on every executor (LAPACK's last digits depend on the thread count: see
+    :mod:`sdtheory._blas`)."""
     import functools
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
+        from sdtheory._blas import one_blas_thread
         from sdtheory._x64 import configure_process, enable_x64
 
         if _in_dask_worker():
             configure_process()        # float64 and the compilation cache, once per worker
         else:
             enable_x64()
-        return fn(*args, **kwargs)
+        with one_blas_thread():
+            return fn(*args, **kwargs)
 
     return run
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sdtheory._blas import one_blas_thread
 from sdtheory._validate import check_counts, check_labels, check_lam, check_targets
 from sdtheory._x64 import require_x64
 from sdtheory.models import BlockModel, Features, is_psd, psd_refusal, square_matrix
@@ -54,12 +55,18 @@ eigendecomposition of the D x D matrix X^T X; above it, a randomized subspace it
 X^T X through products with X and X^T finds the leading eigenpairs (docs/theory.md
 section 2.5)."""
 
-_SMALL_CHUNK = 64     # the two padded batch sizes of group problems: 64 and _chunk_size(K)
+SMALL_BATCH = 64
+"""The smaller of the two padded batch sizes of group problems (the other: :func:`batch_size`)."""
 
 
-def _chunk_size(K: int) -> int:
-    """Problems per batched call for K classes: 512, fewer for large K (memory ~ K^3 each)."""
-    return int(max(_SMALL_CHUNK, min(512, 2 ** int(np.log2(2 ** 24 / K ** 3)))))
+def batch_size(K: int) -> int:
+    """Problems per batched call for K classes: 512, fewer for large K (memory ~ K^3 each).
+
+    A problem's last digits depend on the size of the batch it is solved in (XLA picks its
+    kernels by shape; measured up to 7.5e-13 in the certificate), so callers that must give
+    identical results however they split the work (sweeps on several executors) cut their
+    tasks at this size."""
+    return int(max(SMALL_BATCH, min(512, 2 ** int(np.log2(2 ** 24 / K ** 3)))))
 
 
 _PREC_RATIO = 4.0     # grow k until (1 + s mu_(k+1)/2) / (1 + s mean_rest/2) <= this
@@ -336,13 +343,13 @@ class ExactSolver:
             return r.x, r.P, r.certificate, r.iterations, r.status
         # Batches are cut into chunks of two padded sizes (each size compiles once per K), so
         # that an active set that shrinks round after round does not recompile.
-        big = _chunk_size(self.K)
+        big = batch_size(self.K)
         out = [np.empty((idx.size,) + T.shape[1:]), np.empty((idx.size,) + T.shape[1:]),
                np.empty(idx.size), np.empty(idx.size, dtype=np.int64),
                np.empty(idx.size, dtype=np.int64)]
         at = 0
         while at < idx.size:
-            size = _SMALL_CHUNK if idx.size - at <= _SMALL_CHUNK else big
+            size = SMALL_BATCH if idx.size - at <= SMALL_BATCH else big
             part = np.arange(at, min(idx.size, at + size))
             pad = np.concatenate([part, np.full(size - part.size, part[-1])])
             problem = jax.tree_util.tree_map(lambda a, i=idx[pad]: a[i], self._problem)
@@ -413,24 +420,6 @@ def _eigh(G: np.ndarray):
         mu, V = jnp.linalg.eigh(jnp.asarray(G))
         return np.asarray(mu), np.asarray(V)
     return np.linalg.eigh(G)
-
-
-def _one_blas_thread():
-    """A context in which numpy's BLAS/LAPACK runs on one thread (threadpoolctl, installed with
-    scikit-learn; a no-op without it).
-
-    For the small D x D eigendecompositions of the feature path: on this 2-core machine, with
-    another process keeping both cores busy, np.linalg.eigh of a 512 x 512 matrix took 3.9 s
-    on OpenBLAS's two spinning threads and 0.11 s on one (2048 x 2048: 23.5 s against 2.6 s;
-    measured).
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn (a dependency) brings it
-        import contextlib
-
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _choose_k(mu_desc: np.ndarray, mean_rest: np.ndarray, s: float) -> int:
@@ -541,7 +530,7 @@ def feature_spectrum(X: np.ndarray, s: float, K: int, *, seed: int = 0, X_device
         if _on_gpu():
             nu, V = _eigh(A)
         else:
-            with _one_blas_thread():
+            with one_blas_thread():
                 nu, V = np.linalg.eigh(A)
         nu, V = np.maximum(nu[::-1], 0.0), V[:, ::-1]
         tail = np.cumsum(nu[::-1])[::-1]                     # sum of nu[k:]
@@ -572,7 +561,7 @@ def _randomized_feature_spectrum(X: np.ndarray, s: float, seed: int, X_device) -
         for _ in range(3):                                   # subspace (power) iterations
             Q, _ = np.linalg.qr(np.asarray(gram_apply(Xd, Q)))
         H = Q.T @ np.asarray(gram_apply(Xd, Q))
-        with _one_blas_thread():
+        with one_blas_thread():
             nu, W = np.linalg.eigh(0.5 * (H + H.T))
         nu, W = np.maximum(nu[::-1], 0.0), W[:, ::-1]
         rest = max(trace - nu[:k].sum(), 0.0) / (D - k)

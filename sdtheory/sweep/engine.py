@@ -105,12 +105,14 @@ def run_plan(p: Plan, *, quantity: str, solver: str, max_rounds: int,
              pll_ties: str = "split", executor: str = "serial", workers: int | None = None,
              scheduler: str | None = None) -> PhaseResult:
     """Compute a phase diagram on a validated :class:`~sdtheory.sweep.grid.Plan`; the cells go
-    to the executor in chunks (:data:`TASKS_PER_GROUP` per K; serial: one per K)."""
+    to the executor in tasks of one solver batch each (:func:`_tasks`), the same on every
+    executor, so that every executor gives the same digits."""
     from sdtheory import __version__
 
     R = _check(quantity, solver, max_rounds)
     ny, nx = p.shape
-    need = max(_peak_bytes(g, solver) for g in p.groups)
+    parts = _tasks(p, solver)
+    need = max(_peak_bytes(g, solver) for g in parts)
     log.info("%d cells (K = %s), rounds 0..%d: at most %d trainings; estimated peak memory "
              "%.2f GiB", nx * ny, ", ".join(str(g.K) for g in p.groups), R,
              nx * ny * (R + 1 + (quantity == "pll_gain")), need / 2 ** 30)
@@ -119,8 +121,6 @@ def run_plan(p: Plan, *, quantity: str, solver: str, max_rounds: int,
     from sdtheory.executors import run_tasks
 
     t0 = time.perf_counter()
-    parts = [chunk for g in p.groups
-             for chunk in _chunks(g, 1 if executor == "serial" else TASKS_PER_GROUP)]
     with open_executor(executor, workers=workers, scheduler=scheduler) as ex:
         done = run_tasks(ex, _cells_task, [(g, solver, quantity, R, pll_ties) for g in parts],
                          labels=[f"K={g.K} cells {int(g.index[0])}..{int(g.index[-1])}"
@@ -139,20 +139,37 @@ def run_plan(p: Plan, *, quantity: str, solver: str, max_rounds: int,
                        version=__version__, seconds=seconds)
 
 
-TASKS_PER_GROUP = 8
-"""Chunks of cells per K handed to a parallel executor."""
+def _task_cells(K: int, solver: str) -> int:
+    """Cells per task of a sweep over K classes, whatever the executor.
+
+    Exact solver: eight solver batches (:func:`~sdtheory.solvers.exact.batch_size`). A cell's
+    last digits depend on the size of the batch it is solved in, which depends on how many
+    cells of its task are still active, so this executor-independent cut makes every
+    executor give the same CSV byte for byte. (Tasks of one batch made the 75 x 41 diagram of
+    benchmarks/bench_phase.py 2.7 s warm instead of 2.2 s: smaller tasks pad more.)
+    Linear solver: four blocks of the vectorised closed form (its cells do not depend on one
+    another; 1,953 tasks of 512 cells made a 1000 x 1000 diagram 14 times slower, measured:
+    per-task set-up)."""
+    from sdtheory.solvers.exact import batch_size
+
+    return 8 * batch_size(K) if solver == "exact" else 4 * _linear_block_cells(K)
 
 
-def _chunks(g: Cells, n: int) -> list[Cells]:
-    """``g`` split into at most n chunks of consecutive cells (the corruption table shared)."""
-    if n <= 1 or g.index.size <= 1:
-        return [g]
+def _tasks(p: Plan, solver: str) -> list[Cells]:
+    """The plan's cells cut into tasks of :func:`_task_cells` consecutive cells (the
+    corruption table shared)."""
     from dataclasses import replace
 
     out = []
-    for idx in np.array_split(np.arange(g.index.size), min(n, g.index.size)):
-        out.append(replace(g, index=g.index[idx], n=g.n[idx], lam=g.lam[idx], c=g.c[idx],
-                           d=g.d[idx], e=g.e[idx], cfg=g.cfg[idx]))
+    for g in p.groups:
+        size = _task_cells(g.K, solver)
+        if g.index.size <= size:
+            out.append(g)
+            continue
+        for s0 in range(0, g.index.size, size):
+            sl = slice(s0, s0 + size)
+            out.append(replace(g, index=g.index[sl], n=g.n[sl], lam=g.lam[sl], c=g.c[sl],
+                               d=g.d[sl], e=g.e[sl], cfg=g.cfg[sl]))
     return out
 
 
@@ -173,9 +190,9 @@ def _peak_bytes(g: Cells, solver: str) -> float:
     the interpreter and JAX."""
     K = g.K
     if solver == "exact":
-        from sdtheory.solvers.exact import _SMALL_CHUNK, _chunk_size
+        from sdtheory.solvers.exact import SMALL_BATCH, batch_size
 
-        chunk = _SMALL_CHUNK if g.size <= _SMALL_CHUNK else _chunk_size(K)
+        chunk = SMALL_BATCH if g.size <= SMALL_BATCH else batch_size(K)
         return 8.0 * K ** 3 * (24 * chunk + 6 * g.size)
     return 8.0 * 10 * _LINEAR_BLOCK
 
@@ -219,7 +236,7 @@ def _exact_cells(g: Cells, quantity: str, R: int, ties: str) -> dict:
     diag, alpha, L, w = g.class_structure()
     solver = ExactSolver.group_batch(diag=diag, alpha=alpha, L=L, w=w, counts=g.counts[g.cfg],
                                      lam=g.lam)
-    log.info("exact solver, K = %d: %d cells, rounds 0..%d", g.K, g.size, R)
+    log.debug("exact solver, K = %d: %d cells, rounds 0..%d", g.K, g.size, R)
     res = run_rounds(solver, R, pll=quantity == "pll_gain", pll_ties=ties,
                      until_perfect=quantity != "acc_round_R", on_failure="mark")
     failed = ~res.ok
@@ -245,6 +262,11 @@ _LINEAR_BLOCK = 2 ** 21
 """Floats per block of (cells, K, K, K) arrays in the closed-form sweep."""
 
 
+def _linear_block_cells(K: int) -> int:
+    """Cells per block of (cells, K, K, K) arrays of :data:`_LINEAR_BLOCK` floats."""
+    return max(1, _LINEAR_BLOCK // (K ** 3))
+
+
 def _linear_outputs(comps: dict, a: dict, t, K: int) -> np.ndarray:
     """Outputs (C, K * K, K) = 1/K + sum_level a_level^t comp_level (comps of V - 1/K)."""
     P = 1.0 / K
@@ -258,7 +280,7 @@ def _linear_cells(g: Cells, quantity: str, R: int, ties: str) -> dict:
     names = theory.level_names(g.three_level)
     if quantity == "r_star":
         coef = theory.pair_coefficients(g.counts, g.superclass_of)
-        log.info("linear solver, K = %d: r* of %d cells", g.K, g.size)
+        log.debug("linear solver, K = %d: r* of %d cells", g.K, g.size)
         r = theory.first_perfect_linear(coef[g.cfg], np.stack([a[nm] for nm in names], axis=1),
                                         R)
         return {"r_star": r}
@@ -266,7 +288,7 @@ def _linear_cells(g: Cells, quantity: str, R: int, ties: str) -> dict:
     true, given = np.divmod(np.arange(K * K), K)
     base_comps = theory.grid_components(np.eye(K)[given] - 1.0 / K, g.counts, g.superclass_of)
     nc = g.size
-    chunk = max(1, _LINEAR_BLOCK // (K ** 3))      # cells per block of (cells, K, K, K) arrays
+    chunk = _linear_block_cells(K)
     names_out = (("acc_round_R",) if quantity == "acc_round_R"
                  else ("pll_gain", "pll_acc", "sd_best_acc"))
     out = {name: np.full(nc, np.nan) for name in names_out}
