@@ -54,6 +54,7 @@ __all__ = [
     "NewtonResult",
     "certificate",
     "newton",
+    "local_devices",
 ]
 
 CONVERGED, ROUNDOFF, FAILED = 0, 1, 2
@@ -140,17 +141,37 @@ def _newton_one(problem, T, x0, tol, accept_tol, max_iter):
 _JITTED = {}
 
 
-def _compiled(batched: bool):
+def _compiled(batched: bool, devices: int = 1):
     """jit(_newton_one), or jit(vmap(_newton_one)) over a leading batch axis of the problem,
-    the targets and the starting point. One compilation per problem structure and shapes."""
-    if batched not in _JITTED:
+    the targets and the starting point; with ``devices`` > 1 the batch is split evenly over
+    the first ``devices`` local devices (``jax.shard_map``: each device runs its own Newton
+    loop on its share, with no communication). One compilation per problem structure, shapes
+    and device count."""
+    key = (batched, devices)
+    if key not in _JITTED:
         import jax
 
         fn = _newton_one
         if batched:
             fn = jax.vmap(fn, in_axes=(0, 0, 0, None, None, None))
-        _JITTED[batched] = jax.jit(fn)
-    return _JITTED[batched]
+            if devices > 1:
+                from jax.sharding import Mesh
+                from jax.sharding import PartitionSpec as Spec
+
+                mesh = Mesh(np.array(jax.local_devices()[:devices]), ("batch",))
+                fn = jax.shard_map(fn, mesh=mesh, in_specs=(Spec("batch"),) * 3 + (Spec(),) * 3,
+                                   out_specs=Spec("batch"), check_vma=False)
+        _JITTED[key] = jax.jit(fn)
+    return _JITTED[key]
+
+
+def local_devices() -> int:
+    """Number of devices of JAX's default backend in this process: the batches of
+    :func:`newton` are sharded over them when there are several (one CPU unless the process
+    was started with, e.g., ``XLA_FLAGS=--xla_force_host_platform_device_count=4``)."""
+    import jax
+
+    return jax.local_device_count()
 
 
 @dataclass(frozen=True)
@@ -165,6 +186,7 @@ class NewtonResult:
       status: :data:`CONVERGED`, :data:`ROUNDOFF` or :data:`FAILED` per problem.
       accept: the acceptance bound of a ``ROUNDOFF`` status per problem (the larger of
         ``accept_tol`` and the round-off floor of the certificate).
+      devices: number of devices the batch was sharded over (1: not sharded).
     """
 
     x: np.ndarray
@@ -173,6 +195,7 @@ class NewtonResult:
     iterations: np.ndarray
     status: np.ndarray
     accept: np.ndarray
+    devices: int = 1
 
 
 def newton(problem, T, x0, *, tol: float = DEFAULT_TOL, accept_tol: float | None = None,
@@ -188,7 +211,9 @@ def newton(problem, T, x0, *, tol: float = DEFAULT_TOL, accept_tol: float | None
       accept_tol: certificate accepted at the round-off floor (default ``ACCEPT_FACTOR * tol``;
         raised to the problem's round-off floor where that is larger).
       max_iter: Newton steps per problem.
-      batched: solve a batch of independent problems at once (``jax.vmap``).
+      batched: solve a batch of independent problems at once (``jax.vmap``). Where JAX has
+        several local devices (:func:`local_devices`), the batch is padded to a multiple of
+        their number and sharded over them.
 
     Returns:
       :class:`NewtonResult` (numpy). Nothing is raised here: the caller decides what a
@@ -197,9 +222,18 @@ def newton(problem, T, x0, *, tol: float = DEFAULT_TOL, accept_tol: float | None
     import jax.numpy as jnp
 
     accept = ACCEPT_FACTOR * tol if accept_tol is None else accept_tol
-    out = _compiled(bool(batched))(problem, jnp.asarray(T), jnp.asarray(x0), float(tol),
-                                   float(accept), int(max_iter))
-    return NewtonResult(*(np.array(v) for v in out))
+    T, x0 = jnp.asarray(T), jnp.asarray(x0)
+    B = T.shape[0] if batched else 1
+    devices = min(local_devices(), B) if batched else 1
+    if devices > 1 and B % devices:          # pad with copies of the last problem
+        import jax
+
+        pad = np.concatenate([np.arange(B), np.full(devices - B % devices, B - 1)])
+        problem, T, x0 = jax.tree_util.tree_map(lambda a: a[pad], (problem, T, x0))
+    out = _compiled(bool(batched), devices)(problem, T, x0, float(tol), float(accept),
+                                            int(max_iter))
+    return NewtonResult(*(np.array(v)[:B] if batched else np.array(v) for v in out),
+                        devices=devices)
 
 
 @partial(np.vectorize, otypes=[object])
