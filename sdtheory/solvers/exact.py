@@ -342,14 +342,18 @@ class ExactSolver:
             r = newton(self._problem, T, x0, tol=self.tol, max_iter=max_iter, batched=True)
             return r.x, r.P, r.certificate, r.iterations, r.status
         # Batches are cut into chunks of two padded sizes (each size compiles once per K), so
-        # that an active set that shrinks round after round does not recompile.
+        # that an active set that shrinks round after round does not recompile: full chunks of
+        # the big size, the rest in chunks of SMALL_BATCH. (Padding a rest of 65..511 problems
+        # to the big size instead compiled a second program per K in `verify`, whose grids
+        # are mostly of that size, and solved up to 8 times more padding: verify's 13
+        # original checks 34.3-35.2 s -> 31.4-32.4 s; phase diagrams unchanged, measured.)
         big = batch_size(self.K)
         out = [np.empty((idx.size,) + T.shape[1:]), np.empty((idx.size,) + T.shape[1:]),
                np.empty(idx.size), np.empty(idx.size, dtype=np.int64),
                np.empty(idx.size, dtype=np.int64)]
         at = 0
         while at < idx.size:
-            size = SMALL_BATCH if idx.size - at <= SMALL_BATCH else big
+            size = big if idx.size - at >= big else SMALL_BATCH
             part = np.arange(at, min(idx.size, at + size))
             pad = np.concatenate([part, np.full(size - part.size, part[-1])])
             problem = jax.tree_util.tree_map(lambda a, i=idx[pad]: a[i], self._problem)

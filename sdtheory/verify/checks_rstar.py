@@ -111,12 +111,18 @@ def _r_star_closed_vs_linear(t: Tally) -> None:
     lams = (1e-4, 1e-2) if t.quick else (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
     kinds = ("sym", "pairflip") if t.quick else ("sym", "asym", "pairflip")
     fracs = (0.5, 1.05) if t.quick else (0.1, 0.5, 0.9, 0.99, 1.05)
+    models: dict = {}          # one model and one count matrix per distinct key, not per lam
+    counts: dict = {}
     for K, n, (c, d), lam, kind, f in itertools.product(Ks, ns, cds, lams, kinds, fracs):
         if kind == "asym" and K == 2:
             continue
-        m = two_level(K, n, c, d)
+        if (K, n, c, d) not in models:
+            models[K, n, c, d] = two_level(K, n, c, d)
+        m = models[K, n, c, d]
         eta = min(0.95, f * th.eta_boundary(kind, K))
-        cases.append((m, noise_counts(m, kind, eta), lam, f"{kind} eta={eta:.4g}"))
+        if (K, n, c, d, kind, f) not in counts:
+            counts[K, n, c, d, kind, f] = noise_counts(m, kind, eta)
+        cases.append((m, counts[K, n, c, d, kind, f], lam, f"{kind} eta={eta:.4g}"))
     for S, m_, eta in ([(2, 2, 0.3)] if t.quick else
                        [(2, 2, 0.3), (2, 3, 0.5), (3, 3, 0.6), (2, 4, 0.7)]):
         m3 = three_level(S, m_, 40, 0.6, 0.3, 0.1)
