@@ -160,6 +160,12 @@ def count_matrix(counts, *, integer: bool = True, name: str = "counts") -> np.nd
         raise ValueError(f"{name} needs K >= 2 classes, got K = {C.shape[0]}")
     if not (np.issubdtype(C.dtype, np.integer) or np.issubdtype(C.dtype, np.floating)):
         raise ValueError(f"{name} must be numeric, got dtype {C.dtype}")
+    if C.dtype.kind in "iu" and C.min() >= 0:
+        # integer entries are finite and whole: only the row sums are left to check (a fast
+        # path: solvers and checks validate the same counts many times)
+        rows = C.sum(axis=1)
+        if rows.min() >= 1:
+            return C.astype(np.int64 if integer else np.float64)
     Cf = C.astype(np.float64)
     if not np.all(np.isfinite(Cf)):
         raise ValueError(f"{name} must be finite (it contains NaN or inf)")
