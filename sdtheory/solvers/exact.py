@@ -63,9 +63,10 @@ def batch_size(K: int) -> int:
     """Problems per batched call for K classes: 512, fewer for large K (memory ~ K^3 each).
 
     A problem's last digits depend on the size of the batch it is solved in (XLA picks its
-    kernels by shape; measured up to 7.5e-13 in the certificate), so callers that must give
+    kernels by shape; measured up to 3.6e-13 in a certificate), so callers that must give
     identical results however they split the work (sweeps on several executors) cut their
-    tasks at this size."""
+    tasks the same way every time, in multiples of this size
+    (:func:`sdtheory.sweep.engine._task_cells`)."""
     return int(max(SMALL_BATCH, min(512, 2 ** int(np.log2(2 ** 24 / K ** 3)))))
 
 

@@ -105,14 +105,16 @@ def run_plan(p: Plan, *, quantity: str, solver: str, max_rounds: int,
              pll_ties: str = "split", executor: str = "serial", workers: int | None = None,
              scheduler: str | None = None) -> PhaseResult:
     """Compute a phase diagram on a validated :class:`~sdtheory.sweep.grid.Plan`; the cells go
-    to the executor in tasks of one solver batch each (:func:`_tasks`), the same on every
+    to the executor in tasks of consecutive cells (:func:`_task_cells`), the same on every
     executor, so that every executor gives the same digits."""
     from sdtheory import __version__
 
     R = _check(quantity, solver, max_rounds)
     ny, nx = p.shape
     parts = _tasks(p, solver)
-    need = max(_peak_bytes(g, solver) for g in parts)
+    # a local cluster runs one task per worker process at once on this machine
+    at_once = (2 if workers is None else workers) if executor == "local" else 1
+    need = at_once * max(_peak_bytes(g, solver) for g in parts)
     log.info("%d cells (K = %s), rounds 0..%d: at most %d trainings; estimated peak memory "
              "%.2f GiB", nx * ny, ", ".join(str(g.K) for g in p.groups), R,
              nx * ny * (R + 1 + (quantity == "pll_gain")), need / 2 ** 30)
