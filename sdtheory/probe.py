@@ -159,10 +159,7 @@ class ProbeConfig:
         if self.method not in METHODS:
             raise ValueError(f"--method must be one of {', '.join(METHODS)}, got "
                              f"{self.method!r}")
-        alpha = check_label_weight(self.label_weight)
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"--label-weight must be in [0, 1] (softmax targets stay on the "
-                             f"simplex), got {alpha:g}")
+        alpha = check_label_weight(self.label_weight, softmax=True)
         fix(self, "label_weight", alpha)
         if self.relation_features is not None and self.method != "relation":
             raise ValueError("--relation-features applies to --method relation only")

@@ -64,11 +64,7 @@ class SimConfig(ProblemConfig):
         if self.loss == "mse" and solvers != ("linear",):
             raise ValueError("the squared loss (--loss mse) has an exact closed form: it runs "
                              "with --solver linear only")
-        alpha = check_label_weight(self.label_weight)
-        if self.loss == "ce" and not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"label weight alpha must be in [0, 1] for the softmax loss "
-                             f"(targets stay on the simplex), got {alpha:g}; below 0 only with "
-                             f"--loss mse")
+        alpha = check_label_weight(self.label_weight, softmax=self.loss == "ce")
         object.__setattr__(self, "label_weight", alpha)
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")

@@ -69,9 +69,7 @@ def run(args) -> int:
     R = as_int(args.max_rounds, "max-rounds", lo=0, hi=1000)
     alpha = None
     if args.label_weight is not None:
-        alpha = check_label_weight(args.label_weight)
-        if not 0.0 <= alpha <= 1.0:
-            raise UsageError(f"--label-weight must be in [0, 1], got {alpha:g}")
+        alpha = check_label_weight(args.label_weight, softmax=True)
     cfg = problem_config(args)
     if args.out:
         check_out_dir(args.out)
