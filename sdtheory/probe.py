@@ -245,23 +245,14 @@ def _accuracy(P, labels) -> float:
 
 def _closed_rounds(X, cor, lam, R, label_weight=0.0, relation=None):
     """Rounds 0..R and the PLL student by the exact solver: (outputs, weights, certificate)
-    per training."""
-    from sdtheory.distill import next_targets, pll_targets, self_distill
-    from sdtheory.metrics import tie_tolerance
+    per training; the weights are the feature-space solver's own (P = softmax(X W^T))."""
+    from sdtheory.distill import self_distill
     from sdtheory.models import Features
-    from sdtheory.population import weights_from_outputs
     from sdtheory.solvers import ExactSolver
 
     solver = ExactSolver(gram=Features(X), labels=cor, lam=lam)
     res = self_distill(solver, R, pll=True, label_weight=label_weight, relation=relation)
-    out = []
-    Y = T = solver.targets0()
-    for rr in res.rounds:
-        out.append((rr.P, weights_from_outputs(X, T, rr.P, lam), rr.residual))
-        T = next_targets(Y, rr.P, label_weight, relation)
-    Tp = pll_targets(res.rounds[0].P, tie_tolerance(res.rounds[0].residual))   # as run_rounds
-    out.append((res.pll.P, weights_from_outputs(X, Tp, res.pll.P, lam), res.pll.residual))
-    return out
+    return [(rr.P, rr.info.weights, rr.residual) for rr in (*res.rounds, res.pll)]
 
 
 def _trained_rounds(X, cor, lam, R, seed, epochs, monitor, label_weight=0.0, relation=None):
