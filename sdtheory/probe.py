@@ -29,7 +29,6 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.special import softmax
 
 from sdtheory import noise
 from sdtheory._progress import quieted
@@ -243,6 +242,13 @@ def _accuracy(P, labels) -> float:
     return float(accuracy(P, labels, labels, np.ones(labels.size)).all)
 
 
+def _test_accuracy(data, W) -> float:
+    """Accuracy of the weights W on the held-out set (softmax outputs, :func:`_accuracy`)."""
+    from scipy.special import softmax  # here, not at import: the CLI's parser imports this module
+
+    return _accuracy(softmax(data.X_test @ W.T, axis=1), data.y_test)
+
+
 def _closed_rounds(X, cor, lam, R, label_weight=0.0, relation=None):
     """Rounds 0..R and the PLL student by the exact solver: (outputs, weights, certificate)
     per training; the weights are the feature-space solver's own (P = softmax(X W^T))."""
@@ -299,7 +305,7 @@ def _probe_run(cfg, data, superclass_of, stats, lam_model, relation, kind, eta, 
             monitor = None
             if cfg.select_on_test:
                 def monitor(W):
-                    return _accuracy(softmax(data.X_test @ W.T, axis=1), data.y_test)
+                    return _test_accuracy(data, W)
             runs = _trained_rounds(X, cor, cfg.lam, cfg.rounds, seed, cfg.epochs, monitor,
                                    cfg.label_weight, relation)
     rows, first = [], None
@@ -312,7 +318,7 @@ def _probe_run(cfg, data, superclass_of, stats, lam_model, relation, kind, eta, 
             "noise": kind, "eta": eta, "seed": seed, "realised_rate": cor.rate,
             "delta": dlt, "round": label, "acc_given": _accuracy(P, cor.given),
             "acc_true": acc_true,
-            "test_acc": _accuracy(softmax(data.X_test @ W.T, axis=1), data.y_test),
+            "test_acc": _test_accuracy(data, W),
             "certificate": cert,
         })
         what = "PLL" if label == "pll" else f"round {label}"
