@@ -57,8 +57,10 @@ def require_x64(where: str) -> None:
 
 def configure_process() -> None:
     """float64, and JAX's persistent compilation cache in ``$SDTHEORY_JAX_CACHE`` (default
-    ~/.cache/sdtheory/jax; empty turns it off), so that a repeat run skips compilation. Called by
-    the ``sdtheory`` command and by every Dask worker that runs a task (never on import)."""
+    ~/.cache/sdtheory/jax; empty turns it off), so that a repeat run skips compilation, with
+    the lowered Newton programs in its ``programs`` folder (:mod:`sdtheory.solvers._store`),
+    so that it skips tracing too. Called by the ``sdtheory`` command and by every Dask worker
+    that runs a task (never on import)."""
     import os
 
     import jax
@@ -75,4 +77,7 @@ def configure_process() -> None:
             # (about 4 s of its 38 s, measured)
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         except OSError:
-            pass  # an unwritable cache directory only costs compilation time
+            return  # an unwritable cache directory only costs compilation time
+        from sdtheory.solvers._store import use_directory
+
+        use_directory(os.path.join(cache, "programs"))   # lowered programs: no tracing either

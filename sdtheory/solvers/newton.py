@@ -243,8 +243,20 @@ def newton(problem, T, x0, *, tol: float = DEFAULT_TOL, accept_tol: float | None
 
         pad = np.concatenate([np.arange(B), np.full(devices - B % devices, B - 1)])
         problem, T, x0 = jax.tree_util.tree_map(lambda a: a[pad], (problem, T, x0))
-    out = _compiled(bool(batched), devices)(problem, T, x0, float(tol), float(accept),
-                                            int(max_iter))
+    args = (problem, T, x0, float(tol), float(accept), int(max_iter))
+    program = _compiled(bool(batched), devices)
+    if devices == 1 and getattr(problem, "storable", True):
+        import inspect
+
+        import jax
+
+        from sdtheory.solvers._store import stored
+
+        call = stored("newton-batched" if batched else "newton", program, args,
+                      sources=(__file__, inspect.getfile(type(problem))))
+        out = call(*jax.tree_util.tree_leaves(args))
+    else:
+        out = program(*args)
     return NewtonResult(*(np.array(v)[:B] if batched else np.array(v) for v in out),
                         devices=devices)
 

@@ -326,6 +326,12 @@ class FactorProblem:
     maxiter: int = _static(200)
     count_cg: bool = _static(False)
 
+    @property
+    def storable(self) -> bool:
+        """Whether :mod:`sdtheory.solvers._store` may export the program: not with the host
+        callback that counts CG iterations (``jax.export`` refuses host callbacks)."""
+        return not self.count_cg
+
     def evaluate(self, x, T):
         P = jax.nn.softmax(self.X @ x, axis=-1)
         Wfix = self.s * (self.X.T @ (T - P))
