@@ -211,7 +211,6 @@ class ExactSolver:
         self._init_samples(labels, N, "dense", "a dense Gram matrix", f"G is {N} x {N}")
         s = 1.0 / (N * self.lam)
         import jax
-        import jax.numpy as jnp
 
         Np = padded_size(N)
         Gp = np.zeros((Np, Np))
@@ -227,14 +226,14 @@ class ExactSolver:
         G_device = jax.device_put(Gp)
         Vp = np.zeros((Np, sp["k"]))
         Vp[:N] = sp["V"]
-        self._problem = DenseProblem(s=jnp.asarray(s), G=G_device, V=jnp.asarray(Vp),
-                                     mu=jnp.asarray(sp["mu"]), mu_rest=jnp.asarray(sp["mu_rest"]))
+        put = jax.device_put      # a transfer; jnp.asarray would also run a conversion program
+        self._problem = DenseProblem(s=put(s), G=G_device, V=put(Vp), mu=put(sp["mu"]),
+                                     mu_rest=put(sp["mu_rest"]))
         self._sel = np.arange(N)
         self.G = G
 
     def _init_features(self, features: Features, labels) -> None:
         import jax
-        import jax.numpy as jnp
 
         from sdtheory.solvers.problems import FactorProblem
 
@@ -244,9 +243,9 @@ class ExactSolver:
         s = 1.0 / (N * self.lam)
         X_device = jax.device_put(X)
         self.spectrum = sp = feature_spectrum(X, s, self.K, X_device=X_device)
-        self._problem = FactorProblem(s=jnp.asarray(s), X=X_device, Vf=jnp.asarray(sp["V"]),
-                                      nu=jnp.asarray(sp["nu"]),
-                                      nu_rest=jnp.asarray(sp["nu_rest"]), count_cg=True)
+        put = jax.device_put
+        self._problem = FactorProblem(s=put(s), X=X_device, Vf=put(sp["V"]), nu=put(sp["nu"]),
+                                      nu_rest=put(sp["nu_rest"]), count_cg=True)
         self._sel = np.arange(N)
         self.X = X
 

@@ -232,26 +232,24 @@ def newton(problem, T, x0, *, tol: float = DEFAULT_TOL, accept_tol: float | None
       :class:`NewtonResult` (numpy). Nothing is raised here: the caller decides what a
       ``FAILED`` status means (:class:`sdtheory.solvers.SolverError` for single solves).
     """
-    import jax.numpy as jnp
+    import inspect
+
+    import jax
+
+    from sdtheory.solvers._store import stored
 
     accept = ACCEPT_FACTOR * tol if accept_tol is None else accept_tol
-    T, x0 = jnp.asarray(T), jnp.asarray(x0)
+    # numpy arrays go to the program as they are (one transfer each): jnp.asarray would first
+    # run a conversion program, one more to load or compile for every new shape
+    T, x0 = (a if isinstance(a, jax.Array) else np.asarray(a) for a in (T, x0))
     B = T.shape[0] if batched else 1
     devices = min(local_devices(), B) if batched else 1
     if devices > 1 and B % devices:          # pad with copies of the last problem
-        import jax
-
         pad = np.concatenate([np.arange(B), np.full(devices - B % devices, B - 1)])
         problem, T, x0 = jax.tree_util.tree_map(lambda a: a[pad], (problem, T, x0))
     args = (problem, T, x0, float(tol), float(accept), int(max_iter))
     program = _compiled(bool(batched), devices)
     if devices == 1 and getattr(problem, "storable", True):
-        import inspect
-
-        import jax
-
-        from sdtheory.solvers._store import stored
-
         call = stored("newton-batched" if batched else "newton", program, args,
                       sources=(__file__, inspect.getfile(type(problem))))
         out = call(*jax.tree_util.tree_leaves(args))
