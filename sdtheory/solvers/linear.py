@@ -221,14 +221,15 @@ class LinearSolver(SingleProblem):
     def first_perfect_round(self, max_rounds: int, Y=None,
                             label_weight: float = 0.0) -> int | None:
         """First round 0..max_rounds whose outputs get every unit right (None: none), found by
-        evaluating the rounds in blocks (:func:`sdtheory.metrics.accuracy`)."""
-        from sdtheory.metrics import accuracy, first_true
+        evaluating the rounds in blocks: every unit with samples strictly correct
+        (:func:`sdtheory.metrics.correct`), i.e. strict accuracy 1."""
+        from sdtheory.metrics import correct, first_true
 
+        empty = self.weight[0] == 0
         for start in range(0, int(max_rounds) + 1, 256):
             rounds = np.arange(start, min(start + 256, int(max_rounds) + 1))
-            acc = accuracy(self.round_outputs(rounds, Y, label_weight), self.true, self.given,
-                           self.weight[0]).strict
-            r = int(first_true(acc == 1.0))
+            right = correct(self.round_outputs(rounds, Y, label_weight), self.true) | empty
+            r = int(first_true(right.all(axis=-1)))
             if r >= 0:
                 return int(rounds[r])
         return None

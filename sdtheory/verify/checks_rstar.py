@@ -90,9 +90,10 @@ def _delta_necessary(t: Tally) -> None:
                1.0 - best, best_acc=best, best_round=int(np.argmax(accs)), counts=C)
 
 
-def _closed(m, C, lam):
+def _closed(m, C, lam, dlt=None):
+    """Closed-form r*, a2, a3 of a case (``dlt``: Delta of C, if already computed)."""
     a2, a3 = th.closed_form_factors(m, C, lam)
-    return th.r_star_closed(delta(C), a2, a3), a2, a3
+    return th.r_star_closed(delta(C) if dlt is None else dlt, a2, a3), a2, a3
 
 
 @check("r_star_closed_vs_linear",
@@ -140,18 +141,20 @@ def _r_star_closed_vs_linear(t: Tally) -> None:
     skipped = 0
     kept = []
     for m, C, lam, label in cases:
-        rc, a2, a3 = _closed(m, C, lam)
+        dlt = delta(C)
+        rc, a2, a3 = _closed(m, C, lam, dlt)
         noiseless = not np.any(C[~np.eye(m.K, dtype=bool)])
         if noiseless:
             rc = 0        # no mislabelled sample: the teacher is already right
         if rc is not None and rc > cap:
             skipped += 1
             continue
-        kept.append((m, C, lam, label, rc, a2, a3, noiseless, cap_none if rc is None else rc))
-    formula = _r_star_linear_batch([(k[0], k[1], k[2], k[8]) for k in kept])
-    for (m, C, lam, label, rc, a2, a3, noiseless, last), r_lin_formula in zip(kept, formula):
+        kept.append((m, C, lam, label, dlt, rc, a2, a3, noiseless,
+                     cap_none if rc is None else rc))
+    formula = _r_star_linear_batch([(k[0], k[1], k[2], k[9]) for k in kept])
+    for (m, C, lam, label, dlt, rc, a2, a3, noiseless, last), r_lin_formula in zip(kept,
+                                                                                    formula):
         r_lin = LinearSolver(gram=m, labels=C, lam=lam).first_perfect_round(last)
-        dlt = delta(C)
         params = named(K=m.K, n=m.sizes[0], c=m.c, d=m.d, e=m.e, lam=lam, noise=label, delta=dlt)
         if rc is not None and r_lin == rc and r_lin_formula == rc:
             margin = None
