@@ -19,7 +19,9 @@ same bits (tests/test_program_store.py compares them). The store is off unless a
 set (:func:`use_directory`; the ``sdtheory`` command and every Dask worker use
 ``$SDTHEORY_JAX_CACHE/programs``); library users get plain ``jax.jit``. Anything that goes wrong
 with the store (an unwritable directory, a damaged file, a program that cannot be exported)
-costs only the time it was meant to save: the plain jitted function runs instead.
+costs only the time it was meant to save: the plain jitted function runs instead. Batches
+sharded over several local devices, and feature problems that count their CG iterations (a
+host callback), are not stored.
 """
 
 from __future__ import annotations
