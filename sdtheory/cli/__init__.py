@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sdtheory",
         description="Closed-form simulator of self-distillation (SD) and partial-label (PLL) "
                     "students on fixed features, under label noise (Jeong & Chung, ICLR 2025).",
+        epilog="environment:\n  SDTHEORY_JAX_CACHE  folder of JAX's compilation cache and of the "
+               "lowered Newton\n                      programs (its programs/ folder), so that a "
+               "repeat run skips\n                      tracing and compilation (default "
+               "~/.cache/sdtheory/jax;\n                      empty: no cache)",
         formatter_class=Formatter,
     )
     parser.add_argument("--version", action="version", version=f"sdtheory {__version__}")
