@@ -133,9 +133,9 @@ def _load_or_export(name, plain, sources, treedef, leaves):
         except Exception as err:  # noqa: BLE001 - a damaged file is replaced below
             log.debug("program store: %s unreadable (%s), exported again", path, err)
     if exported is None:
+        path.parent.mkdir(parents=True, exist_ok=True)    # before tracing: fails fast
         exported = export.export(jax.jit(plain))(*leaves)
         blob = exported.serialize()
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(blob)
         os.replace(tmp, path)                   # atomic: a concurrent reader sees all or none
