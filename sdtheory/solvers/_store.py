@@ -32,7 +32,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["use_directory", "directory", "stored", "STATS"]
+__all__ = ["use_directory", "directory", "call_stored", "STATS"]
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,17 @@ def _source_digest(sources: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def _key(name: str, sources: Sequence[str], treedef, leaves) -> str:
+def _signature(leaf) -> tuple:
+    """Shape, dtype and weak type of one argument leaf: what a traced program depends on."""
+    import jax
+
+    aval = jax.typeof(leaf)
+    return aval.shape, str(aval.dtype), aval.weak_type
+
+
+def _key(name: str, sources: Sequence[str], treedef, signatures) -> str:
+    """The file key of a program: its name, traced sources, versions, backend, float64
+    switch, argument tree and leaf signatures (:func:`_signature`)."""
     import jax
     import jaxlib
 
@@ -70,61 +80,46 @@ def _key(name: str, sources: Sequence[str], treedef, leaves) -> str:
 
     parts = [name, _source_digest(sources), __version__, jax.__version__, jaxlib.__version__,
              jax.default_backend(), str(bool(jax.config.jax_enable_x64)), str(treedef)]
-    for leaf in leaves:
-        aval = jax.typeof(leaf)
-        parts.append(f"{aval.shape}:{aval.dtype}:{int(aval.weak_type)}")
+    parts += [f"{shape}:{dtype}:{int(weak)}" for shape, dtype, weak in signatures]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
-def stored(name: str, fn: Callable, args: tuple, *, sources: Sequence[str]) -> Callable:
-    """The program ``fn`` (a ``jax.jit`` function) for arguments shaped like ``args``, as a
-    function of the flat list of their leaves: loaded from the store, or traced, exported
-    into the store and loaded. Without a store (or if it fails), ``fn`` itself, called on the
-    unflattened leaves.
+def call_stored(name: str, fn: Callable, args: tuple, *, sources: Sequence[str]):
+    """``fn(*args)``, run by the stored program of ``fn`` for arguments shaped like ``args``:
+    loaded from the store, or traced, exported into the store and loaded. Without a store (or
+    if it fails), by ``fn`` itself.
 
     Args:
       name: the program's name (part of the key and of the file name).
-      fn: the jitted function; it is called as ``fn(*args)``.
-      args: example arguments (their tree structure and leaf types make the key).
+      fn: the jitted function.
+      args: its arguments (their tree structure and leaf types make the key).
       sources: files whose text is traced into the program (part of the key).
-
-    Returns:
-      ``call(*leaves)`` with ``leaves = jax.tree_util.tree_leaves(args)``.
     """
+    if _DIR is None:
+        return fn(*args)
     import jax
 
     leaves, treedef = jax.tree_util.tree_flatten(args)
+    signatures = tuple(_signature(leaf) for leaf in leaves)
+    memo = (name, treedef, signatures)
+    if memo not in _MEMO:
+        def plain(*flat):
+            return fn(*jax.tree_util.tree_unflatten(treedef, flat))
 
-    def plain(*flat):
-        return fn(*jax.tree_util.tree_unflatten(treedef, flat))
-
-    if _DIR is None:
-        return plain
-    sig = (name, treedef, tuple(_signature(leaf) for leaf in leaves))
-    if sig in _MEMO:
-        return _MEMO[sig]
-    try:
-        program = _load_or_export(name, plain, sources, treedef, leaves)
-    except Exception as err:  # noqa: BLE001 - the store is an optimisation, never a failure
-        STATS["failed"] += 1
-        log.debug("program store: %s not stored (%s: %s)", name, type(err).__name__, err)
-        program = plain
-    _MEMO[sig] = program
-    return program
+        try:
+            _MEMO[memo] = _load_or_export(name, plain, sources, treedef, signatures, leaves)
+        except Exception as err:  # noqa: BLE001 - the store is an optimisation, never a failure
+            STATS["failed"] += 1
+            log.debug("program store: %s not stored (%s: %s)", name, type(err).__name__, err)
+            _MEMO[memo] = plain
+    return _MEMO[memo](*leaves)
 
 
-def _signature(leaf):
-    import jax
-
-    aval = jax.typeof(leaf)
-    return aval.shape, str(aval.dtype), aval.weak_type
-
-
-def _load_or_export(name, plain, sources, treedef, leaves):
+def _load_or_export(name, plain, sources, treedef, signatures, leaves):
     import jax
     from jax import export
 
-    path = _DIR / f"{name}-{_key(name, sources, treedef, leaves)}.jaxexport"
+    path = _DIR / f"{name}-{_key(name, sources, treedef, signatures)}.jaxexport"
     exported = None
     if path.exists():
         try:

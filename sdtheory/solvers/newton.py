@@ -238,7 +238,7 @@ def newton(problem, T, x0, *, tol: float = DEFAULT_TOL, accept_tol: float | None
 
     import jax
 
-    from sdtheory.solvers._store import stored
+    from sdtheory.solvers._store import call_stored
 
     accept = ACCEPT_FACTOR * tol if accept_tol is None else accept_tol
     # numpy arrays go to the program as they are (one transfer each): jnp.asarray would first
@@ -252,9 +252,8 @@ def newton(problem, T, x0, *, tol: float = DEFAULT_TOL, accept_tol: float | None
     args = (problem, T, x0, float(tol), float(accept), int(max_iter))
     program = _compiled(bool(batched), devices)
     if devices == 1 and getattr(problem, "storable", True):
-        call = stored("newton-batched" if batched else "newton", program, args,
-                      sources=(__file__, inspect.getfile(type(problem))))
-        out = call(*jax.tree_util.tree_leaves(args))
+        out = call_stored("newton-batched" if batched else "newton", program, args,
+                          sources=(__file__, inspect.getfile(type(problem))))
     else:
         out = program(*args)
     return NewtonResult(*(np.array(v)[:B] if batched else np.array(v) for v in out),
