@@ -103,6 +103,9 @@ class Rounds:
         failure) or an empty part.
       strict_acc: (R + 1, B) strict accuracy (a tied true class counts as wrong).
       residual: (R + 1, B) certificates.
+      uncertainty: (R + 1, B) uncertainty of each round's outputs as an SD chain, from which
+        the tie tolerance is taken: the round's certificate plus the uncertainty its targets
+        carry from the rounds before (docs/theory.md section 9); 0 for the closed form.
       ok: (B,) no training of the problem failed its tolerance.
       r_star: (B,) first round with every unit correct, -1 if none within R.
       pll_acc, pll_clean_acc, pll_noisy_acc, pll_strict_acc, pll_residual: (B,) the PLL
@@ -119,6 +122,7 @@ class Rounds:
     noisy_acc: np.ndarray
     strict_acc: np.ndarray
     residual: np.ndarray
+    uncertainty: np.ndarray
     ok: np.ndarray
     r_star: np.ndarray
     pll_acc: np.ndarray
@@ -187,7 +191,8 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
                          f"{tuple(relation.shape)}")
     T0 = T.copy() if alpha != 0 else None       # the labels, kept where targets mix them in
     nan = np.full((R + 1, B), np.nan)
-    acc, clean, noisy, strict, resid = (nan.copy() for _ in range(5))
+    acc, clean, noisy, strict, resid, unc = (nan.copy() for _ in range(6))
+    carried = np.zeros(B)         # uncertainty of the targets, carried from earlier rounds
     pll_out = {k: np.full(B, np.nan) for k in ("acc", "clean", "noisy", "strict", "residual")}
     ok = np.ones(B, dtype=bool)
     r_star = np.full(B, -1)
@@ -207,19 +212,21 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
             ok[idx[bad]] = False
         return fit
 
-    def tol_of(fit):
-        """Tie tolerance per problem: from the certificate where the solver has one."""
+    def uncertainty_of(fit):
+        """Uncertainty of a training's outputs for exact targets: its certificate where the
+        solver has one (the closed form's residual is not an uncertainty of its outputs)."""
         certified = getattr(solver, "certified", True)
-        return tie_tolerance(fit.residual if certified else np.zeros_like(fit.residual))
+        return fit.residual if certified else np.zeros_like(fit.residual)
 
     for r in range(R + 1):
         if active.size == 0:
             break
         fit = train(active, T[active], None if x is None else x[active])
-        tol = tol_of(fit)
+        u = uncertainty_of(fit) + carried[active]
+        tol = tie_tolerance(u)
         a, c, n, st = accuracy(fit.P, solver.true, solver.given, solver.weight[active], tol)
         acc[r, active], clean[r, active], noisy[r, active], strict[r, active] = a, c, n, st
-        resid[r, active] = fit.residual
+        resid[r, active], unc[r, active] = fit.residual, u
         if keep_outputs:
             full = np.full((B, U, K), np.nan)
             full[active] = fit.P
@@ -228,7 +235,7 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
         if r == 0 and pll:
             pfit = train(active, pll_targets(fit.P, tol[:, None], ties=pll_ties), fit.x)
             pa, pc, pn, ps = accuracy(pfit.P, solver.true, solver.given, solver.weight[active],
-                                      tol_of(pfit))
+                                      tie_tolerance(uncertainty_of(pfit)))
             pll_out["acc"][active], pll_out["clean"][active] = pa, pc
             pll_out["noisy"][active], pll_out["strict"][active] = pn, ps
             pll_out["residual"][active] = pfit.residual
@@ -240,6 +247,9 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
         newly = perfect & (r_star[active] < 0)
         r_star[active[newly]] = r
         T[active] = next_targets(None if T0 is None else T0[active], fit.P, alpha, relation)
+        # the next targets carry this round's uncertainty, scaled by their weight 1 - alpha on
+        # the outputs (a row-stochastic relation does not enlarge it in the max norm)
+        carried[active] = abs(1.0 - alpha) * u
         if fit.x is not None:
             if x is None:
                 x = np.zeros((B,) + fit.x.shape[1:])
@@ -250,7 +260,7 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
             f": {active.size} of {B} problems still running" if B > 1 else
             f": training accuracy {a[0]:.4f}"))
     return Rounds(train_acc=acc, clean_acc=clean, noisy_acc=noisy, strict_acc=strict,
-                  residual=resid, ok=ok, r_star=r_star, pll_acc=pll_out["acc"],
+                  residual=resid, uncertainty=unc, ok=ok, r_star=r_star, pll_acc=pll_out["acc"],
                   pll_clean_acc=pll_out["clean"], pll_noisy_acc=pll_out["noisy"],
                   pll_strict_acc=pll_out["strict"], pll_residual=pll_out["residual"],
                   outputs=outputs if keep_outputs else None, pll_outputs=pll_P,

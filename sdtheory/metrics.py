@@ -47,7 +47,8 @@ TIE_FLOOR = 1e-15
 
 def tie_tolerance(uncertainty=0.0):
     """tau = TIE_FACTOR * max(uncertainty, TIE_FLOOR) (vectorised): 1e-13 for a closed form,
-    100 x the certificate for an exact solve."""
+    100 x the uncertainty of a certified solve (its certificate, plus the uncertainty its
+    targets carry from earlier rounds: :func:`sdtheory.distill.run_rounds`)."""
     return TIE_FACTOR * np.maximum(np.asarray(uncertainty, dtype=np.float64), TIE_FLOOR)
 
 

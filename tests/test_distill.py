@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from sdtheory.distill import pll_targets, self_distill
-from sdtheory.metrics import accuracy, margins
+from sdtheory.distill import pll_targets, run_rounds, self_distill
+from sdtheory.metrics import accuracy, margins, tie_tolerance
 from sdtheory.models import two_level
 from sdtheory.noise import corrupt_exact, exact_counts, transition_matrix
 from sdtheory.solvers import ExactSolver, LinearSolver
@@ -76,6 +76,43 @@ def test_tie_tolerance_follows_the_certificate():
     np.testing.assert_allclose(pll_targets(P, tie_tolerance(1e-12)), [[0.5, 0.25, 0.25]])
     assert accuracy(P, [1], [1], [1], tie_tolerance(1e-15)).all == 0.0
     assert accuracy(P[:, [1, 2, 0]], [0], [0], [1], tie_tolerance(1e-15)).strict == 0.0
+
+
+def test_uncertainty_carried_along_the_rounds():
+    """u_r = c_r + |1 - alpha| u_(r-1) (docs/theory.md section 9), c_r the certificate; 0
+    for the closed form, whose outputs carry rounding only."""
+    model = two_level(3, 40, 0.4, 0.1)
+    C = exact_counts(transition_matrix("sym", 3, 0.3), model.sizes)
+    for alpha in (0.0, 0.5):
+        res = run_rounds(ExactSolver(gram=model, labels=C, lam=1e-3), 6, label_weight=alpha)
+        c, u = res.residual[:, 0], res.uncertainty[:, 0]
+        assert c.max() <= 1e-12 and c.min() > 0
+        expected = [c[0]]
+        for r in range(1, 7):
+            expected.append(c[r] + (1.0 - alpha) * expected[-1])
+        np.testing.assert_array_equal(u, expected)
+    lin = run_rounds(LinearSolver(gram=model, lam=1e-3, labels=C), 6)
+    np.testing.assert_array_equal(lin.uncertainty, 0.0)
+
+
+def test_late_rounds_within_the_carried_uncertainty_are_ties():
+    """Delta < 0 (5 true and 11 of every wrong label, K = 6): the outputs reach 1/K to well
+    within the error their targets carry from earlier rounds, and each such round scores the
+    tie value 1/K. With the round's own certificate as the tolerance, a round whose Newton
+    step happened to reach 1e-17 once scored 1.0 (measured: docs/theory.md section 9)."""
+    K = 6
+    C = np.full((K, K), 11)
+    np.fill_diagonal(C, 5)
+    res = run_rounds(ExactSolver(gram=two_level(K, 60, 0.4, 0.1), labels=C, lam=1e-2), 60,
+                     keep_outputs=True)
+    assert res.residual.max() <= 1e-12
+    tau = tie_tolerance(res.uncertainty[:, 0])
+    spread = np.array([np.ptp(P[0]) for P in res.outputs])
+    tied = spread <= tau
+    # the last 20 rounds lie within 1/K of uniform by far less than their tolerance
+    assert tied[-20:].all() and (spread[-20:] <= 0.1 * tau[-20:]).all()
+    np.testing.assert_allclose(res.train_acc[tied, 0], 1.0 / K, rtol=1e-12)
+    assert np.nanmax(res.train_acc) <= 1.0 / K + 1e-12
 
 
 def test_accuracy_weights_and_ties_broken_at_random():
