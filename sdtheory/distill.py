@@ -197,7 +197,7 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
     ok = np.ones(B, dtype=bool)
     r_star = np.full(B, -1)
     active = np.arange(B)
-    x = None
+    x = start = None
     outputs, fits, pll_P, pll_fit = [], [], None, None
     progress = Progress(log, total=R + 1, what="round")
 
@@ -221,7 +221,7 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
     for r in range(R + 1):
         if active.size == 0:
             break
-        fit = train(active, T[active], None if x is None else x[active])
+        fit = train(active, T[active], None if start is None else start[active])
         u = uncertainty_of(fit) + carried[active]
         tol = tie_tolerance(u)
         a, c, n, st = accuracy(fit.P, solver.true, solver.given, solver.weight[active], tol)
@@ -252,7 +252,10 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
         carried[active] = abs(1.0 - alpha) * u
         if fit.x is not None:
             if x is None:
-                x = np.zeros((B,) + fit.x.shape[1:])
+                x, start = np.zeros((B,) + fit.x.shape[1:]), np.zeros((B,) + fit.x.shape[1:])
+            # warm start of the next round: the linear extrapolation of the unknowns of the
+            # last two rounds, from round 1 on (docs/theory.md section 2.3)
+            start[active] = 2.0 * fit.x - x[active] if r > 0 else fit.x
             x[active] = fit.x
         keep = fit.ok & ~(perfect if until_perfect else np.zeros_like(perfect))
         active = active[keep]
