@@ -603,3 +603,31 @@ def test_feature_randomized_spectrum_path_equals_eigh_path(monkeypatch):
     np.testing.assert_allclose(rand.spectrum["nu"][:3], full.spectrum["nu"][:3], rtol=1e-8)
     f1, f2 = full.fit(full.targets0()), rand.fit(rand.targets0())
     agree(f1.P, f2.P, f1.residual, f2.residual)
+
+
+@pytest.mark.parametrize("lam", [1e-5, 1e-8])
+def test_single_precision_stage_gives_the_float64_solution(monkeypatch, lam):
+    """From SINGLE_MIN_SIZE on, a dense problem keeps a float32 copy of G and solves each
+    Newton system in two GMRES stages, float32 products then float64 (docs/theory.md
+    section 2.4): the same certified solutions as the float64-only solve, for the teacher and
+    for a warm-started student, each certificate checked independently in numpy."""
+    m = two_level(4, 75, 0.4, 0.1)
+    G = jitter(m.dense(), 0.01, seed=2)
+    cor = corrupt_exact(transition_matrix("sym", 4, 0.5), m.sizes)
+    plain = ExactSolver(gram=G, labels=cor, lam=lam)
+    monkeypatch.setattr(exact, "SINGLE_MIN_SIZE", 64)
+    mixed = ExactSolver(gram=G, labels=cor, lam=lam)
+    assert plain._problem.G32 is None and mixed._problem.G32.dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(mixed._problem.G32)[:300, :300],
+                                  G.astype(np.float32))
+    T = plain.targets0()
+    f_plain, f_mixed = plain.fit(T), mixed.fit(T)
+    for f in (f_plain, f_mixed):
+        assert certificate(G, T, f.P, lam) <= 1e-12
+    agree(f_plain.P, f_mixed.P, f_plain.residual, f_mixed.residual)
+    T1 = f_plain.P
+    s_plain = plain.fit(T1, f_plain.info.logits)
+    s_mixed = mixed.fit(T1, f_plain.info.logits)
+    for f in (s_plain, s_mixed):
+        assert certificate(G, T1, f.P, lam) <= 1e-12
+    agree(s_plain.P, s_mixed.P, s_plain.residual, s_mixed.residual)

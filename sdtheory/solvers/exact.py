@@ -32,7 +32,7 @@ from sdtheory.models import BlockModel, Features, is_psd, psd_refusal, square_ma
 from sdtheory.noise import Corruption
 from sdtheory.solvers.base import BatchFit, Fit, NewtonInfo, SolverError, one_hot
 from sdtheory.solvers.newton import ACCEPT_FACTOR, DEFAULT_TOL, FAILED, STATUS_NAMES, newton
-from sdtheory.solvers.problems import padded_size
+from sdtheory.solvers.problems import SINGLE_MIN_SIZE, padded_size
 
 __all__ = ["ExactSolver", "EIGH_MAX", "FEATURE_EIGH_MAX", "FeatureNewtonInfo", "RETRY_MAX_ITER",
            "feature_spectrum", "leading_spectrum"]
@@ -227,8 +227,9 @@ class ExactSolver:
         Vp = np.zeros((Np, sp["k"]))
         Vp[:N] = sp["V"]
         put = jax.device_put      # a transfer; jnp.asarray would also run a conversion program
+        G32 = put(Gp.astype(np.float32)) if Np >= SINGLE_MIN_SIZE else None
         self._problem = DenseProblem(s=put(s), G=G_device, V=put(Vp), mu=put(sp["mu"]),
-                                     mu_rest=put(sp["mu_rest"]))
+                                     mu_rest=put(sp["mu_rest"]), G32=G32)
         self._sel = np.arange(N)
         self.G = G
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 import jax
 import jax.numpy as jnp
 
-__all__ = ["GroupProblem", "DenseProblem", "FactorProblem", "CG_LOG", "hessian_apply",
-           "padded_size", "pcg"]
+__all__ = ["GroupProblem", "DenseProblem", "FactorProblem", "CG_LOG", "SINGLE_ITERATIONS",
+           "SINGLE_MIN_SIZE", "SINGLE_RTOL", "hessian_apply", "padded_size", "pcg"]
 
 
 def hessian_apply(P, V):
@@ -165,6 +165,14 @@ class DenseProblem:
     one application costs O(N k K) plus a (k K) x (k K) solve factorised once per Newton step.
     With k = N the preconditioner is J itself. Each Krylov step costs one product with G.
 
+    With a single-precision copy ``G32`` of G, each system is solved in two GMRES stages
+    (docs/theory.md section 2.4): the first with products by G32 (half the memory traffic of
+    the float64 products, which are memory-bound), to relative residual
+    max(rtol, :data:`SINGLE_RTOL`) and at most :data:`SINGLE_ITERATIONS` iterations; the
+    second in float64 from the first stage's solution, until the float64 residual meets
+    rtol (usually at once: one float64 product). F, its norm and the certificate are always
+    float64; the stages change only the Newton direction, never what is accepted.
+
     Problems are padded to a few sizes (:func:`padded_size`) so that one compilation serves
     many N: a padding sample has a zero row and column in G (and in V), target and output 1/K,
     and acts on nothing.
@@ -174,6 +182,7 @@ class DenseProblem:
       G: (Np, Np) symmetric PSD Gram matrix, zero-padded.
       V: (Np, k) orthonormal leading eigenvectors of G; mu: (k,) their eigenvalues.
       mu_rest: mean of the other N - k eigenvalues (0 when k = N).
+      G32: G rounded to float32, or None (every product in float64).
       restart, maxiter: GMRES restart length and restarts (static; a short restart measured
         fastest: 10 rounds at N = 2000 took 1.3-1.5 s with restart 10, 1.8 s with 30).
     """
@@ -183,6 +192,7 @@ class DenseProblem:
     V: jax.Array
     mu: jax.Array
     mu_rest: jax.Array
+    G32: jax.Array | None = None
     restart: int = _static(10)
     maxiter: int = _static(60)
 
@@ -219,9 +229,37 @@ class DenseProblem:
             return Y + s * (self.G @ hessian_apply(P, Y))
 
         # Right preconditioning, so that GMRES measures the true residual of J dZ = -F.
-        y, _ = gmres(lambda u: jac(prec(u)), -F, tol=rtol, restart=self.restart,
+        y = None
+        if self.G32 is not None:
+            def jac32(Y):
+                H = hessian_apply(P, Y).astype(self.G32.dtype)
+                return Y + s * (self.G32 @ H).astype(Y.dtype)
+
+            y, _ = gmres(lambda u: jac32(prec(u)), -F, tol=jnp.maximum(rtol, SINGLE_RTOL),
+                         restart=self.restart, maxiter=SINGLE_ITERATIONS // self.restart,
+                         solve_method="incremental")
+        y, _ = gmres(lambda u: jac(prec(u)), -F, x0=y, tol=rtol, restart=self.restart,
                      maxiter=self.maxiter, solve_method="incremental")
         return prec(y)
+
+
+SINGLE_RTOL = 1e-4
+"""Relative residual the single-precision GMRES stage of :class:`DenseProblem` aims for. Its
+products carry relative errors of order 1e-7 times the conditioning of the preconditioned
+system, so it cannot go much lower: with a floor of 1e-6 (and no second stage) GMRES stalled
+and ran to its iteration limit (ten rounds at N = 2000: 4.0 s against 1.8 s in float64; 1e-5:
+2.0 to 2.3 s; 1e-4: 1.0 s; measured)."""
+
+SINGLE_ITERATIONS = 30
+"""Most iterations of the single-precision stage (a stalled stage wastes no more)."""
+
+SINGLE_MIN_SIZE = 2048
+"""Padded size from which :class:`~sdtheory.solvers.ExactSolver` gives a dense problem its
+single-precision copy of G: where the float64 G (32 MiB at 2048) no longer fits the last-level
+cache and the float32 one still does or halves the memory traffic. Measured on the machine of
+benchmarks/README.md (32 MiB L3): one product with a 2048 x 2048 G and 4 columns 1.1-2.2 ms in
+float64, 0.5-1.1 ms in float32; at N = 1000 (padded 1024) ten rounds took 0.15 s with the
+stage against 0.12 s without."""
 
 
 def _shifted_hessian_inverse(P, sig):
