@@ -76,6 +76,7 @@ ROUNDOFF_FACTOR = 1.0
 at the round-off floor. Measured: noise-free block models at lam = 1e-8 (K = 2 and 10, n = 500)
 stall at certificates 2e-10 to 3.2e-10, where eps * s * ||M||_inf = 5.6e-9 and 2.9e-9."""
 
+
 def forcing(normF, cert, tol):
     """The relative residual asked of a Krylov solve of J dx = -F (docs/theory.md section 2.3):
 

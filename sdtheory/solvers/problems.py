@@ -257,8 +257,8 @@ SINGLE_MIN_SIZE = 2048
 """Padded size from which :class:`~sdtheory.solvers.ExactSolver` gives a dense problem its
 single-precision copy of G: where the float64 G (32 MiB at 2048) no longer fits the last-level
 cache and the float32 one still does or halves the memory traffic. Measured on the machine of
-benchmarks/README.md (32 MiB L3): one product with a 2048 x 2048 G and 4 columns 1.1-2.2 ms in
-float64, 0.5-1.1 ms in float32; at N = 1000 (padded 1024) ten rounds took 0.15 s with the
+benchmarks/README.md (32 MiB L3): one product with a 2048 x 2048 G and 4 columns 1.2-2.4 ms in
+float64, 0.5-1.2 ms in float32; at N = 1000 (padded 1024) ten rounds took 0.15 s with the
 stage against 0.12 s without."""
 
 
