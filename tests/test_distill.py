@@ -67,8 +67,6 @@ def test_pll_targets_top2_with_lower_index_tie_break():
 def test_tie_tolerance_follows_the_certificate():
     """A real gap of 8e-13 is not a tie for outputs certified to 1e-15 (tolerance 1e-13), and
     is one for outputs certified only to 1e-12 (tolerance 1e-10)."""
-    from sdtheory.metrics import tie_tolerance
-
     P = np.array([[0.4, 0.3 + 8e-13, 0.3]])
     assert tie_tolerance(1e-15) == 1e-13 and tie_tolerance(0.0) == 1e-13
     np.testing.assert_array_equal(pll_targets(P, tie_tolerance(1e-15), ties="lower"),
