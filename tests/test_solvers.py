@@ -605,6 +605,123 @@ def test_feature_randomized_spectrum_path_equals_eigh_path(monkeypatch):
     agree(f1.P, f2.P, f1.residual, f2.residual)
 
 
+def _krylov_case(n, seed, spread):
+    """A nonsymmetric system: A = I + spread * Gaussian / sqrt(n), and a right-hand side shaped
+    like the logits (n / 4, 4)."""
+    rng = np.random.default_rng(seed)
+    A = np.eye(n) + spread * rng.standard_normal((n, n)) / np.sqrt(n)
+    return A, rng.standard_normal((n // 4, 4))
+
+
+def _counted(A):
+    """x -> A x on (n / 4, 4) arrays (JAX), and a list that grows by one per product."""
+    import jax
+
+    calls = []
+    A_j = jax.numpy.asarray(A)
+
+    def matvec(v):
+        jax.debug.callback(lambda: calls.append(1))
+        return (A_j @ v.reshape(-1)).reshape(v.shape)
+
+    return matvec, calls
+
+
+@pytest.mark.parametrize("rtol", [1e-2, 1e-6, 1e-12])
+def test_gmres_stops_at_the_first_iterate_that_meets_rtol(rtol):
+    """problems.gmres, one cycle from zero: its residual norm is the true one, it meets rtol,
+    the iterate before it does not (the least residual over the Krylov space of one dimension
+    less, computed independently in numpy, is above rtol), and it spent one product an
+    iteration (docs/theory.md section 2.4)."""
+    import jax
+
+    from sdtheory.solvers.problems import gmres
+
+    A, b = _krylov_case(160, 0, 0.6)
+    matvec, calls = _counted(A)
+    x, rnorm, its = jax.jit(lambda b: gmres(matvec, b, None, rtol, 160, 1))(b)
+    x, rnorm, its = np.asarray(x).reshape(-1), float(rnorm), int(its)
+    jax.effects_barrier()
+    nb, eps = np.linalg.norm(b), np.finfo(float).eps
+    true = np.linalg.norm(b.reshape(-1) - A @ x)
+    roundoff = 10 * its * eps * (nb + np.linalg.norm(A, 2) * np.linalg.norm(x))
+    assert abs(true - rnorm) <= roundoff
+    assert true <= rtol * nb * (1 + 1e-6)
+
+    def least_residual(j):
+        """min ||b - A y|| over y in span(b, A b, ..., A^(j-1) b): an orthonormal basis by
+        modified Gram-Schmidt, then least squares on A Q."""
+        Q = np.zeros((b.size, j))
+        Q[:, 0] = b.reshape(-1) / nb
+        for i in range(1, j):
+            v = A @ Q[:, i - 1]
+            for _ in range(2):
+                for c in range(i):
+                    v -= (Q[:, c] @ v) * Q[:, c]
+            Q[:, i] = v / np.linalg.norm(v)
+        y = np.linalg.lstsq(A @ Q, b.reshape(-1), rcond=None)[0]
+        return np.linalg.norm(b.reshape(-1) - A @ (Q @ y))
+
+    assert least_residual(its - 1) > 1.05 * rtol * nb            # measured 1.11 to 1.88
+    assert abs(least_residual(its) - true) <= roundoff
+    assert len(calls) == its                 # from zero: no product for the start residual
+
+
+def test_gmres_restarts_from_a_start():
+    """problems.gmres from x0 with restarts: it meets rtol; products: one for x0's residual,
+    one an iteration and one a restart."""
+    import jax
+
+    from sdtheory.solvers.problems import gmres
+
+    A, b = _krylov_case(160, 1, 0.9)
+    x_star = np.linalg.solve(A, b.reshape(-1))
+    x0 = (x_star + 0.1 * np.random.default_rng(2).standard_normal(160)).reshape(b.shape)
+    matvec, calls = _counted(A)
+    restart, rtol = 4, 1e-10
+    x, rnorm, its = jax.jit(lambda b, x0: gmres(matvec, b, x0, rtol, restart, 100))(b, x0)
+    jax.effects_barrier()
+    its = int(its)
+    true = np.linalg.norm(b.reshape(-1) - A @ np.asarray(x).reshape(-1))
+    assert true <= rtol * np.linalg.norm(b) * (1 + 1e-4)
+    assert its > 2 * restart                                      # measured 29
+    assert len(calls) == 1 + its + (-(-its // restart) - 1)
+    x, rnorm, its = gmres(matvec, np.zeros_like(b), None, rtol, restart, 100)
+    assert not np.any(np.asarray(x)) and int(its) == 0 and float(rnorm) == 0.0
+
+
+@pytest.mark.parametrize("lam", [1e-5, 1e-8])
+def test_dense_newton_directions_meet_their_tolerance(monkeypatch, lam):
+    """DenseProblem.direction, with and without the float32 stage: the float64 residual of
+    J dZ = -F, computed in numpy, meets rtol. Where the float32 stage alone serves (rtol >=
+    SINGLE_RTOL) its products' rounding, about 1e-6 relative, is allowed on top (10 x that);
+    the float64 stage meets rtol down to 1e-6 (at lam = 1e-8 and rtol = 1e-9 its residual
+    stops near 6e-8, the float64 round-off of products scaled by s = 3e5)."""
+    import jax
+
+    from sdtheory.solvers.problems import SINGLE_RTOL
+
+    m = two_level(4, 75, 0.4, 0.1)
+    G = jitter(m.dense(), 0.01, seed=2)
+    cor = corrupt_exact(transition_matrix("sym", 4, 0.5), m.sizes)
+    plain = ExactSolver(gram=G, labels=cor, lam=lam)._problem
+    monkeypatch.setattr(exact, "SINGLE_MIN_SIZE", 64)
+    mixed = ExactSolver(gram=G, labels=cor, lam=lam)._problem
+    Np = plain.G.shape[0]
+    T = np.full((Np, 4), 0.25)
+    T[:300] = one_hot(cor.given, 4)
+    Z = 3.0 * np.random.default_rng(0).standard_normal((Np, 4))
+    Gn, s = np.asarray(plain.G), float(plain.s)
+    for problem in (plain, mixed):
+        P, _, F = (np.asarray(a) for a in jax.jit(problem.evaluate)(Z, T))
+        for rtol in (1e-1, 1e-2, 1e-3, 1e-4, 1e-6):
+            d = np.asarray(jax.jit(problem.direction)(Z, P, F, rtol))
+            Jd = d + s * Gn @ (P * d - P * np.sum(P * d, axis=1, keepdims=True))
+            rel = np.linalg.norm(Jd + F) / np.linalg.norm(F)
+            single = problem is mixed and rtol >= SINGLE_RTOL
+            assert rel <= rtol + (1e-5 if single else 1e-3 * rtol), (rtol, rel)
+
+
 @pytest.mark.parametrize("lam", [1e-5, 1e-8])
 def test_single_precision_stage_gives_the_float64_solution(monkeypatch, lam):
     """From SINGLE_MIN_SIZE on, a dense problem keeps a float32 copy of G and solves each

@@ -2,12 +2,12 @@
 
 JAX's persistent compilation cache (switched on by :func:`sdtheory._x64.configure_process`)
 skips XLA's compilation in a repeat run, but every new process still traces and lowers each
-Newton program in Python first: 0.5 to 1 s for the dense program (jax's GMRES alone is 0.4 s
-of it), and some 4 s over the 8 group programs of ``sdtheory verify`` (profiled, machine of
-benchmarks/README.md). Loading a stored program instead took a cold full N = 2000 run from
-4.2-5.6 s (median 5.1 s) to 4.3-4.9 s (median 4.5 s), alternating runs. The store keeps each
-program as ``jax.export`` serialises it (StableHLO), under a key of everything the trace
-depends on:
+Newton program in Python first: 0.5 to 1 s for the dense program when it used jax's GMRES
+(0.4 to 0.5 s with the project's own), and some 4 s over the 8 group programs of
+``sdtheory verify`` (profiled, machine of benchmarks/README.md). Loading a stored program
+instead took a cold full N = 2000 run from 4.2-5.6 s (median 5.1 s) to 4.3-4.9 s (median
+4.5 s), alternating runs. The store keeps each program as ``jax.export`` serialises it
+(StableHLO), under a key of everything the trace depends on:
 
 * the program's name and the source of the modules traced into it (``sources``);
 * the versions of sdtheory, jax and jaxlib, the default backend and the float64 switch;
