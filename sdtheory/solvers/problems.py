@@ -257,13 +257,14 @@ and ran to its iteration limit (ten rounds at N = 2000: 4.0 s against 1.8 s in f
 SINGLE_ITERATIONS = 30
 """Most iterations of the single-precision stage (a stalled stage wastes no more)."""
 
-SINGLE_MIN_SIZE = 2048
+SINGLE_MIN_SIZE = 1152
 """Padded size from which :class:`~sdtheory.solvers.ExactSolver` gives a dense problem its
-single-precision copy of G: where the float64 G (32 MiB at 2048) no longer fits the last-level
-cache and the float32 one still does or halves the memory traffic. Measured on the machine of
-benchmarks/README.md (32 MiB L3): one product with a 2048 x 2048 G and 4 columns 1.2-2.4 ms in
-float64, 0.5-1.2 ms in float32; at N = 1000 (padded 1024) ten rounds took 0.15 s with the
-stage against 0.12 s without."""
+single-precision copy of G (N >= 1025; the padded sizes are multiples of 128 there). The
+products are memory-bound: one product with a 2048 x 2048 G and 4 columns took 1.2-2.4 ms in
+float64, 0.5-1.2 ms in float32. Ten rounds (jitter 0.01, lam = 1e-5, in process, machine of
+benchmarks/README.md) without / with the stage: N = 1000 (padded 1024) 0.16-0.17 / 0.18 s;
+N = 1100 (1152) 0.27-0.30 / 0.25-0.28 s; N = 1200 0.32-0.34 / 0.21-0.30 s; N = 1400
+0.32 / 0.26 s; N = 1800 0.90 / 0.65 s (measured)."""
 
 
 def _shifted_hessian_inverse(P, sig):
