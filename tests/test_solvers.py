@@ -696,7 +696,7 @@ def test_dense_newton_directions_meet_their_tolerance(monkeypatch, lam):
     J dZ = -F, computed in numpy, meets rtol. Where the float32 stage alone serves (rtol >=
     SINGLE_RTOL) its products' rounding, about 1e-6 relative, is allowed on top (10 x that);
     the float64 stage meets rtol down to 1e-6 (at lam = 1e-8 and rtol = 1e-9 its residual
-    stops near 6e-8, the float64 round-off of products scaled by s = 3e5)."""
+    stops near 6e-8, with JAX's GMRES as with this one: not asserted)."""
     import jax
 
     from sdtheory.solvers.problems import SINGLE_RTOL
