@@ -712,10 +712,12 @@ def test_dense_newton_directions_meet_their_tolerance(monkeypatch, lam):
     T[:300] = one_hot(cor.given, 4)
     Z = 3.0 * np.random.default_rng(0).standard_normal((Np, 4))
     Gn, s = np.asarray(plain.G), float(plain.s)
+    evaluate = jax.jit(lambda problem, Z, T: problem.evaluate(Z, T))
+    direction = jax.jit(lambda problem, Z, P, F, rtol: problem.direction(Z, P, F, rtol))
     for problem in (plain, mixed):
-        P, _, F = (np.asarray(a) for a in jax.jit(problem.evaluate)(Z, T))
+        P, _, F = (np.asarray(a) for a in evaluate(problem, Z, T))
         for rtol in (1e-1, 1e-2, 1e-3, 1e-4, 1e-6):
-            d = np.asarray(jax.jit(problem.direction)(Z, P, F, rtol))
+            d = np.asarray(direction(problem, Z, P, F, rtol))
             Jd = d + s * Gn @ (P * d - P * np.sum(P * d, axis=1, keepdims=True))
             rel = np.linalg.norm(Jd + F) / np.linalg.norm(F)
             single = problem is mixed and rtol >= SINGLE_RTOL
