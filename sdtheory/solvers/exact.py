@@ -470,8 +470,6 @@ def leading_spectrum(G: np.ndarray, s: float, K: int, *, seed: int = 0) -> dict:
 
 
 def _randomized_spectrum(G: np.ndarray, s: float, k_max: int, seed: int) -> dict:
-    from scipy.linalg import LinAlgError, cholesky
-
     N = G.shape[0]
     rng = np.random.default_rng(seed)
     trace = float(np.trace(G))
@@ -493,9 +491,11 @@ def _randomized_spectrum(G: np.ndarray, s: float, k_max: int, seed: int) -> dict
     # took 1.6 times longer at N = 2000 (a power-of-two leading dimension; measured)
     A = np.array(G, order="C")
     A[np.diag_indices(N)] += delta
+    # numpy's factorisation, not scipy's: a cold full-N solve then never imports scipy.linalg
+    # (0.25 to 0.4 s; docs/theory.md section 2.4)
     try:
-        cholesky(A, lower=True, overwrite_a=True, check_finite=False)
-    except LinAlgError:
+        np.linalg.cholesky(A)
+    except np.linalg.LinAlgError:
         from scipy.sparse.linalg import eigsh
 
         low = float(eigsh(G, k=1, which="SA", tol=1e-4, return_eigenvectors=False)[0])
