@@ -58,7 +58,7 @@ def require_x64(where: str) -> None:
 def configure_process() -> None:
     """float64, and JAX's persistent compilation cache in ``$SDTHEORY_JAX_CACHE`` (default
     ~/.cache/sdtheory/jax; empty turns it off), so that a repeat run skips compilation, with
-    the lowered Newton programs in its ``programs`` folder (:mod:`sdtheory.solvers._store`),
+    the compiled Newton programs in its ``programs`` folder (:mod:`sdtheory.solvers._store`),
     so that it skips tracing too. Called by the ``sdtheory`` command and by every Dask worker
     that runs a task (never on import)."""
     import os
@@ -80,4 +80,4 @@ def configure_process() -> None:
             return  # an unwritable cache directory only costs compilation time
         from sdtheory.solvers._store import use_directory
 
-        use_directory(os.path.join(cache, "programs"))   # lowered programs: no tracing either
+        use_directory(os.path.join(cache, "programs"))   # compiled programs: no tracing either

@@ -20,7 +20,7 @@ acceptance rule, one round-off rule and one certificate,
 
 jitted end to end (``lax.while_loop``, no host round trip per step) and vmapped over a batch of
 independent problems of the same structure and shapes. Where the process keeps a program store
-(the ``sdtheory`` command does), the lowered program is loaded from it instead of traced
+(the ``sdtheory`` command does), the compiled program is loaded from it instead of traced
 (:mod:`sdtheory.solvers._store`). The structure of M enters only through
 the problem's ``direction`` (:mod:`sdtheory.solvers.problems`).
 

@@ -499,8 +499,9 @@ class FactorProblem:
 
     @property
     def storable(self) -> bool:
-        """Whether :mod:`sdtheory.solvers._store` may export the program: not with the host
-        callback that counts CG iterations (``jax.export`` refuses host callbacks)."""
+        """Whether :mod:`sdtheory.solvers._store` may store the program: not with the host
+        callback that counts CG iterations (a Python function of this process, which a
+        stored program cannot carry to another)."""
         return not self.count_cg
 
     def evaluate(self, x, T):
