@@ -1,6 +1,7 @@
 """The sdtheory command: contract of DESIGN.md, exit codes, reference case end to end."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -14,8 +15,10 @@ REF = public_vectors()["block_k4_n120"]
 
 
 def _run(*args):
+    # buffered streams, as in a plain shell (PYTHONUNBUFFERED would hide a missing flush)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     return subprocess.run([sys.executable, "-m", "sdtheory.cli", *args], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, env=env)
 
 
 def test_simulate_json_reproduces_public_reference(tmp_path):
@@ -40,6 +43,21 @@ def test_simulate_json_reproduces_public_reference(tmp_path):
     for g, gr in zip(doc["solvers"]["exact"]["pll"]["groups"], REF["pll"]["groups"]):
         np.testing.assert_allclose(g["p"], gr["p"], atol=1e-8, rtol=0)
     assert doc["delta"] == pytest.approx(0.25)
+
+
+def test_the_command_flushes_its_output_and_exits_with_its_code(tmp_path):
+    """The console entry point ends with os._exit after main(): what it printed to a pipe
+    (block-buffered) arrives whole, results are written, and the exit codes are main()'s."""
+    out = tmp_path / "out"
+    r = _run("simulate", "--K", "3", "--n", "20", "--rounds", "3", "--solver", "linear",
+             "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1].split()[0] == "3"                # the table's last row
+    assert json.loads((out / "result.json").read_text())["config"]["rounds"] == 3
+    bad = _run("simulate", "--lam", "1e5", "--out", str(tmp_path / "never"))
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.count("\n") == 1 and "lam" in bad.stderr
+    assert not (tmp_path / "never").exists()
 
 
 @pytest.mark.parametrize(

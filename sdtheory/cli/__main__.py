@@ -1,7 +1,5 @@
 """``python -m sdtheory.cli``: the ``sdtheory`` command."""
 
-import sys
+from sdtheory.cli import command
 
-from sdtheory.cli import main
-
-sys.exit(main())
+command()
