@@ -225,7 +225,8 @@ def _load_or_store(name, plain, sources, treedef, signatures, leaves):
     # A name of its own, so that JAX's persistent compilation cache never serves this
     # compilation: an executable read from that cache and serialised again loaded in a new
     # process but failed to run there ("Function broadcast_multiply_fusion.2 not found",
-    # measured with jax 0.10.2 on the CPU). The name changes nothing in the program.
+    # measured with jax 0.10.2 on the CPU). The name changes nothing in the program; the
+    # compilation still leaves an entry in JAX's cache, which is never read.
     plain.__name__ = plain.__qualname__ = f"stored_{uuid.uuid4().hex}"
     compiled = jax.jit(plain).lower(*leaves).compile()
     executable, in_tree, out_tree = se.serialize(compiled)
