@@ -88,8 +88,9 @@ print(json.dumps({"stats": _store.STATS, "dense_scipy": dense_scipy,
 """
 
 
-def _child(store):
-    out = subprocess.run([sys.executable, "-c", CHILD, str(store or "")], capture_output=True,
+def _child(store, script=CHILD):
+    """Run ``script`` in a fresh process with ``store`` as its argument; its last line (JSON)."""
+    out = subprocess.run([sys.executable, "-c", script, str(store or "")], capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -134,15 +135,9 @@ def test_a_program_stored_again_beside_a_filled_compilation_cache_runs(tmp_path)
     compiled and stored again, and a fresh process loads and runs it. (When that compilation
     was served by JAX's cache, the executable, serialised again, loaded but failed to run:
     "Function broadcast_multiply_fusion.2 not found".)"""
-    def child():
-        out = subprocess.run([sys.executable, "-c", CACHED_CHILD, str(tmp_path)],
-                             capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
-        return json.loads(out.stdout.strip().splitlines()[-1])
-
-    first = child()
+    first = _child(tmp_path, CACHED_CHILD)
     shutil.rmtree(tmp_path / "programs")
-    again, loaded = child(), child()
+    again, loaded = _child(tmp_path, CACHED_CHILD), _child(tmp_path, CACHED_CHILD)
     assert first["stats"] == again["stats"] == {"loaded": 0, "stored": 1, "failed": 0}
     assert loaded["stats"] == {"loaded": 1, "stored": 0, "failed": 0}
     np.testing.assert_array_equal(loaded["group"], first["group"])
