@@ -220,14 +220,15 @@ class DenseProblem:
         # The Woodbury system in symmetric form: with E = diag(dmu) on the eigenpairs and
         # C[(a, c), (b, d)] = sum_i V_ia V_ib (D_i A_i^{-1})_cd (symmetric PSD),
         # S = I + s E^(1/2) C E^(1/2) is symmetric positive definite, every eigenvalue >= 1.
-        Vh = self.V * jnp.sqrt(dmu)
+        root = jnp.sqrt(dmu)
+        Vh = self.V * root
         C = jnp.einsum("ia,icdb->acbd", Vh, DA[:, :, :, None] * Vh[:, None, None, :])
         S_inv = spd_inverse(jnp.eye(k * K, dtype=P.dtype) + s * C.reshape(k * K, k * K))
 
         def prec(B):
             # E (I + s C E)^(-1) u = E^(1/2) S^(-1) E^(1/2) u, u = V^T D A^(-1) B
             u = (Vh.T @ da_inv(B)).reshape(-1)
-            Ey = (S_inv @ u).reshape(k, K) * jnp.sqrt(dmu)[:, None]
+            Ey = (S_inv @ u).reshape(k, K) * root[:, None]
             return a_inv(B - s * (self.V @ Ey))
 
         def jac(Y):
