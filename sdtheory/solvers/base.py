@@ -47,12 +47,15 @@ class NewtonInfo:
         certificate <= 100 tol).
       seconds: wall time of the solve (the whole batch it was part of).
       logits: the solution's logits Z (units x K), to warm-start a related solve.
+      krylov_iterations: Krylov iterations (CG or GMRES) of all its Newton directions, both
+        attempts counted when the first failed and was retried (0: exact directions).
     """
 
     iterations: int
     status: str
     seconds: float
     logits: np.ndarray
+    krylov_iterations: int = 0
 
 
 @dataclass(frozen=True)

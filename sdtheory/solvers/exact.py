@@ -71,10 +71,10 @@ def batch_size(K: int) -> int:
 
 
 _PREC_RATIO = 4.0     # grow k until (1 + s mu_(k+1)/2) / (1 + s mean_rest/2) <= this
-_PREC_KK_MAX = 512    # ... but keep the preconditioner's (k K) x (k K) system at most this size
+_PREC_KK_MAX = 1024   # ... but keep the preconditioner's (k K) x (k K) system at most this size
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FeatureNewtonInfo(NewtonInfo):
     """Diagnostics of one exact solve in feature space (``ExactSolver(gram=Features(X))``).
 
@@ -82,12 +82,9 @@ class FeatureNewtonInfo(NewtonInfo):
     X W^T):
       weights: (K, D) the weights W of the solution, P = softmax(X W^T); outputs on held-out
         features X' are softmax(X' W^T).
-      cg_iterations: conjugate-gradient iterations of each Newton direction computed by this
-        fit, in order (both attempts when the first one failed and was retried).
     """
 
     weights: np.ndarray
-    cg_iterations: tuple[int, ...]
 
 
 class ExactSolver:
@@ -243,7 +240,7 @@ class ExactSolver:
         self.spectrum = sp = feature_spectrum(X, s, self.K, X_device=X_device)
         put = jax.device_put
         self._problem = FactorProblem(s=put(s), X=X_device, Vf=put(sp["V"]), nu=put(sp["nu"]),
-                                      nu_rest=put(sp["nu_rest"]), count_cg=True)
+                                      nu_rest=put(sp["nu_rest"]))
         self._sel = np.arange(N)
         self.X = X
 
@@ -303,16 +300,13 @@ class ExactSolver:
             if x0.shape != x_shape:
                 raise ValueError(f"x0 must have shape {x_shape}, got {x0.shape}")
         t0 = time.perf_counter()
-        if self.kind == "features":
-            from sdtheory.solvers.problems import CG_LOG
-
-            CG_LOG.clear()
-        x, P, cert, its, status = self._solve(idx, Tg, x0, self.max_iter)
+        x, P, cert, its, status, kry = self._solve(idx, Tg, x0, self.max_iter)
         bad = np.flatnonzero(status == FAILED)
         if bad.size:     # second attempt from zero logits, more steps
             log.info("retrying %d of %d problems from zero logits", bad.size, idx.size)
             r2 = self._solve(idx[bad], Tg[bad], np.zeros_like(x0[bad]), RETRY_MAX_ITER)
-            x[bad], P[bad], cert[bad], its[bad], status[bad] = r2
+            x[bad], P[bad], cert[bad], its[bad], status[bad] = r2[:5]
+            kry[bad] += r2[5]            # both attempts' Krylov iterations
         seconds = time.perf_counter() - t0
         Pu = P.reshape(idx.size, -1, self.K)[:, self._sel]
         infos = None
@@ -320,11 +314,11 @@ class ExactSolver:
             W = x[0].T.copy()
             infos = (FeatureNewtonInfo(
                 iterations=int(its[0]), status=STATUS_NAMES[int(status[0])], seconds=seconds,
-                logits=self.X @ x[0], weights=W,
-                cg_iterations=tuple(n for n, _, _ in CG_LOG)),)
+                logits=self.X @ x[0], krylov_iterations=int(kry[0]), weights=W),)
         elif self.B == 1:     # per-problem diagnostics for single trainings (sweeps need none)
             infos = (NewtonInfo(iterations=int(its[0]), status=STATUS_NAMES[int(status[0])],
-                                seconds=seconds, logits=x[0].reshape(-1, self.K)[self._sel]),)
+                                seconds=seconds, logits=x[0].reshape(-1, self.K)[self._sel],
+                                krylov_iterations=int(kry[0])),)
         return BatchFit(P=Pu, residual=cert, ok=status != FAILED, x=x, infos=infos)
 
     def _solve(self, idx, T, x0, max_iter):
@@ -335,20 +329,17 @@ class ExactSolver:
         if self.kind != "group":
             r = newton(self._problem, T[0], x0[0], tol=self.tol, max_iter=max_iter)
             return tuple(np.asarray(v)[None] for v in (r.x, r.P, r.certificate, r.iterations,
-                                                       r.status))
+                                                       r.status, r.krylov))
         if self.B == 1:
             r = newton(self._problem, T, x0, tol=self.tol, max_iter=max_iter, batched=True)
-            return r.x, r.P, r.certificate, r.iterations, r.status
+            return r.x, r.P, r.certificate, r.iterations, r.status, r.krylov
         # Batches are cut into chunks of two padded sizes (each size compiles once per K), so
         # that an active set that shrinks round after round does not recompile: full chunks of
-        # the big size, the rest in chunks of SMALL_BATCH. (Padding a rest of 65..511 problems
-        # to the big size instead compiled a second program per K in `verify`, whose grids
-        # are mostly of that size, and solved up to 8 times more padding: verify's 13
-        # original checks 34.3-35.2 s -> 31.4-32.4 s; phase diagrams unchanged, measured.)
+        # the big size, the rest in chunks of SMALL_BATCH (benchmarks/README.md).
         big = batch_size(self.K)
         out = [np.empty((idx.size,) + T.shape[1:]), np.empty((idx.size,) + T.shape[1:]),
                np.empty(idx.size), np.empty(idx.size, dtype=np.int64),
-               np.empty(idx.size, dtype=np.int64)]
+               np.empty(idx.size, dtype=np.int64), np.empty(idx.size, dtype=np.int64)]
         at = 0
         while at < idx.size:
             size = big if idx.size - at >= big else SMALL_BATCH
@@ -356,7 +347,7 @@ class ExactSolver:
             pad = np.concatenate([part, np.full(size - part.size, part[-1])])
             problem = jax.tree_util.tree_map(lambda a, i=idx[pad]: a[i], self._problem)
             r = newton(problem, T[pad], x0[pad], tol=self.tol, max_iter=max_iter, batched=True)
-            for o, v in zip(out, (r.x, r.P, r.certificate, r.iterations, r.status)):
+            for o, v in zip(out, (r.x, r.P, r.certificate, r.iterations, r.status, r.krylov)):
                 o[part] = v[:part.size]
             at += size
         return tuple(out)
@@ -439,7 +430,7 @@ def leading_spectrum(G: np.ndarray, s: float, K: int, *, seed: int = 0) -> dict:
     a randomized subspace iteration finds the leading eigenpairs. In both cases k, the number
     of eigenpairs kept, is the smallest with (1 + s mu_(k+1)/2)/(1 + s mean_rest/2) <= 4
     (docs/theory.md section 2.4): the remaining eigenvalues are then well represented by their
-    mean mu_rest; k K is capped at 512 (the preconditioner factorises a (k K) x (k K) matrix).
+    mean mu_rest; k K is capped at 1024 (the preconditioner factorises a (k K) x (k K) matrix).
 
     Args:
       G: (N, N) symmetric matrix.

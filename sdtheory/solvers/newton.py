@@ -10,8 +10,9 @@ M and offers two methods on an unknown x (the logits Z, or the transposed weight
 
 * ``evaluate(x, T) -> (P, Zfix, F)``: the outputs, the fixed-point logits and the residual F(x)
   whose root is the solution (F = Z - Zfix in logit space);
-* ``direction(x, P, F, rtol) -> dx``: a Newton direction, J dx = -F (exactly, or by a Krylov
-  method to the relative residual ``rtol`` that :func:`forcing` asks for).
+* ``direction(x, P, F, rtol) -> (dx, iterations)``: a Newton direction, J dx = -F (exactly,
+  or by a Krylov method to the relative residual ``rtol`` that :func:`forcing` asks for), and
+  the Krylov iterations it took (0 for an exact direction).
 
 :func:`newton` is the one driver: damped Newton with a backtracking line search on ||F||, one
 acceptance rule, one round-off rule and one certificate,
@@ -19,9 +20,7 @@ acceptance rule, one round-off rule and one certificate,
     certificate = max |P - softmax(Zfix)|        (:func:`certificate`),
 
 jitted end to end (``lax.while_loop``, no host round trip per step) and vmapped over a batch of
-independent problems of the same structure and shapes. Where the process keeps a program store
-(the ``sdtheory`` command does), the compiled program is loaded from it instead of traced
-(:mod:`sdtheory.solvers._store`). The structure of M enters only through
+independent problems of the same structure and shapes. The structure of M enters only through
 the problem's ``direction`` (:mod:`sdtheory.solvers.problems`).
 
 Stopping (docs/theory.md section 2.3):
@@ -41,7 +40,6 @@ Stopping (docs/theory.md section 2.3):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 
@@ -68,13 +66,11 @@ DEFAULT_TOL = 1e-12
 
 ACCEPT_FACTOR = 100.0
 """A certificate within this factor of the tolerance is accepted at the round-off floor only
-(a full Newton step no longer halves ||F||). Measured: at lam ~ 2e-6, n = 500 the certificate
-of the group-reduced problem stalls at 1.1e-12 to 1.3e-12."""
+(a full Newton step no longer halves ||F||; docs/theory.md section 2.3)."""
 
 ROUNDOFF_FACTOR = 1.0
 """Multiple of eps * s * ||M||_inf (the float64 error bound of the fixed-point logits) accepted
-at the round-off floor. Measured: noise-free block models at lam = 1e-8 (K = 2 and 10, n = 500)
-stall at certificates 2e-10 to 3.2e-10, where eps * s * ||M||_inf = 5.6e-9 and 2.9e-9."""
+at the round-off floor (docs/theory.md section 2.3)."""
 
 
 def forcing(normF, cert, tol):
@@ -114,17 +110,16 @@ def _like(v, value):
     """The constant ``value`` computed from ``v`` (same batching under ``jax.vmap``).
 
     A loop carry that starts as a plain constant is unbatched; under vmap the loop's body
-    makes it batched, and JAX then traces the loop again (and the line search inside it
-    again per pass). Starting every carry batched saves those passes: tracing the batched
-    programs of K = 2..7 took 1.5 to 1.7 s against 2.2 to 2.3 s, with bit-identical results
-    (measured)."""
+    makes it batched, and JAX then traces the loop (and the line search inside it) again.
+    Starting every carry batched saves those passes."""
     import jax.numpy as jnp
 
     return jnp.where(v == v, value, value)
 
 
 def _newton_one(problem, T, x0, tol, accept_tol, max_iter):
-    """Damped Newton on one problem; returns (x, P, certificate, iterations, status)."""
+    """Damped Newton on one problem; returns (x, P, certificate, iterations, status, accept,
+    Krylov iterations)."""
     import jax
     import jax.numpy as jnp
 
@@ -133,12 +128,12 @@ def _newton_one(problem, T, x0, tol, accept_tol, max_iter):
     accept_tol = jnp.maximum(accept_tol, ROUNDOFF_FACTOR * eps * problem.roundoff_scale())
 
     def cond(st):
-        it, _, _, _, _, cert, stop = st
+        it, _, _, _, _, cert, stop, _ = st
         return (cert > tol) & (it < max_iter) & ~stop
 
     def body(st):
-        it, x, P, F, nF, cert, _ = st
-        dx = problem.direction(x, P, F, forcing(nF, cert, tol))
+        it, x, P, F, nF, cert, _, kry = st
+        dx, kits = problem.direction(x, P, F, forcing(nF, cert, tol))
         x1 = x + dx
         full = (_like(nF, 1.0), x1) + _evaluate(problem, x1, T)
         # Round-off floor: the certificate is already acceptable and a full Newton step does
@@ -161,12 +156,12 @@ def _newton_one(problem, T, x0, tol, accept_tol, max_iter):
             return jnp.where(ok, new, old)
 
         return (it + 1, pick(xn, x), pick(Pn, P), pick(Fn, F), pick(nFn, nF), pick(cn, cert),
-                floor | ~ok)
+                floor | ~ok, kry + kits.astype(kry.dtype))
 
-    init = (_like(c0, 0), x0, P0, F0, n0, c0, _like(c0, False))
-    it, x, P, _, _, cert, _ = jax.lax.while_loop(cond, body, init)
+    init = (_like(c0, 0), x0, P0, F0, n0, c0, _like(c0, False), _like(c0, 0))
+    it, x, P, _, _, cert, _, kry = jax.lax.while_loop(cond, body, init)
     status = jnp.where(cert <= tol, CONVERGED, jnp.where(cert <= accept_tol, ROUNDOFF, FAILED))
-    return x, P, cert, it, status, accept_tol
+    return x, P, cert, it, status, accept_tol, kry
 
 
 _JITTED = {}
@@ -217,6 +212,8 @@ class NewtonResult:
       status: :data:`CONVERGED`, :data:`ROUNDOFF` or :data:`FAILED` per problem.
       accept: the acceptance bound of a ``ROUNDOFF`` status per problem (the larger of
         ``accept_tol`` and the round-off floor of the certificate).
+      krylov: Krylov iterations (CG or GMRES) of all Newton directions per problem (0 for
+        exact directions).
       devices: number of devices the batch was sharded over (1: not sharded).
     """
 
@@ -226,6 +223,7 @@ class NewtonResult:
     iterations: np.ndarray
     status: np.ndarray
     accept: np.ndarray
+    krylov: np.ndarray
     devices: int = 1
 
 
@@ -250,11 +248,7 @@ def newton(problem, T, x0, *, tol: float = DEFAULT_TOL, accept_tol: float | None
       :class:`NewtonResult` (numpy). Nothing is raised here: the caller decides what a
       ``FAILED`` status means (:class:`sdtheory.solvers.SolverError` for single solves).
     """
-    import inspect
-
     import jax
-
-    from sdtheory.solvers._store import call_stored
 
     accept = ACCEPT_FACTOR * tol if accept_tol is None else accept_tol
     # numpy arrays go to the program as they are (one transfer each): jnp.asarray would first
@@ -266,17 +260,6 @@ def newton(problem, T, x0, *, tol: float = DEFAULT_TOL, accept_tol: float | None
         pad = np.concatenate([np.arange(B), np.full(devices - B % devices, B - 1)])
         problem, T, x0 = jax.tree_util.tree_map(lambda a: a[pad], (problem, T, x0))
     args = (problem, T, x0, float(tol), float(accept), int(max_iter))
-    program = _compiled(bool(batched), devices)
-    if devices == 1 and getattr(problem, "storable", True):
-        out = call_stored("newton-batched" if batched else "newton", program, args,
-                          sources=(__file__, inspect.getfile(type(problem))))
-    else:
-        out = program(*args)
+    out = _compiled(bool(batched), devices)(*args)
     return NewtonResult(*(np.array(v)[:B] if batched else np.array(v) for v in out),
                         devices=devices)
-
-
-@partial(np.vectorize, otypes=[object])
-def status_name(code) -> str:
-    """Readable name of a status code (vectorised over arrays)."""
-    return STATUS_NAMES[int(code)]

@@ -30,10 +30,12 @@ from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
+from jax.scipy.linalg import cho_factor, cho_solve
 
-__all__ = ["GroupProblem", "DenseProblem", "FactorProblem", "CG_LOG", "SINGLE_ITERATIONS",
-           "SINGLE_MIN_SIZE", "SINGLE_RTOL", "back_substitution", "gmres", "hessian_apply",
-           "padded_size", "pcg", "spd_inverse"]
+from sdtheory.solvers.krylov import gmres, pcg
+
+__all__ = ["GroupProblem", "DenseProblem", "FactorProblem", "SINGLE_ITERATIONS",
+           "SINGLE_MIN_SIZE", "SINGLE_RTOL", "hessian_apply", "padded_size"]
 
 
 def hessian_apply(P, V):
@@ -45,11 +47,10 @@ def _static(default=None):
     return field(default=default, metadata=dict(static=True))
 
 
-def _mean_hessian_eigh(P, mask):
+def _mean_hessian_eigh(P):
     """Eigenpairs (sig >= 0, W) of the mean softmax Hessian Dbar = mean_i diag(p_i) - p_i p_i^T
-    over the samples with mask 1 (all when mask is None)."""
-    w = jnp.ones(P.shape[0], P.dtype) if mask is None else mask
-    Dbar = (jnp.diag(w @ P) - (P * w[:, None]).T @ P) / jnp.sum(w)
+    over the samples."""
+    Dbar = (jnp.diag(jnp.sum(P, axis=0)) - P.T @ P) / P.shape[0]
     sig, W = jnp.linalg.eigh(Dbar)
     return jnp.maximum(sig, 0.0), W
 
@@ -142,7 +143,7 @@ class GroupProblem:
         g = self.L @ (self.w[:, None] * Zr)                   # (L diag(w) L^T Y)_l
         Y = Hb - s * jnp.einsum("lab,lb->la", HQ, g)
         WcY = self.alpha * Y + g
-        return a_inv(b - s * WcY[:, None, :])
+        return a_inv(b - s * WcY[:, None, :]), jnp.zeros((), jnp.int32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,9 +164,8 @@ class DenseProblem:
     eigenvalues, and every per-sample softmax Hessian D_i kept. Jk = A + s V diag(mu - mu_rest)
     V^T D with A = I + s mu_rest D block diagonal (Sherman-Morrison per sample), so by Woodbury
     one application costs O(N k K) plus a product with the inverse of a (k K) x (k K) SPD
-    matrix, inverted once per Newton step (:func:`spd_inverse`, no LAPACK: docs/theory.md
-    section 2.4). With k = N the preconditioner is J itself. Each Krylov step costs one
-    product with G.
+    matrix, factorised by Cholesky once per Newton step (docs/theory.md section 2.4). With
+    k = N the preconditioner is J itself. Each Krylov step costs one product with G.
 
     With a single-precision copy ``G32`` of G, each system is solved in two GMRES stages
     (docs/theory.md section 2.4): the first with products by G32 (half the memory traffic of
@@ -223,12 +223,12 @@ class DenseProblem:
         root = jnp.sqrt(dmu)
         Vh = self.V * root
         C = jnp.einsum("ia,icdb->acbd", Vh, DA[:, :, :, None] * Vh[:, None, None, :])
-        S_inv = spd_inverse(jnp.eye(k * K, dtype=P.dtype) + s * C.reshape(k * K, k * K))
+        S = cho_factor(jnp.eye(k * K, dtype=P.dtype) + s * C.reshape(k * K, k * K))
 
         def prec(B):
             # E (I + s C E)^(-1) u = E^(1/2) S^(-1) E^(1/2) u, u = V^T D A^(-1) B
             u = (Vh.T @ da_inv(B)).reshape(-1)
-            Ey = (S_inv @ u).reshape(k, K) * root[:, None]
+            Ey = cho_solve(S, u).reshape(k, K) * root[:, None]
             return a_inv(B - s * (self.V @ Ey))
 
         def jac(Y):
@@ -236,21 +236,27 @@ class DenseProblem:
 
         # Right preconditioning, so that GMRES measures the true residual of J dZ = -F.
         def stage64(y):
-            return gmres(lambda u: jac(prec(u)), -F, y, rtol, self.restart, self.maxiter)[0]
+            y, _, its = gmres(lambda u: jac(prec(u)), -F, y, rtol, self.restart, self.maxiter)
+            return y, its
 
         if self.G32 is None:
-            return prec(stage64(None))
+            y, its = stage64(None)
+            return prec(y), its
 
         def jac32(Y):
             H = hessian_apply(P, Y).astype(self.G32.dtype)
-            return Y + s * (self.G32 @ H).astype(Y.dtype)
+            # HIGHEST: no reduced-precision (TF32) products, which the skip rule below excludes
+            GH = jnp.matmul(self.G32, H, precision=jax.lax.Precision.HIGHEST)
+            return Y + s * GH.astype(Y.dtype)
 
-        y, rnorm, _ = gmres(lambda u: jac32(prec(u)), -F, None, jnp.maximum(rtol, SINGLE_RTOL),
-                            self.restart, SINGLE_ITERATIONS // self.restart)
+        y, rnorm, its32 = gmres(lambda u: jac32(prec(u)), -F, None,
+                                jnp.maximum(rtol, SINGLE_RTOL), self.restart,
+                                SINGLE_ITERATIONS // self.restart)
         # Where rtol >= SINGLE_RTOL and stage 1 met it, its residual (float32 products, about
         # 1e-6 relative error) stands for the float64 one: no float64 product is spent.
         met = (rtol >= SINGLE_RTOL) & (rnorm <= rtol * jnp.sqrt(jnp.sum(F * F)))
-        return prec(jax.lax.cond(met, lambda y: y, stage64, y))
+        y, its64 = jax.lax.cond(met, lambda y: (y, jnp.zeros_like(its32)), stage64, y)
+        return prec(y), its32 + its64
 
 
 SINGLE_RTOL = 1e-4
@@ -294,172 +300,6 @@ def _shifted_hessian_inverse(P, sig):
 # Explicit features: the fixed point in weight space
 # --------------------------------------------------------------------------------------------
 
-CG_LOG: list[tuple[int, float, float]] = []
-"""One entry per Newton direction of a :class:`FactorProblem` with ``count_cg=True``, in the
-order solved: (CG iterations, ||F||, relative tolerance asked of CG). Appended on the host by
-``jax.debug.callback``; the caller clears it."""
-
-
-def _record_cg(n, normF, rtol) -> None:
-    CG_LOG.append((int(n), float(normF), float(rtol)))
-
-
-def pcg(A, b, M, rtol, maxiter: int):
-    """Preconditioned conjugate gradients for A x = b, A and M symmetric positive definite,
-    from x = 0, until ||b - A x|| <= rtol ||b|| or ``maxiter`` iterations.
-
-    Returns:
-      (x, iterations).
-    """
-    def dot(u, v):
-        return jnp.sum(u * v)
-
-    bound = (rtol * jnp.sqrt(dot(b, b))) ** 2
-    z = M(b)
-    st = (jnp.asarray(0), jnp.zeros_like(b), b, z, z, dot(b, z))
-
-    def cond(st):
-        it, _, r, _, _, _ = st
-        return (dot(r, r) > bound) & (it < maxiter)
-
-    def body(st):
-        it, x, r, z, p, rz = st
-        Ap = A(p)
-        alpha = rz / dot(p, Ap)
-        x = x + alpha * p
-        r = r - alpha * Ap
-        z = M(r)
-        rz_new = dot(r, z)
-        return it + 1, x, r, z, z + (rz_new / rz) * p, rz_new
-
-    it, x, _, _, _, _ = jax.lax.while_loop(cond, body, st)
-    return x, it
-
-
-def spd_inverse(S, base: int = 32):
-    """The inverse of a symmetric positive definite matrix, with array operations only.
-
-    Halves are inverted recursively through the Schur complement (SPD again, its eigenvalues
-    no smaller than S's), down to blocks of at most ``base`` rows, which are inverted by
-    Gauss-Jordan elimination without pivoting (the pivots of an SPD matrix are positive). The
-    error of ``S X - I`` grows like cond(S)^2 eps (explicit block inverses): about 1e-10 to
-    1e-7 at cond 1e4 for n = 64 to 512, against LU's cond eps. The one use here is a
-    preconditioner, whose error changes only GMRES's iteration count, never the residual GMRES
-    certifies. Speed: n = 64, 128, 256, 512 took 0.25, 0.52, 2.8, 8.5 ms against LU's 0.2,
-    0.5, 2.2, 10.8 ms; Gauss-Jordan alone 0.4, 1.4, 20, 191 ms (measured).
-
-    Why not LAPACK: JAX's CPU factorisations call LAPACK through scipy.linalg, and the first
-    use in a process imports it (0.25 to 0.4 s, measured), which nothing else in a cold
-    full-N solve needs (docs/theory.md section 2.4)."""
-    n = S.shape[0]
-    if n > base:
-        h = n // 2
-        A, B, D = S[:h, :h], S[:h, h:], S[h:, h:]
-        Ai = spd_inverse(A, base)
-        AiB = Ai @ B
-        Ci = spd_inverse(D - B.T @ AiB, base)          # the Schur complement's inverse
-        X12 = -AiB @ Ci
-        return jnp.block([[Ai - X12 @ AiB.T, X12], [X12.T, Ci]])
-    idx = jnp.arange(n)
-
-    def eliminate(j, A):
-        r = A[j].at[j].set(1.0) / A[j, j]          # the new row j
-        c = jnp.where(idx == j, 0.0, A[:, j])      # the multipliers of the other rows
-        Az = jnp.where(idx[None, :] == j, 0.0, A)
-        return jnp.where(idx[:, None] == j, r[None, :], Az - c[:, None] * r[None, :])
-
-    return jax.lax.fori_loop(0, n, eliminate, S)
-
-
-def back_substitution(R, b):
-    """x with R x = b, R (m, m) upper triangular with a nonzero diagonal (array operations
-    only, like :func:`spd_inverse`)."""
-    m = R.shape[0]
-
-    def step(t, x):
-        i = m - 1 - t                              # x[i:] are still zero here
-        return x.at[i].set((b[i] - R[i] @ x) / R[i, i])
-
-    return jax.lax.fori_loop(0, m, step, jnp.zeros_like(b))
-
-
-def gmres(A, b, x0, rtol, restart: int, maxiter: int):
-    """Restarted GMRES for A x = b, A a function (for a right-preconditioned system, the matrix
-    composed with the preconditioner), from x0 (None: zero), until ||b - A x|| <= rtol ||b||
-    or ``maxiter`` cycles of ``restart`` iterations.
-
-    Arnoldi with classical Gram-Schmidt applied twice; Givens rotations give the residual norm
-    of every iterate without forming it, so a cycle stops at the first iteration that meets
-    rtol. Products with A: one an iteration, one for the residual of x0 (none from zero) and
-    one for the true residual a new cycle restarts from (none after the last cycle or where
-    rtol is met). ``jax.scipy.sparse.linalg.gmres`` also spends a product on the residual of a
-    zero start and at the end of every cycle, and its loops cost about 0.2 ms an iteration
-    more; in the dense Newton systems (docs/theory.md section 2.4) this function measured
-    ten rounds at N = 2000 in 0.90 to 1.01 s against 1.03 to 1.21 s.
-
-    Returns:
-      (x, residual norm, iterations): the norm is GMRES's own (Givens) estimate of
-      ||b - A x|| from the last cycle, or the computed ||b - A x0|| where x0 already met rtol.
-    """
-    m = int(restart)
-    dtype = b.dtype
-    target = rtol * jnp.sqrt(jnp.sum(b * b))
-    x = jnp.zeros_like(b) if x0 is None else x0
-    r = b if x0 is None else b - A(x0)
-
-    def cycle(st):
-        x, r, beta, its, cycles = st
-        V = jnp.zeros((m + 1,) + b.shape, dtype).at[0].set(r / beta)
-        R = jnp.eye(m, dtype=dtype)              # the rotated Hessenberg matrix, upper triangular
-        g = jnp.zeros(m + 1, dtype).at[0].set(beta)  # the rotated right-hand side beta e1
-        cs, sn = jnp.ones(m, dtype), jnp.zeros(m, dtype)
-
-        def more(c):
-            j, _, _, g, _, _ = c
-            return (j < m) & (jnp.abs(g[j]) > target)
-
-        def arnoldi(c):
-            j, V, R, g, cs, sn = c
-            w = A(V[j])
-            h = jnp.tensordot(V, w, axes=w.ndim)          # unused columns of V are zero
-            w = w - jnp.tensordot(h, V, axes=1)
-            h2 = jnp.tensordot(V, w, axes=w.ndim)         # twice is enough
-            w = w - jnp.tensordot(h2, V, axes=1)
-            hn = jnp.sqrt(jnp.sum(w * w))
-            V = V.at[j + 1].set(w / jnp.where(hn > 0, hn, 1.0))
-            h = (h + h2).at[j + 1].set(hn)
-
-            def rotate(i, h):
-                a, c = h[i], h[i + 1]
-                return h.at[i].set(cs[i] * a - sn[i] * c).at[i + 1].set(sn[i] * a + cs[i] * c)
-
-            h = jax.lax.fori_loop(0, j, rotate, h)
-            a, c = h[j], h[j + 1]
-            d = jnp.sqrt(a * a + c * c)
-            safe = jnp.where(d > 0, d, 1.0)
-            cj, sj = jnp.where(d > 0, a / safe, 1.0), jnp.where(d > 0, -c / safe, 0.0)
-            R = R.at[:, j].set(h[:m].at[j].set(d))
-            g = g.at[j + 1].set(sj * g[j]).at[j].set(cj * g[j])
-            return j + 1, V, R, g, cs.at[j].set(cj), sn.at[j].set(sj)
-
-        j, V, R, g, _, _ = jax.lax.while_loop(more, arnoldi, (0, V, R, g, cs, sn))
-        y = back_substitution(R, jnp.where(jnp.arange(m) < j, g[:m], 0.0))
-        x = x + jnp.tensordot(y, V[:m], axes=1)
-        cycles = cycles + 1
-        again = (jnp.abs(g[j]) > target) & (cycles < maxiter)
-        r = jax.lax.cond(again, lambda: b - A(x), lambda: r)
-        beta = jnp.where(again, jnp.sqrt(jnp.sum(r * r)), jnp.abs(g[j]))
-        return x, r, beta, its + j, cycles
-
-    def cond(st):
-        _, _, beta, _, cycles = st
-        return (beta > target) & (cycles < maxiter)
-
-    st = (x, r, jnp.sqrt(jnp.sum(r * r)), 0, 0)
-    x, _, beta, its, _ = jax.lax.while_loop(cond, cycle, st)
-    return x, beta, its
-
-
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class FactorProblem:
@@ -487,7 +327,6 @@ class FactorProblem:
       Vf: (D, k) leading orthonormal eigenvectors of X^T X; nu: (k,) their eigenvalues.
       nu_rest: mean of the other D - k eigenvalues of X^T X (0 when k = D).
       maxiter: most CG iterations per Newton step (static).
-      count_cg: record the CG iterations of every Newton step in :data:`CG_LOG` (static).
     """
 
     s: jax.Array
@@ -496,14 +335,6 @@ class FactorProblem:
     nu: jax.Array
     nu_rest: jax.Array
     maxiter: int = _static(200)
-    count_cg: bool = _static(False)
-
-    @property
-    def storable(self) -> bool:
-        """Whether :mod:`sdtheory.solvers._store` may store the program: not with the host
-        callback that counts CG iterations (a Python function of this process, which a
-        stored program cannot carry to another)."""
-        return not self.count_cg
 
     def evaluate(self, x, T):
         P = jax.nn.softmax(self.X @ x, axis=-1)
@@ -518,7 +349,7 @@ class FactorProblem:
 
     def direction(self, x, P, F, rtol):
         s = self.s
-        sig, W = _mean_hessian_eigh(P, None)
+        sig, W = _mean_hessian_eigh(P)
         den = 1.0 + s * jnp.maximum(self.nu, 0.0)[:, None] * sig[None, :]
         den_rest = 1.0 + s * jnp.maximum(self.nu_rest, 0.0) * sig
 
@@ -530,7 +361,4 @@ class FactorProblem:
         def jac(Y):
             return Y + s * (self.X.T @ hessian_apply(P, self.X @ Y))
 
-        dx, its = pcg(jac, -F, prec, rtol, self.maxiter)
-        if self.count_cg:
-            jax.debug.callback(_record_cg, its, jnp.sqrt(jnp.sum(F * F)), rtol)
-        return dx
+        return pcg(jac, -F, prec, rtol, self.maxiter)
