@@ -57,10 +57,11 @@ def require_x64(where: str) -> None:
 
 def configure_process() -> None:
     """float64, and JAX's persistent compilation cache in ``$SDTHEORY_JAX_CACHE`` (default
-    ~/.cache/sdtheory/jax; empty turns it off), so that a repeat run skips compilation, with
-    the compiled Newton programs in its ``programs`` folder (:mod:`sdtheory.solvers._store`),
-    so that it skips tracing too. Called by the ``sdtheory`` command and by every Dask worker
-    that runs a task (never on import)."""
+    ~/.cache/sdtheory/jax; empty turns it off), so that a repeat run skips compilation. Called
+    by the ``sdtheory`` command and by every Dask worker that runs a task (never on import).
+
+    The folder is created owner-only (0700): JAX loads and runs what its cache holds, so only
+    its owner may write there."""
     import os
 
     import jax
@@ -70,14 +71,9 @@ def configure_process() -> None:
                            os.path.join(os.path.expanduser("~"), ".cache", "sdtheory", "jax"))
     if cache:
         try:
-            os.makedirs(cache, exist_ok=True)
+            os.makedirs(cache, mode=0o700, exist_ok=True)
             jax.config.update("jax_compilation_cache_dir", cache)
-            # every program, the small ones too: JAX's default (1 s) and an earlier 0.2 s left
-            # some 70 sub-0.2 s programs of `verify` to be compiled again in every process
-            # (about 4 s of its 38 s, measured)
+            # every program, the small ones too (JAX's default skips those under 1 s)
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         except OSError:
             return  # an unwritable cache directory only costs compilation time
-        from sdtheory.solvers._store import use_directory
-
-        use_directory(os.path.join(cache, "programs"))   # compiled programs: no tracing either

@@ -46,8 +46,8 @@ def test_simulate_json_reproduces_public_reference(tmp_path):
 
 
 def test_the_command_flushes_its_output_and_exits_with_its_code(tmp_path):
-    """The console entry point ends with os._exit after main(): what it printed to a pipe
-    (block-buffered) arrives whole, results are written, and the exit codes are main()'s."""
+    """The console entry point: what it printed to a pipe (block-buffered) arrives whole,
+    results are written, and the exit codes are main()'s."""
     out = tmp_path / "out"
     r = _run("simulate", "--K", "3", "--n", "20", "--rounds", "3", "--solver", "linear",
              "--out", str(out))

@@ -39,9 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sdtheory",
         description="Closed-form simulator of self-distillation (SD) and partial-label (PLL) "
                     "students on fixed features, under label noise (Jeong & Chung, ICLR 2025).",
-        epilog="environment:\n  SDTHEORY_JAX_CACHE  folder of JAX's compilation cache and of the "
-               "lowered Newton\n                      programs (its programs/ folder), so that a "
-               "repeat run skips\n                      tracing and compilation (default "
+        epilog="environment:\n  SDTHEORY_JAX_CACHE  folder of JAX's persistent compilation "
+               "cache, so that a\n                      repeat run skips compilation (default "
                "~/.cache/sdtheory/jax;\n                      empty: no cache)",
         formatter_class=Formatter,
     )
@@ -85,28 +84,10 @@ def _setup_jax() -> None:
 
 
 def command() -> None:
-    """The console entry point (``sdtheory`` and ``python -m sdtheory``): :func:`main`, then the
-    process ends without the interpreter's finalisation.
-
-    After :func:`main` returns, every result is written and closed. The exit handlers still
-    run (logging's flush, temporary files, ...), the standard streams are flushed and other
-    non-daemon threads are joined; then ``os._exit`` ends the process. The finalisation it
-    skips is mostly the static destructors of JAX's C++ library: 0.2 to 0.3 s after ``import
-    jax`` alone, 0.3 to 0.5 s after a full N = 2000 run (measured, benchmarks/README.md). An
-    exception (``SystemExit`` included: ``--help``, argparse's errors) leaves the normal way.
-    """
-    import atexit
-    import os
-    import threading
-
-    code = main()
-    for t in threading.enumerate():
-        if t is not threading.current_thread() and not t.daemon:
-            t.join()
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(int(code or 0))
+    """The console entry point (``sdtheory`` and ``python -m sdtheory``): :func:`main`'s exit
+    code, the process ending like any Python program (exit handlers, profilers and tracers
+    run)."""
+    sys.exit(main())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,10 +167,6 @@ def problem_config(args, cls=None, **extra):
                jitter=args.jitter, lam=args.lam, noise=args.noise, eta=args.eta,
                counts=load_counts(args.counts) if args.counts else None, sampled=args.sampled,
                seed=args.seed, **extra)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def add_executor_options(p: argparse.ArgumentParser) -> None:
