@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,6 +59,21 @@ def test_the_command_flushes_its_output_and_exits_with_its_code(tmp_path):
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and "lam" in bad.stderr
     assert not (tmp_path / "never").exists()
+
+
+def test_the_command_runs_under_a_profiler(tmp_path):
+    """The command ends like any Python program, so cProfile writes its profile, and the
+    profile holds the command's own entry point."""
+    import pstats
+
+    prof = tmp_path / "p.prof"
+    r = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "sdtheory",
+                        "simulate", "--K", "3", "--n", "20", "--rounds", "1", "--solver",
+                        "linear", "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    names = {(Path(f).name, fn) for f, _, fn in pstats.Stats(str(prof)).stats}
+    assert ("__init__.py", "main") in names
 
 
 @pytest.mark.parametrize(
