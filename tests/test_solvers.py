@@ -504,12 +504,14 @@ def _features_problem(N, D, K, rank, seed):
     rank_frac=st.floats(0.0, 1.0),
     log_lam=st.floats(-5, -1),
     seed=st.integers(0, 10_000),
+    direct=st.booleans(),
 )
-def test_feature_solver_equals_dense_solver(N, D_frac, K, rank_frac, log_lam, seed):
-    """ExactSolver on Features(X) (Newton-CG on the weights, docs/theory.md section 2.5) and on
-    the dense G = X X^T (Newton-GMRES on the logits, section 2.4) give the same outputs to
-    1e-10, round after round (warm-started) and for the PLL student; every certificate is
-    checked first, and recomputed independently from G."""
+def test_feature_solver_equals_dense_solver(N, D_frac, K, rank_frac, log_lam, seed, direct):
+    """ExactSolver on Features(X) (Newton on the weights, each system by CG or, ``direct``,
+    formed and factorised: docs/theory.md section 2.5) and on the dense G = X X^T
+    (Newton-GMRES on the logits, section 2.4) give the same outputs to 1e-10, round after
+    round (warm-started) and for the PLL student; every certificate is checked first, and
+    recomputed independently from G."""
     from sdtheory.distill import self_distill
     from sdtheory.models import Features
 
@@ -518,7 +520,11 @@ def test_feature_solver_equals_dense_solver(N, D_frac, K, rank_frac, log_lam, se
     X, cor = _features_problem(N, D, K, rank, seed)
     lam = 10.0 ** log_lam
     G = X @ X.T
-    feat = ExactSolver(gram=Features(X), labels=cor, lam=lam)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(exact, "FEATURE_DIRECT_MAX", 10 ** 6 if direct else 0)
+        mp.setattr(exact, "FEATURE_DIRECT_WORK", 10 ** 12)
+        feat = ExactSolver(gram=Features(X), labels=cor, lam=lam)
+    assert feat._problem.direct is direct
     dense = ExactSolver(gram=G, labels=cor, lam=lam)
     rf = self_distill(feat, 3, pll=True)
     rd = self_distill(dense, 3, pll=True)
@@ -534,7 +540,7 @@ def test_feature_solver_equals_dense_solver(N, D_frac, K, rank_frac, log_lam, se
     assert [r.train_acc for r in rf.rounds] == pytest.approx([r.train_acc for r in rd.rounds])
 
 
-def test_feature_solver_weights_reproduce_outputs(rng):
+def test_feature_solver_weights_reproduce_outputs(rng, monkeypatch):
     """The weights W of a feature-space fit: softmax(X W^T) = P, W = (T - P)^T X / (N lam)
     (docs/theory.md section 2.1, population.weights_from_outputs)."""
     from scipy.special import softmax as sp_softmax
@@ -544,6 +550,7 @@ def test_feature_solver_weights_reproduce_outputs(rng):
 
     N, D, K, lam = 240, 30, 5, 1e-3
     X, cor = _features_problem(N, D, K, 12, seed=7)
+    monkeypatch.setattr(exact, "FEATURE_DIRECT_MAX", 0)           # the CG path
     s = ExactSolver(gram=Features(X), labels=cor, lam=lam)
     assert s.kind == "features" and s.spectrum["method"] == "eigh"
     T = rng.dirichlet(np.ones(K), size=N)
@@ -595,6 +602,7 @@ def test_feature_randomized_spectrum_path_equals_eigh_path(monkeypatch):
     from sdtheory.models import Features
 
     X, cor = _features_problem(300, 40, 3, 20, seed=5)
+    monkeypatch.setattr(exact, "FEATURE_DIRECT_MAX", 0)           # the spectrum serves CG
     full = ExactSolver(gram=Features(X), labels=cor, lam=1e-4)
     monkeypatch.setattr(exact, "FEATURE_EIGH_MAX", 16)
     rand = ExactSolver(gram=Features(X), labels=cor, lam=1e-4)

@@ -34,7 +34,8 @@ from sdtheory.solvers.base import BatchFit, Fit, NewtonInfo, SolverError, one_ho
 from sdtheory.solvers.newton import ACCEPT_FACTOR, DEFAULT_TOL, FAILED, STATUS_NAMES, newton
 from sdtheory.solvers.problems import SINGLE_MIN_SIZE, padded_size
 
-__all__ = ["ExactSolver", "EIGH_MAX", "FEATURE_EIGH_MAX", "FeatureNewtonInfo", "RETRY_MAX_ITER",
+__all__ = ["ExactSolver", "EIGH_MAX", "FEATURE_DIRECT_MAX", "FEATURE_DIRECT_WORK",
+           "FEATURE_EIGH_MAX", "FeatureNewtonInfo", "RETRY_MAX_ITER",
            "feature_spectrum", "leading_spectrum"]
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,14 @@ FEATURE_EIGH_MAX = 2048
 eigendecomposition of the D x D matrix X^T X; above it, a randomized subspace iteration on
 X^T X through products with X and X^T finds the leading eigenpairs (docs/theory.md
 section 2.5)."""
+
+FEATURE_DIRECT_MAX = 1024
+"""Largest D K for which feature-space Newton systems are formed and solved by Cholesky
+(:class:`~sdtheory.solvers.problems.FactorProblem` ``direct``) instead of by CG, provided
+forming J (about N (D K)^2 operations a Newton step) costs at most :data:`FEATURE_DIRECT_WORK`."""
+
+FEATURE_DIRECT_WORK = 2 ** 31
+"""Most multiply-adds of forming one feature-space Jacobian for the direct solve."""
 
 SMALL_BATCH = 64
 """The smaller of the two padded batch sizes of group problems (the other: :func:`batch_size`)."""
@@ -239,8 +248,10 @@ class ExactSolver:
         X_device = jax.device_put(X)
         self.spectrum = sp = feature_spectrum(X, s, self.K, X_device=X_device)
         put = jax.device_put
+        DK = D * self.K
+        direct = DK <= FEATURE_DIRECT_MAX and N * DK * DK <= FEATURE_DIRECT_WORK
         self._problem = FactorProblem(s=put(s), X=X_device, Vf=put(sp["V"]), nu=put(sp["nu"]),
-                                      nu_rest=put(sp["nu_rest"]))
+                                      nu_rest=put(sp["nu_rest"]), direct=direct)
         self._sel = np.arange(N)
         self.X = X
 

@@ -327,6 +327,8 @@ class FactorProblem:
       Vf: (D, k) leading orthonormal eigenvectors of X^T X; nu: (k,) their eigenvalues.
       nu_rest: mean of the other D - k eigenvalues of X^T X (0 when k = D).
       maxiter: most CG iterations per Newton step (static).
+      direct: form J ((D K) x (D K)) and solve each Newton system by Cholesky instead of CG
+        (static; for small D K, where CG at small lam can stall: docs/theory.md section 2.5).
     """
 
     s: jax.Array
@@ -335,6 +337,7 @@ class FactorProblem:
     nu: jax.Array
     nu_rest: jax.Array
     maxiter: int = _static(200)
+    direct: bool = _static(False)
 
     def evaluate(self, x, T):
         P = jax.nn.softmax(self.X @ x, axis=-1)
@@ -349,6 +352,8 @@ class FactorProblem:
 
     def direction(self, x, P, F, rtol):
         s = self.s
+        if self.direct:
+            return self._direct_direction(P, F)
         sig, W = _mean_hessian_eigh(P)
         den = 1.0 + s * jnp.maximum(self.nu, 0.0)[:, None] * sig[None, :]
         den_rest = 1.0 + s * jnp.maximum(self.nu_rest, 0.0) * sig
@@ -362,3 +367,15 @@ class FactorProblem:
             return Y + s * (self.X.T @ hessian_apply(P, self.X @ Y))
 
         return pcg(jac, -F, prec, rtol, self.maxiter)
+
+    def _direct_direction(self, P, F):
+        """J dx = -F with J = I + s sum_i (x_i x_i^T) (x) (diag(p_i) - p_i p_i^T) formed,
+        (D K) x (D K) with the unknown flattened by rows, and factorised by Cholesky."""
+        D, K = F.shape
+        diag = jnp.einsum("id,ie,ia->dae", self.X, self.X, P)         # sum_i x_id x_ie p_ia
+        Y = (self.X[:, :, None] * P[:, None, :]).reshape(-1, D * K)   # rows x_i (x) p_i
+        J = (jnp.eye(D * K, dtype=P.dtype)
+             + self.s * (jnp.einsum("dae,ab->daeb", diag, jnp.eye(K, dtype=P.dtype))
+                         .reshape(D * K, D * K) - Y.T @ Y))
+        dx = cho_solve(cho_factor(J), -F.reshape(-1)).reshape(D, K)
+        return dx, jnp.zeros((), jnp.int32)
