@@ -108,9 +108,16 @@ def load_config(name: str, quick: bool = False, directory: Path | None = None) -
     path = experiments_dir(directory) / f"{name}.toml"
     if not path.is_file():
         raise FileNotFoundError(f"no config for figure {name!r}: {path} is missing")
-    with open(path, "rb") as fh:
-        raw = tomllib.load(fh)
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        reason = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else str(err)
+        raise ValueError(f"{path}: not a valid TOML file ({reason})") from None
     over = raw.pop("quick", {})
+    if not isinstance(over, dict):
+        raise ValueError(f"{path}: quick must be a table of reduced settings ([quick]), got "
+                         f"{over!r}")
     cfg = _merge(raw, over) if quick else raw
     cfg["quick"] = bool(quick)
     return cfg

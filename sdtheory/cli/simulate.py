@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 from sdtheory.cli import (
@@ -77,8 +76,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from sdtheory._io import write_json
-    from sdtheory._validate import check_out_dir
+    from sdtheory._io import Outputs, write_json
     from sdtheory.simulate import SimConfig, format_table, simulate
     from sdtheory.solvers import SolverError
 
@@ -91,14 +89,14 @@ def run(args) -> int:
                          relation_snr=args.relation_snr, relation_dim=args.relation_dim,
                          relation_k=args.relation_k, relation_tau=args.relation_tau,
                          relation_purity=args.relation_purity)
-    if args.out:
-        check_out_dir(args.out)
+    outputs = Outputs(args.out, ["result.json"]) if args.out else None
     try:
         doc = simulate(cfg)
     except SolverError as err:
         print(f"sdtheory simulate: solver failed: {err}", file=sys.stderr)
         return EXIT_FAIL
-    if args.out:
-        write_json(os.path.join(args.out, "result.json"), doc)
+    if outputs is not None:
+        with outputs:
+            write_json(outputs.path("result.json"), doc)
     print(json.dumps(doc) if args.json else format_table(doc))
     return EXIT_OK
