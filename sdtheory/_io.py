@@ -156,8 +156,8 @@ class Outputs:
                 raise ValueError(f"{option} {self.out!r}: the output {name!r} is a folder; "
                                  "remove or rename it")
             if os.path.lexists(target) and not os.access(target, os.W_OK):
-                raise ValueError(f"{option} {self.out!r}: the output {name!r} exists and is "
-                                 "read-only")
+                raise ValueError(f"{option} {self.out!r}: the output {name!r} exists and "
+                                 "cannot be replaced (read-only or immutable)")
         need = FILE_BYTES * max(1, len(self.names)) if nbytes is None else nbytes
         self.home = existing_parent(os.path.dirname(os.path.abspath(self.out)))
         free = shutil.disk_usage(self.home).free

@@ -49,6 +49,7 @@ import numpy as np
 
 import sdtheory
 from sdtheory._io import atomic_write, jsonable, round_sig
+from sdtheory._validate import as_float, as_int
 from sdtheory.plots import figures as plots
 
 __all__ = [
@@ -119,6 +120,9 @@ def load_config(name: str, quick: bool = False, directory: Path | None = None) -
         raise ValueError(f"{path}: quick must be a table of reduced settings ([quick]), got "
                          f"{over!r}")
     cfg = _merge(raw, over) if quick else raw
+    empty = [k for k, v in cfg.items() if isinstance(v, list) and not v]
+    if empty:
+        raise ValueError(f"{path}: {empty[0]} is an empty list; give at least one value")
     cfg["quick"] = bool(quick)
     return cfg
 
@@ -345,7 +349,8 @@ def compute_label_averaging(cfg: dict, out: Path, log: Callable[[str], None]) ->
 # --------------------------------------------------------------------------------------------
 
 def _eta_grid(spec: dict) -> np.ndarray:
-    lo, hi, count = float(spec["lo"]), float(spec["hi"]), int(spec["count"])
+    lo, hi = as_float(spec["lo"], "eta lo"), as_float(spec["hi"], "eta hi")
+    count = as_int(spec["count"], "eta count", lo=1)
     return np.round(np.linspace(lo, hi, count), 10)
 
 
@@ -702,7 +707,13 @@ def run_figure(name: str, out: Path, *, quick: bool = False,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(name, quick=quick)
-    results = fig.compute(cfg, out, log)
+    where = experiments_dir() / f"{name}.toml"
+    try:
+        results = fig.compute(cfg, out, log)
+    except KeyError as err:            # the config lacks a parameter the figure reads
+        raise ValueError(f"{where}: missing key {err.args[0]!r}") from None
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{where}: {err}") from None
     png = out / f"{name}.png"
     fig.plot(results, png)
     return results, png

@@ -265,3 +265,41 @@ def test_solver_built_in_x64_context_and_used_outside_says_float64(small):
     with jax.enable_x64(False), pytest.raises(RuntimeError,
                                               match=re.escape("ExactSolver.fit needs float64")):
         s.fit(s.targets0())
+
+
+# (experiment config of figure optimize_eta, or None for a missing file; expected fragment).
+# Each is refused before any computation with the config file's name, exit 2, and no --out.
+TOML_ROWS = [
+    ("", "optimize_eta.toml: missing key"),
+    ("K = 4\nn = 100\nc = 0.4\nd = 0.1\nnoise = 'sym'\netas = [0.2]\n",
+     "optimize_eta.toml: missing key 'rounds'"),
+    ("K = 4\n[quick]\n", None),
+    ("quick = 5\n", "optimize_eta.toml: quick must be a table"),
+    (None, "no config for figure 'optimize_eta'"),
+    ("K = 4\netas = [\n", "optimize_eta.toml: not a valid TOML file"),
+    (b"\xff\xfe\x00K = 4", "optimize_eta.toml: not a valid TOML file (not UTF-8 text)"),
+    ("K = 4\nn = 100\nc = 0.4\nd = 0.1\nnoise = 'sym'\netas = []\nrounds = [0]\n",
+     "optimize_eta.toml: etas is an empty list"),
+    ("K = 1\nn = 100\nc = 0.4\nd = 0.1\nnoise = 'sym'\netas = [0.2]\nrounds = [0]\n",
+     "optimize_eta.toml: K (number of classes) must be an integer >= 2, got 1"),
+]
+
+
+@pytest.mark.parametrize("text, fragment", [r for r in TOML_ROWS if r[1]],
+                         ids=[f"toml{i}" for i, r in enumerate(TOML_ROWS) if r[1]])
+def test_figures_bad_config(tmp_path, monkeypatch, capsys, text, fragment):
+    from sdtheory import figures
+
+    exp = tmp_path / "experiments"
+    exp.mkdir()
+    if text is not None:
+        path = exp / "optimize_eta.toml"
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    monkeypatch.setattr(figures, "EXPERIMENTS", exp)
+    out = tmp_path / "OUT"
+    rc = main(["--quiet", "figures", "--only", "optimize_eta", "--out", str(out)])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith("sdtheory figures: error: ") and fragment in err[0], err
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiments"]

@@ -242,3 +242,45 @@ def test_outputs_move_into_an_existing_folder_together(feature_file, tmp_path, c
     capsys.readouterr()
     assert _left(tmp_path) == ["o", "o/keep.txt", "o/probe.csv", "o/probe.json",
                                "o/probe_correlation.png", "o/probe_gain.png"]
+
+
+def test_read_only_result_file_is_refused_first(feature_file, tmp_path, capsys):
+    """An existing output that cannot be replaced (read-only; immutable for root, who may
+    write read-only files): refused before computing, exit 2, nothing else written (it gave a
+    traceback after the whole computation)."""
+    out = tmp_path / "o"
+    out.mkdir()
+    locked = out / "probe.json"
+    locked.write_text("{}")
+    if os.geteuid() == 0:
+        made = subprocess.run(["chattr", "+i", str(locked)], capture_output=True)
+        if made.returncode:
+            pytest.skip(f"chattr +i is not permitted here: {made.stderr.decode().strip()}")
+    else:
+        locked.chmod(0o444)
+    try:
+        rc = _probe(feature_file, out)
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(locked)], check=True)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert "the output 'probe.json' exists and cannot be replaced" in err[0]
+    assert _left(tmp_path) == ["o", "o/probe.json"]
+
+
+def test_full_disk_in_figures_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """No space left when optimize_eta's PNG is written (after its JSON): exit 1, one line,
+    no --out folder (optimize_eta.json was left)."""
+    import matplotlib.figure
+
+    def full(self, fname, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(fname))
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full)
+    out = tmp_path / "figs"
+    rc = main(["--quiet", "figures", "--only", "optimize_eta", "--quick", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    assert "failed, nothing written: cannot write" in err[0] and "No space left" in err[0]
+    assert _left(tmp_path) == []
