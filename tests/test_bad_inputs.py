@@ -53,6 +53,11 @@ CLI_ROWS = [
     ("simulate --K 4 --n 120 --counts BADSUM", "counts row 0 sums to 121"),
     ("simulate --K 4 --n 120 --counts NEGATIVE", "counts must be non-negative"),
     ("simulate --counts NOTJSON", "is not valid JSON"),
+    ("simulate --counts BINARY", "is not a text file (JSON, UTF-8 expected)"),
+    ("simulate --counts DEEP", "nests lists too deeply"),
+    ("simulate --model gmm --dim 100000000", "the N x D features of N = 2000 samples in "
+     "D = 100000000 dimensions"),
+    ("probe --features HUGELABEL", "y_train has label 1000000000000, but its 6 samples cannot"),
     ("simulate --counts /nonexistent/c.json", "cannot read /nonexistent/c.json"),
     ("simulate --rounds 1000000", "rounds must be an integer in [0, 100000], got 1000000"),
     ("simulate --rounds -1", "rounds must be an integer in [0, 100000], got -1"),
@@ -138,6 +143,14 @@ def _files(tmp_path):
         paths[name] = str(p)
     (tmp_path / "notjson.json").write_text("[[1, 2],")
     paths["NOTJSON"] = str(tmp_path / "notjson.json")
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe[[1, 2], [3, 4]]\x00")
+    paths["BINARY"] = str(tmp_path / "binary.json")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    paths["DEEP"] = str(tmp_path / "deep.json")
+    y = np.array([0, 1, 0, 1, 0, 10 ** 12])
+    np.savez(tmp_path / "hugelabel.npz", X_train=np.eye(6), y_train=y, X_test=np.eye(6)[:2],
+             y_test=y[:2])
+    paths["HUGELABEL"] = str(tmp_path / "hugelabel.npz")
     (tmp_path / "afile").write_text("not a directory")
     paths["AFILE"] = str(tmp_path / "afile")
     return paths
