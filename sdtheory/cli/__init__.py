@@ -263,10 +263,31 @@ def add_noise_options(p: argparse.ArgumentParser) -> None:
                    help="seed >= 0 for sampled noise, jitter and features")
 
 
+def refuse_unused(args, rules) -> None:
+    """Refuse an option given (a value other than its default) where it does not apply.
+
+    Args:
+      rules: (dest, default, applies, where) tuples: the option ``--dest`` with its default;
+        whether it applies to this run; where it applies, for the message.
+    """
+    for dest, default, applies, where in rules:
+        if not applies and getattr(args, dest) != default:
+            raise UsageError(f"--{dest.replace('_', '-')} applies to {where} only; it is not "
+                             "used here (drop it)")
+
+
 def problem_config(args, cls=None, **extra):
     """The :class:`~sdtheory.problem.ProblemConfig` (or subclass ``cls``) of parsed options."""
     from sdtheory.problem import ProblemConfig, load_counts
 
+    refuse_unused(args, [
+        ("e", 0.0, args.model == "superclass", "--model superclass"),
+        ("classes_per_superclass", 2, args.model == "superclass", "--model superclass"),
+        ("dim", 2000, args.model == "gmm", "--model gmm"),
+    ])
+    if args.counts and args.sampled:
+        raise UsageError("--sampled does not apply to --counts: the count matrix fixes the "
+                         "given labels (drop --sampled)")
     cls = cls or ProblemConfig
     return cls(model=args.model, K=args.K, n=args.n, c=args.c, d=args.d, e=args.e,
                classes_per_superclass=args.classes_per_superclass, dim=args.dim,

@@ -74,6 +74,10 @@ def run(args) -> int:
     if args.jitter:
         raise UsageError("phase supports exact block models only; --jitter (a dense jittered "
                          "Gram matrix) is not supported")
+    from sdtheory.cli import refuse_unused
+
+    refuse_unused(args, [("pll_ties", "split", args.quantity == "pll_gain",
+                          "--quantity pll_gain")])
     base = problem_config(args)
     x, y = Axis.parse(args.x), Axis.parse(args.y)
     R = _check(args.quantity, args.solver, args.max_rounds)

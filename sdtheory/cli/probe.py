@@ -111,6 +111,17 @@ def run(args) -> int:
     from sdtheory._io import Outputs, write_json, write_text
     from sdtheory.plots.probe import plot_probe_correlation, plot_probe_gain
 
+    from sdtheory.cli import refuse_unused
+
+    trained, relation = args.engine == "trained", args.method == "relation"
+    refuse_unused(args, [
+        ("epochs", 200, trained, "--engine trained"),
+        ("protocol", "selfpll", trained, "--engine trained"),
+        ("relation_k", 10, relation, "--method relation"),
+        ("relation_tau", 0.1, relation, "--method relation"),
+    ])
+    if args.dataset == "":
+        raise UsageError("--dataset must name a bundled dataset, got ''")
     dataset = args.dataset if args.dataset or args.features else "digits"
     cfg = probe.ProbeConfig(
         features=args.features, dataset=dataset, feature_map=args.feature_map,

@@ -77,8 +77,23 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from sdtheory._io import Outputs, write_json
+    from sdtheory.cli import refuse_unused
     from sdtheory.simulate import SimConfig, format_table, simulate
     from sdtheory.solvers import SolverError
+
+    relation = args.method == "relation"
+    view = args.relation_view
+    refuse_unused(args, [
+        ("pll_ties", "split", args.pll, "--pll"),
+        ("relation_view", "gmm", relation, "--method relation"),
+        ("relation_purity", 0.9, relation and view == "block", "--relation-view block"),
+        ("relation_snr", 1.0, relation and view == "gmm", "--relation-view gmm"),
+        ("relation_dim", 32, relation and view == "gmm", "--relation-view gmm"),
+        ("relation_k", 10, relation and view != "block", "--method relation, view gmm or "
+                                                          "features,"),
+        ("relation_tau", 0.1, relation and view != "block", "--method relation, view gmm or "
+                                                            "features,"),
+    ])
 
     solvers = {"both": ("exact", "linear")}.get(args.solver, (args.solver,))
     if args.loss == "mse" and args.solver == "both":
