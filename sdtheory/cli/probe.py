@@ -109,9 +109,8 @@ def _list(text: str, name: str, cast) -> list:
 def run(args) -> int:
     from sdtheory import featuredata, probe
     from sdtheory._io import Outputs, write_json, write_text
-    from sdtheory.plots.probe import plot_probe_correlation, plot_probe_gain
-
     from sdtheory.cli import refuse_unused
+    from sdtheory.plots.probe import plot_probe_correlation, plot_probe_gain
 
     trained, relation = args.engine == "trained", args.method == "relation"
     refuse_unused(args, [
