@@ -122,10 +122,10 @@ def executor(kind: str = "serial", *, workers: int | None = None,
         # CRITICAL: at shutdown a worker's heartbeat can race the closing scheduler and log a
         # CommClosedError at ERROR (seen once in 3 runs of verify); a task's own failure still
         # reaches this process through its future (TasksFailed)
-        # scheduler and workers on the loopback interface, no dashboard: nothing of the
-        # cluster is reachable from another host
+        # scheduler, workers and dashboard on the loopback interface: nothing of the cluster
+        # is reachable from another host (the dashboard listened on 0.0.0.0)
         with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                      host="127.0.0.1", dashboard_address=None,
+                                      host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                       silence_logs=logging.CRITICAL) as lc, \
                 distributed.Client(lc) as client:
             log.info("local Dask cluster: %d worker processes", n)
