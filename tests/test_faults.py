@@ -284,3 +284,28 @@ def test_full_disk_in_figures_leaves_nothing(tmp_path, monkeypatch, capsys):
     assert rc == 1 and len(err) == 1, err
     assert "failed, nothing written: cannot write" in err[0] and "No space left" in err[0]
     assert _left(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_swapped_compilation_cache_entries_give_one_line(tmp_path):
+    """Two entries of JAX's compilation cache swapped (each a valid program under the other's
+    key): the next run failed with an AssertionError traceback inside JAX on every run; now
+    one line naming the cache folder and how to clear it, exit 1, nothing written."""
+    cache = tmp_path / "cache"
+    env = dict(os.environ, SDTHEORY_JAX_CACHE=str(cache))
+    sim = [sys.executable, "-m", "sdtheory", "--quiet", "simulate", "--K", "3", "--n", "5",
+           "--rounds", "1", "--pll"]
+    opt = [sys.executable, "-m", "sdtheory", "--quiet", "optimize", "--K", "3", "--n", "5",
+           "--max-rounds", "1"]
+    for cmd in (sim, opt):
+        assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    newton = next(cache.glob("jit__newton_one-*-cache"))
+    other = next(cache.glob("jit_neg_fixed-*-cache"))
+    a, b = newton.read_bytes(), other.read_bytes()
+    newton.write_bytes(b)
+    other.write_bytes(a)
+    out = tmp_path / "o"
+    run = subprocess.run(sim + ["--out", str(out)], env=env, capture_output=True, text=True)
+    err = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    assert run.returncode == 1 and len(err) == 1, run.stderr
+    assert f"clear it (rm -rf {cache})" in err[0] and not out.exists()

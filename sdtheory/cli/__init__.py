@@ -81,6 +81,12 @@ class _Progress:
         self.logger.setLevel(self.level)
 
 
+def _jax_cache() -> str | None:
+    """The folder of JAX's persistent compilation cache in use, or None."""
+    jax = sys.modules.get("jax")
+    return jax.config.jax_compilation_cache_dir if jax is not None else None
+
+
 def _setup_jax() -> None:
     """float64, and JAX's persistent compilation cache (a repeat run skips compilation)."""
     from sdtheory._x64 import configure_process
@@ -209,6 +215,17 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_FAIL
     except WriteFailed as err:         # a full disk, a vanished folder: the staging is gone
         print(f"sdtheory {args.command}: failed, nothing written: {err}", file=sys.stderr)
+        return EXIT_FAIL
+    except (AssertionError, TypeError) as err:
+        cache = _jax_cache()
+        if not cache:
+            raise
+        # measured: a compiled program stored under another program's key fails inside JAX
+        # with AssertionError (output counts) on every run, until the entry is removed
+        print(f"sdtheory {args.command}: failed, nothing written: {type(err).__name__}: "
+              f"{str(err).splitlines()[0] if str(err) else ''}; JAX's compilation cache may "
+              f"hold a damaged program: clear it (rm -rf {cache}) and run again",
+              file=sys.stderr)
         return EXIT_FAIL
     except (UsageError, ValueError) as err:
         print(f"sdtheory {args.command}: error: {err}", file=sys.stderr)
