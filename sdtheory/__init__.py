@@ -53,5 +53,5 @@ _NAMES = {
     "simulate": "simulate", "Axis": "sweep", "PhaseResult": "sweep",
 }
 
-__getattr__, __dir__, _public = attach(__name__, _NAMES)
+__getattr__, __dir__, _public = attach(__name__, _NAMES, functions=("simulate",))
 __all__ = ["__version__"] + _public

@@ -259,7 +259,7 @@ def check_out_dir(path, name: str = "--out") -> str:
         if not os.access(path, os.W_OK | os.X_OK):
             raise ValueError(f"{name} {path!r} is not writable")
         return path
-    parent = _existing_parent(path)
+    parent = existing_parent(path)
     if not os.path.isdir(parent):
         raise ValueError(f"{name} {path!r} cannot be created: {parent!r} is not a directory")
     try:
@@ -284,7 +284,8 @@ def check_out_file(path, name: str) -> str:
     return path
 
 
-def _existing_parent(path: str) -> str:
+def existing_parent(path: str) -> str:
+    """The deepest folder of ``path`` (or ``path`` itself) that exists."""
     p = os.path.abspath(path)
     while not os.path.exists(p):
         parent = os.path.dirname(p)

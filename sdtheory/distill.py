@@ -67,6 +67,8 @@ def pll_targets(P, tie_tol=None, ties: str = "split") -> np.ndarray:
     if ties not in PLL_TIES:
         raise ValueError(f"ties must be one of {PLL_TIES}, got {ties!r}")
     P = np.asarray(P, dtype=np.float64)
+    if not np.all(np.isfinite(P)):
+        raise ValueError("P (teacher outputs) must be finite: it contains NaN or inf")
     shape = P.shape
     tol = np.broadcast_to(tie_tolerance() if tie_tol is None else np.asarray(tie_tol, float),
                           shape[:-1]).reshape(-1, 1)

@@ -64,8 +64,8 @@ class SerialExecutor(Executor):
         fut: Future = Future()
         try:
             fut.set_result(fn(*args, **kwargs))
-        except BaseException as err:   # noqa: BLE001 - delivered through the future
-            fut.set_exception(err)
+        except Exception as err:       # noqa: BLE001 - delivered through the future
+            fut.set_exception(err)     # (an interrupt is not a task's failure: it propagates)
         return fut
 
 
@@ -122,8 +122,10 @@ def executor(kind: str = "serial", *, workers: int | None = None,
         # CRITICAL: at shutdown a worker's heartbeat can race the closing scheduler and log a
         # CommClosedError at ERROR (seen once in 3 runs of verify); a task's own failure still
         # reaches this process through its future (TasksFailed)
+        # scheduler, workers and dashboard on the loopback interface: nothing of the cluster
+        # is reachable from another host (the dashboard listened on 0.0.0.0)
         with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                      dashboard_address=":0",
+                                      host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                       silence_logs=logging.CRITICAL) as lc, \
                 distributed.Client(lc) as client:
             log.info("local Dask cluster: %d worker processes", n)
@@ -184,7 +186,9 @@ def run_tasks(ex: Executor, fn: Callable, args: Sequence[tuple], *,
 
     A task that raises is resubmitted :data:`RETRIES` time(s) (a Dask executor also reruns a
     task whose worker died); one that still fails is reported with the others in
-    :class:`TasksFailed` after every task has finished.
+    :class:`TasksFailed` after every task has finished. An interrupt (KeyboardInterrupt, or
+    any other exception that is not an ``Exception``), here or in a task, is never retried: the
+    pending tasks are cancelled and it propagates at once.
     """
     labels = list(labels) if labels is not None else [f"{what} {i}" for i in range(len(args))]
     progress = Progress(logger or log, total=len(args), what=what)
@@ -195,11 +199,30 @@ def run_tasks(ex: Executor, fn: Callable, args: Sequence[tuple], *,
     errors: dict[int, str] = {}
     pending = set(futures)
     t0 = time.perf_counter()
+    try:
+        _collect(ex, fn, args, labels, futures, pending, attempts, results, done, errors,
+                 progress)
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        raise
+    missing = [i for i in range(len(args)) if not done[i]]
+    if missing:
+        raise TasksFailed(missing, [errors[i] for i in missing], [labels[i] for i in missing])
+    log.debug("%d tasks in %.1f s", len(args), time.perf_counter() - t0)
+    return results
+
+
+def _collect(ex, fn, args, labels, futures, pending, attempts, results, done, errors,
+             progress) -> None:
+    """The loop of :func:`run_tasks`: results in, failed tasks resubmitted."""
     while pending:
         finished, pending = wait(pending, return_when=FIRST_COMPLETED)
         for fut in finished:
             i = futures.pop(fut)
             err = fut.exception()
+            if err is not None and not isinstance(err, Exception):
+                raise err              # an interrupt in a task: never retried
             if err is None:
                 results[i], done[i] = fut.result(), True
                 errors.pop(i, None)
@@ -214,8 +237,3 @@ def run_tasks(ex: Executor, fn: Callable, args: Sequence[tuple], *,
                 pending.add(nf)
             else:
                 progress.step(f"{labels[i]} FAILED")
-    missing = [i for i in range(len(args)) if not done[i]]
-    if missing:
-        raise TasksFailed(missing, [errors[i] for i in missing], [labels[i] for i in missing])
-    log.debug("%d tasks in %.1f s", len(args), time.perf_counter() - t0)
-    return results

@@ -128,6 +128,10 @@ def make_feature_data(X_train, y_train, X_test, y_test, class_names=None,
     if ytr.shape[0] != Xtr.shape[0]:
         raise ValueError(f"y_train has {ytr.shape[0]} labels but X_train has {Xtr.shape[0]} rows")
     K = int(ytr.max()) + 1
+    if K > ytr.shape[0]:               # refused before K counters are allocated
+        raise ValueError(f"y_train has label {K - 1}, but its {ytr.shape[0]} samples cannot "
+                         f"cover the K = {K} classes 0..{K - 1} (every class needs a training "
+                         "sample)")
     if K < 2:
         raise ValueError(f"y_train must hold at least 2 classes, got K = {K}")
     sizes = np.bincount(ytr, minlength=K)

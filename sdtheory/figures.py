@@ -49,6 +49,7 @@ import numpy as np
 
 import sdtheory
 from sdtheory._io import atomic_write, jsonable, round_sig
+from sdtheory._validate import as_float, as_int
 from sdtheory.plots import figures as plots
 
 __all__ = [
@@ -108,10 +109,20 @@ def load_config(name: str, quick: bool = False, directory: Path | None = None) -
     path = experiments_dir(directory) / f"{name}.toml"
     if not path.is_file():
         raise FileNotFoundError(f"no config for figure {name!r}: {path} is missing")
-    with open(path, "rb") as fh:
-        raw = tomllib.load(fh)
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        reason = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else str(err)
+        raise ValueError(f"{path}: not a valid TOML file ({reason})") from None
     over = raw.pop("quick", {})
+    if not isinstance(over, dict):
+        raise ValueError(f"{path}: quick must be a table of reduced settings ([quick]), got "
+                         f"{over!r}")
     cfg = _merge(raw, over) if quick else raw
+    empty = [k for k, v in cfg.items() if isinstance(v, list) and not v]
+    if empty:
+        raise ValueError(f"{path}: {empty[0]} is an empty list; give at least one value")
     cfg["quick"] = bool(quick)
     return cfg
 
@@ -338,7 +349,8 @@ def compute_label_averaging(cfg: dict, out: Path, log: Callable[[str], None]) ->
 # --------------------------------------------------------------------------------------------
 
 def _eta_grid(spec: dict) -> np.ndarray:
-    lo, hi, count = float(spec["lo"]), float(spec["hi"]), int(spec["count"])
+    lo, hi = as_float(spec["lo"], "eta lo"), as_float(spec["hi"], "eta hi")
+    count = as_int(spec["count"], "eta count", lo=1)
     return np.round(np.linspace(lo, hi, count), 10)
 
 
@@ -695,7 +707,13 @@ def run_figure(name: str, out: Path, *, quick: bool = False,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(name, quick=quick)
-    results = fig.compute(cfg, out, log)
+    where = experiments_dir() / f"{name}.toml"
+    try:
+        results = fig.compute(cfg, out, log)
+    except KeyError as err:            # the config lacks a parameter the figure reads
+        raise ValueError(f"{where}: missing key {err.args[0]!r}") from None
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{where}: {err}") from None
     png = out / f"{name}.png"
     fig.plot(results, png)
     return results, png

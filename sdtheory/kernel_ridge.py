@@ -55,11 +55,16 @@ def output_filter(a, alpha, r, xp=np):
 
 
 def rbf_kernel(A, B, gamma: float) -> np.ndarray:
-    """k(a, b) = exp(-gamma ||a - b||^2) between the rows of A (M, D) and B (N, D)."""
+    """k(a, b) = exp(-gamma ||a - b||^2) between the rows of A (M, D) and B (N, D); gamma > 0."""
+    from sdtheory._validate import as_float
+
+    g = as_float(gamma, "gamma")
+    if not g > 0:
+        raise ValueError(f"gamma must be a number > 0, got {g:g}")
     A = np.atleast_2d(np.asarray(A, dtype=np.float64))
     B = np.atleast_2d(np.asarray(B, dtype=np.float64))
     d2 = (np.sum(A * A, 1)[:, None] + np.sum(B * B, 1)[None, :] - 2.0 * A @ B.T)
-    return np.exp(-float(gamma) * np.maximum(d2, 0.0))
+    return np.exp(-g * np.maximum(d2, 0.0))
 
 
 class KernelRidgeSD:

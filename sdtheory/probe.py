@@ -353,11 +353,11 @@ def run_probe(cfg: ProbeConfig, data: FeatureData, relation_view=None) -> ProbeR
         if Phi.shape[0] != X.shape[0]:
             raise ValueError(f"--relation-features has {Phi.shape[0]} training rows but the "
                              f"probed features have {X.shape[0]}")
-        relation = relation_matrix(Phi, k=min(cfg.relation_k, X.shape[0] - 1),
-                                   tau=cfg.relation_tau)
+        k_used = min(cfg.relation_k, X.shape[0] - 1)     # at most every other sample
+        relation = relation_matrix(Phi, k=k_used, tau=cfg.relation_tau)
         purity = relation_purity(relation, y)
         log.info("relation matrix: %d neighbours, tau %g, purity %.3f (mass on the same true "
-                 "class)", cfg.relation_k, cfg.relation_tau, purity)
+                 "class)", k_used, cfg.relation_tau, purity)
     combos = [(kind, eta, seed) for kind in cfg.noise for eta in cfg.rates for seed in cfg.seeds]
     shared = (cfg, data, superclass_of, stats, lam_model, relation)
     with executor(cfg.executor, workers=cfg.workers, scheduler=cfg.scheduler) as ex:
@@ -374,7 +374,8 @@ def run_probe(cfg: ProbeConfig, data: FeatureData, relation_view=None) -> ProbeR
         superclass_of=superclass_of.tolist(),
         stats={**{k: v for k, v in stats.items() if k != "mean_inner"},
                "lam_model": lam_model, "correlation": noise.class_correlation(X, y).tolist(),
-               **({"relation_purity": purity} if purity is not None else {})},
+               **({"relation_purity": purity, "relation_k_used": k_used}
+                  if purity is not None else {})},
         rows=rows, r_star=r_stars)
 
 

@@ -115,6 +115,11 @@ def load_counts(path: str) -> tuple[tuple[int, ...], ...]:
     except json.JSONDecodeError as err:
         raise ValueError(f"--counts: {path} is not valid JSON ({err.msg}, line "
                          f"{err.lineno})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"--counts: {path} is not a text file (JSON, UTF-8 expected)") from None
+    except RecursionError:
+        raise ValueError(f"--counts: {path} nests lists too deeply (a K x K list of lists "
+                         "is expected)") from None
     if isinstance(data, dict) and "counts" in data:
         data = data["counts"]
     if not (isinstance(data, list) and data and all(isinstance(r, list) for r in data)):
@@ -158,8 +163,10 @@ def build_problem(cfg: ProblemConfig) -> Problem:
         # X (N x D), G = X X^T or the jittered block model, and the solvers' copies of G
         # (padded host copy, device copy, eigendecomposition workspace)
         feats = N * cfg.dim if cfg.model == "gmm" else 0
-        check_memory(8.0 * (feats + 4.0 * N * N),
-                     f"the dense N x N Gram matrix of N = {N} samples (--n, --K)")
+        what = (f"the N x D features of N = {N} samples in D = {cfg.dim} dimensions (--dim, "
+                "--n, --K)" if feats > 4.0 * N * N else
+                f"the dense N x N Gram matrix of N = {N} samples (--n, --K)")
+        check_memory(8.0 * (feats + 4.0 * N * N), what)
     G = X = None
     if cfg.model == "gmm":
         X, y = models.gmm_features(K, cfg.n, cfg.c, cfg.d, cfg.dim, cfg.seed)

@@ -83,8 +83,10 @@ class SimConfig(ProblemConfig):
         object.__setattr__(self, "relation_purity", check_purity(self.relation_purity))
         object.__setattr__(self, "relation_dim", as_int(self.relation_dim, "relation dim", lo=1,
                                                         hi=100_000))
+        # the bound N - 1 matters only where the relation is built from neighbours
+        k_max = max(1, self.K * self.n - 1) if self.method == "relation" else None
         object.__setattr__(self, "relation_k", as_int(self.relation_k, "relation k", lo=1,
-                                                      hi=max(1, self.K * self.n - 1)))
+                                                      hi=k_max))
         object.__setattr__(self, "solvers", solvers)
         object.__setattr__(self, "rounds", check_rounds(self.rounds))
         object.__setattr__(self, "pll", bool(self.pll))

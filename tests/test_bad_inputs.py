@@ -17,6 +17,7 @@ import pytest
 import sdtheory as sd
 from sdtheory.cli import main
 from sdtheory.distill import pll_targets, run_rounds, self_distill
+from sdtheory.kernel_ridge import rbf_kernel
 from sdtheory.noise import corruption_from_counts, transition_matrix
 from sdtheory.problem import ProblemConfig
 from sdtheory.simulate import SimConfig
@@ -53,6 +54,11 @@ CLI_ROWS = [
     ("simulate --K 4 --n 120 --counts BADSUM", "counts row 0 sums to 121"),
     ("simulate --K 4 --n 120 --counts NEGATIVE", "counts must be non-negative"),
     ("simulate --counts NOTJSON", "is not valid JSON"),
+    ("simulate --counts BINARY", "is not a text file (JSON, UTF-8 expected)"),
+    ("simulate --counts DEEP", "nests lists too deeply"),
+    ("simulate --model gmm --dim 100000000", "the N x D features of N = 2000 samples in "
+     "D = 100000000 dimensions"),
+    ("probe --features HUGELABEL", "y_train has label 1000000000000, but its 6 samples cannot"),
     ("simulate --counts /nonexistent/c.json", "cannot read /nonexistent/c.json"),
     ("simulate --rounds 1000000", "rounds must be an integer in [0, 100000], got 1000000"),
     ("simulate --rounds -1", "rounds must be an integer in [0, 100000], got -1"),
@@ -112,7 +118,7 @@ CLI_ROWS = [
     ("probe --features /nonexistent/f.npz --dataset digits", "give exactly one of"),
     ("probe --engine foo", "argument --engine: invalid choice: 'foo'"),
     ("probe --select-best-epoch-on-test", "applies to --engine trained only"),
-    ("probe --epochs 0", "epochs must be an integer in [1, 100000], got 0"),
+    ("probe --engine trained --epochs 0", "epochs must be an integer in [1, 100000], got 0"),
     ("probe --superclass-cut 0", "superclass-cut must be > 0"),
     ("probe --out AFILE", "exists and is not a directory"),
     ("probe --method foo", "argument --method: invalid choice: 'foo'"),
@@ -121,6 +127,20 @@ CLI_ROWS = [
     ("probe --relation-features /nonexistent/v.npz", "applies to --method relation only"),
     ("probe --method relation --relation-tau 0", "relation tau must be > 0"),
     ("probe --method relation --relation-k 0", "relation k must be an integer"),
+    # options given where they do not apply are refused, not ignored
+    ("simulate --e 0.05", "--e applies to --model superclass only"),
+    ("simulate --classes-per-superclass 3", "--classes-per-superclass applies to --model "
+     "superclass only"),
+    ("simulate --dim 50", "--dim applies to --model gmm only"),
+    ("simulate --pll-ties lower", "--pll-ties applies to --pll only"),
+    ("simulate --relation-k 5", "--relation-k applies to --method relation"),
+    ("simulate --method relation --relation-view block --relation-snr 2",
+     "--relation-snr applies to --relation-view gmm only"),
+    ("simulate --K 4 --n 120 --counts COUNTS --sampled", "--sampled does not apply to --counts"),
+    ("phase --pll-ties lower", "--pll-ties applies to --quantity pll_gain only"),
+    ("probe --epochs 5", "--epochs applies to --engine trained only"),
+    ("probe --relation-k 5", "--relation-k applies to --method relation only"),
+    ("probe --dataset ''", "--dataset must name a bundled dataset, got ''"),
 ]
 
 
@@ -128,6 +148,7 @@ def _files(tmp_path):
     made = {
         "RAGGED": [[1, 2], [3]],
         "COUNTS4": np.diag([5, 5, 5, 5]).tolist(),
+        "COUNTS": [[60, 30, 20, 10], [10, 60, 30, 20], [20, 10, 60, 30], [30, 20, 10, 60]],
         "BADSUM": [[61, 30, 20, 10]] + C4[1:],
         "NEGATIVE": [[130, -10, 0, 0]] + C4[1:],
     }
@@ -138,6 +159,14 @@ def _files(tmp_path):
         paths[name] = str(p)
     (tmp_path / "notjson.json").write_text("[[1, 2],")
     paths["NOTJSON"] = str(tmp_path / "notjson.json")
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe[[1, 2], [3, 4]]\x00")
+    paths["BINARY"] = str(tmp_path / "binary.json")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    paths["DEEP"] = str(tmp_path / "deep.json")
+    y = np.array([0, 1, 0, 1, 0, 10 ** 12])
+    np.savez(tmp_path / "hugelabel.npz", X_train=np.eye(6), y_train=y, X_test=np.eye(6)[:2],
+             y_test=y[:2])
+    paths["HUGELABEL"] = str(tmp_path / "hugelabel.npz")
     (tmp_path / "afile").write_text("not a directory")
     paths["AFILE"] = str(tmp_path / "afile")
     return paths
@@ -151,7 +180,7 @@ def test_cli_bad_input(tmp_path, capsys, line, fragment):
     for a in line.split():
         for key, path in files.items():
             a = a.replace(key, path) if key in a else a
-        args.append(a)
+        args.append("" if a == "''" else a)
     if "--out" not in args:
         args += ["--out", str(tmp_path / "OUT")]
     try:
@@ -238,6 +267,12 @@ API_ROWS = [
     ("two_level c < d", lambda m, s: sd.two_level(4, 10, 0.1, 0.4), ValueError, "c > d"),
     ("pll ties", lambda m, s: pll_targets(np.full((2, 3), 1 / 3), ties="random"), ValueError,
      "ties must be one of ('split', 'lower'), got 'random'"),
+    ("pll NaN", lambda m, s: pll_targets(np.array([[np.nan, 0.5, 0.5]])), ValueError,
+     "P (teacher outputs) must be finite"),
+    ("rbf gamma negative", lambda m, s: rbf_kernel(np.eye(2), np.eye(2), -1.0), ValueError,
+     "gamma must be a number > 0, got -1"),
+    ("rbf gamma NaN", lambda m, s: rbf_kernel(np.eye(2), np.eye(2), float("nan")), ValueError,
+     "gamma must be a finite number"),
     ("phase axis", lambda m, s: phase_diagram(ProblemConfig(), "eta:0:1.5:3", "lam:1e-4:1e-3:2",
                                               solver="linear"), ValueError,
      "eta must be a number in [0, 1)"),
@@ -265,3 +300,66 @@ def test_solver_built_in_x64_context_and_used_outside_says_float64(small):
     with jax.enable_x64(False), pytest.raises(RuntimeError,
                                               match=re.escape("ExactSolver.fit needs float64")):
         s.fit(s.targets0())
+
+
+# (experiment config of figure optimize_eta, or None for a missing file; expected fragment).
+# Each is refused before any computation with the config file's name, exit 2, and no --out.
+TOML_ROWS = [
+    ("", "optimize_eta.toml: missing key"),
+    ("K = 4\nn = 100\nc = 0.4\nd = 0.1\nnoise = 'sym'\netas = [0.2]\n",
+     "optimize_eta.toml: missing key 'rounds'"),
+    ("K = 4\n[quick]\n", None),
+    ("quick = 5\n", "optimize_eta.toml: quick must be a table"),
+    (None, "no config for figure 'optimize_eta'"),
+    ("K = 4\netas = [\n", "optimize_eta.toml: not a valid TOML file"),
+    (b"\xff\xfe\x00K = 4", "optimize_eta.toml: not a valid TOML file (not UTF-8 text)"),
+    ("K = 4\nn = 100\nc = 0.4\nd = 0.1\nnoise = 'sym'\netas = []\nrounds = [0]\n",
+     "optimize_eta.toml: etas is an empty list"),
+    ("K = 1\nn = 100\nc = 0.4\nd = 0.1\nnoise = 'sym'\netas = [0.2]\nrounds = [0]\n",
+     "optimize_eta.toml: K (number of classes) must be an integer >= 2, got 1"),
+]
+
+
+@pytest.mark.parametrize("text, fragment", [r for r in TOML_ROWS if r[1]],
+                         ids=[f"toml{i}" for i, r in enumerate(TOML_ROWS) if r[1]])
+def test_figures_bad_config(tmp_path, monkeypatch, capsys, text, fragment):
+    from sdtheory import figures
+
+    exp = tmp_path / "experiments"
+    exp.mkdir()
+    if text is not None:
+        path = exp / "optimize_eta.toml"
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    monkeypatch.setattr(figures, "EXPERIMENTS", exp)
+    out = tmp_path / "OUT"
+    rc = main(["--quiet", "figures", "--only", "optimize_eta", "--out", str(out)])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith("sdtheory figures: error: ") and fragment in err[0], err
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiments"]
+
+
+def test_options_not_given_do_not_refuse_a_valid_problem(tmp_path, capsys):
+    """simulate --K 2 --n 5 runs (it was refused by the default of --relation-k, an option of
+    --method relation that was not given): N = 10 samples, every one corrected by the teacher
+    at eta = 0, so round 0 has accuracy 1."""
+    out = tmp_path / "o"
+    rc = main(["--quiet", "simulate", "--K", "2", "--n", "5", "--eta", "0", "--rounds", "1",
+               "--solver", "linear", "--out", str(out)])
+    capsys.readouterr()
+    doc = json.loads((out / "result.json").read_text())
+    assert rc == 0 and doc["solvers"]["linear"]["rounds"][0]["train_acc"] == 1.0
+    assert doc["config"]["K"] * doc["config"]["n"] == 10
+
+
+def test_probe_records_the_relation_k_it_used(feature_file, tmp_path, capsys):
+    """--relation-k above N - 1 is clipped to N - 1 = 89 neighbours (every other training
+    sample), and the results record 89 (they recorded the k asked for)."""
+    out = tmp_path / "o"
+    rc = main(["--quiet", "probe", "--features", str(feature_file), "--noise", "sym",
+               "--rates", "0.2", "--seeds", "0", "--rounds", "1", "--method", "relation",
+               "--relation-k", "100000", "--out", str(out)])
+    capsys.readouterr()
+    doc = json.loads((out / "probe.json").read_text())
+    assert rc == 0 and doc["stats"]["relation_k_used"] == 89

@@ -113,3 +113,18 @@ def test_phase_same_csv_on_every_executor(tmp_path, scheduler, monkeypatch):
     assert len(rows["serial"]) == 12 * 16
     assert all(float(r["certificate"]) <= 1e-10 for r in rows["serial"])
     assert raw["local"] == raw["serial"] and raw["dask"] == raw["serial"]
+
+
+def test_local_cluster_listens_on_loopback_only():
+    """--executor local: every socket that the cluster (this process and its worker
+    processes) listens on is bound to 127.0.0.1, the dashboard's too (it listened on
+    0.0.0.0)."""
+    psutil = pytest.importorskip("psutil")
+    with executor("local", workers=1):
+        info = distributed.default_client().scheduler_info()
+        assert info["address"].startswith("tcp://127.0.0.1:"), info["address"]
+        pids = {os.getpid()} | {p.pid for p in psutil.Process().children(recursive=True)}
+        listening = [c.laddr for c in psutil.net_connections("tcp")
+                     if c.status == psutil.CONN_LISTEN and c.pid in pids]
+    assert len(listening) >= 3                # scheduler, dashboard, a worker (and nanny)
+    assert all(a.ip == "127.0.0.1" for a in listening), listening

@@ -28,8 +28,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     """0 on success, 1 if a solver failed (nothing written for that figure), 2 for an unknown
     figure name, a missing experiments directory or an unusable --out."""
-    from sdtheory._validate import check_out_dir
-    from sdtheory.figures import FIGURES, FigureError, experiments_dir, run_figure
+    from sdtheory._io import Outputs
+    from sdtheory.figures import FIGURES, FigureError, experiments_dir, load_config, run_figure
     from sdtheory.solvers import SolverError
 
     if args.list:
@@ -45,26 +45,31 @@ def run(args) -> int:
         experiments_dir()
     except FileNotFoundError as err:
         raise UsageError(str(err)) from None
-    check_out_dir(args.out)
-    out = Path(args.out)
-    t_all = time.perf_counter()
-    for name in names:
-        t0 = time.perf_counter()
-
-        def step(msg, name=name, t0=t0):
-            log.info("%s %7.1f s  %s", name, time.perf_counter() - t0, msg)
-
-        step("start" + (" (quick)" if args.quick else ""))
+    outputs = Outputs(args.out, [f"{name}.png" for name in names])
+    for name in names:                 # every config is read before any computation
         try:
-            results, png = run_figure(name, out, quick=args.quick, log=step)
-        except (SolverError, FigureError) as err:
-            print(f"sdtheory figures: {name} failed: {err}", file=sys.stderr)
-            return EXIT_FAIL
-        # everything this figure wrote: its results file and PNG, and any companions (CSVs,
-        # a second PNG) named after it
-        wall = time.time() - (time.perf_counter() - t0) - 1.0
-        extra = sorted(str(p) for p in out.glob(f"{name}*")
-                       if p.stat().st_mtime >= wall and p not in (Path(results), Path(png)))
-        step(f"done -> {', '.join([str(results), str(png), *extra])}")
+            load_config(name, quick=args.quick)
+        except FileNotFoundError as err:
+            raise UsageError(str(err)) from None
+    t_all = time.perf_counter()
+    with outputs:
+        stage = Path(outputs.folder())
+        for name in names:
+            t0 = time.perf_counter()
+
+            def step(msg, name=name, t0=t0):
+                log.info("%s %7.1f s  %s", name, time.perf_counter() - t0, msg)
+
+            step("start" + (" (quick)" if args.quick else ""))
+            before = set(stage.iterdir())
+            try:
+                run_figure(name, stage, quick=args.quick, log=step)
+            except (SolverError, FigureError) as err:
+                outputs.discard()
+                print(f"sdtheory figures: {name} failed, nothing written: {err}",
+                      file=sys.stderr)
+                return EXIT_FAIL
+            made = sorted(outputs.final(p.name) for p in set(stage.iterdir()) - before)
+            step(f"done -> {', '.join(made)}")
     log.info("%d figure(s) in %.1f s", len(names), time.perf_counter() - t_all)
     return EXIT_OK

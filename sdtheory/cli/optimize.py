@@ -4,7 +4,6 @@ with the largest margin, from gradients of the closed form."""
 from __future__ import annotations
 
 import json
-import os
 
 from sdtheory.cli import (
     EXIT_OK,
@@ -54,8 +53,8 @@ def run(args) -> int:
     from dataclasses import asdict
 
     from sdtheory import __version__
-    from sdtheory._io import write_json
-    from sdtheory._validate import as_int, check_label_weight, check_out_dir
+    from sdtheory._io import Outputs, write_json
+    from sdtheory._validate import as_int, check_label_weight
     from sdtheory.optimize import optimize
     from sdtheory.problem import build_problem
 
@@ -71,16 +70,16 @@ def run(args) -> int:
     if args.label_weight is not None:
         alpha = check_label_weight(args.label_weight, softmax=True)
     cfg = problem_config(args)
-    if args.out:
-        check_out_dir(args.out)
+    outputs = Outputs(args.out, ["optimize.json"]) if args.out else None
     p = build_problem(cfg)
     rows = [asdict(o) for o in optimize(p.model, p.corruption.counts, range(R + 1),
                                         fix_label_weight=alpha)]
     doc = {"config": {**cfg.to_dict(), "max_rounds": R, "label_weight": alpha},
            "version": __version__, "counts": p.corruption.counts.tolist(), "rounds": rows,
            "recommended": recommend(rows)}
-    if args.out:
-        write_json(os.path.join(args.out, "optimize.json"), doc)
+    if outputs is not None:
+        with outputs:
+            write_json(outputs.path("optimize.json"), doc)
     if args.json:
         print(json.dumps(doc))
         return EXIT_OK

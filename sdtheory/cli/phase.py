@@ -47,15 +47,21 @@ def add_parser(sub) -> None:
 
 def output_paths(result, out_dir) -> tuple[str, str]:
     """CSV and PNG paths in ``out_dir``: phase_<quantity>_<x>_<y>.{csv,png}."""
-    stem = f"phase_{result.quantity}_{result.x.name}_{result.y.name}"
-    return os.path.join(out_dir, stem + ".csv"), os.path.join(out_dir, stem + ".png")
+    return tuple(os.path.join(out_dir, name) for name in
+                 output_names(result.quantity, result.x, result.y))
+
+
+def output_names(quantity: str, x, y) -> tuple[str, str]:
+    """CSV and PNG names: phase_<quantity>_<x>_<y>.{csv,png}."""
+    stem = f"phase_{quantity}_{x.name}_{y.name}"
+    return stem + ".csv", stem + ".png"
 
 
 def run(args) -> int:
     """0: success; 1: some cells failed the certificate (written, marked); 2: bad input."""
     import numpy as np
 
-    from sdtheory._validate import check_out_dir
+    from sdtheory._io import Outputs
     from sdtheory.plots.phase import plot_phase
     from sdtheory.sweep import Axis, plan, run_plan
     from sdtheory.sweep.engine import _check
@@ -68,21 +74,28 @@ def run(args) -> int:
     if args.jitter:
         raise UsageError("phase supports exact block models only; --jitter (a dense jittered "
                          "Gram matrix) is not supported")
+    from sdtheory.cli import refuse_unused
+
+    refuse_unused(args, [("pll_ties", "split", args.quantity == "pll_gain",
+                          "--quantity pll_gain")])
     base = problem_config(args)
     x, y = Axis.parse(args.x), Axis.parse(args.y)
     R = _check(args.quantity, args.solver, args.max_rounds)
     from sdtheory.executors import check_executor
 
     check_executor(args.executor, args.workers, args.scheduler)
-    check_out_dir(args.out)
+    names = output_names(args.quantity, x, y)
+    outputs = Outputs(args.out, names)
     p = plan(base, x, y)
     result = run_plan(p, quantity=args.quantity, solver=args.solver, max_rounds=R,
                       pll_ties=args.pll_ties, executor=args.executor, workers=args.workers,
                       scheduler=args.scheduler)
+    with outputs:
+        write_csv(result, outputs.path(names[0]))
+        plot_phase(result, outputs.path(names[1]), overlay_closed_form_levels=(
+            result.quantity == "r_star"
+            and np.isfinite(result.values["r_star_closed_form"]).any()))
     csv_path, png_path = output_paths(result, args.out)
-    write_csv(result, csv_path)
-    plot_phase(result, png_path, overlay_closed_form_levels=(
-        result.quantity == "r_star" and np.isfinite(result.values["r_star_closed_form"]).any()))
     print(csv_path)
     print(png_path)
     nfail = int(result.failed.sum())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from sdtheory.cli import EXIT_OK, Formatter, UsageError, add_executor_options
 
 DESCRIPTION = """\
@@ -110,10 +108,19 @@ def _list(text: str, name: str, cast) -> list:
 
 def run(args) -> int:
     from sdtheory import featuredata, probe
-    from sdtheory._io import write_json, write_text
-    from sdtheory._validate import check_out_dir
+    from sdtheory._io import Outputs, write_json, write_text
+    from sdtheory.cli import refuse_unused
     from sdtheory.plots.probe import plot_probe_correlation, plot_probe_gain
 
+    trained, relation = args.engine == "trained", args.method == "relation"
+    refuse_unused(args, [
+        ("epochs", 200, trained, "--engine trained"),
+        ("protocol", "selfpll", trained, "--engine trained"),
+        ("relation_k", 10, relation, "--method relation"),
+        ("relation_tau", 0.1, relation, "--method relation"),
+    ])
+    if args.dataset == "":
+        raise UsageError("--dataset must name a bundled dataset, got ''")
     dataset = args.dataset if args.dataset or args.features else "digits"
     cfg = probe.ProbeConfig(
         features=args.features, dataset=dataset, feature_map=args.feature_map,
@@ -126,7 +133,8 @@ def run(args) -> int:
         relation_features=args.relation_features, relation_k=args.relation_k,
         relation_tau=args.relation_tau, executor=args.executor, workers=args.workers,
         scheduler=args.scheduler)
-    check_out_dir(args.out)
+    names = ("probe.csv", "probe.json", "probe_gain.png", "probe_correlation.png")
+    outputs = Outputs(args.out, names)
     data = (featuredata.load_features(cfg.features) if cfg.features
             else featuredata.load_dataset(cfg.dataset))
     data = featuredata.feature_map(data, cfg.feature_map)
@@ -138,14 +146,13 @@ def run(args) -> int:
                              f"probed features have {data.N}")
     res = probe.run_probe(cfg, data, relation_view=view)
     doc = probe.to_doc(res)
-    paths = {name: os.path.join(args.out, name) for name in
-             ("probe.csv", "probe.json", "probe_gain.png", "probe_correlation.png")}
-    write_text(paths["probe.csv"], probe.csv_text(doc))
-    write_json(paths["probe.json"], doc)
-    plot_probe_gain(doc, paths["probe_gain.png"])
-    plot_probe_correlation(doc, paths["probe_correlation.png"])
+    with outputs:
+        write_text(outputs.path("probe.csv"), probe.csv_text(doc))
+        write_json(outputs.path("probe.json"), doc)
+        plot_probe_gain(doc, outputs.path("probe_gain.png"))
+        plot_probe_correlation(doc, outputs.path("probe_correlation.png"))
     print(probe.format_summary(res))
     print()
-    for p in paths.values():
-        print(p)
+    for name in names:
+        print(outputs.final(name))
     return EXIT_OK

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 from sdtheory.cli import (
@@ -77,10 +76,24 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from sdtheory._io import write_json
-    from sdtheory._validate import check_out_dir
+    from sdtheory._io import Outputs, write_json
+    from sdtheory.cli import refuse_unused
     from sdtheory.simulate import SimConfig, format_table, simulate
     from sdtheory.solvers import SolverError
+
+    relation = args.method == "relation"
+    view = args.relation_view
+    refuse_unused(args, [
+        ("pll_ties", "split", args.pll, "--pll"),
+        ("relation_view", "gmm", relation, "--method relation"),
+        ("relation_purity", 0.9, relation and view == "block", "--relation-view block"),
+        ("relation_snr", 1.0, relation and view == "gmm", "--relation-view gmm"),
+        ("relation_dim", 32, relation and view == "gmm", "--relation-view gmm"),
+        ("relation_k", 10, relation and view != "block", "--method relation, view gmm or "
+                                                          "features,"),
+        ("relation_tau", 0.1, relation and view != "block", "--method relation, view gmm or "
+                                                            "features,"),
+    ])
 
     solvers = {"both": ("exact", "linear")}.get(args.solver, (args.solver,))
     if args.loss == "mse" and args.solver == "both":
@@ -91,14 +104,14 @@ def run(args) -> int:
                          relation_snr=args.relation_snr, relation_dim=args.relation_dim,
                          relation_k=args.relation_k, relation_tau=args.relation_tau,
                          relation_purity=args.relation_purity)
-    if args.out:
-        check_out_dir(args.out)
+    outputs = Outputs(args.out, ["result.json"]) if args.out else None
     try:
         doc = simulate(cfg)
     except SolverError as err:
         print(f"sdtheory simulate: solver failed: {err}", file=sys.stderr)
         return EXIT_FAIL
-    if args.out:
-        write_json(os.path.join(args.out, "result.json"), doc)
+    if outputs is not None:
+        with outputs:
+            write_json(outputs.path("result.json"), doc)
     print(json.dumps(doc) if args.json else format_table(doc))
     return EXIT_OK

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 from sdtheory.cli import EXIT_FAIL, EXIT_OK, Formatter, UsageError, add_executor_options
 
@@ -26,8 +25,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """0 if every check passed, 1 if some check failed, 2 for bad input."""
-    from sdtheory._io import write_text
-    from sdtheory._validate import check_out_dir
+    from sdtheory._io import Outputs, write_text
     from sdtheory.verify import checks, format_table, results_to_json
     from sdtheory.verify import run as run_checks
 
@@ -47,12 +45,12 @@ def run(args) -> int:
     from sdtheory.executors import check_executor
 
     check_executor(args.executor, args.workers, args.scheduler)
-    if args.out is not None:
-        check_out_dir(args.out)
+    outputs = Outputs(args.out, ["verify.json"]) if args.out is not None else None
     results = run_checks(only or None, quick=args.quick, executor=args.executor,
                          workers=args.workers, scheduler=args.scheduler)
     payload = results_to_json(results, quick=args.quick)
     print(json.dumps(payload, indent=2) if args.json else format_table(results))
-    if args.out is not None:
-        write_text(os.path.join(args.out, "verify.json"), json.dumps(payload, indent=2) + "\n")
+    if outputs is not None:
+        with outputs:
+            write_text(outputs.path("verify.json"), json.dumps(payload, indent=2) + "\n")
     return EXIT_OK if payload["ok"] else EXIT_FAIL
