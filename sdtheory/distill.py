@@ -149,7 +149,16 @@ def next_targets(T0, P, label_weight: float = 0.0, relation=None) -> np.ndarray:
     if relation is not None:
         P = (np.asarray(relation @ P) if P.ndim == 2 else
              np.stack([np.asarray(relation @ Pb) for Pb in P]))
-    return P if label_weight == 0 else label_weight * np.asarray(T0) + (1.0 - label_weight) * P
+    if label_weight == 0:
+        return P
+    with np.errstate(over="ignore", invalid="ignore"):
+        T = label_weight * np.asarray(T0) + (1.0 - label_weight) * P
+    if not np.all(np.isfinite(T[np.isfinite(P)])):
+        # a label weight far from [0, 1] (squared loss) can grow the targets round by round
+        raise ValueError(f"label weight alpha = {label_weight:g} overflows float64 in the "
+                         "targets alpha Y + (1 - alpha) P: use fewer rounds or alpha nearer "
+                         "[0, 1]")
+    return T
 
 
 def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split",
@@ -170,8 +179,8 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
       on_failure: ``"raise"`` a :class:`~sdtheory.solvers.SolverError` when a training misses
         its tolerance, or ``"mark"`` the problem as failed (``ok`` False) and stop it.
       label_weight: alpha: round r >= 1 trains on alpha T_0 + (1 - alpha) P_(r-1) (0: plain
-        SD; Borup & Andersen's alpha, Das & Sanghavi's teacher weight 1 - alpha), in
-        [-1000, 1]; softmax solvers accept only targets on the simplex, alpha in [0, 1].
+        SD; Borup & Andersen's alpha, Das & Sanghavi's teacher weight 1 - alpha), any finite
+        number; softmax solvers accept only targets on the simplex, alpha in [0, 1].
       relation: a (U, U) row-stochastic matrix R (dense or scipy.sparse) on the units: round
         r >= 1 then trains on alpha T_0 + (1 - alpha) R P_(r-1) (relation-guided distillation,
         :mod:`sdtheory.relation`).
