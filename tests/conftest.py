@@ -13,6 +13,10 @@ from sdtheory import enable_x64  # noqa: E402
 enable_x64()
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a large case (a small case of it is in the fast set)")
+
+
 @pytest.fixture
 def rng():
     import numpy as np
