@@ -394,9 +394,14 @@ def ridge_sd_agreement(design: str, n: int, gamma: float, lam: float, seeds, *,
       :data:`RIDGE_SD_QUANTITIES` the seed "mean", its standard error "se" (seed standard
       deviation / sqrt(#seeds)) and "z" = (mean - closed form) / se.
     """
+    from sdtheory._blas import one_blas_thread
+
     th = ridge_sd_risk(lam, gamma, r2=r2, sigma2=sigma2, design=design)
-    runs = [ridge_sd_simulate(design, n, gamma, lam, r2=r2, sigma2=sigma2, xi=th.xi_star,
-                              seed=int(s)) for s in seeds]
+    # one BLAS thread: eigh's last digits do not depend on the thread count, and it is
+    # faster when other processes share the cores (sdtheory._blas)
+    with one_blas_thread():
+        runs = [ridge_sd_simulate(design, n, gamma, lam, r2=r2, sigma2=sigma2,
+                                  xi=th.xi_star, seed=int(s)) for s in seeds]
     if len(runs) < 2:
         raise ValueError("the seed spread needs at least 2 seeds")
     out: dict = {"theory": th, "mean": {}, "se": {}, "z": {}}
