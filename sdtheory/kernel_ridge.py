@@ -14,8 +14,8 @@ I)^{-1} T at a point x with kernel row k(x). Round r >= 1 trains on the label-we
 alpha the weight of the given labels Y (Borup & Andersen's alpha; Das & Sanghavi's teacher
 weight xi is 1 - alpha; any real alpha is allowed, xi > 1 and xi < 0 included: the squared
 loss takes any real targets). Plain SD is alpha = 0 (Mobahi et al.: P_r = A^(r+1) Y). In the
-eigenbasis of G
-(eigenvalues mu, a = mu / (mu + N lam)), T_r has the coefficients t_r(a) times those of Y:
+eigenbasis of G (eigenvalues mu, a = mu / (mu + N lam)), T_r has the coefficients t_r(a) times
+those of Y:
 
     t_r = alpha (1 - b^r) / (1 - b) + b^r,    b = (1 - alpha) a,
 
