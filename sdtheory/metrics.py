@@ -164,7 +164,8 @@ def nearest_ratio(gaps, tol, mask) -> np.ndarray:
     ``tol`` broadcasts against the leading axes of ``gaps`` ((...,) or a scalar)."""
     gaps = np.asarray(gaps, dtype=np.float64)
     t = np.asarray(tol, dtype=np.float64)
-    x = gaps / t.reshape(t.shape + (1, 1)) if t.ndim else gaps / t
+    with np.errstate(over="ignore"):            # outputs of any size (squared loss)
+        x = gaps / t.reshape(t.shape + (1, 1)) if t.ndim else gaps / t
     ok = np.asarray(mask, dtype=bool) & (gaps > 0)
     with np.errstate(divide="ignore"):
         score = np.where(ok, np.abs(np.log(np.where(ok, x, 1.0))), np.inf)
@@ -197,7 +198,7 @@ def decision_margins(P, true, weight, tol=None) -> tuple[np.ndarray, np.ndarray]
     # a gap changes the credit only if it is at least the true class's own gap to the top
     crit = (gaps >= own[..., None]) & w[..., None]
     decision = nearest_ratio(gaps, t, crit)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         m = np.where(w, margins(P, true) / t[..., None], np.inf)
     smallest = m.min(axis=-1)
     if P.ndim == 2:

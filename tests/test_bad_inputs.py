@@ -78,7 +78,7 @@ CLI_ROWS = [
     ("figures --out AFILE", "exists and is not a directory"),
     ("simulate --loss mse --solver exact", "runs with --solver linear only"),
     ("simulate --loss hinge", "argument --loss: invalid choice: 'hinge'"),
-    ("simulate --label-weight 1.5", "must be in [0, 1] for the softmax loss, got 1.5"),
+    ("simulate --label-weight 1.5", "--label-weight must be in [0, 1] for the softmax loss"),
     ("simulate --label-weight -0.5", "must be in [0, 1] for the softmax loss"),
     ("simulate --loss mse --label-weight nan", "label weight alpha must be a finite number"),
     ("simulate --loss mse --label-weight 1e300 --rounds 3",
