@@ -170,7 +170,8 @@ def test_phase_csv_precision(tmp_path):
     first = (tmp_path / "phase_eta_lam.csv").read_text().splitlines()[0]
     meta = json.loads(first[len("# sdtheory phase "):])
     assert meta["precision"]["significant_digits"] == {"certificate": 2}
-    assert set(meta["precision"]["exact"]) == {"eta", "lam", "r_star", "r_star_closed_form"}
+    assert set(meta["precision"]["exact"]) == {"eta", "lam", "r_star", "r_star_closed_form",
+                                               "fragile"}
     cert = res.values["certificate"]
     assert np.all(cert == np.vectorize(lambda v: float(f"{v:.1e}"))(cert))
 
