@@ -60,14 +60,14 @@ def measure() -> dict:
     m = sd.two_level(4, 500, 0.4, 0.1)
     G = sd.jitter(m.dense(), 0.01, seed=0)
     cor = sd.corrupt_sampled(sd.transition_matrix("sym", 4, 0.5), m.labels(), seed=0)
-    s = sd.ExactSolver(gram=G, labels=cor, lam=1e-5)
-    out["dense N=2000 x10 rounds"] = _best(lambda: sd.run_rounds(s, 9), 3)
+    dense = sd.ExactSolver(gram=G, labels=cor, lam=1e-5)
+    out["dense N=2000 x10 rounds"] = _best(lambda: sd.run_rounds(dense, 9), 3)
     X, y = gmm_features(100, 500, 0.1, 0.07, 512, seed=0)
     cor = sd.corrupt_sampled(sd.transition_matrix("sym", 100, 0.5), y, seed=0)
-    s = sd.ExactSolver(gram=sd.Features(X), labels=cor, lam=1e-3)
-    T = s.targets0()
-    out["features N=50000 one round"] = _best(lambda: s.fit(T), 2)
-    del X, s
+    feat = sd.ExactSolver(gram=sd.Features(X), labels=cor, lam=1e-3)
+    T = feat.targets0()
+    out["features N=50000 one round"] = _best(lambda: feat.fit(T), 2)
+    del X
     base = sd.ProblemConfig(K=4, n=500)
     out["phase 75x41 R=60"] = _best(
         lambda: phase_diagram(base, "eta:0:0.74:75", "lam:1e-6:1e-2:41:log", max_rounds=60), 2)

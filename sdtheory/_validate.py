@@ -296,13 +296,13 @@ def existing_parent(path: str) -> str:
 
 
 def check_label_weight(alpha, *, softmax: bool = False) -> float:
-    """The label weight alpha of label-weighted SD targets, a number in [-1000, 1]
-    (docs/theory.md section 14; alpha < 0: teacher weight above 1, squared loss only), and in
-    [0, 1] for the softmax loss (``softmax``), whose targets must stay on the simplex."""
+    """The label weight alpha of label-weighted SD targets: any finite number for the squared
+    loss (docs/theory.md section 14; alpha < 0: teacher weight xi = 1 - alpha above 1,
+    alpha > 1: xi < 0), and a number in [0, 1] for the softmax loss (``softmax``), whose
+    targets alpha Y + (1 - alpha) P must stay on the simplex."""
     a = as_float(alpha, "label weight alpha")
-    if not -1e3 <= a <= 1.0:
-        raise ValueError(f"label weight alpha must be a number in [-1000, 1], got {a:g}")
-    if softmax and a < 0.0:
+    if softmax and not 0.0 <= a <= 1.0:
         raise ValueError(f"--label-weight must be in [0, 1] for the softmax loss (its targets "
-                         f"stay on the simplex; below 0 only with the squared loss), got {a:g}")
+                         f"stay on the simplex; any other value only with the squared loss), "
+                         f"got {a:g}")
     return a

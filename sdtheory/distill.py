@@ -28,12 +28,21 @@ import numpy as np
 
 from sdtheory._progress import Progress
 from sdtheory._validate import check_label_weight, check_memory, check_rounds
-from sdtheory.metrics import accuracy, first_true, group_means, tie_tolerance
+from sdtheory.metrics import (
+    accuracy,
+    decision_margins,
+    first_true,
+    fragile,
+    group_means,
+    nearest_ratio,
+    tie_tolerance,
+)
 from sdtheory.solvers.base import Fit, NewtonInfo, SolverError, TrainInfo
 
 __all__ = [
     "PLL_TIES",
     "pll_targets",
+    "pll_target_margin",
     "Rounds",
     "run_rounds",
     "RoundResult",
@@ -90,6 +99,22 @@ def pll_targets(P, tie_tol=None, ties: str = "split") -> np.ndarray:
     return T.reshape(shape)
 
 
+def pll_target_margin(P, tie_tol=None, weight=None) -> np.ndarray:
+    """Decision margin of the top-2 partial labels (:func:`pll_targets`), in units of the tie
+    tolerance: of the gaps |p_l - p_(1)| and |p_l - p_(2)| to the largest and the second
+    largest output, which decide the classes tied at each rank position, the one nearest the
+    tolerance on a log scale (inf where none can be crossed). P: (..., U, K); tie_tol: scalar
+    or one per problem; weight: (..., U), units with weight 0 left out."""
+    P = np.asarray(P, dtype=np.float64)
+    order = -np.sort(-P, axis=-1)
+    gaps = np.concatenate([np.abs(P - order[..., :1]), np.abs(P - order[..., 1:2])], axis=-1)
+    tol = np.broadcast_to(tie_tolerance() if tie_tol is None else np.asarray(tie_tol, float),
+                          P.shape[:-2])
+    w = np.ones(P.shape[:-1], bool) if weight is None else np.broadcast_to(
+        np.asarray(weight, float), P.shape[:-1]) > 0
+    return nearest_ratio(gaps, tol, np.broadcast_to(w[..., None], gaps.shape))
+
+
 # --------------------------------------------------------------------------------------------
 # The round loop (batched)
 # --------------------------------------------------------------------------------------------
@@ -112,6 +137,12 @@ class Rounds:
       r_star: (B,) first round with every unit correct, -1 if none within R.
       pll_acc, pll_clean_acc, pll_noisy_acc, pll_strict_acc, pll_residual: (B,) the PLL
         student (NaN if not trained).
+      tie_tol, decision_margin, min_margin: (R + 1, B) each round's tie tolerance, the
+        decision margin of its accuracy and its smallest margin, in units of that tolerance
+        (:func:`sdtheory.metrics.decision_margins`); NaN where not trained.
+      pll_tie_tol, pll_decision_margin, pll_min_margin, pll_target_margin: (B,) the same for
+        the PLL student, and the decision margin of its top-2 targets in the teacher
+        (:func:`pll_target_margin`).
       outputs: per round, (B, U, K) outputs (``keep_outputs`` only, else None); rows of
         problems not trained that round are NaN.
       pll_outputs: (B, U, K) PLL outputs (``keep_outputs`` and ``pll``).
@@ -132,6 +163,13 @@ class Rounds:
     pll_noisy_acc: np.ndarray
     pll_strict_acc: np.ndarray
     pll_residual: np.ndarray
+    tie_tol: np.ndarray | None = None
+    decision_margin: np.ndarray | None = None
+    min_margin: np.ndarray | None = None
+    pll_tie_tol: np.ndarray | None = None
+    pll_decision_margin: np.ndarray | None = None
+    pll_min_margin: np.ndarray | None = None
+    pll_target_margin: np.ndarray | None = None
     outputs: list | None = None
     pll_outputs: np.ndarray | None = None
     fits: list | None = None
@@ -142,6 +180,27 @@ class Rounds:
         """(B,) the best SD accuracy over the rounds trained."""
         return np.nanmax(self.train_acc, axis=0)
 
+    @property
+    def fragile(self) -> np.ndarray:
+        """(R + 1, B): rounds whose accuracy would change with the tie tolerance scaled by 10
+        or 1/10 (:func:`sdtheory.metrics.fragile` of the decision margin)."""
+        return fragile(self.decision_margin)
+
+    @property
+    def r_star_fragile(self) -> np.ndarray:
+        """(B,): r* (or "not reached") would change with the tie tolerance scaled by 10 or
+        1/10: the smallest margin of a round up to r* (all rounds trained if none) lies in
+        (1/10, 10] (:mod:`sdtheory.metrics`)."""
+        R = self.min_margin.shape[0]
+        upto = np.arange(R)[:, None] <= np.where(self.r_star < 0, R, self.r_star)[None, :]
+        return np.any(fragile(self.min_margin) & upto, axis=0)
+
+    @property
+    def pll_fragile(self) -> np.ndarray:
+        """(B,): the PLL student's accuracy, or its top-2 targets in the teacher, would change
+        with the tie tolerance scaled by 10 or 1/10."""
+        return fragile(self.pll_decision_margin) | fragile(self.pll_target_margin)
+
 
 def next_targets(T0, P, label_weight: float = 0.0, relation=None) -> np.ndarray:
     """The targets of the round after outputs P: alpha T0 + (1 - alpha) R P (plain SD: P;
@@ -151,7 +210,16 @@ def next_targets(T0, P, label_weight: float = 0.0, relation=None) -> np.ndarray:
     if relation is not None:
         P = (np.asarray(relation @ P) if P.ndim == 2 else
              np.stack([np.asarray(relation @ Pb) for Pb in P]))
-    return P if label_weight == 0 else label_weight * np.asarray(T0) + (1.0 - label_weight) * P
+    if label_weight == 0:
+        return P
+    with np.errstate(over="ignore", invalid="ignore"):
+        T = label_weight * np.asarray(T0) + (1.0 - label_weight) * P
+    if not np.all(np.isfinite(T[np.isfinite(P)])):
+        # a label weight far from [0, 1] (squared loss) can grow the targets round by round
+        raise ValueError(f"label weight alpha = {label_weight:g} overflows float64 in the "
+                         "targets alpha Y + (1 - alpha) P: use fewer rounds or alpha nearer "
+                         "[0, 1]")
+    return T
 
 
 def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split",
@@ -172,8 +240,8 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
       on_failure: ``"raise"`` a :class:`~sdtheory.solvers.SolverError` when a training misses
         its tolerance, or ``"mark"`` the problem as failed (``ok`` False) and stop it.
       label_weight: alpha: round r >= 1 trains on alpha T_0 + (1 - alpha) P_(r-1) (0: plain
-        SD; Borup & Andersen's alpha, Das & Sanghavi's teacher weight 1 - alpha), in
-        [-1000, 1]; softmax solvers accept only targets on the simplex, alpha in [0, 1].
+        SD; Borup & Andersen's alpha, Das & Sanghavi's teacher weight 1 - alpha), any finite
+        number; softmax solvers accept only targets on the simplex, alpha in [0, 1].
       relation: a (U, U) row-stochastic matrix R (dense or scipy.sparse) on the units: round
         r >= 1 then trains on alpha T_0 + (1 - alpha) R P_(r-1) (relation-guided distillation,
         :mod:`sdtheory.relation`).
@@ -194,8 +262,10 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
     T0 = T.copy() if alpha != 0 else None       # the labels, kept where targets mix them in
     nan = np.full((R + 1, B), np.nan)
     acc, clean, noisy, strict, resid, unc = (nan.copy() for _ in range(6))
+    taus, dmarg, smarg = nan.copy(), nan.copy(), nan.copy()
     carried = np.zeros(B)         # uncertainty of the targets, carried from earlier rounds
-    pll_out = {k: np.full(B, np.nan) for k in ("acc", "clean", "noisy", "strict", "residual")}
+    pll_out = {k: np.full(B, np.nan) for k in ("acc", "clean", "noisy", "strict", "residual",
+                                               "tol", "decision", "smallest", "target")}
     ok = np.ones(B, dtype=bool)
     r_star = np.full(B, -1)
     active = np.arange(B)
@@ -229,6 +299,9 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
         a, c, n, st = accuracy(fit.P, solver.true, solver.given, solver.weight[active], tol)
         acc[r, active], clean[r, active], noisy[r, active], strict[r, active] = a, c, n, st
         resid[r, active], unc[r, active] = fit.residual, u
+        taus[r, active] = tol
+        dmarg[r, active], smarg[r, active] = decision_margins(
+            fit.P, solver.true, solver.weight[active], tol)
         if keep_outputs:
             full = np.full((B, U, K), np.nan)
             full[active] = fit.P
@@ -236,8 +309,13 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
             fits.append(fit)
         if r == 0 and pll:
             pfit = train(active, pll_targets(fit.P, tol[:, None], ties=pll_ties), fit.x)
+            ptol = tie_tolerance(uncertainty_of(pfit))
             pa, pc, pn, ps = accuracy(pfit.P, solver.true, solver.given, solver.weight[active],
-                                      tie_tolerance(uncertainty_of(pfit)))
+                                      ptol)
+            pll_out["tol"][active] = ptol
+            pll_out["decision"][active], pll_out["smallest"][active] = decision_margins(
+                pfit.P, solver.true, solver.weight[active], ptol)
+            pll_out["target"][active] = pll_target_margin(fit.P, tol, solver.weight[active])
             pll_out["acc"][active], pll_out["clean"][active] = pa, pc
             pll_out["noisy"][active], pll_out["strict"][active] = pn, ps
             pll_out["residual"][active] = pfit.residual
@@ -268,6 +346,9 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
                   residual=resid, uncertainty=unc, ok=ok, r_star=r_star, pll_acc=pll_out["acc"],
                   pll_clean_acc=pll_out["clean"], pll_noisy_acc=pll_out["noisy"],
                   pll_strict_acc=pll_out["strict"], pll_residual=pll_out["residual"],
+                  tie_tol=taus, decision_margin=dmarg, min_margin=smarg,
+                  pll_tie_tol=pll_out["tol"], pll_decision_margin=pll_out["decision"],
+                  pll_min_margin=pll_out["smallest"], pll_target_margin=pll_out["target"],
                   outputs=outputs if keep_outputs else None, pll_outputs=pll_P,
                   fits=fits if keep_outputs else None, pll_fit=pll_fit)
 
@@ -290,6 +371,10 @@ class RoundResult:
       train_acc_strict: strict accuracy (a tied true class counts as wrong).
       info: the solver's diagnostics (:class:`~sdtheory.solvers.base.NewtonInfo`,
         :class:`~sdtheory.solvers.base.TrainInfo`, or None for the closed form).
+      tie_tol: the tie tolerance of its accuracy; decision_margin, min_margin: the decision
+        margin of the accuracy and the smallest true-class margin, in units of tie_tol
+        (:func:`sdtheory.metrics.decision_margins`); target_margin: PLL student only, the
+        decision margin of its top-2 targets in the teacher (:func:`pll_target_margin`).
     """
 
     round: int
@@ -300,10 +385,21 @@ class RoundResult:
     noisy_acc: float | None
     train_acc_strict: float
     info: NewtonInfo | TrainInfo | None = None
+    tie_tol: float | None = None
+    decision_margin: float | None = None
+    min_margin: float | None = None
+    target_margin: float | None = None
 
     @property
     def fit(self) -> Fit:
         return Fit(P=self.P, residual=self.residual, info=self.info)
+
+    @property
+    def fragile(self) -> bool:
+        """The accuracy (PLL: or its top-2 targets) would change with the tie tolerance
+        scaled by 10 or 1/10 (:func:`sdtheory.metrics.fragile`)."""
+        return bool(any(fragile(v) for v in (self.decision_margin, self.target_margin)
+                        if v is not None))
 
 
 @dataclass(frozen=True)
@@ -335,16 +431,33 @@ class SDResult:
             d = {"round": rr.round} if with_round else {}
             d.update(train_acc=rr.train_acc, train_acc_strict=rr.train_acc_strict,
                      clean_acc=rr.clean_acc, noisy_acc=rr.noisy_acc, residual=rr.residual,
-                     groups=self.groups(rr))
+                     tie_tolerance=rr.tie_tol, decision_margin=_finite(rr.decision_margin),
+                     min_margin=_finite(rr.min_margin), fragile=rr.fragile)
+            if rr.target_margin is not None:
+                d["target_margin"] = _finite(rr.target_margin)
+            d["groups"] = self.groups(rr)
             return d
 
         return {"rounds": [one(rr, True) for rr in self.rounds],
                 "pll": one(self.pll, False) if self.pll is not None else None,
-                "r_star": self.r_star}
+                "r_star": self.r_star, "r_star_fragile": self.r_star_fragile}
+
+    @property
+    def r_star_fragile(self) -> bool:
+        """r* (or "not reached") would change with the tie tolerance scaled by 10 or 1/10
+        (:attr:`Rounds.r_star_fragile`)."""
+        last = len(self.rounds) - 1 if self.r_star is None else self.r_star
+        return bool(any(rr.min_margin is not None and fragile(rr.min_margin)
+                        for rr in self.rounds[:last + 1]))
 
 
 def _none(v) -> float | None:
     return None if np.isnan(v) else float(v)
+
+
+def _finite(v) -> float | None:
+    """A margin for JSON: None where infinite (no tolerance changes the verdict)."""
+    return None if v is None or not np.isfinite(v) else float(v)
 
 
 def self_distill(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split",
@@ -382,17 +495,23 @@ def self_distill(solver, rounds: int, *, pll: bool = False, pll_ties: str = "spl
     res = run_rounds(solver, rounds, pll=pll, pll_ties=pll_ties, keep_outputs=True,
                      targets0=t0, label_weight=label_weight, relation=relation)
 
-    def rr(r, P, fit, a, c, n, st):
+    def rr(r, P, fit, a, c, n, st, tol, dm, sm, tm=None):
         return RoundResult(round=r, P=P, residual=float(fit.residual[0]), train_acc=float(a),
                            clean_acc=_none(c), noisy_acc=_none(n), train_acc_strict=float(st),
-                           info=None if fit.infos is None else fit.infos[0])
+                           info=None if fit.infos is None else fit.infos[0], tie_tol=float(tol),
+                           decision_margin=float(dm), min_margin=float(sm),
+                           target_margin=None if tm is None else float(tm))
 
     out = tuple(rr(r, res.outputs[r][0], res.fits[r], res.train_acc[r, 0], res.clean_acc[r, 0],
-                   res.noisy_acc[r, 0], res.strict_acc[r, 0]) for r in range(len(res.outputs)))
+                   res.noisy_acc[r, 0], res.strict_acc[r, 0], res.tie_tol[r, 0],
+                   res.decision_margin[r, 0], res.min_margin[r, 0])
+                for r in range(len(res.outputs)))
     pll_res = None
     if pll:
         pll_res = rr(-1, res.pll_outputs[0], res.pll_fit, res.pll_acc[0], res.pll_clean_acc[0],
-                     res.pll_noisy_acc[0], res.pll_strict_acc[0])
+                     res.pll_noisy_acc[0], res.pll_strict_acc[0], res.pll_tie_tol[0],
+                     res.pll_decision_margin[0], res.pll_min_margin[0],
+                     res.pll_target_margin[0])
     return SDResult(solver=solver.name, K=solver.K, true=np.asarray(solver.true),
                     given=np.asarray(solver.given), weight=np.asarray(solver.weight[0]),
                     rounds=out, pll=pll_res)

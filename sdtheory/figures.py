@@ -633,6 +633,42 @@ def compute_optimize_eta(cfg: dict, out: Path, log: Callable[[str], None]) -> Pa
 
 
 # --------------------------------------------------------------------------------------------
+# ridge_sd_proportional: xi* and the gain of ridge SD in the proportional limit
+# --------------------------------------------------------------------------------------------
+
+def compute_ridge_sd_proportional(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
+    """:func:`sdtheory.kernel_ridge.ridge_sd_risk` on a log grid of lam for each gamma and
+    design (the orthogonal design for gamma <= 1 only), and finite samples at a few lam
+    (:func:`sdtheory.kernel_ridge.ridge_sd_agreement`)."""
+    from sdtheory.kernel_ridge import DESIGNS, ridge_sd_agreement, ridge_sd_risk
+
+    lams = np.geomspace(float(cfg["lam_lo"]), float(cfg["lam_hi"]), int(cfg["lam_count"]))
+    curves = []
+    for design in DESIGNS:
+        for gamma in cfg["gammas"]:
+            if design == "orthogonal" and gamma > 1:
+                continue
+            res = [ridge_sd_risk(lam, gamma, r2=cfg["r2"], sigma2=cfg["sigma2"], design=design)
+                   for lam in lams]
+            curves.append({"design": design, "gamma": float(gamma), "lam": lams.tolist(),
+                           **{k: [getattr(r, k) for r in res]
+                              for k in ("teacher", "student", "cross", "xi_star", "gain")}})
+            log(f"{design} gamma = {gamma:g}: {lams.size} values of lam")
+    samples = []
+    for design in DESIGNS:
+        for lam in cfg["sim_lams"]:
+            agr = ridge_sd_agreement(design, cfg["sim_n"], cfg["sim_gamma"], lam,
+                                     cfg["sim_seeds"], r2=cfg["r2"], sigma2=cfg["sigma2"])
+            samples.append({"design": design, "gamma": float(cfg["sim_gamma"]),
+                            "lam": float(lam), "mean": agr["mean"], "se": agr["se"],
+                            "z": agr["z"]})
+            log(f"{design} samples at lam = {lam:g}: xi* {agr['mean']['xi_star']:.4f} "
+                f"(closed form {agr['theory'].xi_star:.4f})")
+    return write_results(out / "ridge_sd_proportional.json", "ridge_sd_proportional", cfg,
+                         {"curves": curves, "samples": samples})
+
+
+# --------------------------------------------------------------------------------------------
 # Registry and runner
 # --------------------------------------------------------------------------------------------
 
@@ -685,6 +721,11 @@ FIGURES: dict[str, Figure] = {f.name: f for f in [
            "the ridge lam and label weight alpha that correct every training label with the "
            "largest worst margin (linearised student, JAX gradients), per round, against eta",
            compute_optimize_eta, plots.plot_optimize_eta),
+    Figure("ridge_sd_proportional",
+           "ridge self-distillation in the proportional limit: the optimal teacher weight xi* "
+           "and the gain over the teacher's risk against lam, orthogonal and Gaussian "
+           "(Marchenko-Pastur) designs, with finite samples trained by KernelRidgeSD",
+           compute_ridge_sd_proportional, plots.plot_ridge_sd_proportional),
     Figure("probe_digits",
            "linear probing on the bundled digits through ImageNet EfficientNet-Lite0 features: "
            "distillation gain (student - teacher test accuracy) against eta per noise type, "

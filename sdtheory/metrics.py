@@ -15,6 +15,17 @@ Differences below tau cannot be told from zero by the solver that produced them.
   tied) score 1/K, a guess.
 * a round is **100% correct** when every unit is strictly correct (equivalently: accuracy 1).
 
+Decision margins (how far a reported accuracy is from its tie tolerance). The credit of a unit
+changes with the tolerance only where the tolerance crosses one of its *decision gaps*: the gap
+between the largest output and another class's output that is at least the true class's own
+gap to the largest (for a strictly leading true class: its margin over the best other class).
+The **decision margin** of an accuracy is the decision gap, over all units, nearest the
+tolerance on a log scale, in units of the tolerance: x > 1 means every verdict holds with x
+times the tolerance to spare, x <= 1 that the nearest tie is x tolerances wide. The accuracy is
+**fragile** when 1/10 < x <= 10 (:data:`FRAGILE_FACTOR`): it would change were the tolerance
+ten times larger or smaller. The **smallest margin** min_u (p(true) - max_other p) / tau decides
+"every unit strictly correct" (r*): that verdict is fragile when it lies in (1/10, 10].
+
 Every function is vectorised over leading batch axes: outputs P of shape (..., U, K) for U units
 with true classes ``true`` (U,), given labels ``given`` (U,) and weights (..., U).
 """
@@ -36,6 +47,10 @@ __all__ = [
     "accuracy",
     "first_true",
     "group_means",
+    "FRAGILE_FACTOR",
+    "decision_margins",
+    "nearest_ratio",
+    "fragile",
 ]
 
 TIE_FACTOR = 100.0
@@ -137,6 +152,65 @@ def accuracy(P, true, given, weight, tol=None) -> Accuracy:
     if P.ndim == 2:
         return Accuracy(*(None if np.isnan(v) else float(v) for v in out))
     return Accuracy(*out)
+
+
+FRAGILE_FACTOR = 10.0
+"""A verdict is fragile when a tie tolerance this many times larger or smaller changes it."""
+
+
+def nearest_ratio(gaps, tol, mask) -> np.ndarray:
+    """Over the last two axes of ``gaps`` (where ``mask``), the gap / tol nearest 1 on a log
+    scale (inf where no positive gap is masked in: no tolerance can change the verdict).
+    ``tol`` broadcasts against the leading axes of ``gaps`` ((...,) or a scalar)."""
+    gaps = np.asarray(gaps, dtype=np.float64)
+    t = np.asarray(tol, dtype=np.float64)
+    with np.errstate(over="ignore"):            # outputs of any size (squared loss)
+        x = gaps / t.reshape(t.shape + (1, 1)) if t.ndim else gaps / t
+    ok = np.asarray(mask, dtype=bool) & (gaps > 0)
+    with np.errstate(divide="ignore"):
+        score = np.where(ok, np.abs(np.log(np.where(ok, x, 1.0))), np.inf)
+    flat = score.reshape(score.shape[:-2] + (-1,))
+    i = np.argmin(flat, axis=-1)
+    best = np.take_along_axis(x.reshape(flat.shape), i[..., None], axis=-1)[..., 0]
+    return np.where(np.isfinite(np.min(flat, axis=-1)), best, np.inf)
+
+
+def decision_margins(P, true, weight, tol=None) -> tuple[np.ndarray, np.ndarray]:
+    """The decision margin and the smallest margin of an accuracy, in units of the tie
+    tolerance (module docstring), over the units with weight > 0.
+
+    Args:
+      P: (..., U, K) outputs; true: (U,) true classes; weight: (..., U) samples per unit.
+      tol: tie tolerance, scalar or one per problem (default: the closed form's).
+
+    Returns:
+      (decision, smallest): (...,) arrays (floats for a single problem). decision is inf where
+      no gap can be crossed (every output exactly tied); smallest is min_u margin_u / tau.
+    """
+    P = np.asarray(P, dtype=np.float64)
+    true = np.asarray(true)
+    t = np.broadcast_to(tie_tolerance() if tol is None else np.asarray(tol, np.float64),
+                        P.shape[:-2])
+    w = np.broadcast_to(np.asarray(weight, dtype=np.float64), P.shape[:-1]) > 0
+    gaps = P.max(axis=-1)[..., None] - P
+    idx = np.arange(true.size)
+    own = gaps[..., idx, true]
+    # a gap changes the credit only if it is at least the true class's own gap to the top
+    crit = (gaps >= own[..., None]) & w[..., None]
+    decision = nearest_ratio(gaps, t, crit)
+    with np.errstate(invalid="ignore", over="ignore"):
+        m = np.where(w, margins(P, true) / t[..., None], np.inf)
+    smallest = m.min(axis=-1)
+    if P.ndim == 2:
+        return float(decision), float(smallest)
+    return decision, smallest
+
+
+def fragile(ratio) -> np.ndarray:
+    """A verdict with this decision (or smallest) margin changes when the tolerance is scaled
+    by FRAGILE_FACTOR or its inverse: 1/FRAGILE_FACTOR < ratio <= FRAGILE_FACTOR."""
+    r = np.asarray(ratio, dtype=np.float64)
+    return (r > 1.0 / FRAGILE_FACTOR) & (r <= FRAGILE_FACTOR)
 
 
 def first_true(flags, axis: int = 0) -> np.ndarray:

@@ -16,7 +16,10 @@ top-2 classes) are trained on fixed features, by one of two engines:
   accuracy.
 
 Each (noise, eta, seed, round or PLL) gives a row: accuracy on the given and on the true
-training labels, test accuracy, and the certificate of (E) (``closed``). Beside the measured
+training labels, test accuracy, and the certificate of (E) (``closed``), with the decision
+margin of each accuracy (and of the PLL student's top-2 targets) in units of the tie tolerance
+of the closed form, 1e-13, and whether one of them is fragile (:mod:`sdtheory.metrics`: it
+would change were the tolerance ten times larger or smaller). Beside the measured
 rounds, the block statistics (c, d, e) of the features (:func:`sdtheory.featuredata.
 block_statistics`) give a two- or three-level model whose theory r* is reported for each
 realised corruption.
@@ -191,7 +194,9 @@ class ProbeResult:
       stats: block statistics of the training features (:func:`block_statistics`, without
         the K x K matrix) and the class correlation matrix used for the clustering.
       rows: one dict per (noise, eta, seed, round | "pll") with noise, eta, seed,
-        realised_rate, delta, round, acc_given, acc_true, test_acc, certificate.
+        realised_rate, delta, round, acc_given, acc_true, test_acc, certificate,
+        decision_margin (per accuracy, and pll_targets for the PLL student; None: no
+        tolerance changes it) and fragile.
       r_star: one dict per (noise, eta, seed): the first round 0..R with every training label
         correct (None if none), the theory r* of the fitted block model, and that model.
     """
@@ -235,18 +240,27 @@ def _theory_r_star(model, counts, lam) -> int | None:
     return LinearSolver(gram=model, labels=counts, lam=lam).first_perfect_round(THEORY_MAX_ROUNDS)
 
 
-def _accuracy(P, labels) -> float:
-    from sdtheory.metrics import accuracy
+def _accuracy_margin(P, labels) -> tuple[float, float]:
+    """Accuracy against ``labels`` and its decision margin in units of the closed form's tie
+    tolerance (:func:`sdtheory.metrics.decision_margins`; inf: no tolerance changes it)."""
+    from sdtheory.metrics import accuracy, decision_margins
 
     labels = np.asarray(labels)
-    return float(accuracy(P, labels, labels, np.ones(labels.size)).all)
+    w = np.ones(labels.size)
+    return float(accuracy(P, labels, labels, w).all), decision_margins(P, labels, w)[0]
 
 
 def _test_accuracy(data, W) -> float:
-    """Accuracy of the weights W on the held-out set (softmax outputs, :func:`_accuracy`)."""
+    """Accuracy of the weights W on the held-out set (softmax outputs,
+    :func:`_accuracy_margin`)."""
+    return _test_accuracy_margin(data, W)[0]
+
+
+def _test_accuracy_margin(data, W) -> tuple[float, float]:
+    """:func:`_test_accuracy` and its decision margin (:func:`_accuracy_margin`)."""
     from scipy.special import softmax  # here, not at import: the CLI's parser imports this module
 
-    return _accuracy(softmax(data.X_test @ W.T, axis=1), data.y_test)
+    return _accuracy_margin(softmax(data.X_test @ W.T, axis=1), data.y_test)
 
 
 def _closed_rounds(X, cor, lam, R, label_weight=0.0, relation=None):
@@ -292,6 +306,9 @@ def _probe_run(cfg, data, superclass_of, stats, lam_model, relation, kind, eta, 
     """One (noise, eta, seed) run of :func:`run_probe`: its rows and its r* entry. A task of
     :func:`sdtheory.executors.run_tasks`: everything it uses is in its arguments (the noise and
     SGD seeds are ``seed``), so any worker gives the same result."""
+    from sdtheory.distill import pll_target_margin
+    from sdtheory.metrics import fragile
+
     X, y = data.X_train, data.y_train
     K = data.K
     T = noise.transition_matrix(kind, K, eta, superclass_of=superclass_of)
@@ -311,15 +328,24 @@ def _probe_run(cfg, data, superclass_of, stats, lam_model, relation, kind, eta, 
     rows, first = [], None
     for r, (P, W, cert) in enumerate(runs):
         label = "pll" if r == cfg.rounds + 1 else str(r)
-        acc_true = _accuracy(P, cor.true)
+        acc_true, m_true = _accuracy_margin(P, cor.true)
+        acc_given, m_given = _accuracy_margin(P, cor.given)
+        test_acc, m_test = _test_accuracy_margin(data, W)
+        margins = {"acc_given": m_given, "acc_true": m_true, "test_acc": m_test}
+        if label == "pll":
+            # the teacher's top-2 targets, picked with the closed form's tolerance
+            margins["pll_targets"] = float(pll_target_margin(runs[0][0]))
         if label != "pll" and first is None and acc_true == 1.0:
             first = r
         rows.append({
             "noise": kind, "eta": eta, "seed": seed, "realised_rate": cor.rate,
-            "delta": dlt, "round": label, "acc_given": _accuracy(P, cor.given),
+            "delta": dlt, "round": label, "acc_given": acc_given,
             "acc_true": acc_true,
-            "test_acc": _test_accuracy(data, W),
+            "test_acc": test_acc,
             "certificate": cert,
+            "decision_margin": {k: (float(v) if np.isfinite(v) else None)
+                                for k, v in margins.items()},
+            "fragile": bool(any(fragile(v) for v in margins.values())),
         })
         what = "PLL" if label == "pll" else f"round {label}"
         log.info("%s eta=%g seed=%d %s: test %.4f", kind, eta, seed, what, rows[-1]["test_acc"])
@@ -438,6 +464,9 @@ def format_summary(res: ProbeResult) -> str:
     lines.append("")
     lines.append(" (test accuracy, mean over seeds; r*: first round 0..R with every training "
                  "label correct, '-' if none, : the theory r* of the block model)")
+    nfrag = sum(bool(r.get("fragile")) for r in res.rows)
+    lines.append(f" decision margins (results JSON): {nfrag} of {len(res.rows)} trainings have an "
+                 "accuracy that changes were the tie tolerance 10 times larger or smaller")
     return "\n".join(lines)
 
 
@@ -457,7 +486,8 @@ CSV_COLUMNS = ("noise", "eta", "seed", "realised_rate", "delta", "round", "acc_g
                "acc_true", "test_acc", "certificate")
 """Columns of the results CSV (a contract: other tools parse ``test_acc``)."""
 
-PRECISION = {"accuracies, rates, Delta, statistics": 10, "certificate": 2}
+PRECISION = {"accuracies, rates, Delta, statistics": 10, "certificate": 2,
+             "decision_margin": 3}
 """Significant digits of the floats in the results files."""
 
 
@@ -466,9 +496,13 @@ def to_doc(res: ProbeResult) -> dict:
     rounded to :data:`PRECISION`."""
     from sdtheory._io import jsonable, round_sig
 
-    rows = [{k: (round_sig(v, 2) if k == "certificate" else
-                 round_sig(v, 10) if isinstance(v, float) else v) for k, v in r.items()}
-            for r in res.rows]
+    def one(k, v):
+        if k == "decision_margin":
+            return {m: None if x is None else round_sig(x, 3) for m, x in v.items()}
+        return (round_sig(v, 2) if k == "certificate" else
+                round_sig(v, 10) if isinstance(v, float) else v)
+
+    rows = [{k: one(k, v) for k, v in r.items()} for r in res.rows]
     stats = {k: round_sig(v, 10) for k, v in res.stats.items()}
     gain = {kind: {k: (round_sig(v, 10) if k == "eta" else [round_sig(x, 10) for x in v])
                    for k, v in series.items()}

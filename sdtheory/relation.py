@@ -24,7 +24,7 @@ import numpy as np
 from sdtheory._validate import as_float, as_int
 
 __all__ = ["relation_matrix", "gmm_view", "relation_purity", "class_relation", "unit_relation",
-           "relation_linear_map", "relation_limit"]
+           "relation_linear_map", "relation_limit", "relation_rate"]
 
 
 def relation_matrix(Phi, *, k: int = 10, tau: float = 0.1):
@@ -148,7 +148,9 @@ def relation_linear_map(op, R, alpha: float) -> np.ndarray:
       alpha: label weight.
 
     Returns:
-      (U, U) M; its spectral radius is the rate at which the rounds converge.
+      (U, U) M; its spectral radius bounds the rate at which the rounds converge, and is that
+      rate where the error P_0 - P_inf has a component on its leading eigenvector
+      (:func:`relation_rate`).
     """
     R = R.toarray() if hasattr(R, "toarray") else np.asarray(R, dtype=np.float64)
     return (1.0 - float(alpha)) * op.power(1.0) @ R
@@ -164,3 +166,32 @@ def relation_limit(op, R, alpha: float, Y, K: int) -> np.ndarray:
                          f"{rho:.6g} >= 1")
     Yc = np.asarray(Y, dtype=np.float64) - 1.0 / K
     return 1.0 / K + np.linalg.solve(np.eye(M.shape[0]) - M, float(alpha) * op.apply(Yc, 1.0))
+
+
+def relation_rate(op, R, alpha: float, Y, K: int, rel: float = 1e-9) -> tuple[float, float]:
+    """The rate of linearised relation-guided rounds and the spectral radius rho of
+    M = (1 - alpha) A R (docs/theory.md section 15).
+
+    The error after round r is M^r (P_0 - P_inf). Expanded in M's eigenvectors, it decays at
+    the largest |eigenvalue| among those on which P_0 - P_inf has a component: the spectral
+    radius of M on the directions that carry error. A component counts where it exceeds
+    ``rel`` times the largest one (smaller ones are the round-off of the expansion). It is
+    rho unless P_0 - P_inf has no component on rho's eigenvectors: with balanced counts and a
+    relation that keeps the class totals (the mean label 1/K), the global direction, whose
+    eigenvalue is rho at alpha = 0, carries no error.
+
+    Returns:
+      (rate, rho).
+    """
+    M = relation_linear_map(op, R, alpha)
+    lam, V = np.linalg.eig(M)
+    rho = float(np.max(np.abs(lam)))
+    if not rho < 1.0:
+        raise ValueError(f"the rounds do not converge: spectral radius of (1 - alpha) A R is "
+                         f"{rho:.6g} >= 1")
+    P0 = 1.0 / K + op.apply(np.asarray(Y, dtype=np.float64) - 1.0 / K, 1.0)
+    err = P0 - relation_limit(op, R, alpha, Y, K)
+    coef = np.linalg.solve(V, err.astype(complex))
+    size = np.linalg.norm(coef, axis=1) * np.linalg.norm(V, axis=0)
+    carried = size > rel * size.max()
+    return float(np.max(np.abs(lam[carried]))), rho

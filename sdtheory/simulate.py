@@ -246,7 +246,9 @@ def format_table(doc: dict) -> str:
 
     for name, s in doc["solvers"].items():
         lines.append("")
-        lines.append(f"[{name}]  r* = {s['r_star'] if s['r_star'] is not None else 'not reached'}")
+        lines.append(f"[{name}]  r* = {s['r_star'] if s['r_star'] is not None else 'not reached'}"
+                     + ("  (fragile: it changes with the tie tolerance x10 or /10)"
+                        if s.get("r_star_fragile") else ""))
         test = "test_acc" in s["rounds"][0]
         runs = s["rounds"] + ([s["pll"]] if s["pll"] is not None else [])
         strict = any(r["train_acc_strict"] != r["train_acc"] for r in runs)
@@ -261,7 +263,8 @@ def format_table(doc: dict) -> str:
             return (f" {label:>5}  {f(r['train_acc'])}   {f(r['clean_acc'])}   "
                     f"{f(r['noisy_acc'])}   {r['residual']:.1e}{mark}"
                     + (f"   {f(r.get('test_acc'))}" if test else "")
-                    + (f"   {f(r['train_acc_strict'])}" if strict else ""))
+                    + (f"   {f(r['train_acc_strict'])}" if strict else "")
+                    + ("   ! " + _margin_text(r) if r.get("fragile") else ""))
 
         lines.extend(row(r["round"], r) for r in s["rounds"])
         if s["pll"] is not None:
@@ -272,4 +275,21 @@ def format_table(doc: dict) -> str:
         if strict:
             lines.append("  (train_acc: a true class tied for the top counts 1/t, the mean over "
                          "random tie-breaks; strict: it counts as wrong)")
+        if any(r.get("fragile") for r in runs):
+            lines.append("  (!: fragile, the accuracy changes were the tie tolerance 10 times "
+                         "larger or smaller: the decision gap nearest the tolerance, in units "
+                         "of it; docs/theory.md section 9)")
     return "\n".join(lines)
+
+
+def _margin_text(r: dict) -> str:
+    """The decision margin of a fragile row: its gap in units of the tie tolerance (and, for
+    the PLL student, that of its top-2 targets)."""
+    from sdtheory.metrics import fragile
+
+    parts = []
+    if r.get("decision_margin") is not None and fragile(r["decision_margin"]):
+        parts.append(f"gap {r['decision_margin']:.2g} x tol {r['tie_tolerance']:.0e}")
+    if r.get("target_margin") is not None and fragile(r["target_margin"]):
+        parts.append(f"top-2 target gap {r['target_margin']:.2g} x the teacher's tol")
+    return "; ".join(parts)

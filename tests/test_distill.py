@@ -179,3 +179,99 @@ def test_delta_zero_unbalanced_counts_can_still_reach_full_accuracy():
     assert m205 == pytest.approx(-2.5625e-5, rel=1e-3) and m206 == pytest.approx(2.339e-4,
                                                                                   rel=1e-3)
     assert max(res.rounds[r].residual for r in (205, 206)) <= 1e-12
+
+
+# --------------------------------------------------------------------------------------------
+# Decision margins (sdtheory.metrics, docs/theory.md section 9)
+# --------------------------------------------------------------------------------------------
+
+def _credit_changes(P, true, tol):
+    """Brute force: does the credit of a single unit change when the tolerance is scaled to
+    10 tol or (just above) tol / 10? The tied set grows monotonically with the tolerance and
+    the credit 0 -> 1/t -> smaller moves one way, so the two ends decide."""
+    from sdtheory.metrics import credit
+
+    c = credit(P, true, tol)
+    return bool(credit(P, true, 10 * tol) != c or credit(P, true, tol / 10 * (1 + 1e-9)) != c)
+
+
+def test_decision_margin_is_exactly_where_the_credit_moves(rng):
+    """On random units with near-ties (gaps 1e-16 to 1e-10 around tau = 1e-13), a unit is
+    fragile by its decision margin iff its credit changes with the tolerance scaled by 10 or
+    1/10 (brute force); exact ties (gap 0) never count."""
+    from sdtheory.metrics import decision_margins, fragile
+
+    tol = 1e-13
+    seen = {True: 0, False: 0}
+    for _ in range(400):
+        K = int(rng.integers(2, 6))
+        P = np.full((1, K), 0.3) - 10 ** rng.uniform(-16, -10, (1, K)) * rng.integers(0, 2, (1, K))
+        P[0, rng.integers(0, K)] += float(rng.choice([0.0, 10 ** rng.uniform(-15, -11), 0.1]))
+        true = np.array([int(rng.integers(0, K))])
+        x, _ = decision_margins(P, true, np.ones(1), tol)
+        want = _credit_changes(P, true, tol)
+        assert bool(fragile(x)) == want, (P, true, x)
+        seen[want] += 1
+    assert min(seen.values()) > 50                     # both verdicts well represented
+
+
+def test_decision_and_smallest_margins_of_known_outputs():
+    """A true class ahead by 5e-13 with tau = 1e-13: decision margin 5, fragile; smallest
+    margin 5. Exactly tied outputs: no gap the tolerance can cross (inf, not fragile). A true
+    class 0.2 behind two classes tied within 5e-14: its credit is 0 at any tolerance below
+    0.2, so the tie between the others does not count."""
+    from sdtheory.metrics import decision_margins, fragile
+
+    P = np.array([[0.4 + 5e-13, 0.4, 0.2], [1 / 3, 1 / 3, 1 / 3], [0.2, 0.4, 0.4 - 5e-14]])
+    true = np.array([0, 1, 0])
+    d, s = decision_margins(P[:1], true[:1], np.ones(1), 1e-13)
+    assert d == pytest.approx(5.0, rel=1e-3) and s == pytest.approx(5.0, rel=1e-3)
+    assert fragile(d)
+    d, s = decision_margins(P[1:2], true[1:2], np.ones(1), 1e-13)
+    assert d == np.inf and s == 0.0 and not fragile(d)
+    d, _ = decision_margins(P[2:], true[2:], np.ones(1), 1e-13)
+    assert d == pytest.approx(0.2 / 1e-13, rel=1e-9) and not fragile(d)
+    # units of weight 0 are left out
+    d, s = decision_margins(P, true, np.array([0.0, 1.0, 1.0]), 1e-13)
+    assert d > 1e11 and s < 0
+
+
+def test_rounds_mark_the_documented_near_ties():
+    """docs/theory.md section 9: noise-free labels, K = 4, n = 500, lam = 1, closed form: the
+    true-class margin is 7.4e-13 at round 6 and 1.4e-14 at round 7 (tau = 1e-13), so exactly
+    rounds 6 and 7 are fragile, and r* = 0 is not."""
+    m = two_level(4, 500, 0.4, 0.1)
+    res = self_distill(LinearSolver(gram=m, labels=np.diag([500] * 4), lam=1.0), 9)
+    frag = [rr.fragile for rr in res.rounds]
+    assert [r for r, f in enumerate(frag) if f] == [6, 7]
+    assert res.rounds[6].min_margin == pytest.approx(7.4, rel=0.05)
+    assert res.rounds[7].min_margin == pytest.approx(0.14, rel=0.05)
+    assert res.r_star == 0 and not res.r_star_fragile
+
+
+def test_r_star_fragile_equals_recounting_with_scaled_tolerances():
+    """Rounds.r_star_fragile against r* recounted from the kept outputs with the tolerance
+    scaled by 10 and 1/10: teachers trained on targets 1/K + eps (one-hot true class - 1/K),
+    eps from 1e-15 to 1e-9, whose margins sweep through the tie tolerance round by round,
+    and plain labels at lam from 1e-2 to 1e2."""
+    from sdtheory.metrics import correct
+
+    m = two_level(4, 50, 0.4, 0.1)
+    C = exact_counts(transition_matrix("sym", 4, 0.3), [50] * 4)
+    seen = set()
+    for lam, eps in [(1.0, e) for e in np.geomspace(1e-15, 1e-9, 13)] + [
+            (lam, None) for lam in (1e-2, 0.3, 1.0, 3.0, 1e2)]:
+        s = LinearSolver(gram=m, labels=C, lam=lam)
+        t0 = None if eps is None else (0.25 + eps * (np.eye(4)[s.true] - 0.25))[None]
+        res = run_rounds(s, 12, keep_outputs=True, targets0=t0)
+
+        def first(f, res=res, s=s):
+            ok = [bool(np.all(correct(P[0], s.true, f * res.tie_tol[r, 0])
+                              | (s.weight[0] == 0))) for r, P in enumerate(res.outputs)]
+            return ok.index(True) if True in ok else -1
+        r0 = first(1.0)
+        assert r0 == int(res.r_star[0])
+        moved = first(10.0) != r0 or first(0.1 * (1 + 1e-9)) != r0
+        assert bool(res.r_star_fragile[0]) == moved, (lam, eps)
+        seen.add(moved)
+    assert seen == {True, False}

@@ -170,7 +170,8 @@ def test_phase_csv_precision(tmp_path):
     first = (tmp_path / "phase_eta_lam.csv").read_text().splitlines()[0]
     meta = json.loads(first[len("# sdtheory phase "):])
     assert meta["precision"]["significant_digits"] == {"certificate": 2}
-    assert set(meta["precision"]["exact"]) == {"eta", "lam", "r_star", "r_star_closed_form"}
+    assert set(meta["precision"]["exact"]) == {"eta", "lam", "r_star", "r_star_closed_form",
+                                               "fragile"}
     cert = res.values["certificate"]
     assert np.all(cert == np.vectorize(lambda v: float(f"{v:.1e}"))(cert))
 
@@ -691,3 +692,31 @@ def test_optimize_eta_figure(tmp_path):
             m = float(mm.margin(math.log(o["lam"]), o["label_weight"], o["round"]))
             assert abs(m - o["margin"]) <= 1e-9
         assert all(o["margin"] >= row["rounds"][0]["margin"] - 1e-9 for o in row["rounds"])
+
+
+# ---------------------------------------------------------------------- ridge_sd_proportional
+
+def test_ridge_sd_proportional_figure(tmp_path):
+    """Quick settings: PNG and provenance; each curve point equals a fresh closed form (the
+    results file rounds to 10 digits), xi* changes sign at the optimal ridge gamma sigma^2 /
+    r^2 where the gain is smallest; the finite samples are within 4 standard errors of the
+    closed form."""
+    from sdtheory.kernel_ridge import ridge_sd_risk
+
+    doc = _run("ridge_sd_proportional", tmp_path)
+    _check_png(tmp_path / "ridge_sd_proportional.png")
+    _check_provenance(doc, "ridge_sd_proportional")
+    cfg = doc["config"]
+    assert {c["design"] for c in doc["curves"]} == {"orthogonal", "gaussian"}
+    for c in doc["curves"]:
+        lam = np.array(c["lam"])
+        for i in (0, lam.size // 2, lam.size - 1):
+            ref = ridge_sd_risk(lam[i], c["gamma"], r2=cfg["r2"], sigma2=cfg["sigma2"],
+                                design=c["design"])
+            assert c["xi_star"][i] == pytest.approx(ref.xi_star, rel=1e-9)
+            assert c["gain"][i] == pytest.approx(ref.gain, rel=1e-9)
+        opt = c["gamma"] * cfg["sigma2"] / cfg["r2"]
+        xi = np.array(c["xi_star"])
+        assert np.all(xi[lam < opt] > 0) and np.all(xi[lam > opt] < 0)
+    for smp in doc["samples"]:
+        assert max(abs(v) for v in smp["z"].values()) < 4

@@ -5,7 +5,16 @@ between independent computations."""
 import numpy as np
 import pytest
 
-from sdtheory.kernel_ridge import KernelRidgeSD, borup_andersen_toy, rbf_kernel, target_filter
+from sdtheory.kernel_ridge import (
+    KernelRidgeSD,
+    borup_andersen_toy,
+    mp_stieltjes,
+    rbf_kernel,
+    ridge_sd_agreement,
+    ridge_sd_risk,
+    spectral_mean,
+    target_filter,
+)
 from sdtheory.models import jitter, two_level
 from sdtheory.noise import corrupt_exact, transition_matrix
 from sdtheory.solvers import LinearSolver
@@ -103,8 +112,10 @@ def test_label_weight_limits(rng):
 
 def test_bad_inputs(rng):
     x, G = _rbf_problem(rng, N=8)
-    with pytest.raises(ValueError, match=r"alpha must be a number in \[-1000, 1\], got 1.5"):
-        KernelRidgeSD(G, 1e-3, 1.5)
+    with pytest.raises(ValueError, match="label weight alpha must be a finite number, got nan"):
+        KernelRidgeSD(G, 1e-3, float("nan"))
+    with pytest.raises(ValueError, match="alpha = -1e\\+300 over 2 rounds overflows float64"):
+        KernelRidgeSD(G, 1e-3, -1e300).train_outputs(np.ones(8), [2])
     with pytest.raises(ValueError, match="lam must be a number in"):
         KernelRidgeSD(G, 0.0)
     with pytest.raises(ValueError, match=r"K_test must be \(M, 8\) kernel rows"):
@@ -182,3 +193,136 @@ def test_squared_loss_solver_equals_kernel_ridge_and_exact_softmax_takes_label_w
         self_distill(ex, 2, label_weight=-5.0)
     with pytest.raises(ValueError, match="loss must be one of ce, mse"):
         LinearSolver(gram=G, labels=cor, lam=lam, loss="hinge")
+
+
+# --------------------------------------------------------------------------------------------
+# Ridge self-distillation in the proportional limit (docs/theory.md section 14.1)
+# --------------------------------------------------------------------------------------------
+
+QUAD_REL = 1e-11
+"""Relative agreement asked of the Marchenko-Pastur integrals: 100 x the relative error 1e-13
+that spectral_mean asks of scipy's quad (whose error estimate is a heuristic)."""
+
+
+@pytest.mark.parametrize("gamma", [0.3, 0.98, 1.0, 1.02, 2.5, 50.0])
+def test_mp_integrals_against_closed_forms(gamma):
+    """The numerical Marchenko-Pastur average against closed forms: mass 1 (atom 1 - 1/gamma
+    included for gamma > 1), E[s] = 1, E[s^2] = 1 + gamma, and E[1/(s + lam)] against the
+    Stieltjes transform in closed form, for lam from 1e-8 to 1e3 (the lower edge and the pole
+    -lam nearly meet at gamma ~ 1, small lam)."""
+    m = spectral_mean(lambda s: np.array([1.0, s, s * s]), 0.1, gamma)
+    np.testing.assert_allclose(m, [1.0, 1.0, 1.0 + gamma], rtol=QUAD_REL, atol=0)
+    for lam in (1e-8, 1e-4, 1e-2, 1.0, 1e3):
+        got = spectral_mean(lambda s, lam=lam: 1.0 / (s + lam), lam, gamma)
+        assert got == pytest.approx(mp_stieltjes(lam, gamma), rel=QUAD_REL, abs=0)
+
+
+def test_mp_stieltjes_solves_its_quadratic():
+    """m = E[1/(s + lam)] is the positive root of gamma lam m^2 + (1 - gamma + lam) m = 1, and
+    tends to 1/(1 + lam) (all s = 1) as gamma -> 0. Tolerance: a few ulp of the terms."""
+    for gamma in (1e-9, 0.5, 1.0, 4.0):
+        for lam in (1e-8, 1e-3, 1.0, 1e3):
+            m = mp_stieltjes(lam, gamma)
+            terms = np.array([gamma * lam * m * m, (1 - gamma + lam) * m, 1.0])
+            assert m > 0
+            assert abs(terms[0] + terms[1] - 1.0) <= 8 * np.finfo(float).eps * np.abs(terms).max()
+    assert mp_stieltjes(0.5, 1e-12) == pytest.approx(1 / 1.5, rel=1e-10)
+
+
+@pytest.mark.parametrize("design,gamma", [("orthogonal", 0.5), ("gaussian", 0.5),
+                                          ("gaussian", 1.0), ("gaussian", 3.0)])
+def test_ridge_sd_quadratic_identities(design, gamma):
+    """The risk is the quadratic (1 - xi)^2 R_T + 2 xi (1 - xi) cross + xi^2 R_S: xi* and the
+    gain, computed from their own integrals, minimise it (value R_T - gain at xi*, larger
+    on both sides); xi* > 0 below the optimal ridge gamma sigma^2 / r^2 and < 0 above it, 0
+    there (any design). Tolerance: QUAD_REL of the terms, which at xi* reach (1 + xi*^2)
+    times the risks."""
+    r2, sigma2 = 1.5, 0.8
+    opt = gamma * sigma2 / r2
+    for lam in (0.2 * opt, opt, 5 * opt):
+        res = ridge_sd_risk(lam, gamma, r2=r2, sigma2=sigma2, design=design)
+        scale = (1 + res.xi_star ** 2) * max(res.teacher, res.student)
+        assert res.risk(0.0) == res.teacher and res.risk(1.0) == res.student
+        assert abs(res.risk(res.xi_star) - (res.teacher - res.gain)) <= QUAD_REL * scale
+        for h in (-0.1, 0.1):
+            assert res.risk(res.xi_star + h) > res.risk(res.xi_star)
+        assert res.gain >= 0
+        if lam < opt:
+            assert res.xi_star > 0
+        elif lam > opt:
+            assert res.xi_star < 0
+        else:
+            assert abs(res.xi_star) <= QUAD_REL and res.gain <= QUAD_REL * res.teacher
+
+
+def test_orthogonal_design_reaches_the_bayes_risk():
+    """Orthogonal design (every s = 1): the teacher's risk is r^2 d^2 + gamma sigma^2 a^2
+    (a = 1/(1 + lam), d = 1 - a), and the best mixed student, whose filter a (1 - xi d) takes
+    any value, reaches the Bayes risk r^2 gamma sigma^2 / (r^2 + gamma sigma^2) at every lam
+    (derived independently of the closed form's integrals)."""
+    r2, sigma2, gamma = 2.0, 0.7, 0.6
+    bayes = r2 * gamma * sigma2 / (r2 + gamma * sigma2)
+    for lam in (1e-3, 0.1, 1.0, 30.0):
+        res = ridge_sd_risk(lam, gamma, r2=r2, sigma2=sigma2, design="orthogonal")
+        a = 1 / (1 + lam)
+        assert res.teacher == pytest.approx(r2 * (1 - a) ** 2 + gamma * sigma2 * a * a,
+                                            rel=1e-14)
+        assert res.teacher - res.gain == pytest.approx(bayes, rel=1e-12)
+
+
+def test_gaussian_design_tends_to_the_orthogonal_one():
+    """As gamma -> 0 the Marchenko-Pastur law concentrates at s = 1 with variance gamma, so
+    every quantity of the Gaussian design approaches the orthogonal design's at rate gamma
+    (second-order: E[s] = 1): the relative gap falls about tenfold per decade of gamma."""
+    def gap(gamma):
+        g, o = (ridge_sd_risk(0.3, gamma, design=d) for d in ("gaussian", "orthogonal"))
+        return max(abs(getattr(g, k) / getattr(o, k) - 1)
+                   for k in ("teacher", "student", "cross", "xi_star", "gain"))
+    g3, g4, g5 = gap(1e-3), gap(1e-4), gap(1e-5)
+    assert g3 < 0.05
+    assert 5 < g3 / g4 < 20 and 5 < g4 / g5 < 20
+
+
+def test_noise_free_self_distillation_never_helps_the_teacher():
+    """sigma^2 = 0: R_T - cross = -r^2 E[a d^2] < 0, so xi* < 0 at every lam (the labels are
+    exact and every round of pure SD only shrinks further)."""
+    for lam in (1e-6, 1e-2, 1.0, 1e3):
+        for design, gamma in (("orthogonal", 0.5), ("gaussian", 2.0)):
+            assert ridge_sd_risk(lam, gamma, sigma2=0.0, design=design).xi_star < 0
+
+
+SIM_CASES = [("gaussian", 0.5, 0.1), ("orthogonal", 0.5, 1.0), ("gaussian", 2.0, 0.3),
+             ("orthogonal", 0.25, 0.02)]
+
+
+@pytest.mark.parametrize("design,gamma,lam", SIM_CASES)
+def test_closed_forms_agree_with_finite_kernel_ridge_rounds(design, gamma, lam):
+    """Finite samples (n = 300, 10 seeds), trained by KernelRidgeSD: the seed mean of every
+    quantity (teacher, pure student, cross term, the mixed student trained with the closed
+    form's xi*, and each sample's own xi* and gain) is within 4 standard errors of the closed
+    form (xi* < 0 at the orthogonal lam = 1.0 case: a label weight alpha = 1 - xi* > 1)."""
+    z = ridge_sd_agreement(design, 300, gamma, lam, range(10))["z"]
+    assert max(abs(v) for v in z.values()) < 4, z
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("design,gamma,lam", SIM_CASES[:2])
+def test_closed_forms_agree_with_finite_kernel_ridge_rounds_large(design, gamma, lam):
+    """As above with n = 2000, 4 seeds."""
+    z = ridge_sd_agreement(design, 2000, gamma, lam, range(4))["z"]
+    assert max(abs(v) for v in z.values()) < 4, z
+
+
+def test_ridge_sd_bad_inputs():
+    with pytest.raises(ValueError, match=r"orthogonal design X\^T X / n = I needs p <= n"):
+        ridge_sd_risk(0.1, 2.0, design="orthogonal")
+    with pytest.raises(ValueError, match="design must be one of orthogonal, gaussian"):
+        ridge_sd_risk(0.1, 0.5, design="toeplitz")
+    with pytest.raises(ValueError, match=r"gamma = p/n must be a number in \(0, 1e6\]"):
+        ridge_sd_risk(0.1, 0.0)
+    with pytest.raises(ValueError, match="signal r\\^2 must be a finite number > 0"):
+        ridge_sd_risk(0.1, 0.5, r2=0.0)
+    with pytest.raises(ValueError, match="noise sigma\\^2 must be a finite number >= 0"):
+        ridge_sd_risk(0.1, 0.5, sigma2=-1.0)
+    with pytest.raises(ValueError, match="lam must be a number in"):
+        ridge_sd_risk(0.0, 0.5)

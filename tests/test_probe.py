@@ -140,6 +140,19 @@ def test_probe_cli_csv_equals_engine(npz, tmp_path):
     np.testing.assert_allclose(doc["gains"]["sym"]["pll"][0], g["sym"]["pll"][0], rtol=1e-9)
     for png in ("probe_gain.png", "probe_correlation.png"):
         assert (out / png).stat().st_size > 10_000
+    # every reported accuracy carries its decision margin (3 digits), and fragile is their
+    # verdict (sdtheory.metrics.fragile)
+    from sdtheory.metrics import fragile
+
+    for a, b in zip(doc["rows"], direct):
+        keys = {"acc_given", "acc_true", "test_acc"} | ({"pll_targets"} if a["round"] == "pll"
+                                                         else set())
+        assert set(a["decision_margin"]) == keys
+        for k in keys:
+            x, y = a["decision_margin"][k], b["decision_margin"][k]
+            assert (x is None and y is None) or x == pytest.approx(y, rel=5e-3)
+        assert a["fragile"] == b["fragile"] == any(
+            bool(fragile(v)) for v in b["decision_margin"].values() if v is not None)
 
 
 def test_gains_are_student_minus_teacher():

@@ -86,3 +86,27 @@ def test_loss_and_label_weight_refusals():
         SimConfig(label_weight=-0.1)
     with pytest.raises(ValueError, match="loss must be one of ce, mse"):
         SimConfig(loss="hinge", solvers=("linear",))
+
+
+def test_json_carries_decision_margins_and_the_table_marks_fragile_rounds(capsys):
+    """Every reported accuracy has its tie tolerance, decision margin and smallest margin;
+    rounds 6 and 7 of the documented near-tie case (docs/theory.md section 9) are fragile in
+    the JSON and marked '!' in the table, and nothing else is."""
+    from sdtheory.cli import main
+    from sdtheory.metrics import fragile
+
+    doc = simulate(SimConfig(K=4, n=500, eta=0.0, lam=1.0, rounds=9, solvers=("linear",),
+                             pll=True))
+    s = doc["solvers"]["linear"]
+    for r in s["rounds"] + [s["pll"]]:
+        assert r["tie_tolerance"] == 1e-13
+        assert r["fragile"] == bool(fragile(r["decision_margin"] if r["decision_margin"]
+                                            is not None else np.inf)
+                                    or fragile(r.get("target_margin") or np.inf))
+    assert [r["round"] for r in s["rounds"] if r["fragile"]] == [6, 7]
+    assert "target_margin" in s["pll"] and s["r_star_fragile"] is False
+    assert main(["simulate", "--K", "4", "--n", "500", "--eta", "0", "--lam", "1",
+                 "--rounds", "9", "--solver", "linear"]) == 0
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()[:1].isdigit()]
+    marked = [int(ln.split()[0]) for ln in rows if "!" in ln]
+    assert marked == [6, 7]

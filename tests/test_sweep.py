@@ -275,6 +275,44 @@ def test_plot_phase_overlay_from_csv(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("solver", ["linear", "exact"])
+def test_fragile_column_marks_the_documented_near_ties(solver):
+    """The accuracy at round R = 7 of noise-free labels (K = 4, n = 500): with the closed
+    form's tolerance 1e-13 it hangs at lam = 1 on a margin of 1.4e-14 (docs/theory.md section
+    9: fragile), at lam = 1e-2 on margins far above it. The exact cells, whose tolerance
+    follows their certificates, equal the per-cell rounds' verdicts."""
+    base = ProblemConfig(K=4, n=500, eta=0.0)
+    res = phase_diagram(base, "eta:0:0:1", "lam:1e-2:1:2:log", quantity="acc_round_R",
+                        solver=solver, max_rounds=7)
+    if solver == "linear":
+        assert res.fragile[:, 0].tolist() == [False, True]
+    else:
+        for i, lam in enumerate((1e-2, 1.0)):
+            p = build_problem(dataclasses.replace(base, lam=lam))
+            one = self_distill(ExactSolver(gram=p.model, labels=p.corruption, lam=lam), 7)
+            assert res.fragile[i, 0] == one.rounds[7].fragile
+    r_star = phase_diagram(base, "eta:0:0:1", "lam:1e-2:1:2:log", solver=solver,
+                           max_rounds=7)
+    assert not r_star.fragile.any()                      # r* = 0 with room at both
+
+
+def test_plot_phase_hatches_fragile_cells_and_refuses_old_files(tmp_path):
+    res = phase_diagram(ProblemConfig(K=4, n=500, eta=0.0), "eta:0:0.3:2",
+                        "lam:1e-2:1:3:log", quantity="acc_round_R", solver="linear",
+                        max_rounds=7)
+    write_csv(res, tmp_path / "p.csv")
+    fig = plot_phase(tmp_path / "p.csv", tmp_path / "p.png", overlay_fragile=True)
+    hatched = [c for c in fig.axes[0].collections if c.get_hatch()]
+    n = int(res.fragile.sum())
+    assert n >= 1 and res.fragile[-1, 0]                   # eta = 0, lam = 1 (documented)
+    assert len(hatched) == 1 and len(hatched[0].get_paths()) == n
+    assert f"hatched: {n} fragile cells" in fig._suptitle.get_text()
+    old = dataclasses.replace(res, values={k: v for k, v in res.values.items()
+                                           if k != "fragile"})
+    with pytest.raises(ValueError, match="no fragile column"):
+        plot_phase(old, tmp_path / "q.png", overlay_fragile=True)
+
+
 @pytest.mark.parametrize("extra, fragment", [
     (["--x", "foo:0:1:3"], "unknown parameter"),
     (["--x", "eta:0:0.5"], "bad range"),

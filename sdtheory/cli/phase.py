@@ -20,7 +20,8 @@ DESCRIPTION = """\
 Sweep two parameters from {eta, lam, c, d, e, n, K}, the others fixed, and compute in every cell
 r* (first round with 100% training accuracy), the accuracy at round R, or the PLL gain (PLL
 accuracy minus the best SD accuracy over rounds 0..R). Writes phase_<quantity>_<x>_<y>.csv and
-.png into --out."""
+.png into --out. The CSV's column fragile is 1 where a cell's value would change were the tie
+tolerance ten times larger or smaller (--fragile hatches those cells)."""
 
 
 def add_parser(sub) -> None:
@@ -41,6 +42,10 @@ def add_parser(sub) -> None:
                         "classes tied at a rank (the mean over random tie-breaks), or give it "
                         "to the lower class index. Outputs within 100 x the teacher's "
                         "certificate are tied (docs/theory.md section 9)")
+    p.add_argument("--fragile", action="store_true",
+                   help="hatch the cells whose value would change were the tie tolerance ten "
+                        "times larger or smaller (their 'fragile' column is 1 in the CSV "
+                        "either way; docs/theory.md section 9)")
     p.add_argument("--out", metavar="DIR", default="out/phase", help="directory for CSV and PNG")
     add_executor_options(p)
 
@@ -94,7 +99,8 @@ def run(args) -> int:
         write_csv(result, outputs.path(names[0]))
         plot_phase(result, outputs.path(names[1]), overlay_closed_form_levels=(
             result.quantity == "r_star"
-            and np.isfinite(result.values["r_star_closed_form"]).any()))
+            and np.isfinite(result.values["r_star_closed_form"]).any()),
+            overlay_fragile=args.fragile)
     csv_path, png_path = output_paths(result, args.out)
     print(csv_path)
     print(png_path)

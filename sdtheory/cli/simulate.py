@@ -51,7 +51,7 @@ def add_parser(sub) -> None:
     p.add_argument("--label-weight", type=float, default=0.0, metavar="ALPHA",
                    help="rounds >= 1 train on ALPHA x given labels + (1 - ALPHA) x the previous "
                         "round's outputs (Borup & Andersen's alpha; Das & Sanghavi's teacher "
-                        "weight xi = 1 - ALPHA); in [0, 1] for ce, [-1000, 1] for mse")
+                        "weight xi = 1 - ALPHA); in [0, 1] for ce, any number for mse")
     p.add_argument("--method", choices=["sd", "relation"], default="sd",
                    help="sd: each round trains on the previous round's outputs (with "
                         "--label-weight, mixed with the labels); relation: on ALPHA x labels + "

@@ -51,6 +51,7 @@ __all__ = [
     "plot_phase_pll",
     "plot_probe_digits",
     "plot_relation_distillation",
+    "plot_ridge_sd_proportional",
     "plot_optimize_eta",
     "identical_groups",
     "round_ranges",
@@ -828,4 +829,59 @@ def plot_optimize_eta(results, png) -> None:
                      f"optimal alpha values: {', '.join(f'{a:g}' for a in alphas)}.\n"
                      f"{stamp(doc)}", y=-0.02)
         fig.tight_layout(rect=(0, 0.05, 1, 1))
+        save(fig, png)
+
+
+def plot_ridge_sd_proportional(results, png) -> None:
+    """xi* (symmetric-log axis) and the gain over the teacher against lam: one colour per
+    gamma, solid for the Gaussian (Marchenko-Pastur) design, dashed for the orthogonal one,
+    markers with standard-error bars for finite samples, dotted the optimal ridge
+    gamma sigma^2 / r^2 where xi* and the gain vanish."""
+    plt = pyplot()
+    doc = load_results(results)
+    cfg = doc["config"]
+    gammas = sorted({c["gamma"] for c in doc["curves"]})
+    palette = [COLORS[k] for k in ("blue", "vermillion", "green", "purple", "orange")]
+    color = {g: palette[i % len(palette)] for i, g in enumerate(gammas)}
+    style = {"gaussian": "-", "orthogonal": "--"}
+    marker = {"gaussian": "o", "orthogonal": "s"}
+    with plt.rc_context(STYLE):
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.0, 4.4))
+        for c in doc["curves"]:
+            label = rf"{c['design']}, $\gamma$ = {c['gamma']:g}"
+            kw = {"color": color[c["gamma"]], "ls": style[c["design"]], "label": label}
+            ax1.plot(c["lam"], c["xi_star"], **kw)
+            ax2.plot(c["lam"], c["gain"], **kw)
+        for smp in doc["samples"]:
+            kw = {"color": color.get(smp["gamma"], "0.3"), "marker": marker[smp["design"]],
+                  "ms": 5, "mfc": "white", "ls": "none", "capsize": 2}
+            ax1.errorbar(smp["lam"], smp["mean"]["xi_star"], yerr=smp["se"]["xi_star"], **kw)
+            ax2.errorbar(smp["lam"], smp["mean"]["gain"], yerr=smp["se"]["gain"], **kw)
+        for g in gammas:
+            for ax in (ax1, ax2):
+                ax.axvline(g * cfg["sigma2"] / cfg["r2"], color=color[g], ls=":", lw=0.9)
+        ax1.axhline(0.0, color="0.3", lw=0.8)
+        ax1.set_yscale("symlog", linthresh=1.0)
+        for ax in (ax1, ax2):
+            ax.set_xscale("log")
+            ax.set_xlabel(r"ridge $\lambda$ (teacher: $(X^\top X + n\lambda I)^{-1} X^\top y$)")
+        ax1.set_ylabel(r"optimal teacher weight $\xi^*$ (symmetric log scale)")
+        ax1.set_title(r"$\xi^* > 0$ below the optimal $\lambda$ (dotted), $< 0$ above it")
+        ax2.set_yscale("log")
+        top = max(max(c["gain"]) for c in doc["curves"])
+        ax2.set_ylim(1e-4, 2.0 * top)
+        ax2.set_ylabel(r"gain $R_T - R(\xi^*)$ over the teacher's excess risk")
+        ax2.set_title(r"gain of the best mixed student (0 at the optimal $\lambda$)")
+        ax1.legend(loc="upper right", fontsize=8)
+        caption(fig, f"y = x.beta* + noise, isotropic x, ||beta*||^2 = r^2 = {cfg['r2']:g}, "
+                     f"noise variance sigma^2 = {cfg['sigma2']:g}, p/n = gamma; the student "
+                     "trains on (1 - xi) y + xi X beta_teacher (label weight alpha = 1 - xi)."
+                     "\nLines: closed forms (docs/theory.md 14.1), solid Gaussian design "
+                     "(Marchenko-Pastur law), dashed orthogonal design (X^T X / n = I); "
+                     "dotted: lam = gamma sigma^2 / r^2, where xi* = 0 and the gain is 0."
+                     "\nMarkers: finite samples trained by KernelRidgeSD, "
+                     f"n = {cfg['sim_n']}, gamma = {cfg['sim_gamma']:g}, mean +- standard "
+                     f"error over {len(cfg['sim_seeds'])} seeds (circles Gaussian, squares "
+                     f"orthogonal). {stamp(doc)}", y=-0.02)
+        fig.tight_layout(rect=(0, 0.09, 1, 1))
         save(fig, png)

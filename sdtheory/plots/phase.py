@@ -9,7 +9,8 @@ from sdtheory.sweep.grid import Axis
 from sdtheory.sweep.result import PhaseResult
 
 __all__ = ["plot_phase", "cell_edges", "LABELS", "r_star_bins", "r_star_colors",
-           "diverging_white", "contourable", "label_contours", "single_value_ticks"]
+           "diverging_white", "contourable", "label_contours", "single_value_ticks",
+           "hatch_cells"]
 
 LABELS = {"eta": r"noise rate $\eta$", "lam": r"ridge $\lambda$",
           "c": "same-class correlation $c$", "d": "cross-class correlation $d$",
@@ -139,7 +140,7 @@ _QLABEL = {
 
 
 def plot_phase(result, path, overlay_closed_form_levels: bool = False,
-               invert_y: bool = False):
+               invert_y: bool = False, overlay_fragile: bool = False):
     """Draw a phase diagram into a PNG (atomically) and return the matplotlib Figure.
 
     Args:
@@ -151,6 +152,9 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False,
         the edges of the colour bins (:func:`r_star_bins`); skipped for a grid with a single
         row or column (a contour needs 2 x 2 cells).
       invert_y: y values increasing downwards (set before the contour labels are placed).
+      overlay_fragile: hatch the cells whose value would change were the tie tolerance ten
+        times larger or smaller (the ``fragile`` column, :mod:`sdtheory.metrics`); a result
+        without that column is refused.
 
     r* is coloured by bins (0, 1, 2, 3-4, 5-8, ...); undefined cells (NaN: r* not reached
     within R rounds) are white, with their own "not reached" entry on the colour bar; cells
@@ -199,6 +203,12 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False,
     if failed.any():
         grey = np.ma.masked_where(~failed, np.ones(failed.shape))
         ax.pcolormesh(xe, ye, grey, cmap=colors.ListedColormap(["0.6"]), shading="flat")
+    nfragile = 0
+    if overlay_fragile:
+        if "fragile" not in result.values:
+            raise ValueError("this result has no fragile column to overlay (written before "
+                             "decision margins were recorded: compute it again)")
+        nfragile = hatch_cells(ax, xe, ye, result.fragile & ~failed)
     if result.x.log:
         ax.set_xscale("log")
     if result.y.log:
@@ -225,6 +235,9 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False,
         notes.append("white: gain exactly 0")
     if lines:
         notes.append("lines: closed-form r* at the bin edges (label k: r* ≥ k beyond the line)")
+    if overlay_fragile:
+        notes.append(f"hatched: {nfragile} fragile cells (value changes with the tie "
+                     "tolerance x10 or /10)")
     if failed.any():
         notes.append(f"grey: {int(failed.sum())} cells failed the certificate")
     fig.suptitle(title + "\n" + _describe(result.config)
@@ -236,6 +249,20 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False,
 
     atomic_write(path, write)
     return fig
+
+
+def hatch_cells(ax, xe, ye, mask) -> int:
+    """Hatch the cells (j, i) of the grid with edges xe, ye where ``mask``; returns their
+    number."""
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Rectangle
+
+    cells = [Rectangle((xe[i], ye[j]), xe[i + 1] - xe[i], ye[j + 1] - ye[j])
+             for j, i in zip(*np.nonzero(mask))]
+    if cells:
+        ax.add_collection(PatchCollection(cells, facecolor="none", edgecolor="black",
+                                          hatch="////", linewidth=0.0, zorder=3))
+    return len(cells)
 
 
 def single_value_ticks(ax, result) -> None:

@@ -20,7 +20,12 @@ Two solvers:
 * ``linear``: the closed form (L) through the per-instance decomposition
   (:mod:`sdtheory.theory`), vectorised over cells.
 
-Every result also carries the closed-form r* (column ``r_star_closed_form``) where it applies.
+Every result also carries the closed-form r* (column ``r_star_closed_form``) where it applies,
+and a column ``fragile``: 1 where the cell's value would change were the tie tolerance ten
+times larger or smaller (:mod:`sdtheory.metrics`, decision margins): for r*, a round up to r*
+whose smallest margin lies within a factor 10 of the tolerance; for the accuracy at round R,
+its decision margin; for the PLL gain, that of any SD round, of the PLL student or of its
+top-2 targets in the teacher.
 """
 
 from __future__ import annotations
@@ -33,9 +38,16 @@ import numpy as np
 from sdtheory import theory
 from sdtheory._progress import Progress
 from sdtheory._validate import check_memory
-from sdtheory.distill import pll_targets, run_rounds
+from sdtheory.distill import pll_target_margin, pll_targets, run_rounds
 from sdtheory.executors import task
-from sdtheory.metrics import accuracy, correct
+from sdtheory.metrics import (
+    FRAGILE_FACTOR,
+    accuracy,
+    correct,
+    decision_margins,
+    fragile,
+    tie_tolerance,
+)
 from sdtheory.problem import ProblemConfig
 from sdtheory.solvers import ExactSolver
 from sdtheory.sweep.grid import Axis, Cells, Plan, plan
@@ -247,12 +259,16 @@ def _exact_cells(g: Cells, quantity: str, R: int, ties: str) -> dict:
     out = {"certificate": cert}
     if quantity == "r_star":
         out["r_star"] = np.where(failed | (res.r_star < 0), np.nan, res.r_star)
+        frag = res.r_star_fragile
     elif quantity == "acc_round_R":
         out["acc_round_R"] = np.where(failed, np.nan, res.train_acc[R])
+        frag = res.fragile[R]
     else:
         best = np.where(failed, np.nan, res.best_acc)
         pll = np.where(failed, np.nan, res.pll_acc)
         out.update(pll_gain=pll - best, pll_acc=pll, sd_best_acc=best)
+        frag = res.pll_fragile | np.any(res.fragile, axis=0)
+    out["fragile"] = np.where(failed, np.nan, frag.astype(np.float64))
     return out
 
 
@@ -283,16 +299,21 @@ def _linear_cells(g: Cells, quantity: str, R: int, ties: str) -> dict:
     if quantity == "r_star":
         coef = theory.pair_coefficients(g.counts, g.superclass_of)
         log.debug("linear solver, K = %d: r* of %d cells", g.K, g.size)
-        r = theory.first_perfect_linear(coef[g.cfg], np.stack([a[nm] for nm in names], axis=1),
-                                        R)
-        return {"r_star": r}
+        levels = np.stack([a[nm] for nm in names], axis=1)
+        r = theory.first_perfect_linear(coef[g.cfg], levels, R)
+        # fragile: r* changes when the tolerance is scaled by FRAGILE_FACTOR or its inverse
+        tau = float(tie_tolerance())
+        moved = [theory.first_perfect_linear(coef[g.cfg], levels, R, tie_tol=f * tau)
+                 for f in (FRAGILE_FACTOR, 1.0 / FRAGILE_FACTOR)]
+        same = [(m == r) | (np.isnan(m) & np.isnan(r)) for m in moved]
+        return {"r_star": r, "fragile": (~(same[0] & same[1])).astype(np.float64)}
     K = g.K
     true, given = np.divmod(np.arange(K * K), K)
     base_comps = theory.grid_components(np.eye(K)[given] - 1.0 / K, g.counts, g.superclass_of)
     nc = g.size
     chunk = _linear_block_cells(K)
-    names_out = (("acc_round_R",) if quantity == "acc_round_R"
-                 else ("pll_gain", "pll_acc", "sd_best_acc"))
+    names_out = (("acc_round_R", "fragile") if quantity == "acc_round_R"
+                 else ("pll_gain", "pll_acc", "sd_best_acc", "fragile"))
     out = {name: np.full(nc, np.nan) for name in names_out}
     progress = Progress(log, total=nc, what="cell")
     for s0 in range(0, nc, chunk):
@@ -305,24 +326,34 @@ def _linear_cells(g: Cells, quantity: str, R: int, ties: str) -> dict:
         def acc_of(P, w=w):
             return accuracy(P, true, given, w)[0]
 
+        def fragile_of(P, w=w):
+            return fragile(decision_margins(P, true, w)[0])
+
         if quantity == "acc_round_R":
-            out["acc_round_R"][sl] = acc_of(_linear_outputs(comps, ac, R + 1, K))
+            P = _linear_outputs(comps, ac, R + 1, K)
+            out["acc_round_R"][sl] = acc_of(P)
+            out["fragile"][sl] = fragile_of(P)
         else:
             best = np.full(cfg.size, -np.inf)
             done = np.zeros(cfg.size, dtype=bool)
+            frag = np.zeros(cfg.size, dtype=bool)
             P0 = None
             for r in range(R + 1):
                 P = _linear_outputs(comps, ac, r + 1, K)
                 P0 = P if r == 0 else P0
                 acc = acc_of(P)
                 best = np.where(done, best, np.maximum(best, acc))
+                frag |= ~done & fragile_of(P)
                 done |= np.all(correct(P, true) | (w == 0), axis=1)
                 if done.all():
                     break
             Tp = pll_targets(P0, ties=ties) - 1.0 / K
             pcomps = theory.grid_components(Tp, g.counts[cfg], g.superclass_of)
-            pll_acc = acc_of(_linear_outputs(pcomps, ac, 1, K))
+            Ppll = _linear_outputs(pcomps, ac, 1, K)
+            pll_acc = acc_of(Ppll)
+            frag |= fragile_of(Ppll) | fragile(pll_target_margin(P0, weight=w))
             out["pll_acc"][sl], out["sd_best_acc"][sl] = pll_acc, best
             out["pll_gain"][sl] = pll_acc - best
+            out["fragile"][sl] = frag
         progress.step(f"linear, K = {K}", n=cfg.size)
     return out

@@ -13,7 +13,7 @@ from sdtheory.sweep.result import PhaseResult
 __all__ = ["write_csv", "read_csv"]
 
 _HEADER = "# sdtheory phase "
-_INT_COLUMNS = ("r_star", "r_star_closed_form")
+_INT_COLUMNS = ("r_star", "r_star_closed_form", "fragile")
 
 
 def _fmt(name: str, v: float, digits: int | None = None) -> str:

@@ -26,8 +26,10 @@ class PhaseResult:
       solver: "exact" or "linear".
       max_rounds: R (rounds 0..R).
       values: column name -> (len(y), len(x)) float64 array, NaN where undefined. Always the
-        quantity and ``r_star_closed_form``; ``pll_gain`` adds ``pll_acc`` and ``sd_best_acc``;
-        the exact solver adds ``certificate`` (largest certificate of the cell's solves).
+        quantity, ``r_star_closed_form`` and ``fragile`` (1 where the value would change were
+        the tie tolerance ten times larger or smaller; absent from files written before it
+        existed); ``pll_gain`` adds ``pll_acc`` and ``sd_best_acc``; the exact solver adds
+        ``certificate`` (largest certificate of the cell's solves).
       config: the full configuration: base model/noise parameters (swept ones removed), the
         axes as ``NAME:LO:HI:COUNT[:log]``, quantity, solver, max_rounds.
       version: package version that computed it.
@@ -56,6 +58,15 @@ class PhaseResult:
     def data(self) -> np.ndarray:
         """The diagram of ``quantity``: (len(y), len(x)), NaN where undefined."""
         return self.values[self.quantity]
+
+    @property
+    def fragile(self) -> np.ndarray:
+        """(len(y), len(x)) bool: cells whose value changes were the tie tolerance ten times
+        larger or smaller (all False for a file without the ``fragile`` column)."""
+        col = self.values.get("fragile")
+        if col is None:
+            return np.zeros((self.y.count, self.x.count), dtype=bool)
+        return np.nan_to_num(col, nan=0.0) > 0
 
     @property
     def failed(self) -> np.ndarray:

@@ -85,3 +85,30 @@ def _takanami_optimal_error(t: Tally) -> None:
     tol = 0.012 if not t.quick else 0.03
     t.case(named(D=Ds[-1], alpha=alpha, delta=delta, lam=lam), tol - abs(gaps[-1]),
            passed=shrinking and abs(gaps[-1]) < tol, gaps=gaps)
+
+
+@check("ridge_sd_proportional",
+       "ridge self-distillation in the proportional limit (sec. 14.1): teacher risk, pure "
+       "student risk, cross term, the risk at xi*, xi* and the gain in closed form "
+       "(orthogonal design; isotropic Gaussian design through the Marchenko-Pastur law) "
+       "equal the seed means of finite samples trained by KernelRidgeSD (r^2 = sigma^2 = 1); "
+       "margin = 4 - max |seed mean - closed form| / standard error of the seed mean")
+def _ridge_sd_proportional(t: Tally) -> None:
+    from sdtheory.kernel_ridge import ridge_sd_agreement
+
+    cases = [("gaussian", 0.5, 0.1), ("orthogonal", 0.5, 1.0)]
+    if not t.quick:
+        cases += [("gaussian", 2.0, 0.3), ("orthogonal", 0.25, 0.02), ("gaussian", 1.0, 3.0)]
+    n, seeds = (200, range(6)) if t.quick else (800, range(8))
+    for design, gamma, lam in cases:
+        res = ridge_sd_agreement(design, n, gamma, lam, seeds)
+        th, z = res["theory"], res["z"]
+        worst = max(z, key=lambda k: abs(z[k]))
+        t.case(named(design=design, gamma=gamma, lam=lam, n=n, seeds=len(seeds)),
+               4.0 - abs(z[worst]), worst=worst, z=z[worst], xi_star=th.xi_star,
+               gain=th.gain, teacher=th.teacher)
+        t.note(f"{design} gamma={gamma:g} lam={lam:g}: xi* {th.xi_star:.4f} (samples "
+               f"{res['mean']['xi_star']:.4f} +- {res['se']['xi_star']:.4f}), gain "
+               f"{th.gain:.5f} (samples {res['mean']['gain']:.5f} +- "
+               f"{res['se']['gain']:.5f}), teacher {th.teacher:.5f} (samples "
+               f"{res['mean']['teacher']:.5f})")
