@@ -51,16 +51,11 @@ def output_paths(result, out_dir) -> tuple[str, str]:
     return os.path.join(out_dir, stem + ".csv"), os.path.join(out_dir, stem + ".png")
 
 
-def run(args) -> int:
-    """0: success; 1: some cells failed the certificate (written, marked); 2: bad input."""
-    import numpy as np
-
-    from sdtheory._validate import check_out_dir
-    from sdtheory.plots.phase import plot_phase
-    from sdtheory.sweep import Axis, plan, run_plan
+def prepare(args):
+    """(base configuration, x axis, y axis, R) of parsed options, every check of the options
+    done except --out's (shared with ``sdtheory explore``, so that both give one message)."""
+    from sdtheory.sweep import Axis
     from sdtheory.sweep.engine import _check
-    from sdtheory.sweep.io import write_csv
-    from sdtheory.sweep.result import CERT_TOL
 
     if args.model == "gmm":
         raise UsageError("phase supports block models only (--model block or superclass); "
@@ -74,15 +69,36 @@ def run(args) -> int:
     from sdtheory.executors import check_executor
 
     check_executor(args.executor, args.workers, args.scheduler)
+    return base, x, y, R
+
+
+def write_files(result, csv_path, png_path) -> None:
+    """The results CSV and the figure of a phase diagram (also ``sdtheory explore``'s
+    downloads)."""
+    import numpy as np
+
+    from sdtheory.plots.phase import plot_phase
+    from sdtheory.sweep.io import write_csv
+
+    write_csv(result, csv_path)
+    plot_phase(result, png_path, overlay_closed_form_levels=(
+        result.quantity == "r_star" and np.isfinite(result.values["r_star_closed_form"]).any()))
+
+
+def run(args) -> int:
+    """0: success; 1: some cells failed the certificate (written, marked); 2: bad input."""
+    from sdtheory._validate import check_out_dir
+    from sdtheory.sweep import plan, run_plan
+    from sdtheory.sweep.result import CERT_TOL
+
+    base, x, y, R = prepare(args)
     check_out_dir(args.out)
     p = plan(base, x, y)
     result = run_plan(p, quantity=args.quantity, solver=args.solver, max_rounds=R,
                       pll_ties=args.pll_ties, executor=args.executor, workers=args.workers,
                       scheduler=args.scheduler)
     csv_path, png_path = output_paths(result, args.out)
-    write_csv(result, csv_path)
-    plot_phase(result, png_path, overlay_closed_form_levels=(
-        result.quantity == "r_star" and np.isfinite(result.values["r_star_closed_form"]).any()))
+    write_files(result, csv_path, png_path)
     print(csv_path)
     print(png_path)
     nfail = int(result.failed.sum())

@@ -76,11 +76,10 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="DIR", default=None, help="also write result.json into DIR")
 
 
-def run(args) -> int:
-    from sdtheory._io import write_json
-    from sdtheory._validate import check_out_dir
-    from sdtheory.simulate import SimConfig, format_table, simulate
-    from sdtheory.solvers import SolverError
+def sim_config(args):
+    """The validated :class:`~sdtheory.simulate.SimConfig` of parsed options (shared with
+    ``sdtheory explore``, so that both give one message)."""
+    from sdtheory.simulate import SimConfig
 
     solvers = {"both": ("exact", "linear")}.get(args.solver, (args.solver,))
     if args.loss == "mse" and args.solver == "both":
@@ -91,6 +90,16 @@ def run(args) -> int:
                          relation_snr=args.relation_snr, relation_dim=args.relation_dim,
                          relation_k=args.relation_k, relation_tau=args.relation_tau,
                          relation_purity=args.relation_purity)
+    return cfg
+
+
+def run(args) -> int:
+    from sdtheory._io import write_json
+    from sdtheory._validate import check_out_dir
+    from sdtheory.simulate import format_table, simulate
+    from sdtheory.solvers import SolverError
+
+    cfg = sim_config(args)
     if args.out:
         check_out_dir(args.out)
     try:

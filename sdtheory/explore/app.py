@@ -1,0 +1,426 @@
+"""The explorer's page (Panel and Bokeh): a form, the phase diagram, the cell view.
+
+A thin layer over :mod:`sdtheory.explore.jobs`: every number on the page comes from the code
+of ``sdtheory phase`` and ``sdtheory simulate``. Computations run in worker threads, one
+kind of job at a time; a newer request supersedes an older one (a stale result is dropped,
+and a request still waiting is skipped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import io
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import panel as pn
+from bokeh.events import Tap
+from bokeh.models import ColumnDataSource, HoverTool
+from bokeh.plotting import figure
+
+from sdtheory.explore import jobs
+from sdtheory.explore.figures import cell_figure, overlay_lines
+
+__all__ = ["Explorer", "Latest"]
+
+log = logging.getLogger(__name__)
+
+_STALE = object()
+
+_CHOICES = {
+    "model": ["block", "superclass", "gmm"], "noise": ["sym", "asym", "pairflip", "superclass"],
+    "solver": ["exact", "linear"], "quantity": ["r_star", "acc_round_R", "pll_gain"],
+    "x": ["eta", "lam", "c", "d", "e", "n", "K"], "y": ["eta", "lam", "c", "d", "e", "n", "K"],
+}
+_LABELS = {
+    "model": "model", "K": "K (classes)", "n": "n (samples per class)", "c": "c", "d": "d",
+    "e": "e (superclass model)", "classes-per-superclass": "classes per superclass m",
+    "dim": "dim D (gmm model)", "lam": "lam (ridge)", "noise": "noise", "eta": "eta",
+    "sampled": "sampled noise (else exact counts)", "seed": "seed", "solver": "solver",
+    "quantity": "quantity", "max-rounds": "max rounds R", "x": "x axis", "x-lo": "from",
+    "x-hi": "to", "x-count": "count", "x-log": "log", "y": "y axis", "y-lo": "from",
+    "y-hi": "to", "y-count": "count", "y-log": "log",
+}
+_QUANTITY = {"r_star": "r*", "acc_round_R": "accuracy at round R", "pll_gain": "PLL gain"}
+
+_CSS = """
+.sd-error { color: #b00020; font-size: 12px; margin-top: -6px; }
+.sd-command pre, .sd-table pre { font-size: 11px; white-space: pre; overflow-x: auto;
+  background: #f6f6f6; padding: 4px; margin: 0; }
+.sd-status { font-size: 12px; color: #444; }
+"""
+
+
+class Latest:
+    """Runs jobs of one kind in a worker thread, one at a time. A newer request supersedes
+    an older one: a result that is no longer the newest is dropped (``run`` returns None), a
+    job that is superseded before it starts does not run."""
+
+    def __init__(self):
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.generation = 0
+
+    async def run(self, fn, progress=None):
+        self.generation += 1
+        mine = self.generation
+
+        loop = asyncio.get_running_loop()
+
+        def job():
+            if mine != self.generation:
+                return _STALE
+            handler = _ThreadLog(progress, loop) if progress is not None else None
+            if handler is not None:
+                handler.attach()
+            try:
+                return fn()
+            finally:
+                if handler is not None:
+                    handler.detach()
+
+        out = await loop.run_in_executor(self.pool, job)
+        return None if out is _STALE or mine != self.generation else out
+
+
+class _ThreadLog(logging.Handler):
+    """The library's progress lines (logger ``sdtheory``, INFO) of the current thread, handed
+    to ``sink`` on the event loop."""
+
+    def __init__(self, sink, loop):
+        super().__init__(logging.INFO)
+        self.sink, self.loop = sink, loop
+        self.thread = threading.get_ident()
+        self.logger = logging.getLogger("sdtheory")
+
+    def attach(self):
+        self.level0 = self.logger.level
+        if self.logger.getEffectiveLevel() > logging.INFO:
+            self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self)
+
+    def detach(self):
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.level0)
+
+    def emit(self, record):
+        if record.thread == self.thread:
+            self.loop.call_soon_threadsafe(self.sink, record.getMessage())
+
+
+class Explorer:
+    """One page: its widgets, its views and their jobs (one Explorer per browser session)."""
+
+    def __init__(self, **values):
+        unknown = set(values) - set(jobs.FIELDS)
+        if unknown:
+            raise ValueError(f"unknown field {sorted(unknown)[0]!r}; fields are "
+                             f"{', '.join(jobs.FIELDS)}")
+        self.values = {**jobs.DEFAULTS, **{k: v if isinstance(v, bool) else str(v)
+                                           for k, v in values.items()}}
+        self.widgets, self.errors = {}, {}
+        for key in jobs.FIELDS:
+            v = self.values[key]
+            cls = [f"sd-field-{key}"]
+            width = 80 if key[1:2] == "-" else 140          # the axes' LO, HI, COUNT
+            if key in _CHOICES:
+                w = pn.widgets.Select(name=_LABELS[key], options=_CHOICES[key], value=v,
+                                      css_classes=cls, width=width)
+            elif isinstance(v, bool):
+                w = pn.widgets.Checkbox(name=_LABELS[key], value=v, css_classes=cls,
+                                        margin=(30, 10, 0, 10) if key[1:2] == "-" else 10)
+            else:
+                w = pn.widgets.TextInput(name=_LABELS[key], value=v, css_classes=cls,
+                                         width=width)
+            w.param.watch(self._changed, "value")
+            self.widgets[key] = w
+            self.errors[key] = pn.pane.HTML("", css_classes=["sd-error", f"sd-error-{key}"],
+                                            visible=False, margin=(0, 10))
+        self.form_error = pn.pane.HTML("", css_classes=["sd-error", "sd-error-form"],
+                                       visible=False)
+        self.phase_jobs, self.cell_jobs = Latest(), Latest()
+        self.phase_view = self.cell_view = None
+        self.cell = None                                   # the clicked cell's parameters
+        self.last_changed = None
+        self.phase_status = pn.pane.HTML("", css_classes=["sd-status", "sd-phase-status"])
+        self.phase_spinner = pn.indicators.LoadingSpinner(value=False, size=20)
+        self.plot = pn.pane.Bokeh(None, css_classes=["sd-phase-plot"])
+        self.legend = pn.pane.HTML("", css_classes=["sd-legend"])
+        self.phase_command = pn.pane.HTML("", css_classes=["sd-command", "sd-phase-command"])
+        self.phase_downloads = pn.Row()
+        self.cell_status = pn.pane.HTML("", css_classes=["sd-status", "sd-cell-status"])
+        self.cell_spinner = pn.indicators.LoadingSpinner(value=False, size=20)
+        self.cell_command = pn.pane.HTML("", css_classes=["sd-command", "sd-cell-command"])
+        self.cell_summary = pn.pane.HTML("", css_classes=["sd-cell-summary"])
+        self.cell_plot = pn.pane.Matplotlib(None, dpi=80, tight=True, format="png",
+                                            css_classes=["sd-cell-plot"])
+        self.cell_table = pn.pane.HTML("", css_classes=["sd-table", "sd-cell-table"],
+                                       max_height=420, styles={"overflow-y": "auto"})
+        self.cell_downloads = pn.Row()
+
+    # ---------------------------------------------------------------------------------- layout
+
+    def _field(self, key):
+        return pn.Column(self.widgets[key], self.errors[key], margin=0)
+
+    def layout(self):
+        row = pn.Row
+        axis = [row(*(self._field(f"{a}{s}") for s in ("", "-lo", "-hi", "-count")),
+                    self._field(f"{a}-log")) for a in ("x", "y")]
+        form = pn.Column(
+            pn.pane.Markdown("### Model"),
+            row(self._field("model"), self._field("K"), self._field("n")),
+            row(self._field("c"), self._field("d"), self._field("lam")),
+            row(self._field("e"), self._field("classes-per-superclass"), self._field("dim")),
+            pn.pane.Markdown("### Label noise"),
+            row(self._field("noise"), self._field("eta"), self._field("seed")),
+            self._field("sampled"),
+            pn.pane.Markdown("### Diagram"),
+            row(self._field("solver"), self._field("quantity"), self._field("max-rounds")),
+            *axis, self.form_error, width=520)
+        phase = pn.Column(
+            pn.pane.Markdown("## Phase diagram (click a cell)"),
+            row(self.phase_spinner, self.phase_status), self.plot, self.legend,
+            self.phase_command, self.phase_downloads, width=640)
+        cell = pn.Column(
+            pn.pane.Markdown("## Cell"), row(self.cell_spinner, self.cell_status),
+            self.cell_command, self.cell_summary, self.cell_plot, self.cell_table,
+            self.cell_downloads, width=760)
+        page = pn.Column(
+            pn.pane.Markdown("# sdtheory explore: self-distillation under label noise"),
+            row(form, phase), cell, stylesheets=[_CSS])
+        pn.state.onload(self.start)
+        return page
+
+    # ------------------------------------------------------------------------------- requests
+
+    def start(self):
+        asyncio.ensure_future(self.update_phase())
+        asyncio.ensure_future(self.update_cell())
+
+    def _changed(self, event):
+        key = next(k for k, w in self.widgets.items() if w is event.obj)
+        self.values[key] = event.new
+        self.last_changed = key
+        if key in ("x", "y"):
+            self.cell = None
+        asyncio.ensure_future(self.update_phase())
+        asyncio.ensure_future(self.update_cell())
+
+    def _show_error(self, err):
+        """The command's one-line message next to the field it names (the field changed
+        last, where the message names several); none elsewhere."""
+        at = None
+        if err is not None:
+            at = self.last_changed if self.last_changed in err.fields else err.field
+        for key, pane in self.errors.items():
+            hit = err is not None and at == key
+            pane.object = html.escape(err.message) if hit else ""
+            pane.visible = hit
+        unplaced = err is not None and at not in self.errors
+        self.form_error.object = html.escape(err.message) if unplaced else ""
+        self.form_error.visible = unplaced
+
+    async def _run(self, which, fn):
+        """A job of one view; None when superseded or failed (the message shown instead)."""
+        runner = self.phase_jobs if which == "phase" else self.cell_jobs
+        status = self.phase_status if which == "phase" else self.cell_status
+        spinner = self.phase_spinner if which == "phase" else self.cell_spinner
+        spinner.value = True
+        status.object = "computing…"
+        try:
+            out = await runner.run(fn, progress=lambda m: setattr(status, "object",
+                                                                   html.escape(m)))
+        except jobs.InputError as err:
+            if which == "phase" or err.field is not None:
+                self._show_error(err)
+            status.object = "not computed: bad input (see the message at the field)"
+            spinner.value = False
+            return None
+        except Exception as err:        # noqa: BLE001  the page reports, it never stops
+            log.warning("sdtheory explore: %s failed: %s: %s", which, type(err).__name__, err)
+            status.object = html.escape(f"sdtheory {'phase' if which == 'phase' else 'simulate'}"
+                                        f": failed: {type(err).__name__}: {err}")
+            spinner.value = False
+            return None
+        if out is not None:
+            spinner.value = False
+        return out
+
+    async def update_phase(self):
+        values = dict(self.values)
+        view = await self._run("phase", lambda: _phase_job(values))
+        if view is None:
+            return
+        self._show_error(None)
+        view, lines = view
+        self.phase_view = view
+        self.plot.object = self._diagram(view, lines)
+        self.legend.object = _legend(view.result)
+        r = view.result
+        self.phase_status.object = (f"{r.x.count} x {r.y.count} cells, {r.solver} solver, "
+                                    f"{r.seconds:.2f} s")
+        self.phase_command.object = f"<pre>{html.escape(view.command)}</pre>"
+        self.phase_downloads.objects = _downloads(jobs.phase_file_names(view),
+                                                  lambda: jobs.phase_files(view))
+
+    async def update_cell(self):
+        values, cell = dict(self.values), self.cell
+        view = await self._run("cell", lambda: jobs.compute_cell(values, cell))
+        if view is None:
+            return
+        self.cell_view = view
+        self.cell_status.object = ("the form's own parameters (click a cell of the diagram)"
+                                   if cell is None else "clicked cell: " + ", ".join(
+                                       f"{k} = {v:g}" for k, v in cell.items()))
+        self.cell_command.object = f"<pre>{html.escape(view.command)}</pre>"
+        self.cell_summary.object = _summary(view)
+        fig = cell_figure(view)
+        self.cell_plot.object = fig
+        self.cell_table.object = f"<pre>{html.escape(view.table)}</pre>"
+        self.cell_downloads.objects = _downloads(jobs.CELL_FILES, lambda: jobs.cell_files(view))
+
+    def click(self, ix: int, iy: int):
+        """Show cell (ix, iy) of the current diagram in the cell view."""
+        if self.phase_view is None:
+            return
+        self.cell = jobs.cell_at(self.phase_view, ix, iy)
+        self._mark(ix, iy)
+        asyncio.ensure_future(self.update_cell())
+
+    # -------------------------------------------------------------------------------- drawing
+
+    def _diagram(self, view, lines):
+        from sdtheory.plots.phase import LABELS, cell_edges
+
+        r = view.result
+        xe, ye = cell_edges(r.x), cell_edges(r.y)
+        ny, nx = r.data.shape
+        iy, ix = np.divmod(np.arange(nx * ny), nx)
+        fill = _fill_colours(r)
+        cf = r.values["r_star_closed_form"].ravel()
+        data = dict(left=xe[ix], right=xe[ix + 1], bottom=ye[iy], top=ye[iy + 1],
+                    colour=fill, xv=[f"{v:g}" for v in r.x_values[ix]],
+                    yv=[f"{v:g}" for v in r.y_values[iy]],
+                    value=[_fmt(v) for v in r.data.ravel()],
+                    cf=[_fmt(v) for v in cf], delta=[f"{v:.4f}" for v in view.delta.ravel()])
+        tex = {k: v.replace("$", "").replace("\\", "") for k, v in LABELS.items()}
+        fig = figure(width=600, height=470, tools="tap,pan,wheel_zoom,reset,save",
+                     x_axis_type="log" if r.x.log else "linear",
+                     y_axis_type="log" if r.y.log else "linear",
+                     x_range=(xe[0], xe[-1]), y_range=(ye[0], ye[-1]),
+                     x_axis_label=tex[r.x.name], y_axis_label=tex[r.y.name],
+                     title=f"{_QUANTITY[r.quantity]}, {r.solver} solver, rounds 0..{r.max_rounds}")
+        quads = fig.quad(left="left", right="right", bottom="bottom", top="top",
+                         fill_color="colour", line_color=None, source=ColumnDataSource(data))
+        fig.add_tools(HoverTool(renderers=[quads], tooltips=[
+            (r.x.name, "@xv"), (r.y.name, "@yv"), (_QUANTITY[r.quantity], "@value"),
+            ("closed-form r*", "@cf"), ("Delta", "@delta")]))
+        for xs, ys in lines["r_star"]:
+            fig.line(xs, ys, color="black", line_width=1.2)
+        if lines["labels"]:
+            lx, ly, lt = zip(*lines["labels"])
+            fig.text(list(lx), list(ly), text=list(lt), text_font_size="9pt",
+                     text_align="center", text_baseline="middle",
+                     background_fill_color="white", background_fill_alpha=0.7)
+        for xs, ys in lines["delta0"]:
+            fig.line(xs, ys, color="#d00000", line_width=2, line_dash="dashed",
+                     legend_label="Delta = 0")
+        self._marker = ColumnDataSource(dict(left=[], right=[], bottom=[], top=[]))
+        fig.quad(left="left", right="right", bottom="bottom", top="top", fill_alpha=0,
+                 line_color="magenta", line_width=3, source=self._marker)
+        self._edges = (xe, ye)
+
+        def tapped(event):
+            if event.x is None or event.y is None:
+                return
+            i = int(np.searchsorted(xe, event.x)) - 1
+            j = int(np.searchsorted(ye, event.y)) - 1
+            if 0 <= i < nx and 0 <= j < ny:
+                self.click(i, j)
+
+        fig.on_event(Tap, tapped)
+        return fig
+
+    def _mark(self, ix, iy):
+        xe, ye = self._edges
+        self._marker.data = dict(left=[xe[ix]], right=[xe[ix + 1]], bottom=[ye[iy]],
+                                 top=[ye[iy + 1]])
+
+
+def _phase_job(values):
+    """The diagram and its overlay lines (both off the event loop)."""
+    view = jobs.compute_phase(values)
+    return view, overlay_lines(view)
+
+
+def _fmt(v) -> str:
+    return "-" if not np.isfinite(v) else (f"{v:.0f}" if float(v).is_integer() else f"{v:.4f}")
+
+
+def _hex(rgba) -> list[str]:
+    c = np.clip(np.round(np.asarray(rgba)[..., :3] * 255), 0, 255).astype(int)
+    return [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in c.reshape(-1, 3)]
+
+
+def _fill_colours(result) -> list[str]:
+    """The PNG's colours of every cell (:func:`sdtheory.plots.phase.cell_colors`); failed
+    cells grey."""
+    from sdtheory.plots.phase import cell_colors
+
+    Z, cmap, norm, _, _ = cell_colors(result)
+    out = np.array(_hex(cmap(norm(Z))), dtype=object)
+    out[result.failed.ravel()] = "#999999"
+    return list(out)
+
+
+def _legend(result) -> str:
+    from sdtheory.plots.phase import cell_colors
+
+    Z, cmap, norm, ticks, labels = cell_colors(result)
+    if ticks is None:
+        lo, hi = norm.vmin, norm.vmax
+        ticks = list(np.linspace(lo, hi, 5))
+        labels = [f"{t:.3g}" for t in ticks]
+    cols = _hex(cmap(norm(np.asarray(ticks))))
+    items = "".join(f"<span style='display:inline-block;margin-right:8px'><span style="
+                    f"'display:inline-block;width:14px;height:14px;background:{c};border:1px "
+                    f"solid #888;vertical-align:middle'></span> {html.escape(t)}</span>"
+                    for c, t in zip(cols, (str(x).replace(chr(10), ' ') for x in labels)))
+    return (f"<div style='font-size:12px'>{_QUANTITY[result.quantity]}: {items}<br>black "
+            "lines: closed-form r* (label k: r* &ge; k beyond the line); red dashed: Delta = 0; "
+            "grey: cell failed its certificate</div>")
+
+
+def _summary(view) -> str:
+    doc = view.doc
+    rows = [("Delta", f"{doc['delta']:.4f}"),
+            ("realised noise rate", f"{doc['realised_noise_rate']:.4f}"),
+            ("closed-form r*", "-" if doc["r_star_theory"] is None else str(doc["r_star_theory"]))]
+    for name, s in doc["solvers"].items():
+        rows.append((f"{name} r*", "not reached" if s["r_star"] is None else str(s["r_star"])))
+        if s["pll"] is not None:
+            p = s["pll"]
+            rows.append((f"{name} PLL student (all / clean / noisy)", " / ".join(
+                "-" if p[k] is None else f"{p[k]:.4f}"
+                for k in ("train_acc", "clean_acc", "noisy_acc"))))
+    rows += [(f"a ({k})", f"{v:.6g}") for k, v in view.a.items()]
+    body = "".join(f"<tr><td>{html.escape(k)}</td><td class='sd-v' data-key='{html.escape(k)}'>"
+                   f"{html.escape(v)}</td></tr>" for k, v in rows)
+    return f"<table style='font-size:12px'>{body}</table>"
+
+
+def _downloads(names, files):
+    """Download buttons of a view's files ``names``, made by ``files()`` when one is clicked."""
+    cache = {}
+
+    def get(name):
+        if not cache:
+            cache.update(files())
+        return io.BytesIO(cache[name])
+
+    return [pn.widgets.FileDownload(callback=(lambda n=n: get(n)), filename=n, label=n,
+                                    button_type="light", embed=False, width=230)
+            for n in names]
