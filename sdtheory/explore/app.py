@@ -144,6 +144,7 @@ class Explorer:
         self.phase_view = self.cell_view = None
         self.cell = None                                   # the clicked cell's parameters
         self.last_changed = None
+        self.input_errors = {"phase": None, "cell": None}
         self.phase_status = pn.pane.HTML("", css_classes=["sd-status", "sd-phase-status"])
         self.phase_spinner = pn.indicators.LoadingSpinner(value=False, size=20)
         self.plot = pn.pane.Bokeh(None, css_classes=["sd-phase-plot"])
@@ -209,19 +210,19 @@ class Explorer:
         asyncio.ensure_future(self.update_phase())
         asyncio.ensure_future(self.update_cell())
 
-    def _show_error(self, err):
-        """The command's one-line message next to the field it names (the field changed
-        last, where the message names several); none elsewhere."""
-        at = None
-        if err is not None:
-            at = self.last_changed if self.last_changed in err.fields else err.field
-        for key, pane in self.errors.items():
-            hit = err is not None and at == key
-            pane.object = html.escape(err.message) if hit else ""
-            pane.visible = hit
-        unplaced = err is not None and at not in self.errors
-        self.form_error.object = html.escape(err.message) if unplaced else ""
-        self.form_error.visible = unplaced
+    def _show_error(self, which, err):
+        """The commands' one-line messages (``which`` view's now ``err``, None: none) next to
+        the field each names (the field changed last, where a message names several)."""
+        self.input_errors[which] = err
+        shown = {}
+        for e in self.input_errors.values():
+            if e is not None:
+                at = self.last_changed if self.last_changed in e.fields else e.field
+                shown.setdefault(at if at in self.errors else None, []).append(e.message)
+        for key, pane in [*self.errors.items(), (None, self.form_error)]:
+            msgs = list(dict.fromkeys(shown.get(key, [])))
+            pane.object = "<br>".join(html.escape(m) for m in msgs)
+            pane.visible = bool(msgs)
 
     async def _run(self, which, fn):
         """A job of one view; None when superseded or failed (the message shown instead)."""
@@ -234,9 +235,12 @@ class Explorer:
             out = await runner.run(fn, progress=lambda m: setattr(status, "object",
                                                                    html.escape(m)))
         except jobs.InputError as err:
-            if which == "phase" or err.field is not None:
-                self._show_error(err)
+            self._show_error(which, err)
             status.object = "not computed: bad input (see the message at the field)"
+            spinner.value = False
+            return None
+        except jobs.Failed as err:
+            status.object = html.escape(str(err))
             spinner.value = False
             return None
         except Exception as err:        # noqa: BLE001  the page reports, it never stops
@@ -254,7 +258,7 @@ class Explorer:
         view = await self._run("phase", lambda: _phase_job(values))
         if view is None:
             return
-        self._show_error(None)
+        self._show_error("phase", None)
         view, lines = view
         self.phase_view = view
         self.plot.object = self._diagram(view, lines)
@@ -271,6 +275,7 @@ class Explorer:
         view = await self._run("cell", lambda: jobs.compute_cell(values, cell))
         if view is None:
             return
+        self._show_error("cell", None)
         self.cell_view = view
         self.cell_status.object = ("the form's own parameters (click a cell of the diagram)"
                                    if cell is None else "clicked cell: " + ", ".join(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FIELDS", "DEFAULTS", "CELL_FILES", "InputError", "PhaseView", "CellView",
+__all__ = ["FIELDS", "DEFAULTS", "CELL_FILES", "InputError", "Failed", "PhaseView", "CellView",
            "phase_argv", "cell_argv", "parse", "compute_phase", "compute_cell", "phase_files",
            "phase_file_names", "cell_files", "cell_at", "command_line"]
 
@@ -160,14 +160,29 @@ def _field_of(message: str, x: str | None = None, y: str | None = None) -> tuple
     return tuple(out)
 
 
-def _checked(command: str, argv: list[str], check, x=None, y=None):
-    """parse + the command's own checks; any bad value as an InputError with the command's
-    one-line message (``sdtheory COMMAND: error: ...``, as on the command line)."""
+class Failed(RuntimeError):
+    """A computation that failed on good input: the command's one-line report."""
+
+
+def _as_command(command: str, argv: list[str], work, x=None, y=None):
+    """``work(args)`` on ``argv`` parsed by the command's parser, its errors reported as the
+    command reports them (:func:`sdtheory.cli.main`): bad input as an InputError with the
+    one-line message (``sdtheory COMMAND: error: ...``), a failed solve as Failed."""
+    from sdtheory.executors import TasksFailed
+    from sdtheory.solvers import SolverError
+
     args = parse(command, argv)
     try:
-        return args, check(args)
+        return work(args)
+    except SolverError as err:
+        raise Failed(f"sdtheory {command}: solver failed: {err}") from None
+    except TasksFailed as err:
+        raise Failed(f"sdtheory {command}: failed, nothing written: {err}") from None
     except ValueError as err:       # UsageError is a ValueError too
         raise InputError(f"sdtheory {command}: error: {err}", _field_of(str(err), x, y)) \
+            from None
+    except MemoryError:
+        raise InputError(f"sdtheory {command}: error: out of memory; reduce the problem size") \
             from None
 
 
@@ -194,17 +209,17 @@ def compute_phase(form: dict) -> PhaseView:
     argv = phase_argv(form)
     f = {**DEFAULTS, **form}
 
-    def check(args):
+    def work(args):
         base, x, y, R = prepare(args)
-        return plan(base, x, y), R
+        p = plan(base, x, y)
+        result = run_plan(p, quantity=args.quantity, solver=args.solver, max_rounds=R,
+                          pll_ties=args.pll_ties)
+        delta = np.full(p.shape[0] * p.shape[1], np.nan)
+        for g in p.groups:
+            delta[g.index] = noise.delta(g.counts)[g.cfg]
+        return PhaseView(argv=argv, result=result, delta=delta.reshape(p.shape))
 
-    args, (p, R) = _checked("phase", argv, check, x=f["x"], y=f["y"])
-    result = run_plan(p, quantity=args.quantity, solver=args.solver, max_rounds=R,
-                      pll_ties=args.pll_ties)
-    delta = np.full(p.shape[0] * p.shape[1], np.nan)
-    for g in p.groups:
-        delta[g.index] = noise.delta(g.counts)[g.cfg]
-    return PhaseView(argv=argv, result=result, delta=delta.reshape(p.shape))
+    return _as_command("phase", argv, work, x=f["x"], y=f["y"])
 
 
 def cell_at(view: PhaseView, ix: int, iy: int) -> dict:
@@ -236,10 +251,14 @@ def compute_cell(form: dict, cell: dict | None = None) -> CellView:
     from sdtheory.theory import averaging_eigenvalues
 
     argv = cell_argv(form, cell)
-    _, cfg = _checked("simulate", argv, sim_config)
-    doc = simulate(cfg)
-    return CellView(argv=argv, doc=doc, table=format_table(doc),
-                    a=averaging_eigenvalues(model_of(cfg), cfg.lam))
+
+    def work(args):
+        cfg = sim_config(args)
+        doc = simulate(cfg)
+        return CellView(argv=argv, doc=doc, table=format_table(doc),
+                        a=averaging_eigenvalues(model_of(cfg), cfg.lam))
+
+    return _as_command("simulate", argv, work)
 
 
 def _read_back(write, name: str) -> bytes:
