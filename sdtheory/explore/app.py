@@ -145,6 +145,7 @@ class Explorer:
         self.cell = None                                   # the clicked cell's parameters
         self.last_changed = None
         self.input_errors = {"phase": None, "cell": None}
+        self._draws = 0                                     # diagrams drawn (names their data)
         self.phase_status = pn.pane.HTML("", css_classes=["sd-status", "sd-phase-status"])
         self.phase_spinner = pn.indicators.LoadingSpinner(value=False, size=20)
         self.plot = pn.pane.Bokeh(None, css_classes=["sd-phase-plot"])
@@ -319,7 +320,9 @@ class Explorer:
                      x_axis_label=tex[r.x.name], y_axis_label=tex[r.y.name],
                      title=f"{_QUANTITY[r.quantity]}, {r.solver} solver, rounds 0..{r.max_rounds}")
         quads = fig.quad(left="left", right="right", bottom="bottom", top="top",
-                         fill_color="colour", line_color=None, source=ColumnDataSource(data))
+                         fill_color="colour", line_color=None,
+                         source=ColumnDataSource(data, name=f"sd-cells-{self._draws}"))
+        self._draws += 1
         fig.add_tools(HoverTool(renderers=[quads], tooltips=[
             (r.x.name, "@xv"), (r.y.name, "@yv"), (_QUANTITY[r.quantity], "@value"),
             ("closed-form r*", "@cf"), ("Delta", "@delta")]))
