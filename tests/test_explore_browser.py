@@ -119,7 +119,11 @@ class Page:
               const k = m.name && m.name.startsWith('sd-cells-') ? +m.name.slice(9) : -1;
               if (k > n) { n = k; best = m; }
             }
-            return best ? Array.from(best.data.colour) : null;""")
+            if (!best) return null;
+            for (const doc of window.Bokeh.documents) for (const m of doc.all_models)
+              if (m.name === 'sd-palette')
+                return Array.from(best.data.index, i => m.palette[i]);
+            return null;""")
 
     def type(self, key, value):
         el = self.d.execute_script(_JS + "const h = walk(document, arguments[0], [])[0];"

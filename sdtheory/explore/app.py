@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import panel as pn
 from bokeh.events import Tap
-from bokeh.models import ColumnDataSource, HoverTool
+from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper
 from bokeh.plotting import figure
 
 from sdtheory.explore import jobs
@@ -146,6 +146,7 @@ class Explorer:
         self.last_changed = None
         self.input_errors = {"phase": None, "cell": None}
         self._draws = 0                                     # diagrams drawn (names their data)
+        self._figure = self._figure_kinds = self._edges = None
         self.phase_status = pn.pane.HTML("", css_classes=["sd-status", "sd-phase-status"])
         self.phase_spinner = pn.indicators.LoadingSpinner(value=False, size=20)
         self.plot = pn.pane.Bokeh(None, css_classes=["sd-phase-plot"])
@@ -260,9 +261,9 @@ class Explorer:
         if view is None:
             return
         self._show_error("phase", None)
-        view, lines = view
+        view, lines, cols = view
         self.phase_view = view
-        self.plot.object = self._diagram(view, lines)
+        self._diagram(view, lines, cols)
         self.legend.object = _legend(view.result)
         r = view.result
         self.phase_status.object = (f"{r.x.count} x {r.y.count} cells, {r.solver} solver, "
@@ -298,70 +299,118 @@ class Explorer:
 
     # -------------------------------------------------------------------------------- drawing
 
-    def _diagram(self, view, lines):
-        from sdtheory.plots.phase import LABELS, cell_edges
+    def _diagram(self, view, lines, cols):
+        """Draw a diagram: the cells' data into the figure, a new figure only where an
+        axis changes between linear and log."""
+        r = view.result
+        kinds = ("log" if r.x.log else "linear", "log" if r.y.log else "linear")
+        if self._figure is None or self._figure_kinds != kinds:
+            self._figure, self._figure_kinds = self._new_figure(*kinds), kinds
+            self._fill(view, lines, cols)
+            self.plot.object = self._figure
+            return
+        doc = self._figure.document
+        if doc is not None and doc.session_context is not None:
+            # a served page's models change under the document's lock
+            doc.add_next_tick_callback(lambda: self._fill(view, lines, cols))
+        else:
+            self._fill(view, lines, cols)
+
+    def _fill(self, view, lines, cols):
+        from sdtheory.plots.phase import LABELS
 
         r = view.result
-        xe, ye = cell_edges(r.x), cell_edges(r.y)
-        ny, nx = r.data.shape
-        iy, ix = np.divmod(np.arange(nx * ny), nx)
-        fill = _fill_colours(r)
-        cf = r.values["r_star_closed_form"].ravel()
-        data = dict(left=xe[ix], right=xe[ix + 1], bottom=ye[iy], top=ye[iy + 1],
-                    colour=fill, xv=[f"{v:g}" for v in r.x_values[ix]],
-                    yv=[f"{v:g}" for v in r.y_values[iy]],
-                    value=[_fmt(v) for v in r.data.ravel()],
-                    cf=[_fmt(v) for v in cf], delta=[f"{v:.4f}" for v in view.delta.ravel()])
-        tex = {k: v.replace("$", "").replace("\\", "") for k, v in LABELS.items()}
-        fig = figure(width=600, height=470, tools="tap,pan,wheel_zoom,reset,save",
-                     x_axis_type="log" if r.x.log else "linear",
-                     y_axis_type="log" if r.y.log else "linear",
-                     x_range=(xe[0], xe[-1]), y_range=(ye[0], ye[-1]),
-                     x_axis_label=tex[r.x.name], y_axis_label=tex[r.y.name],
-                     title=f"{_QUANTITY[r.quantity]}, {r.solver} solver, rounds 0..{r.max_rounds}")
-        quads = fig.quad(left="left", right="right", bottom="bottom", top="top",
-                         fill_color="colour", line_color=None,
-                         source=ColumnDataSource(data, name=f"sd-cells-{self._draws}"))
+        fig, src = self._figure, self._sources
+        xe, ye = self._edges = cols.pop("edges")
+        palette = cols.pop("palette")
+        self._mapper.palette = palette
+        self._mapper.high = len(palette) - 0.5
+        name = {k: v.replace("$", "").replace("\\", "") for k, v in LABELS.items()}
+        fig.xaxis.axis_label, fig.yaxis.axis_label = name[r.x.name], name[r.y.name]
+        fig.title.text = (f"{_QUANTITY[r.quantity]}, {r.solver} solver, rounds "
+                          f"0..{r.max_rounds}")
+        self._hover.tooltips = [(r.x.name, "@xv{0.[000000]}"), (r.y.name, "@yv{0.[000000]}"),
+                                (_QUANTITY[r.quantity], "@value{0.[0000]}"),
+                                ("closed-form r*", "@cf"), ("Delta", "@delta{0.0000}")]
+        fig.x_range.start, fig.x_range.end = xe[0], xe[-1]
+        fig.y_range.start, fig.y_range.end = ye[0], ye[-1]
+        src["cells"].data = cols
+        src["cells"].name = f"sd-cells-{self._draws}"
         self._draws += 1
-        fig.add_tools(HoverTool(renderers=[quads], tooltips=[
-            (r.x.name, "@xv"), (r.y.name, "@yv"), (_QUANTITY[r.quantity], "@value"),
-            ("closed-form r*", "@cf"), ("Delta", "@delta")]))
-        for xs, ys in lines["r_star"]:
-            fig.line(xs, ys, color="black", line_width=1.2)
-        if lines["labels"]:
-            lx, ly, lt = zip(*lines["labels"])
-            fig.text(list(lx), list(ly), text=list(lt), text_font_size="9pt",
-                     text_align="center", text_baseline="middle",
-                     background_fill_color="white", background_fill_alpha=0.7)
-        for xs, ys in lines["delta0"]:
-            fig.line(xs, ys, color="#d00000", line_width=2, line_dash="dashed",
-                     legend_label="Delta = 0")
-        self._marker = ColumnDataSource(dict(left=[], right=[], bottom=[], top=[]))
+        src["r_star"].data = dict(xs=[x for x, _ in lines["r_star"]],
+                                  ys=[y for _, y in lines["r_star"]])
+        lab = lines["labels"]
+        src["labels"].data = dict(x=[t[0] for t in lab], y=[t[1] for t in lab],
+                                  text=[t[2] for t in lab])
+        src["delta0"].data = dict(xs=[x for x, _ in lines["delta0"]],
+                                  ys=[y for _, y in lines["delta0"]])
+        src["marker"].data = dict(left=[], right=[], bottom=[], top=[])
+
+    def _new_figure(self, x_type, y_type):
+        fig = figure(width=600, height=470, tools="tap,pan,wheel_zoom,reset,save",
+                     x_axis_type=x_type, y_axis_type=y_type)
+        cells = ColumnDataSource(dict(left=[], right=[], bottom=[], top=[], index=[], xv=[],
+                                      yv=[], value=[], cf=[], delta=[]))
+        self._mapper = LinearColorMapper(palette=["#ffffff"], low=-0.5, high=0.5,
+                                         name="sd-palette")
+        quads = fig.quad(left="left", right="right", bottom="bottom", top="top",
+                         fill_color={"field": "index", "transform": self._mapper},
+                         line_color=None, source=cells)
+        self._hover = HoverTool(renderers=[quads])
+        fig.add_tools(self._hover)
+        self._sources = {"cells": cells, "r_star": ColumnDataSource(dict(xs=[], ys=[])),
+                         "labels": ColumnDataSource(dict(x=[], y=[], text=[])),
+                         "delta0": ColumnDataSource(dict(xs=[], ys=[])),
+                         "marker": ColumnDataSource(dict(left=[], right=[], bottom=[],
+                                                         top=[]))}
+        fig.multi_line(xs="xs", ys="ys", color="black", line_width=1.2,
+                       source=self._sources["r_star"])
+        fig.text(x="x", y="y", text="text", text_font_size="9pt", text_align="center",
+                 text_baseline="middle", background_fill_color="white",
+                 background_fill_alpha=0.7, source=self._sources["labels"])
+        fig.multi_line(xs="xs", ys="ys", color="#d00000", line_width=2, line_dash="dashed",
+                       source=self._sources["delta0"])
         fig.quad(left="left", right="right", bottom="bottom", top="top", fill_alpha=0,
-                 line_color="magenta", line_width=3, source=self._marker)
-        self._edges = (xe, ye)
+                 line_color="magenta", line_width=3, source=self._sources["marker"])
 
         def tapped(event):
-            if event.x is None or event.y is None:
+            if event.x is None or event.y is None or self._edges is None:
                 return
+            xe, ye = self._edges
             i = int(np.searchsorted(xe, event.x)) - 1
             j = int(np.searchsorted(ye, event.y)) - 1
-            if 0 <= i < nx and 0 <= j < ny:
+            if 0 <= i < xe.size - 1 and 0 <= j < ye.size - 1:
                 self.click(i, j)
 
         fig.on_event(Tap, tapped)
         return fig
 
-    def _mark(self, ix, iy):
+    def _mark(self, ix, iy):            # called by the figure's tap: under its lock
         xe, ye = self._edges
-        self._marker.data = dict(left=[xe[ix]], right=[xe[ix + 1]], bottom=[ye[iy]],
-                                 top=[ye[iy + 1]])
+        self._sources["marker"].data = dict(left=[xe[ix]], right=[xe[ix + 1]],
+                                            bottom=[ye[iy]], top=[ye[iy + 1]])
 
 
 def _phase_job(values):
-    """The diagram and its overlay lines (both off the event loop)."""
+    """The diagram, its overlay lines and its drawing data (all off the event loop)."""
     view = jobs.compute_phase(values)
-    return view, overlay_lines(view)
+    return view, overlay_lines(view), _columns(view)
+
+
+def _columns(view) -> dict:
+    """The cells' data for the figure: edges, values, and each cell's colour as an index
+    into a palette of the PNG's colours (:func:`sdtheory.plots.phase.cell_colors`)."""
+    from sdtheory.plots.phase import cell_edges
+
+    r = view.result
+    xe, ye = cell_edges(r.x), cell_edges(r.y)
+    ny, nx = r.data.shape
+    iy, ix = np.divmod(np.arange(nx * ny), nx)
+    palette, index = np.unique(np.asarray(_fill_colours(r)), return_inverse=True)
+    return dict(left=xe[ix], right=xe[ix + 1], bottom=ye[iy], top=ye[iy + 1],
+                index=index.astype(np.float64), xv=r.x_values[ix], yv=r.y_values[iy],
+                value=r.data.ravel(), cf=r.values["r_star_closed_form"].ravel(),
+                delta=view.delta.ravel(), palette=list(palette), edges=(xe, ye))
 
 
 def _fmt(v) -> str:
