@@ -235,8 +235,12 @@ def test_bad_value_gets_the_commands_message_at_its_field(page, capsys):
 
 
 def test_screenshot(page, tmp_path):
-    """The page drawn (a diagram and a cell): many colours, not a blank page."""
-    page.until_text(".sd-cell-table", lambda t: t.startswith("sdtheory"))
+    """The page drawn (a diagram and a cell, K = 3 with its simplex): many colours, not a
+    blank page."""
+    page.select("quantity", "r_star")
+    page.type("K", "3")
+    page.until_text(".sd-cell-table", lambda t: " K=3 " in t)
+    page.until_text(".sd-phase-command", lambda t: "--K 3 " in t and "r_star" in t)
     page.d.execute_script("window.scrollTo(0, 0)")
     time.sleep(0.5)
     path = os.environ.get("SDTHEORY_SCREENSHOT") or str(tmp_path / "explore.png")

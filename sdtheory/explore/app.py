@@ -18,11 +18,17 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import panel as pn
 from bokeh.events import Tap
-from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper
+from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper, Range1d
 from bokeh.plotting import figure
 
 from sdtheory.explore import jobs
-from sdtheory.explore.figures import cell_figure, overlay_lines
+from sdtheory.explore.figures import (
+    PARTS,
+    SOLVER_NAMES,
+    cell_series,
+    cell_title,
+    overlay_lines,
+)
 
 __all__ = ["Explorer", "Latest"]
 
@@ -157,8 +163,7 @@ class Explorer:
         self.cell_spinner = pn.indicators.LoadingSpinner(value=False, size=20)
         self.cell_command = pn.pane.HTML("", css_classes=["sd-command", "sd-cell-command"])
         self.cell_summary = pn.pane.HTML("", css_classes=["sd-cell-summary"])
-        self.cell_plot = pn.pane.Matplotlib(None, dpi=80, tight=True, format="png",
-                                            css_classes=["sd-cell-plot"])
+        self.cell_plot = pn.pane.Bokeh(None, css_classes=["sd-cell-plot"])
         self.cell_table = pn.pane.HTML("", css_classes=["sd-table", "sd-cell-table"],
                                        max_height=420, styles={"overflow-y": "auto"})
         self.cell_downloads = pn.Row()
@@ -284,8 +289,7 @@ class Explorer:
                                        f"{k} = {v:g}" for k, v in cell.items()))
         self.cell_command.object = f"<pre>{html.escape(view.command)}</pre>"
         self.cell_summary.object = _summary(view)
-        fig = cell_figure(view)
-        self.cell_plot.object = fig
+        self.cell_plot.object = _cell_plots(view)
         self.cell_table.object = f"<pre>{html.escape(view.table)}</pre>"
         self.cell_downloads.objects = _downloads(jobs.CELL_FILES, lambda: jobs.cell_files(view))
 
@@ -348,14 +352,16 @@ class Explorer:
 
     def _new_figure(self, x_type, y_type):
         fig = figure(width=600, height=470, tools="tap,pan,wheel_zoom,reset,save",
-                     x_axis_type=x_type, y_axis_type=y_type)
+                     x_axis_type=x_type, y_axis_type=y_type, x_range=Range1d(0, 1),
+                     y_range=Range1d(0, 1))
         cells = ColumnDataSource(dict(left=[], right=[], bottom=[], top=[], index=[], xv=[],
                                       yv=[], value=[], cf=[], delta=[]))
         self._mapper = LinearColorMapper(palette=["#ffffff"], low=-0.5, high=0.5,
                                          name="sd-palette")
         quads = fig.quad(left="left", right="right", bottom="bottom", top="top",
                          fill_color={"field": "index", "transform": self._mapper},
-                         line_color=None, source=cells)
+                         line_color=None, source=cells, nonselection_fill_alpha=1.0,
+                         selection_fill_alpha=1.0)    # a click marks its cell, no fading
         self._hover = HoverTool(renderers=[quads])
         fig.add_tools(self._hover)
         self._sources = {"cells": cells, "r_star": ColumnDataSource(dict(xs=[], ys=[])),
@@ -389,6 +395,54 @@ class Explorer:
         xe, ye = self._edges
         self._sources["marker"].data = dict(left=[xe[ix]], right=[xe[ix + 1]],
                                             bottom=[ye[iy]], top=[ye[iy + 1]])
+
+
+_DASH = {"-": "solid", "--": "dashed", ":": "dotted"}
+
+
+def _cell_plots(view):
+    """The cell figure of :func:`sdtheory.explore.figures.cell_figure` (its PNG download),
+    drawn by the browser: the same :func:`~sdtheory.explore.figures.cell_series`."""
+    from bokeh.layouts import row
+
+    from sdtheory.plots.figures import _SQ3
+    from sdtheory.plots.style import CLASS_COLORS
+
+    ser = cell_series(view.doc)
+    R = ser["R"]
+    colours = {"exact": "#1f77b4", "linear": "#ff7f0e"}
+    dash = {part: _DASH[ls] for _, part, ls in PARTS}
+    acc = figure(width=470, height=330, title=cell_title(view.doc), x_range=(-0.5, R + 1.5),
+                 y_range=(-0.03, 1.03), tools="pan,wheel_zoom,reset,save,hover",
+                 x_axis_label="round r (PLL student after the last round)",
+                 y_axis_label="training accuracy (true labels)")
+    acc.title.text_font_size = "8pt"
+    for (name, part), (r, y) in ser["curves"].items():
+        acc.line(r, y, color=colours[name], line_dash=dash[part], line_width=1.5,
+                 legend_label=f"{SOLVER_NAMES[name]}, {part}")
+    for name, a in ser["pll"].items():
+        acc.scatter([R + 1], [a], marker="star", size=13, color=colours[name],
+                    legend_label=f"{SOLVER_NAMES[name]}, PLL student (all)")
+    acc.legend.location = "bottom_right"
+    acc.legend.label_text_font_size = "7pt"
+    acc.legend.spacing = 0
+    if not ser["groups"]:
+        return acc
+    sx = figure(width=300, height=300, tools="pan,wheel_zoom,reset,save",
+                x_range=(-0.12, 1.12), y_range=(-0.14, _SQ3 + 0.12),
+                title="group means across rounds (colour: true class)")
+    sx.title.text_font_size = "8pt"
+    sx.axis.visible = sx.grid.visible = False
+    sx.line([0, 1, 0.5, 0], [0, 0, _SQ3, 0], color="#444444")
+    for k, (x, y) in enumerate([(0.0, -0.07), (1.0, -0.07), (0.5, _SQ3 + 0.03)]):
+        sx.text([x], [y], text=[f"class {k}"], text_color=CLASS_COLORS[k], text_align="center",
+                text_font_size="9pt")
+    for (t, g), (u, v) in ser["groups"].items():
+        sx.line(u, v, color=CLASS_COLORS[t], line_alpha=0.7)
+        sx.scatter(u[:1], v[:1], marker="circle" if t == g else "square", size=8,
+                   color=CLASS_COLORS[t], fill_color=CLASS_COLORS[t] if t == g else "white")
+        sx.scatter(u[-1:], v[-1:], marker="triangle", size=8, color=CLASS_COLORS[t])
+    return row(acc, sx)
 
 
 def _phase_job(values):
