@@ -215,7 +215,9 @@ class Explorer:
         if key in ("x", "y"):
             self.cell = None
         asyncio.ensure_future(self.update_phase())
-        asyncio.ensure_future(self.update_cell())
+        shown = self.cell_view is not None and self.input_errors["cell"] is None
+        if not (shown and jobs.cell_argv(self.values, self.cell) == self.cell_view.argv):
+            asyncio.ensure_future(self.update_cell())    # the cell's command changed
 
     def _show_error(self, which, err):
         """The commands' one-line messages (``which`` view's now ``err``, None: none) next to
