@@ -100,7 +100,7 @@ def overlay_lines(view) -> dict:
     from matplotlib.contour import ContourSet
     from matplotlib.figure import Figure
 
-    from sdtheory.plots.phase import cell_edges, contourable, overlay_r_star_levels
+    from sdtheory.plots.phase import contourable, diagram_axes, overlay_r_star_levels
 
     res = view.result
     out = {"r_star": [], "labels": [], "delta0": []}
@@ -109,13 +109,7 @@ def overlay_lines(view) -> dict:
     fig = Figure(figsize=(7.0, 5.2), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    xe, ye = cell_edges(res.x), cell_edges(res.y)
-    if res.x.log:
-        ax.set_xscale("log")
-    if res.y.log:
-        ax.set_yscale("log")
-    ax.set_xlim(xe[0], xe[-1])
-    ax.set_ylim(ye[0], ye[-1])
+    diagram_axes(ax, res)
     if overlay_r_star_levels(ax, res, res.values["r_star_closed_form"]):
         for cs in (c for c in ax.get_children() if isinstance(c, ContourSet)):
             out["r_star"] = _segments(cs)

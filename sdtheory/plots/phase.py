@@ -8,8 +8,9 @@ from sdtheory._io import atomic_write
 from sdtheory.sweep.grid import Axis
 from sdtheory.sweep.result import PhaseResult
 
-__all__ = ["plot_phase", "cell_edges", "cell_colors", "LABELS", "r_star_bins", "r_star_colors",
-           "diverging_white", "contourable", "label_contours", "single_value_ticks"]
+__all__ = ["plot_phase", "cell_edges", "cell_colors", "diagram_axes", "LABELS", "r_star_bins",
+           "r_star_colors", "diverging_white", "contourable", "label_contours",
+           "single_value_ticks"]
 
 LABELS = {"eta": r"noise rate $\eta$", "lam": r"ridge $\lambda$",
           "c": "same-class correlation $c$", "d": "cross-class correlation $d$",
@@ -184,12 +185,7 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False,
     if failed.any():
         grey = np.ma.masked_where(~failed, np.ones(failed.shape))
         ax.pcolormesh(xe, ye, grey, cmap=colors.ListedColormap(["0.6"]), shading="flat")
-    if result.x.log:
-        ax.set_xscale("log")
-    if result.y.log:
-        ax.set_yscale("log")
-    ax.set_xlim(xe[0], xe[-1])
-    ax.set_ylim(ye[0], ye[-1])
+    diagram_axes(ax, result)
     single_value_ticks(ax, result)
     if invert_y:
         ax.invert_yaxis()
@@ -247,6 +243,17 @@ def cell_colors(result):
         cmap, norm = diverging_white(lim)
         Z = np.ma.masked_invalid(result.data)
     return Z, cmap.with_extremes(bad="white"), norm, ticks, tick_labels
+
+
+def diagram_axes(ax, result) -> None:
+    """The axes' scales (log where the sweep is) and limits (the outer cell edges)."""
+    xe, ye = cell_edges(result.x), cell_edges(result.y)
+    if result.x.log:
+        ax.set_xscale("log")
+    if result.y.log:
+        ax.set_yscale("log")
+    ax.set_xlim(xe[0], xe[-1])
+    ax.set_ylim(ye[0], ye[-1])
 
 
 def single_value_ticks(ax, result) -> None:
