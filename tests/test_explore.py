@@ -161,6 +161,19 @@ def test_explore_command_help_and_bad_port(capsys):
         assert option in text
 
 
+def test_port_in_use_is_one_line(capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        rc, out, err = _cli(capsys, "explore", ["--no-browser", "--port", str(port)])
+    assert rc == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"sdtheory explore: error: --host/--port: cannot listen on "
+                          f"127.0.0.1:{port}: ")
+
+
 def test_core_package_does_not_import_panel():
     import subprocess
     import sys
@@ -172,3 +185,21 @@ def test_core_package_does_not_import_panel():
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_sd_explore_is_the_page_with_the_given_values():
+    """sd.explore(...) (the notebook's entry) builds the served page's layout, its form
+    holding the values given; an unknown field is refused by name."""
+    pn = pytest.importorskip("panel")
+    import sdtheory as sd
+
+    layout = sd.explore(K=3, solver="exact")
+    assert isinstance(layout, pn.layout.Column)
+    values = {}
+    for w in layout.select(pn.widgets.Widget):
+        for cls in w.css_classes:
+            if cls.startswith("sd-field-"):
+                values[cls[len("sd-field-"):]] = w.value
+    assert values == {**jobs.DEFAULTS, "K": "3", "solver": "exact"}
+    with pytest.raises(ValueError, match="unknown field 'k'"):
+        sd.explore(k=3)

@@ -35,5 +35,9 @@ def run(args) -> int:
         _panel()
     except ImportError as err:
         raise UsageError(str(err)) from None
-    serve(host=args.host, port=args.port, show=not args.no_browser)
+    try:
+        serve(host=args.host, port=args.port, show=not args.no_browser)
+    except OSError as err:          # a port in use, an address not of this machine
+        raise UsageError(f"--host/--port: cannot listen on {args.host}:{args.port}: "
+                         f"{err.strerror or err}") from None
     return EXIT_OK

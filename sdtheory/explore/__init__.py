@@ -54,11 +54,13 @@ def serve(host: str = "127.0.0.1", port: int | None = None, show: bool = True, *
     from sdtheory.explore.app import Explorer
 
     port = free_port(host) if port is None else port
-    url = f"http://{host}:{port}/"
-    print(f"sdtheory explore: serving {url} (Ctrl-C stops)", flush=True)
-    pn.serve({"/": lambda: Explorer(**values).layout()}, address=host, port=port, show=show,
-             title="sdtheory explore", websocket_origin=[f"{host}:{port}"], threaded=False,
-             verbose=False)
+    server = pn.serve({"/": lambda: Explorer(**values).layout()}, address=host, port=port,
+                      show=show, title="sdtheory explore", websocket_origin=[f"{host}:{port}"],
+                      threaded=False, verbose=False, start=False)
+    # listening now (a port in use has raised): the address, then the loop until Ctrl-C
+    print(f"sdtheory explore: serving http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    server.start()
+    server.io_loop.start()
 
 
 class _Module(types.ModuleType):

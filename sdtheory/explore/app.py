@@ -132,13 +132,13 @@ class Explorer:
             cls = [f"sd-field-{key}"]
             width = 80 if key[1:2] == "-" else 140          # the axes' LO, HI, COUNT
             if key in _CHOICES:
-                w = pn.widgets.Select(name=_LABELS[key], options=_CHOICES[key], value=v,
+                w = pn.widgets.Select(label=_LABELS[key], options=_CHOICES[key], value=v,
                                       css_classes=cls, width=width)
             elif isinstance(v, bool):
-                w = pn.widgets.Checkbox(name=_LABELS[key], value=v, css_classes=cls,
+                w = pn.widgets.Checkbox(label=_LABELS[key], value=v, css_classes=cls,
                                         margin=(30, 10, 0, 10) if key[1:2] == "-" else 10)
             else:
-                w = pn.widgets.TextInput(name=_LABELS[key], value=v, css_classes=cls,
+                w = pn.widgets.TextInput(label=_LABELS[key], value=v, css_classes=cls,
                                          width=width)
             w.param.watch(self._changed, "value")
             self.widgets[key] = w
