@@ -51,6 +51,8 @@ _NAMES = {
     # jobs
     "ProblemConfig": "problem", "build_problem": "problem", "SimConfig": "simulate",
     "simulate": "simulate", "Axis": "sweep", "PhaseResult": "sweep",
+    # the explorer (needs the explore extra; sd.explore() shows it in a notebook)
+    "explore": "explore",
 }
 
 __getattr__, __dir__, _public = attach(__name__, _NAMES, functions=("simulate",))

@@ -105,7 +105,8 @@ def test_simulate_bad_input_exit_code_2(tmp_path, capsys, args, fragment):
 def test_every_subcommand_has_help_with_defaults():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == {"simulate", "phase", "verify", "probe", "optimize", "figures"}
+    assert set(sub.choices) == {"simulate", "phase", "verify", "probe", "optimize", "figures",
+                                "explore"}
     for name, p in sub.choices.items():
         text = p.format_help()
         for action in p._actions:

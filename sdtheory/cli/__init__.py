@@ -19,7 +19,7 @@ import threading
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
-SUBCOMMANDS = ("simulate", "phase", "verify", "probe", "optimize", "figures")
+SUBCOMMANDS = ("simulate", "phase", "verify", "probe", "optimize", "figures", "explore")
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -62,16 +62,11 @@ def output_names(quantity: str, x, y) -> tuple[str, str]:
     return stem + ".csv", stem + ".png"
 
 
-def run(args) -> int:
-    """0: success; 1: some cells failed the certificate (written, marked); 2: bad input."""
-    import numpy as np
-
-    from sdtheory._io import Outputs
-    from sdtheory.plots.phase import plot_phase
-    from sdtheory.sweep import Axis, plan, run_plan
+def prepare(args):
+    """(base configuration, x axis, y axis, R) of parsed options, every check of the options
+    done except --out's (shared with ``sdtheory explore``, so that both give one message)."""
+    from sdtheory.sweep import Axis
     from sdtheory.sweep.engine import _check
-    from sdtheory.sweep.io import write_csv
-    from sdtheory.sweep.result import CERT_TOL
 
     if args.model == "gmm":
         raise UsageError("phase supports block models only (--model block or superclass); "
@@ -89,6 +84,30 @@ def run(args) -> int:
     from sdtheory.executors import check_executor
 
     check_executor(args.executor, args.workers, args.scheduler)
+    return base, x, y, R
+
+
+def write_files(result, csv_path, png_path, fragile: bool = False) -> None:
+    """The results CSV and the figure of a phase diagram (also ``sdtheory explore``'s
+    downloads); ``fragile`` hatches the cells whose verdict hangs on the tie tolerance."""
+    import numpy as np
+
+    from sdtheory.plots.phase import plot_phase
+    from sdtheory.sweep.io import write_csv
+
+    write_csv(result, csv_path)
+    plot_phase(result, png_path, overlay_closed_form_levels=(
+        result.quantity == "r_star" and np.isfinite(result.values["r_star_closed_form"]).any()),
+        overlay_fragile=fragile)
+
+
+def run(args) -> int:
+    """0: success; 1: some cells failed the certificate (written, marked); 2: bad input."""
+    from sdtheory._io import Outputs
+    from sdtheory.sweep import plan, run_plan
+    from sdtheory.sweep.result import CERT_TOL
+
+    base, x, y, R = prepare(args)
     names = output_names(args.quantity, x, y)
     outputs = Outputs(args.out, names)
     p = plan(base, x, y)
@@ -96,11 +115,8 @@ def run(args) -> int:
                       pll_ties=args.pll_ties, executor=args.executor, workers=args.workers,
                       scheduler=args.scheduler)
     with outputs:
-        write_csv(result, outputs.path(names[0]))
-        plot_phase(result, outputs.path(names[1]), overlay_closed_form_levels=(
-            result.quantity == "r_star"
-            and np.isfinite(result.values["r_star_closed_form"]).any()),
-            overlay_fragile=args.fragile)
+        write_files(result, outputs.path(names[0]), outputs.path(names[1]),
+                    fragile=args.fragile)
     csv_path, png_path = output_paths(result, args.out)
     print(csv_path)
     print(png_path)

@@ -75,11 +75,11 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="DIR", default=None, help="also write result.json into DIR")
 
 
-def run(args) -> int:
-    from sdtheory._io import Outputs, write_json
+def sim_config(args):
+    """The validated :class:`~sdtheory.simulate.SimConfig` of parsed options (shared with
+    ``sdtheory explore``, so that both give one message)."""
     from sdtheory.cli import refuse_unused
-    from sdtheory.simulate import SimConfig, format_table, simulate
-    from sdtheory.solvers import SolverError
+    from sdtheory.simulate import SimConfig
 
     relation = args.method == "relation"
     view = args.relation_view
@@ -104,6 +104,15 @@ def run(args) -> int:
                          relation_snr=args.relation_snr, relation_dim=args.relation_dim,
                          relation_k=args.relation_k, relation_tau=args.relation_tau,
                          relation_purity=args.relation_purity)
+    return cfg
+
+
+def run(args) -> int:
+    from sdtheory._io import Outputs, write_json
+    from sdtheory.simulate import format_table, simulate
+    from sdtheory.solvers import SolverError
+
+    cfg = sim_config(args)
     outputs = Outputs(args.out, ["result.json"]) if args.out else None
     try:
         doc = simulate(cfg)

@@ -8,9 +8,9 @@ from sdtheory._io import atomic_write
 from sdtheory.sweep.grid import Axis
 from sdtheory.sweep.result import PhaseResult
 
-__all__ = ["plot_phase", "cell_edges", "LABELS", "r_star_bins", "r_star_colors",
-           "diverging_white", "contourable", "label_contours", "single_value_ticks",
-           "hatch_cells"]
+__all__ = ["plot_phase", "cell_edges", "cell_colors", "diagram_axes", "LABELS", "r_star_bins",
+           "r_star_colors", "diverging_white", "contourable", "label_contours",
+           "single_value_ticks", "hatch_cells"]
 
 LABELS = {"eta": r"noise rate $\eta$", "lam": r"ridge $\lambda$",
           "c": "same-class correlation $c$", "d": "cross-class correlation $d$",
@@ -161,7 +161,6 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False,
     whose exact solve failed its certificate are grey. A signed PLL gain is white exactly at
     0. Grids of one row, one column or one cell are drawn as such (:func:`cell_edges`).
     """
-    import matplotlib
     from matplotlib import colors
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -176,21 +175,7 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False,
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     xe, ye = cell_edges(result.x), cell_edges(result.y)
-    ticks = tick_labels = None
-    if q == "r_star":
-        cmap, norm, ticks, tick_labels = r_star_colors(R)
-        # not reached: the white bin at R + 1 (failed cells stay masked, drawn grey below)
-        Z = np.ma.masked_invalid(np.where(np.isnan(result.data) & ~failed, R + 1.0,
-                                          result.data))
-    elif q == "acc_round_R":
-        cmap = matplotlib.colormaps["viridis"].copy()
-        norm = colors.Normalize(0.0, 1.0)
-        Z = np.ma.masked_invalid(result.data)
-    else:
-        lim = float(np.nanmax(np.abs(result.data))) if np.isfinite(result.data).any() else 1.0
-        cmap, norm = diverging_white(lim)
-        Z = np.ma.masked_invalid(result.data)
-    cmap = cmap.with_extremes(bad="white")
+    Z, cmap, norm, ticks, tick_labels = cell_colors(result)
     mesh = ax.pcolormesh(xe, ye, Z, cmap=cmap, norm=norm, shading="flat")
     if q == "r_star":
         cbar = fig.colorbar(mesh, ax=ax, ticks=ticks, spacing="uniform", drawedges=True)
@@ -209,12 +194,7 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False,
             raise ValueError("this result has no fragile column to overlay (written before "
                              "decision margins were recorded: compute it again)")
         nfragile = hatch_cells(ax, xe, ye, result.fragile & ~failed)
-    if result.x.log:
-        ax.set_xscale("log")
-    if result.y.log:
-        ax.set_yscale("log")
-    ax.set_xlim(xe[0], xe[-1])
-    ax.set_ylim(ye[0], ye[-1])
+    diagram_axes(ax, result)
     single_value_ticks(ax, result)
     if invert_y:
         ax.invert_yaxis()
@@ -263,6 +243,43 @@ def hatch_cells(ax, xe, ye, mask) -> int:
         ax.add_collection(PatchCollection(cells, facecolor="none", edgecolor="black",
                                           hatch="////", linewidth=0.0, zorder=3))
     return len(cells)
+
+
+def cell_colors(result):
+    """(Z, cmap, norm, ticks, tick labels) of a diagram's cells: the masked values to colour
+    and their colour map (tick positions and labels for r*'s bins, else None). Cells whose
+    exact solve failed are masked (drawn grey by the caller), as are undefined values
+    (white)."""
+    import matplotlib
+    from matplotlib import colors
+
+    q, R = result.quantity, result.max_rounds
+    ticks = tick_labels = None
+    if q == "r_star":
+        cmap, norm, ticks, tick_labels = r_star_colors(R)
+        # not reached: the white bin at R + 1 (failed cells stay masked, drawn grey)
+        Z = np.ma.masked_invalid(np.where(np.isnan(result.data) & ~result.failed, R + 1.0,
+                                          result.data))
+    elif q == "acc_round_R":
+        cmap = matplotlib.colormaps["viridis"].copy()
+        norm = colors.Normalize(0.0, 1.0)
+        Z = np.ma.masked_invalid(result.data)
+    else:
+        lim = float(np.nanmax(np.abs(result.data))) if np.isfinite(result.data).any() else 1.0
+        cmap, norm = diverging_white(lim)
+        Z = np.ma.masked_invalid(result.data)
+    return Z, cmap.with_extremes(bad="white"), norm, ticks, tick_labels
+
+
+def diagram_axes(ax, result) -> None:
+    """The axes' scales (log where the sweep is) and limits (the outer cell edges)."""
+    xe, ye = cell_edges(result.x), cell_edges(result.y)
+    if result.x.log:
+        ax.set_xscale("log")
+    if result.y.log:
+        ax.set_yscale("log")
+    ax.set_xlim(xe[0], xe[-1])
+    ax.set_ylim(ye[0], ye[-1])
 
 
 def single_value_ticks(ax, result) -> None:

@@ -1,0 +1,252 @@
+"""sdtheory explore in a real browser: a server on a free port, driven by headless Chromium
+with every host but 127.0.0.1 unreachable (a page that needed a CDN would not draw).
+
+Needs Debian's chromium and chromium-driver (.ci/run installs them) and the explore and test
+extras. Without them the tests are skipped, except in CI (CI=true), where they fail.
+SDTHEORY_SCREENSHOT=PATH also saves the page's screenshot there (docs/explore.png).
+"""
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from sdtheory.cli import main
+from sdtheory.explore import free_port, jobs
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+def _missing(what: str):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"the browser tests need {what} (CI installs it: .ci/run)")
+    pytest.skip(f"the browser tests need {what}")
+
+
+try:
+    import panel  # noqa: F401
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+except ImportError:
+    webdriver = None
+
+# elements live in shadow roots: search them all
+_JS = """
+function walk(root, css, out) {
+  root.querySelectorAll(css).forEach(e => out.push(e));
+  for (const el of root.querySelectorAll('*')) if (el.shadowRoot) walk(el.shadowRoot, css, out);
+  return out;
+}
+function deepText(e) {
+  let t = e.shadowRoot ? deepText(e.shadowRoot) : '';
+  for (const c of e.childNodes)
+    if (c.nodeType === 3) t += c.textContent;
+    else if (c.nodeType === 1 && !['STYLE', 'SCRIPT'].includes(c.tagName)) t += deepText(c);
+  return t;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if webdriver is None:
+        _missing("the explore and test extras (panel, selenium)")
+    port = free_port()
+    env = {**os.environ, "SDTHEORY_JAX_CACHE": str(tmp_path_factory.mktemp("cache"))}
+    proc = subprocess.Popen([sys.executable, "-m", "sdtheory", "--quiet", "explore",
+                             "--no-browser", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line.strip() == f"sdtheory explore: serving http://127.0.0.1:{port}/ (Ctrl-C stops)"
+    yield f"http://127.0.0.1:{port}/"
+    proc.terminate()
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    assert "Traceback" not in err, err
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    if not (CHROMIUM and DRIVER):
+        _missing("chromium and chromedriver (apt-get install chromium chromium-driver)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+              "--window-size=1300,1750",
+              # every host but the server unreachable: the page must need no network
+              "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+              "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=127.0.0.1"):
+        opts.add_argument(a)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    driver.get(server)
+    yield Page(driver)
+    driver.quit()
+
+
+class Page:
+    def __init__(self, driver):
+        self.d = driver
+        self.wait = WebDriverWait(driver, 120, poll_frequency=0.1)
+
+    def all(self, css):
+        return self.d.execute_script(_JS + "return walk(document, arguments[0], []);", css)
+
+    def text(self, css) -> str:
+        return self.d.execute_script(_JS + "const e = walk(document, arguments[0], []);"
+                                     "return e.length ? deepText(e[0]) : '';", css).strip()
+
+    def until_text(self, css, cond):
+        self.wait.until(lambda _: cond(self.text(css)))
+        return self.text(css)
+
+    def colours(self):
+        """The fill colours of the diagram's cells, as the browser holds them (the newest
+        diagram's)."""
+        return self.d.execute_script("""
+            let best = null, n = -1;
+            for (const doc of window.Bokeh.documents) for (const m of doc.all_models) {
+              const k = m.name && m.name.startsWith('sd-cells-') ? +m.name.slice(9) : -1;
+              if (k > n) { n = k; best = m; }
+            }
+            if (!best) return null;
+            for (const doc of window.Bokeh.documents) for (const m of doc.all_models)
+              if (m.name === 'sd-palette')
+                return Array.from(best.data.index, i => m.palette[i]);
+            return null;""")
+
+    def type(self, key, value):
+        el = self.d.execute_script(_JS + "const h = walk(document, arguments[0], [])[0];"
+                                   "return walk(h.shadowRoot || h, 'input', [])[0];",
+                                   f".sd-field-{key}")
+        el.send_keys(Keys.END, *[Keys.BACKSPACE] * len(el.get_attribute("value")), value,
+                     Keys.ENTER)
+
+    def select(self, key, value):
+        el = self.d.execute_script(_JS + "const h = walk(document, arguments[0], [])[0];"
+                                   "return walk(h.shadowRoot || h, 'select', [])[0];",
+                                   f".sd-field-{key}")
+        Select(el).select_by_value(value)
+
+
+def _expected_colours(form):
+    from sdtheory.explore.app import _fill_colours
+
+    return _fill_colours(jobs.compute_phase(form).result)
+
+
+def _cli_stdout(capsys, argv):
+    capsys.readouterr()
+    assert main(argv) == 0
+    return capsys.readouterr().out
+
+
+def test_page_draws_offline_and_follows_the_controls(page, server):
+    cmd = page.until_text(".sd-phase-command", lambda t: t.startswith("sdtheory phase"))
+    assert cmd == jobs.command_line("phase", jobs.phase_argv({}))
+    first = page.colours()
+    assert first == _expected_colours({})
+    # every script and style sheet came from the server itself
+    urls = page.d.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)")
+    assert urls and all(u.startswith(server) for u in urls), urls
+    # the quantity: accuracy at round R
+    page.select("quantity", "acc_round_R")
+    page.until_text(".sd-phase-command", lambda t: "--quantity acc_round_R" in t)
+    form = {"quantity": "acc_round_R"}
+    expected = _expected_colours(form)
+    page.wait.until(lambda _: page.colours() == expected)
+    assert page.colours() != first
+    # the axes: c from 0.15 to 0.9 against lam
+    t0 = time.perf_counter()
+    page.select("x", "c")
+    page.type("x-lo", "0.15")
+    page.type("x-hi", "0.9")
+    form.update({"x": "c", "x-lo": "0.15", "x-hi": "0.9"})
+    spec = "c:0.15:0.9:75"
+    page.until_text(".sd-phase-command", lambda t: f"--x {spec} " in t)
+    expected = _expected_colours(form)
+    page.wait.until(lambda _: page.colours() == expected)
+    assert time.perf_counter() - t0 < 60
+    assert len(set(expected)) > 1
+
+
+def test_click_shows_the_cell_as_simulate_prints_it(page, capsys):
+    page.until_text(".sd-phase-command", lambda t: t.startswith("sdtheory phase"))
+    page.until_text(".sd-cell-command", lambda t: t.startswith("sdtheory simulate"))
+    before = page.text(".sd-cell-command")
+    (canvas, *_) = [c for c in page.all("canvas") if c.size["width"] > 300]
+    ActionChains(page.d).move_to_element_with_offset(canvas, -60, 40).click().perform()
+    status = page.until_text(".sd-cell-status", lambda t: t.startswith("clicked cell"))
+    cmd = page.until_text(".sd-cell-command",
+                          lambda t: t != before and t.startswith("sdtheory simulate"))
+    argv = shlex.split(cmd)[2:]
+    # the clicked values are grid values of the two axes
+    phase = shlex.split(page.text(".sd-phase-command"))[2:]
+    for axis in ("--x", "--y"):
+        name, *_ = phase[phase.index(axis) + 1].split(":")
+        grid = jobs.parse("phase", phase)
+        values = __import__("sdtheory").sweep.Axis.parse(getattr(grid, axis[2:])).values
+        v = float(argv[argv.index(f"--{name}") + 1])
+        assert np.min(np.abs(values - v)) == 0.0, (name, v, status)
+    # the table is what the command prints, character for character
+    printed = _cli_stdout(capsys, ["simulate", *argv]).strip()
+    page.until_text(".sd-cell-table", lambda t: t == printed)
+    import json
+
+    doc = json.loads(_cli_stdout(capsys, ["simulate", *argv, "--json"]))
+    summary = page.until_text(".sd-cell-summary", lambda t: f"Delta{doc['delta']:.4f}" in t)
+    assert f"Delta{doc['delta']:.4f}" in summary
+    for name in ("exact", "linear"):
+        r = doc["solvers"][name]["r_star"]
+        assert f"{name} r*{'not reached' if r is None else r}" in summary
+
+
+def test_bad_value_gets_the_commands_message_at_its_field(page, capsys):
+    page.until_text(".sd-phase-command", lambda t: t.startswith("sdtheory phase"))
+    page.type("c", "abc")
+    msg = page.until_text(".sd-error-c", lambda t: t != "")
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["phase", "--c", "abc"])
+    assert msg == capsys.readouterr().err.strip() == (
+        "sdtheory phase: error: argument --c: invalid float value: 'abc'")
+    assert page.text(".sd-error-lam") == ""
+    page.type("c", "0.4")
+    page.until_text(".sd-error-c", lambda t: t == "")
+    # a value out of range: the library's check, the same line as the command's
+    page.type("lam", "1e4")
+    msg = page.until_text(".sd-error-lam", lambda t: t != "")
+    assert msg == ("sdtheory phase: error: lam must be a number in [1e-08, 1000] (the "
+                   "validated range), got 10000.0")
+    page.type("lam", "1e-05")
+    page.until_text(".sd-error-lam", lambda t: t == "")
+    page.until_text(".sd-phase-status", lambda t: "cells" in t)
+
+
+def test_screenshot(page, tmp_path):
+    """The page drawn (a diagram and a cell, K = 3 with its simplex): many colours, not a
+    blank page."""
+    page.select("quantity", "r_star")
+    page.type("K", "3")
+    page.until_text(".sd-cell-table", lambda t: " K=3 " in t)
+    page.until_text(".sd-phase-command", lambda t: "--K 3 " in t and "r_star" in t)
+    page.d.execute_script("window.scrollTo(0, 0)")
+    time.sleep(0.5)
+    path = os.environ.get("SDTHEORY_SCREENSHOT") or str(tmp_path / "explore.png")
+    assert page.d.save_screenshot(path)
+    from matplotlib.image import imread
+
+    img = imread(path)[..., :3]
+    colours = np.unique((img.reshape(-1, 3) * 255).astype(np.uint8), axis=0)
+    assert img.shape[0] > 1000 and len(colours) > 200
