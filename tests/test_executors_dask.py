@@ -120,11 +120,16 @@ def test_local_cluster_listens_on_loopback_only():
     processes) listens on is bound to 127.0.0.1, the dashboard's too (it listened on
     0.0.0.0)."""
     psutil = pytest.importorskip("psutil")
+
+    def listening():
+        pids = {os.getpid()} | {p.pid for p in psutil.Process().children(recursive=True)}
+        return {c.laddr for c in psutil.net_connections("tcp")
+                if c.status == psutil.CONN_LISTEN and c.pid in pids}
+
+    before = listening()                     # e.g. this module's own test scheduler
     with executor("local", workers=1):
         info = distributed.default_client().scheduler_info()
         assert info["address"].startswith("tcp://127.0.0.1:"), info["address"]
-        pids = {os.getpid()} | {p.pid for p in psutil.Process().children(recursive=True)}
-        listening = [c.laddr for c in psutil.net_connections("tcp")
-                     if c.status == psutil.CONN_LISTEN and c.pid in pids]
+        listening = listening() - before
     assert len(listening) >= 3                # scheduler, dashboard, a worker (and nanny)
     assert all(a.ip == "127.0.0.1" for a in listening), listening
