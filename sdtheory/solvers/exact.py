@@ -87,8 +87,9 @@ _PREC_KK_MAX = 1024   # ... but keep the preconditioner's (k K) x (k K) system a
 class FeatureNewtonInfo(NewtonInfo):
     """Diagnostics of one exact solve in feature space (``ExactSolver(gram=Features(X))``).
 
-    Attributes (besides those of :class:`~sdtheory.solvers.base.NewtonInfo`; ``logits`` are
-    X W^T):
+    Besides the attributes of :class:`~sdtheory.solvers.base.NewtonInfo` (``logits`` are X W^T):
+
+    Attributes:
       weights: (K, D) the weights W of the solution, P = softmax(X W^T); outputs on held-out
         features X' are softmax(X' W^T).
     """
@@ -111,8 +112,8 @@ class ExactSolver:
       max_iter: Newton steps of the first attempt.
 
     Attributes:
-      name, K, true, given, weight: the :class:`~sdtheory.solvers.base.Solver` protocol
-        (units: the non-empty groups of a block model, or the samples).
+      name: with K, true, given and weight, the :class:`~sdtheory.solvers.base.Solver`
+        protocol (units: the non-empty groups of a block model, or the samples).
       kind: "group", "dense" or "features".
       spectrum: (dense and features) the preconditioner's spectral data
         (:func:`leading_spectrum`, :func:`feature_spectrum`).
