@@ -1,20 +1,19 @@
 """numpy's BLAS/LAPACK thread pool, held at one thread where it matters (threadpoolctl).
 
-Two measured reasons, on this project's 2-core reference machine:
+Two measured reasons, on this project's 2-core reference machine (numbers in
+benchmarks/README.md, "Numbers behind choices in the code"):
 
-* Speed under contention. With another process keeping both cores busy, np.linalg.eigh of a
-  512 x 512 matrix took 3.9 s on OpenBLAS's two spinning threads and 0.11 s on one
-  (2048 x 2048: 23.5 s against 2.6 s). The feature solver's small D x D eigendecompositions
-  therefore run on one thread.
+* Speed under contention. With another process keeping both cores busy, np.linalg.eigh on
+  OpenBLAS's two spinning threads was 9 to 35 times slower than on one. The feature
+  solver's small D x D eigendecompositions therefore run on one thread.
 * Reproducible digits. The last digits of LAPACK's symmetric eigensolver depend on the number
   of BLAS threads (np.linalg.eigh at N = 400, 2000, 4000: one thread and two give different
   bits). Dask starts its workers with one BLAS thread, this process has one per core; so every
   task of a sweep (:func:`sdtheory.executors.task`) runs on one BLAS thread on every executor,
   which makes the serial, local and dask executors give the same bytes.
 
-The cost of one thread where two were free: np.linalg.eigh of a 2000 x 2000 matrix took 2.1 s
-against 1.1 s (4000: 16.8 s against 9.3 s). Outside sweep tasks (simulate, the Python API) numpy
-keeps its own thread count.
+One thread where two were free makes a large eigh about twice as slow, so outside sweep tasks
+(simulate, the Python API) numpy keeps its own thread count.
 """
 
 from __future__ import annotations

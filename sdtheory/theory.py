@@ -754,6 +754,7 @@ def pll_safe(model, counts, lam: float, ties: str = "split") -> tuple[bool, dict
 
     Returns:
       (safe, info) with
+
       * "margin": the smallest student margin over the groups, and "worst_group" (k, j),
         "rival" (the class that beats or comes closest to k there);
       * "instance", "class", "global": the three terms of that margin (they sum to it);

@@ -1,5 +1,5 @@
 """Every bad input answered: one line naming the parameter and what is wrong, exit code 2 from
-the command line, no traceback and no file written (README "Bad input").
+the command line, no traceback and no file written (docs/guide.md "Every command").
 
 The table below is the record of the bad inputs tried. Each command-line row runs
 ``sdtheory.cli.main`` in-process with ``--out`` pointing into a fresh directory, and asserts

@@ -1,4 +1,4 @@
-"""Faults injected into real runs (README "Failures"; docs/guarantees.md): interrupts,
+"""Faults injected into real runs (docs/guide.md "Every command"; docs/guarantees.md): interrupts,
 outputs that cannot be written, a full disk. Each asserts the exit code, the one line on
 stderr, and that nothing is left behind.
 

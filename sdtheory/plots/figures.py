@@ -8,7 +8,7 @@ where one panel suffices), draws the figure in the common style
 caption, and writes the PNG through a temporary file. Nothing here solves anything.
 
 Figures are at most about 10.5 inches wide at 130 dpi, so that their text stays legible when
-the README shows them 600-800 pixels wide. Curves that coincide are drawn so that each stays
+docs/guide.md shows them 600-800 pixels wide. Curves that coincide are drawn so that each stays
 visible (line styles, nested markers) and are named as identical in a legend or a note.
 """
 

@@ -47,8 +47,8 @@ warm-started) attempt failed."""
 EIGH_MAX = 1000
 """Largest N for which the preconditioner comes from a full eigendecomposition of G; above it,
 a Cholesky factorisation certifies G >= 0 and a randomized subspace iteration finds the leading
-eigenpairs (docs/theory.md section 2.4). Measured at N = 2000 (jittered block model): eigh
-0.45 s, Cholesky + subspace iteration 0.15 s."""
+eigenpairs (docs/theory.md section 2.4), three times faster at N = 2000
+(benchmarks/README.md)."""
 
 FEATURE_EIGH_MAX = 2048
 """Largest feature dimension D for which the feature-space preconditioner comes from a full
@@ -87,8 +87,9 @@ _PREC_KK_MAX = 1024   # ... but keep the preconditioner's (k K) x (k K) system a
 class FeatureNewtonInfo(NewtonInfo):
     """Diagnostics of one exact solve in feature space (``ExactSolver(gram=Features(X))``).
 
-    Attributes (besides those of :class:`~sdtheory.solvers.base.NewtonInfo`; ``logits`` are
-    X W^T):
+    Besides the attributes of :class:`~sdtheory.solvers.base.NewtonInfo` (``logits`` are X W^T):
+
+    Attributes:
       weights: (K, D) the weights W of the solution, P = softmax(X W^T); outputs on held-out
         features X' are softmax(X' W^T).
     """
@@ -111,8 +112,8 @@ class ExactSolver:
       max_iter: Newton steps of the first attempt.
 
     Attributes:
-      name, K, true, given, weight: the :class:`~sdtheory.solvers.base.Solver` protocol
-        (units: the non-empty groups of a block model, or the samples).
+      name: with K, true, given and weight, the :class:`~sdtheory.solvers.base.Solver`
+        protocol (units: the non-empty groups of a block model, or the samples).
       kind: "group", "dense" or "features".
       spectrum: (dense and features) the preconditioner's spectral data
         (:func:`leading_spectrum`, :func:`feature_spectrum`).
@@ -415,8 +416,8 @@ def _eigh(G: np.ndarray):
     the CPU by numpy's LAPACK.
 
     Not jnp.linalg.eigh on the CPU: two BLAS thread pools (numpy's and the one jaxlib calls)
-    spinning against each other on a 2-core machine made one N = 2000 eigh take 10-20 s
-    instead of 0.8 s (measured).
+    spinning against each other on a 2-core machine made one N = 2000 eigh 10 to 25 times
+    slower (benchmarks/README.md).
     """
     if _on_gpu():
         import jax.numpy as jnp
@@ -490,11 +491,11 @@ def _randomized_spectrum(G: np.ndarray, s: float, k_max: int, seed: int) -> dict
         k = min(2 * k, k_max)
     delta = 1e-10 * max(1.0, float(mu[0]))
     # a contiguous N x N copy: in the zero-padded (2048, 2048) array the same factorisation
-    # took 1.6 times longer at N = 2000 (a power-of-two leading dimension; measured)
+    # is 1.6 times slower at N = 2000 (a power-of-two leading dimension; benchmarks/README.md)
     A = np.array(G, order="C")
     A[np.diag_indices(N)] += delta
     # numpy's factorisation, not scipy's: a cold full-N solve then never imports scipy.linalg
-    # (0.25 to 0.4 s; docs/theory.md section 2.4)
+    # (docs/theory.md section 2.4)
     try:
         np.linalg.cholesky(A)
     except np.linalg.LinAlgError:

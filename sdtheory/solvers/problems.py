@@ -187,8 +187,8 @@ class DenseProblem:
       V: (Np, k) orthonormal leading eigenvectors of G; mu: (k,) their eigenvalues.
       mu_rest: mean of the other N - k eigenvalues (0 when k = N).
       G32: G rounded to float32, or None (every product in float64).
-      restart, maxiter: GMRES restart length and restarts (static; a short restart measured
-        fastest: 10 rounds at N = 2000 took 1.3-1.5 s with restart 10, 1.8 s with 30).
+      restart, maxiter: GMRES restart length and restarts (static; a short restart was the
+        fastest at N = 2000, benchmarks/README.md).
     """
 
     s: jax.Array
@@ -263,8 +263,7 @@ SINGLE_RTOL = 1e-4
 """Relative residual the single-precision GMRES stage of :class:`DenseProblem` aims for. Its
 products carry relative errors of order 1e-7 times the conditioning of the preconditioned
 system, so it cannot go much lower: with a floor of 1e-6 (and no second stage) GMRES stalled
-and ran to its iteration limit (ten rounds at N = 2000: 4.0 s against 1.8 s in float64; 1e-5:
-2.0 to 2.3 s; 1e-4: 1.0 s; measured)."""
+and ran to its iteration limit, slower than float64 alone (benchmarks/README.md)."""
 
 SINGLE_ITERATIONS = 30
 """Most iterations of the single-precision stage (a stalled stage wastes no more)."""
@@ -272,11 +271,8 @@ SINGLE_ITERATIONS = 30
 SINGLE_MIN_SIZE = 1152
 """Padded size from which :class:`~sdtheory.solvers.ExactSolver` gives a dense problem its
 single-precision copy of G (N >= 1025; the padded sizes are multiples of 128 there). The
-products are memory-bound: one product with a 2048 x 2048 G and 4 columns took 1.2-2.4 ms in
-float64, 0.5-1.2 ms in float32. Ten rounds (jitter 0.01, lam = 1e-5, in process, machine of
-benchmarks/README.md) without / with the stage: N = 1000 (padded 1024) 0.16-0.17 / 0.18 s;
-N = 1100 (1152) 0.27-0.30 / 0.25-0.28 s; N = 1200 0.32-0.34 / 0.21-0.30 s; N = 1400
-0.32 / 0.26 s; N = 1800 0.90 / 0.65 s (measured)."""
+products are memory-bound, so float32 halves their cost from there on; at padded size 1024 the
+float64 G stays in cache and the stage does not pay (benchmarks/README.md)."""
 
 
 def _shifted_hessian_inverse(P, sig):

@@ -160,7 +160,7 @@ def _task_cells(K: int, solver: str) -> int:
     last digits depend on the size of the batch it is solved in, which depends on how many
     cells of its task are still active, so this executor-independent cut makes every
     executor give the same CSV byte for byte. (Tasks of one batch made the 75 x 41 diagram of
-    benchmarks/bench_phase.py 2.7 s warm instead of 2.2 s: smaller tasks pad more.)
+    benchmarks/bench_phase.py slower: smaller tasks pad more; benchmarks/README.md.)
     Linear solver: four blocks of the vectorised closed form (its cells do not depend on one
     another; 1,953 tasks of 512 cells made a 1000 x 1000 diagram 14 times slower, measured:
     per-task set-up)."""
