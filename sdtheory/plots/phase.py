@@ -91,6 +91,7 @@ def label_contours(ax, cs, fmt, fontsize: float = 7.5) -> None:
     labels). Call after the axes' scales and limits are set."""
     to_axes = ax.transData + ax.transAxes.inverted()
     placed: list[np.ndarray] = []
+    levels, at = [], []
     n = len(cs.levels)
     for i, (level, segs) in enumerate(zip(cs.levels, cs.allsegs)):
         segs = [sg for sg in segs if len(sg)]
@@ -108,9 +109,13 @@ def label_contours(ax, cs, fmt, fontsize: float = 7.5) -> None:
         for q in placed:
             score = score + 10.0 * (np.hypot(*(fr - q).T) < 0.08)
         j = int(np.argmin(score))
-        ax.clabel(cs, levels=[level], manual=[tuple(pts[j])], inline=True, inline_spacing=4,
-                  fmt=fmt, fontsize=fontsize)
+        levels.append(level)
+        at.append(tuple(pts[j]))
         placed.append(fr[j])
+    # One call for all levels: matplotlib < 3.11 fails on a second clabel of the same set.
+    if levels:
+        ax.clabel(cs, levels=levels, manual=at, inline=True, inline_spacing=4, fmt=fmt,
+                  fontsize=fontsize)
 
 
 def _describe(cfg: dict) -> str:
