@@ -20,6 +20,7 @@ __all__ = [
     "check_eta",
     "check_K",
     "check_rounds",
+    "check_round_indices",
     "check_seed",
     "check_labels",
     "check_targets",
@@ -110,6 +111,28 @@ def check_K(K) -> int:
 def check_rounds(rounds) -> int:
     """rounds: R >= 0 (rounds 0..R are trained), at most :data:`ROUNDS_MAX`."""
     return as_int(rounds, "rounds", lo=0, hi=ROUNDS_MAX)
+
+
+def check_round_indices(r, name: str = "r (round)") -> np.ndarray:
+    """A round index or an array of them: integers in [0, :data:`ROUNDS_MAX`], as int64 of
+    the same shape (a negative or fractional round has no outputs on the simplex)."""
+    try:
+        a = np.asarray(r)
+    except ValueError:
+        a = np.asarray(None)
+    if a.dtype.kind in "iu" and (not a.size or (a.min() >= 0 and a.max() <= ROUNDS_MAX)):
+        return a.astype(np.int64)
+    if a.dtype.kind in "iuf":
+        f = a.astype(np.float64)
+        bad = ~(np.isfinite(f) & (f == np.round(f)) & (f >= 0) & (f <= ROUNDS_MAX))
+        if not bad.any():
+            return f.astype(np.int64)
+        got = a.reshape(-1)[int(np.flatnonzero(bad.reshape(-1))[0])]
+        got = got.item()
+    else:
+        got = r
+    raise ValueError(f"{name} must be an integer in [0, {ROUNDS_MAX}] (or an array of them), "
+                     f"got {got!r}")
 
 
 def check_seed(seed) -> int:
