@@ -29,8 +29,15 @@ C4 = [[60, 30, 20, 10], [10, 60, 30, 20], [20, 10, 60, 30], [30, 20, 10, 60]]
 # (command line, expected fragment of the error line). Words in capitals are replaced by files
 # made in the test's directory; OUT is the output directory that must stay absent.
 CLI_ROWS = [
-    ("simulate --K -3", "K (number of classes) must be an integer >= 2, got -3"),
-    ("simulate --K 1", "K (number of classes) must be an integer >= 2, got 1"),
+    ("simulate --K -3", "K (number of classes) must be an integer in [2, 100000], got -3"),
+    ("simulate --K 1", "K (number of classes) must be an integer in [2, 100000], got 1"),
+    ("simulate --K 2147483648", "K (number of classes) must be an integer in [2, 100000], got "
+     "2147483648"),
+    ("simulate --K 2000 --n 1 --rounds 0 --solver exact", "the group-reduced problem of "
+     "K = 2000 classes (--K; the exact solver holds K^3 numbers, --solver linear K^2) needs "
+     "about"),
+    ("simulate --method relation --n 100000", "the dense N x N Gram matrix of N = 400000 "
+     "samples that the relation method needs (--n) needs about"),
     ("simulate --K abc", "argument --K: invalid int value: 'abc'"),
     ("simulate --n 0", "n (samples per class) must be an integer >= 1, got 0"),
     ("simulate --seed -1", "seed must be an integer >= 0, got -1"),
@@ -234,9 +241,9 @@ API_ROWS = [
     ("SimConfig lam str", lambda m, s: SimConfig(lam="1e-3"), ValueError,
      "lam must be a number in [1e-08, 1000] (the validated range), got '1e-3'"),
     ("SimConfig K=1", lambda m, s: SimConfig(K=1), ValueError,
-     "K (number of classes) must be an integer >= 2, got 1"),
+     "K (number of classes) must be an integer in [2, 100000], got 1"),
     ("SimConfig K float", lambda m, s: SimConfig(K=4.5), ValueError,
-     "K (number of classes) must be an integer >= 2, got 4.5"),
+     "K (number of classes) must be an integer in [2, 100000], got 4.5"),
     ("SimConfig solver", lambda m, s: SimConfig(solvers=("foo",)), ValueError,
      "solver must be one of"),
     ("SimConfig pll_ties", lambda m, s: SimConfig(pll_ties="random"), ValueError,
@@ -333,7 +340,7 @@ TOML_ROWS = [
     ("K = 4\nn = 100\nc = 0.4\nd = 0.1\nnoise = 'sym'\netas = []\nrounds = [0]\n",
      "optimize_eta.toml: etas is an empty list"),
     ("K = 1\nn = 100\nc = 0.4\nd = 0.1\nnoise = 'sym'\netas = [0.2]\nrounds = [0]\n",
-     "optimize_eta.toml: K (number of classes) must be an integer >= 2, got 1"),
+     "optimize_eta.toml: K (number of classes) must be an integer in [2, 100000], got 1"),
     ("K = 4\nn = 100\nc = 0.4\nd = 0.1\nnoise = 'sym'\nrounds = 2\nlams = [1e-3]\n"
      "pll_ties = ['lower']\n[eta]\nlo = 0.0\nhi = 0.5\ncount = 0\n",
      "pll_vs_sd.toml: eta count must be an integer >= 1, got 0", "pll_vs_sd"),
