@@ -20,6 +20,7 @@ __all__ = [
     "check_eta",
     "check_K",
     "check_rounds",
+    "check_round_indices",
     "check_seed",
     "check_labels",
     "check_targets",
@@ -102,14 +103,42 @@ def check_eta(eta) -> float:
     return v
 
 
+K_MAX = 100_000
+"""Most classes a problem may have: the group-reduced problems hold (K, K) and (K, K, K)
+arrays, which the memory check refuses long before this bound; the bound keeps the Python
+structures built before that check (class sizes, labels) small."""
+
+
 def check_K(K) -> int:
-    """K: number of classes, an integer >= 2."""
-    return as_int(K, "K (number of classes)", lo=2)
+    """K: number of classes, an integer in [2, :data:`K_MAX`]."""
+    return as_int(K, "K (number of classes)", lo=2, hi=K_MAX)
 
 
 def check_rounds(rounds) -> int:
     """rounds: R >= 0 (rounds 0..R are trained), at most :data:`ROUNDS_MAX`."""
     return as_int(rounds, "rounds", lo=0, hi=ROUNDS_MAX)
+
+
+def check_round_indices(r, name: str = "r (round)") -> np.ndarray:
+    """A round index or an array of them: integers in [0, :data:`ROUNDS_MAX`], as int64 of
+    the same shape (a negative or fractional round has no outputs on the simplex)."""
+    try:
+        a = np.asarray(r)
+    except ValueError:
+        a = np.asarray(None)
+    if a.dtype.kind in "iu" and (not a.size or (a.min() >= 0 and a.max() <= ROUNDS_MAX)):
+        return a.astype(np.int64)
+    if a.dtype.kind in "iuf":
+        f = a.astype(np.float64)
+        bad = ~(np.isfinite(f) & (f == np.round(f)) & (f >= 0) & (f <= ROUNDS_MAX))
+        if not bad.any():
+            return f.astype(np.int64)
+        got = a.reshape(-1)[int(np.flatnonzero(bad.reshape(-1))[0])]
+        got = got.item()
+    else:
+        got = r
+    raise ValueError(f"{name} must be an integer in [0, {ROUNDS_MAX}] (or an array of them), "
+                     f"got {got!r}")
 
 
 def check_seed(seed) -> int:
@@ -211,6 +240,28 @@ def check_counts(counts, sizes) -> np.ndarray:
 
 MEMORY_FRACTION = 0.8
 """A job whose estimated memory exceeds this fraction of the available memory is refused."""
+
+PROCESS_BYTES = 360 * 2 ** 20
+"""Resident memory of a process that has imported sdtheory and JAX and run a small job
+(measured: ``simulate --K 4 --n 100 --rounds 2``, 355 MiB peak; benchmarks/README.md,
+bench_memory.py); every estimate of a whole process adds it once per process."""
+
+GROUP_EXACT_COPIES = 16
+"""Live (K, K, K) float64 arrays of the group-reduced exact solver on one problem (its units
+are the K^2 (true, given) pairs, each with K outputs; measured K = 100: 129 MiB above
+:data:`PROCESS_BYTES`, 16 copies of 7.6 MiB; K = 300 took 3.2 GiB)."""
+
+
+def group_exact_bytes(K: int) -> float:
+    """Peak memory above :data:`PROCESS_BYTES` of one group-reduced exact solve, K classes."""
+    return 8.0 * GROUP_EXACT_COPIES * float(K) ** 3
+
+
+def dense_bytes(N: int, features: int = 0) -> float:
+    """Peak memory above :data:`PROCESS_BYTES` of the dense solvers on N samples: G and the
+    solvers' copies of it (padded host copy, device copy, factorisation workspace), plus the
+    ``features`` floats of an N x D feature matrix."""
+    return 8.0 * (features + 4.0 * float(N) ** 2)
 
 
 def available_memory() -> int | None:

@@ -38,6 +38,11 @@ FEATURE_MAPS = ("raw", "standard", "l2")
 column centred and scaled to unit variance with the training statistics; l2: each row scaled
 to unit Euclidean norm."""
 
+FEATURE_MAX = 1e50
+"""Largest feature magnitude accepted: the solvers form class sums of inner products (up to
+N^2 D products x_i x_j) and square them again (eigensolvers, norms), so the fourth power
+(1e200) times (N^2 D)^2 must stay below float64's 1.8e308 for any feasible N and D."""
+
 _DATA = Path(__file__).resolve().parent / "data"
 
 DATASETS = {
@@ -113,6 +118,12 @@ def _features(X, name: str) -> np.ndarray:
         i, j = np.argwhere(bad)[0]
         raise ValueError(f"{name} must be finite: it contains NaN or inf (first at row {i}, "
                          f"column {j})")
+    big = np.abs(X) > FEATURE_MAX
+    if big.any():
+        i, j = np.argwhere(big)[0]
+        raise ValueError(f"{name} must have entries of magnitude <= {FEATURE_MAX:g} (their "
+                         f"Gram matrix would overflow float64), got {X[i, j]:.3g} at row {i}, "
+                         f"column {j}; rescale the features")
     return X
 
 
@@ -179,7 +190,11 @@ def load_features(path) -> FeatureData:
         if str(err).startswith("--features"):
             raise
         raise ValueError(f"--features {path!r} cannot be read as .npz: {err}") from None
-    return make_feature_data(*(arrays[k] for k in _REQUIRED), class_names=names, source=path)
+    try:
+        return make_feature_data(*(arrays[k] for k in _REQUIRED), class_names=names,
+                                 source=path)
+    except ValueError as err:
+        raise ValueError(f"--features {path!r}: {err}") from None
 
 
 def load_dataset(name: str) -> FeatureData:

@@ -16,6 +16,7 @@ import numpy as np
 
 from sdtheory import models, noise
 from sdtheory._validate import (
+    PROCESS_BYTES,
     as_float,
     as_int,
     check_eta,
@@ -24,6 +25,7 @@ from sdtheory._validate import (
     check_memory,
     check_seed,
     count_matrix,
+    dense_bytes,
 )
 
 __all__ = ["MODELS", "ProblemConfig", "Problem", "build_problem", "gram_of", "load_counts",
@@ -143,6 +145,17 @@ def model_of(cfg: ProblemConfig) -> models.BlockModel:
     return models.two_level(cfg.K, cfg.n, cfg.c, cfg.d)
 
 
+def dense_estimate(cfg: ProblemConfig, N: int) -> tuple[float, str]:
+    """(bytes, what) of a process that solves on the dense N x N G: X (N x D), G = X X^T or
+    the jittered block model, and the solvers' copies of G (:func:`~sdtheory._validate.
+    dense_bytes`)."""
+    feats = N * cfg.dim if cfg.model == "gmm" else 0
+    what = (f"the N x D features of N = {N} samples in D = {cfg.dim} dimensions (--dim, "
+            "--n, --K)" if feats > 4.0 * N * N else
+            f"the dense N x N Gram matrix of N = {N} samples (--n, --K)")
+    return PROCESS_BYTES + dense_bytes(N, feats), what
+
+
 def build_problem(cfg: ProblemConfig) -> Problem:
     """Model -> labels (-> dense G when jitter or features make the block structure inexact)."""
     model = model_of(cfg)
@@ -160,13 +173,7 @@ def build_problem(cfg: ProblemConfig) -> Problem:
         cor = (noise.corrupt_sampled(T, model.labels(), cfg.seed) if cfg.sampled
                else noise.corrupt_exact(T, sizes))
     if cfg.model == "gmm" or cfg.jitter > 0:
-        # X (N x D), G = X X^T or the jittered block model, and the solvers' copies of G
-        # (padded host copy, device copy, eigendecomposition workspace)
-        feats = N * cfg.dim if cfg.model == "gmm" else 0
-        what = (f"the N x D features of N = {N} samples in D = {cfg.dim} dimensions (--dim, "
-                "--n, --K)" if feats > 4.0 * N * N else
-                f"the dense N x N Gram matrix of N = {N} samples (--n, --K)")
-        check_memory(8.0 * (feats + 4.0 * N * N), what)
+        check_memory(*dense_estimate(cfg, N))
     G = X = None
     if cfg.model == "gmm":
         X, y = models.gmm_features(K, cfg.n, cfg.c, cfg.d, cfg.dim, cfg.seed)

@@ -14,18 +14,20 @@ import numpy as np
 
 from sdtheory import models, noise
 from sdtheory._validate import (
+    PROCESS_BYTES,
     as_float,
     as_int,
     check_label_weight,
     check_memory,
     check_rounds,
+    group_exact_bytes,
 )
 from sdtheory.distill import PLL_TIES, SDResult, self_distill
-from sdtheory.problem import Problem, ProblemConfig, build_problem, gram_of
+from sdtheory.problem import Problem, ProblemConfig, build_problem, dense_estimate, gram_of
 from sdtheory.solvers import ExactSolver, LinearSolver
 from sdtheory.solvers.linear import LOSSES
 
-__all__ = ["SimConfig", "make_solver", "simulate", "format_table"]
+__all__ = ["SimConfig", "make_solver", "memory_estimate", "simulate", "format_table"]
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +126,39 @@ def _theory(p: Problem) -> tuple[float, int | None]:
     return float(noise.delta(counts)), theory.r_star_theory(p.model, counts, p.config.lam)
 
 
+LINEAR_GROUP_PER_K2 = 600.0
+"""Bytes per K^2 of the group-reduced closed form (measured: K = 1000, n = 10, rounds 0..3,
+570 MiB above :data:`~sdtheory._validate.PROCESS_BYTES`; bench_memory.py)."""
+
+
+def memory_estimate(cfg: SimConfig) -> tuple[float, str]:
+    """(peak bytes, what sets them) of :func:`simulate` for ``cfg``, from the configuration
+    alone: one process (:data:`~sdtheory._validate.PROCESS_BYTES`) plus the largest path it
+    takes: the dense N x N solvers (jitter, gmm features, or a per-sample relation on a block
+    model), else the group-reduced exact solver (K^3) and closed form (K^2). Checked before
+    anything is built (:func:`simulate`); benchmarks/bench_memory.py compares it with the
+    measured peak."""
+    N = cfg.K * cfg.n
+    relation_dense = cfg.method == "relation" and cfg.relation_view != "block"
+    if cfg.model == "gmm" or cfg.jitter > 0 or relation_dense:
+        need, what = dense_estimate(cfg, N)
+        if relation_dense and not (cfg.model == "gmm" or cfg.jitter > 0):
+            what = (f"the dense N x N Gram matrix of N = {N} samples that the relation method "
+                    "needs (--n)")
+        return need, what
+    need = PROCESS_BYTES + LINEAR_GROUP_PER_K2 * cfg.K ** 2
+    if "exact" in cfg.solvers:
+        need += group_exact_bytes(cfg.K)
+    return need, (f"the group-reduced problem of K = {cfg.K} classes (--K; the exact solver "
+                  "holds K^3 numbers, --solver linear K^2)")
+
+
 def simulate(cfg: SimConfig) -> dict:
     """Run the configured simulation; return its JSON document (config, version, Delta,
     closed-form r*, and per solver every round's accuracies, certificate and group means)."""
     from sdtheory import __version__
 
+    check_memory(*memory_estimate(cfg))
     p = build_problem(cfg)
     results: dict[str, SDResult] = {}
     tolerances: dict[str, float | None] = {}
@@ -139,10 +169,8 @@ def simulate(cfg: SimConfig) -> dict:
     elif cfg.method == "relation":
         relation, purity = relation_of(p)
         if isinstance(gram_of(p), models.BlockModel):
-            # the relation acts on samples: solve on the block model's dense G
-            check_memory(8.0 * cfg.K * cfg.n * cfg.K * cfg.n * 3,
-                         f"the dense N x N Gram matrix of N = {cfg.K * cfg.n} samples that the "
-                         "relation method needs (--n)")
+            # the relation acts on samples: solve on the block model's dense G (checked by
+            # memory_estimate)
             gram = p.model.dense()
     for which in cfg.solvers:
         log.debug("%s solver: rounds 0..%d%s", which, cfg.rounds, " + PLL" if cfg.pll else "")

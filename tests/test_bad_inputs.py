@@ -29,8 +29,15 @@ C4 = [[60, 30, 20, 10], [10, 60, 30, 20], [20, 10, 60, 30], [30, 20, 10, 60]]
 # (command line, expected fragment of the error line). Words in capitals are replaced by files
 # made in the test's directory; OUT is the output directory that must stay absent.
 CLI_ROWS = [
-    ("simulate --K -3", "K (number of classes) must be an integer >= 2, got -3"),
-    ("simulate --K 1", "K (number of classes) must be an integer >= 2, got 1"),
+    ("simulate --K -3", "K (number of classes) must be an integer in [2, 100000], got -3"),
+    ("simulate --K 1", "K (number of classes) must be an integer in [2, 100000], got 1"),
+    ("simulate --K 2147483648", "K (number of classes) must be an integer in [2, 100000], got "
+     "2147483648"),
+    ("simulate --K 2000 --n 1 --rounds 0 --solver exact", "the group-reduced problem of "
+     "K = 2000 classes (--K; the exact solver holds K^3 numbers, --solver linear K^2) needs "
+     "about"),
+    ("simulate --method relation --n 100000", "the dense N x N Gram matrix of N = 400000 "
+     "samples that the relation method needs (--n) needs about"),
     ("simulate --K abc", "argument --K: invalid int value: 'abc'"),
     ("simulate --n 0", "n (samples per class) must be an integer >= 1, got 0"),
     ("simulate --seed -1", "seed must be an integer >= 0, got -1"),
@@ -59,6 +66,8 @@ CLI_ROWS = [
     ("simulate --model gmm --dim 100000000", "the N x D features of N = 2000 samples in "
      "D = 100000000 dimensions"),
     ("probe --features HUGELABEL", "y_train has label 1000000000000, but its 6 samples cannot"),
+    ("probe --features HUGEFEATURE", "hugefeature.npz': X_train must have entries of magnitude "
+     "<= 1e+50 (their Gram matrix would overflow float64), got 1e+200 at row 5, column 1"),
     ("simulate --counts /nonexistent/c.json", "cannot read /nonexistent/c.json"),
     ("simulate --rounds 1000000", "rounds must be an integer in [0, 100000], got 1000000"),
     ("simulate --rounds -1", "rounds must be an integer in [0, 100000], got -1"),
@@ -169,6 +178,11 @@ def _files(tmp_path):
     np.savez(tmp_path / "hugelabel.npz", X_train=np.eye(6), y_train=y, X_test=np.eye(6)[:2],
              y_test=y[:2])
     paths["HUGELABEL"] = str(tmp_path / "hugelabel.npz")
+    X = np.eye(6)
+    X[5, 1] = 1e200
+    np.savez(tmp_path / "hugefeature.npz", X_train=X, y_train=y % 2, X_test=np.eye(6)[:2],
+             y_test=y[:2])
+    paths["HUGEFEATURE"] = str(tmp_path / "hugefeature.npz")
     (tmp_path / "afile").write_text("not a directory")
     paths["AFILE"] = str(tmp_path / "afile")
     return paths
@@ -227,9 +241,9 @@ API_ROWS = [
     ("SimConfig lam str", lambda m, s: SimConfig(lam="1e-3"), ValueError,
      "lam must be a number in [1e-08, 1000] (the validated range), got '1e-3'"),
     ("SimConfig K=1", lambda m, s: SimConfig(K=1), ValueError,
-     "K (number of classes) must be an integer >= 2, got 1"),
+     "K (number of classes) must be an integer in [2, 100000], got 1"),
     ("SimConfig K float", lambda m, s: SimConfig(K=4.5), ValueError,
-     "K (number of classes) must be an integer >= 2, got 4.5"),
+     "K (number of classes) must be an integer in [2, 100000], got 4.5"),
     ("SimConfig solver", lambda m, s: SimConfig(solvers=("foo",)), ValueError,
      "solver must be one of"),
     ("SimConfig pll_ties", lambda m, s: SimConfig(pll_ties="random"), ValueError,
@@ -278,6 +292,13 @@ API_ROWS = [
     ("phase axis", lambda m, s: phase_diagram(ProblemConfig(), "eta:0:1.5:3", "lam:1e-4:1e-3:2",
                                               solver="linear"), ValueError,
      "eta must be a number in [0, 1)"),
+    ("round_outputs negative", lambda m, s: LinearSolver(gram=m, labels=C4, lam=1e-3)
+     .round_outputs([-3]), ValueError,
+     "r (round) must be an integer in [0, 100000] (or an array of them), got -3"),
+    ("round_outputs fractional", lambda m, s: LinearSolver(gram=m, labels=C4, lam=1e-3)
+     .round_outputs([1.5]), ValueError, "r (round) must be an integer in [0, 100000]"),
+    ("round_outputs NaN", lambda m, s: LinearSolver(gram=m, labels=C4, lam=1e-3)
+     .round_outputs(np.nan), ValueError, "r (round) must be an integer in [0, 100000]"),
     ("phase max_rounds", lambda m, s: phase_diagram(ProblemConfig(), "eta:0:0.5:3",
                                                     "lam:1e-4:1e-3:2", max_rounds=2.5),
      ValueError, "max-rounds must be an integer"),
@@ -304,8 +325,9 @@ def test_solver_built_in_x64_context_and_used_outside_says_float64(small):
         s.fit(s.targets0())
 
 
-# (experiment config of figure optimize_eta, or None for a missing file; expected fragment).
-# Each is refused before any computation with the config file's name, exit 2, and no --out.
+# (experiment config of figure optimize_eta, or None for a missing file; expected fragment;
+# optionally another figure). Each is refused before any computation with the config file's
+# name, exit 2, and no --out.
 TOML_ROWS = [
     ("", "optimize_eta.toml: missing key"),
     ("K = 4\nn = 100\nc = 0.4\nd = 0.1\nnoise = 'sym'\netas = [0.2]\n",
@@ -318,23 +340,27 @@ TOML_ROWS = [
     ("K = 4\nn = 100\nc = 0.4\nd = 0.1\nnoise = 'sym'\netas = []\nrounds = [0]\n",
      "optimize_eta.toml: etas is an empty list"),
     ("K = 1\nn = 100\nc = 0.4\nd = 0.1\nnoise = 'sym'\netas = [0.2]\nrounds = [0]\n",
-     "optimize_eta.toml: K (number of classes) must be an integer >= 2, got 1"),
+     "optimize_eta.toml: K (number of classes) must be an integer in [2, 100000], got 1"),
+    ("K = 4\nn = 100\nc = 0.4\nd = 0.1\nnoise = 'sym'\nrounds = 2\nlams = [1e-3]\n"
+     "pll_ties = ['lower']\n[eta]\nlo = 0.0\nhi = 0.5\ncount = 0\n",
+     "pll_vs_sd.toml: eta count must be an integer >= 1, got 0", "pll_vs_sd"),
 ]
 
 
-@pytest.mark.parametrize("text, fragment", [r for r in TOML_ROWS if r[1]],
+@pytest.mark.parametrize("row", [r for r in TOML_ROWS if r[1]],
                          ids=[f"toml{i}" for i, r in enumerate(TOML_ROWS) if r[1]])
-def test_figures_bad_config(tmp_path, monkeypatch, capsys, text, fragment):
+def test_figures_bad_config(tmp_path, monkeypatch, capsys, row):
     from sdtheory import figures
 
+    text, fragment, name = (*row, "optimize_eta")[:3]
     exp = tmp_path / "experiments"
     exp.mkdir()
     if text is not None:
-        path = exp / "optimize_eta.toml"
+        path = exp / f"{name}.toml"
         path.write_bytes(text if isinstance(text, bytes) else text.encode())
     monkeypatch.setattr(figures, "EXPERIMENTS", exp)
     out = tmp_path / "OUT"
-    rc = main(["--quiet", "figures", "--only", "optimize_eta", "--out", str(out)])
+    rc = main(["--quiet", "figures", "--only", name, "--out", str(out)])
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert rc == 2 and len(err) == 1, err
     assert err[0].startswith("sdtheory figures: error: ") and fragment in err[0], err

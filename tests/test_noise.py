@@ -236,7 +236,8 @@ def _noise_cases():
     nan = float("nan")
     sym = transition_matrix("sym", 3, 0.3)
     return [
-        (transition_matrix, dict(kind="sym", K=1, eta=0.1), "K .* must be an integer >= 2"),
+        (transition_matrix, dict(kind="sym", K=1, eta=0.1),
+         r"K .* must be an integer in \[2, 100000\]"),
         (transition_matrix, dict(kind="sym", K=3, eta=1.0), "eta must be a number in \\[0, 1\\)"),
         (transition_matrix, dict(kind="sym", K=3, eta=-0.1), "eta must be a number in \\[0, 1\\)"),
         (transition_matrix, dict(kind="sym", K=3, eta=nan), "eta must be a number in \\[0, 1\\)"),

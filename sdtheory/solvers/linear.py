@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sdtheory._validate import check_counts, check_lam, check_targets
+from sdtheory._validate import check_counts, check_lam, check_round_indices, check_targets
 from sdtheory.models import BlockModel, is_psd, psd_refusal, square_matrix
 from sdtheory.solvers.base import BatchFit, Fit, SingleProblem, one_hot
 
@@ -206,13 +206,14 @@ class LinearSolver(SingleProblem):
         SD), c + f_r(A) (Y - c), f_r(a) = a t_r(a) (:func:`sdtheory.kernel_ridge.
         target_filter`; a^(r+1) for alpha = 0), c = 1/K for (L) and 0 for the squared loss.
 
-        ``r`` may be an array of rounds: the result is then (len(r), U, K).
+        ``r`` may be an array of rounds: the result is then (len(r), U, K). Rounds are
+        integers in [0, :data:`sdtheory._validate.ROUNDS_MAX`] (ValueError otherwise).
         """
         from sdtheory.kernel_ridge import output_filter
 
+        r = check_round_indices(r).astype(np.float64)
         Y = self.targets0() if Y is None else Y
         c = self._offset
-        r = np.asarray(r, dtype=np.float64)
         a = self.op.a[None, :]
         out = c + self.op.apply_filter(Y - c, output_filter(a, float(label_weight),
                                                                 r.reshape(-1, 1)))
