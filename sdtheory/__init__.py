@@ -55,5 +55,5 @@ _NAMES = {
     "explore": "explore",
 }
 
-__getattr__, __dir__, _public = attach(__name__, _NAMES, functions=("simulate",))
+__getattr__, __dir__, _public = attach(__name__, _NAMES, functions=("simulate", "explore"))
 __all__ = ["__version__"] + _public

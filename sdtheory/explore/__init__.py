@@ -9,9 +9,6 @@ simulate`` (:mod:`sdtheory.explore.jobs`, which imports no web library).
 
 from __future__ import annotations
 
-import sys
-import types
-
 __all__ = ["explore", "serve", "free_port"]
 
 
@@ -61,14 +58,3 @@ def serve(host: str = "127.0.0.1", port: int | None = None, show: bool = True, *
     print(f"sdtheory explore: serving http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     server.start()
     server.io_loop.start()
-
-
-class _Module(types.ModuleType):
-    """``sd.explore()`` calls :func:`explore`: the package is also the function (a package
-    attribute and a submodule of one name would otherwise replace each other)."""
-
-    def __call__(self, **values):
-        return explore(**values)
-
-
-sys.modules[__name__].__class__ = _Module
