@@ -44,37 +44,42 @@ def _best(fn, repeats: int) -> float:
     return min(times)
 
 
-def measure() -> dict:
+MEASURES = ("group", "dense", "features", "phase")
+
+
+def measure(only=MEASURES) -> dict:
     import sdtheory as sd
     from sdtheory.models.features import gmm_features
     from sdtheory.sweep import phase_diagram
 
     sd.enable_x64()
     out = {}
-    for K, repeats in ((10, 5), (50, 3), (100, 2)):
+    for K, repeats in ((10, 5), (50, 3), (100, 2)) if "group" in only else ():
         m = sd.two_level(K, 1000, 0.4, 0.1)
         C = sd.exact_counts(sd.transition_matrix("sym", K, 0.5), m.sizes)
         s = sd.ExactSolver(gram=m, labels=C, lam=1e-5)
         T = s.targets0()
         out[f"group K={K}"] = _best(lambda s=s, T=T: s.fit(T), repeats)
-    m = sd.two_level(4, 500, 0.4, 0.1)
-    G = sd.jitter(m.dense(), 0.01, seed=0)
-    cor = sd.corrupt_sampled(sd.transition_matrix("sym", 4, 0.5), m.labels(), seed=0)
-    dense = sd.ExactSolver(gram=G, labels=cor, lam=1e-5)
-    out["dense N=2000 x10 rounds"] = _best(lambda: sd.run_rounds(dense, 9), 3)
-    X, y = gmm_features(100, 500, 0.1, 0.07, 512, seed=0)
-    cor = sd.corrupt_sampled(sd.transition_matrix("sym", 100, 0.5), y, seed=0)
-    feat = sd.ExactSolver(gram=sd.Features(X), labels=cor, lam=1e-3)
-    T = feat.targets0()
-    out["features N=50000 one round"] = _best(lambda: feat.fit(T), 2)
-    del X
-    base = sd.ProblemConfig(K=4, n=500)
-    out["phase 75x41 R=60"] = _best(
-        lambda: phase_diagram(base, "eta:0:0.74:75", "lam:1e-6:1e-2:41:log", max_rounds=60), 2)
+    if "dense" in only:
+        m = sd.two_level(4, 500, 0.4, 0.1)
+        G = sd.jitter(m.dense(), 0.01, seed=0)
+        cor = sd.corrupt_sampled(sd.transition_matrix("sym", 4, 0.5), m.labels(), seed=0)
+        dense = sd.ExactSolver(gram=G, labels=cor, lam=1e-5)
+        out["dense N=2000 x10 rounds"] = _best(lambda: sd.run_rounds(dense, 9), 3)
+    if "features" in only:
+        X, y = gmm_features(100, 500, 0.1, 0.07, 512, seed=0)
+        cor = sd.corrupt_sampled(sd.transition_matrix("sym", 100, 0.5), y, seed=0)
+        feat = sd.ExactSolver(gram=sd.Features(X), labels=cor, lam=1e-3)
+        T = feat.targets0()
+        out["features N=50000 one round"] = _best(lambda: feat.fit(T), 2)
+    if "phase" in only:
+        base = sd.ProblemConfig(K=4, n=500)
+        out["phase 75x41 R=60"] = _best(lambda: phase_diagram(
+            base, "eta:0:0.74:75", "lam:1e-6:1e-2:41:log", max_rounds=60), 2)
     return out
 
 
-def compare(rev: str, runs: int) -> None:
+def compare(rev: str, runs: int, only) -> None:
     root = HERE.parent
     with tempfile.TemporaryDirectory() as tmp:
         other = Path(tmp) / "base"
@@ -85,7 +90,8 @@ def compare(rev: str, runs: int) -> None:
             for i in range(runs):
                 for label, path in (("base", other), ("this", root)):
                     env = dict(os.environ, PYTHONPATH=str(path))
-                    r = subprocess.run([sys.executable, __file__, "--json"], env=env,
+                    r = subprocess.run([sys.executable, __file__, "--json", "--only", *only],
+                                       env=env,
                                        capture_output=True, text=True, check=True, cwd=tmp)
                     for k, v in json.loads(r.stdout.strip().splitlines()[-1]).items():
                         rows.setdefault(k, {}).setdefault(label, []).append(v)
@@ -105,15 +111,17 @@ def main() -> None:
     ap.add_argument("--compare", metavar="REV", help="alternate with a git revision")
     ap.add_argument("--runs", type=int, default=2, help="runs of each side with --compare")
     ap.add_argument("--json", action="store_true", help="print the numbers as one JSON line")
+    ap.add_argument("--only", nargs="+", choices=MEASURES, default=MEASURES,
+                    help="the measures to take")
     args = ap.parse_args()
     if args.compare:
         from _common import machine
 
         print(f"machine: {machine()}")
-        compare(args.compare, args.runs)
+        compare(args.compare, args.runs, args.only)
         print(f"after: {machine()}")
         return
-    out = measure()
+    out = measure(args.only)
     if args.json:
         print(json.dumps(out))
     else:
