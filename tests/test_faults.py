@@ -8,6 +8,7 @@ it at a point of its run: during start-up, or once its first progress line is ou
 """
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -309,3 +310,47 @@ def test_swapped_compilation_cache_entries_give_one_line(tmp_path):
     err = [ln for ln in run.stderr.splitlines() if ln.strip()]
     assert run.returncode == 1 and len(err) == 1, run.stderr
     assert f"clear it (rm -rf {cache})" in err[0] and not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["bit flip", "truncation"])
+def test_damaged_compilation_cache_entry_gives_one_line_and_is_replaced(tmp_path, damage):
+    """A bit-flipped or truncated entry of JAX's compilation cache: JAX warned in two lines,
+    compiled again and kept the entry, so every later run warned again; now one warning line,
+    the same results, the entry removed, and the next run is silent."""
+    cache = tmp_path / "cache"
+    env = dict(os.environ, SDTHEORY_JAX_CACHE=str(cache))
+    sim = [sys.executable, "-m", "sdtheory", "--quiet", "simulate", "--K", "3", "--n", "5",
+           "--rounds", "1", "--json"]
+    first = subprocess.run(sim, env=env, capture_output=True, text=True)
+    assert first.returncode == 0 and first.stderr == "", first.stderr
+    entry = next(cache.glob("jit__newton_one-*-cache"))
+    data = bytearray(entry.read_bytes())
+    if damage == "bit flip":
+        data[len(data) // 2] ^= 0x10
+    else:
+        data = data[: len(data) // 2]
+    entry.write_bytes(bytes(data))
+    second = subprocess.run(sim, env=env, capture_output=True, text=True)
+    err = [ln for ln in second.stderr.splitlines() if ln.strip()]
+    assert second.returncode == 0 and len(err) == 1, second.stderr
+    assert "damaged entry of JAX's compilation cache" in err[0]
+    assert not entry.exists() or entry.read_bytes() != bytes(data)
+    assert json.loads(second.stdout) == json.loads(first.stdout)
+    third = subprocess.run(sim, env=env, capture_output=True, text=True)
+    assert third.returncode == 0 and third.stderr == "", third.stderr
+
+
+def test_only_the_named_cache_entries_are_removed(tmp_path, monkeypatch):
+    """The warning's entry name selects the files NAME-*-cache in the cache folder; other
+    entries and other warnings are left alone."""
+    from sdtheory import cli
+
+    for name in ("jit_a-1-cache", "jit_a-2-cache", "jit_ab-3-cache", "jit_b-4-cache"):
+        (tmp_path / name).write_bytes(b"x")
+    monkeypatch.setattr(cli, "_jax_cache", lambda: str(tmp_path))
+    assert cli._remove_damaged_cache_entry("some other warning") is None
+    text = ("Error reading persistent compilation cache entry for 'jit_a': error: Error -3 "
+            "while decompressing data: incorrect data check")
+    assert cli._remove_damaged_cache_entry(text) == str(tmp_path / "jit_a-*-cache")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jit_ab-3-cache", "jit_b-4-cache"]

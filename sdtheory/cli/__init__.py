@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -65,8 +66,9 @@ class _Progress:
 
     def __init__(self, command: str, quiet: bool):
         self.logger = logging.getLogger("sdtheory")
+        self.prefix = f"sdtheory {command}: "
         self.handler = logging.StreamHandler(sys.stderr)
-        self.handler.setFormatter(logging.Formatter(f"sdtheory {command}: %(message)s"))
+        self.handler.setFormatter(logging.Formatter(self.prefix + "%(message)s"))
         self.handler.setLevel(logging.WARNING if quiet else logging.INFO)
         self.level = self.logger.level
 
@@ -74,11 +76,42 @@ class _Progress:
         self.logger.addHandler(self.handler)
         if self.logger.getEffectiveLevel() > logging.INFO:
             self.logger.setLevel(logging.INFO)
+        self.showwarning, warnings.showwarning = warnings.showwarning, self.warning
         return self
 
     def __exit__(self, *exc):
         self.logger.removeHandler(self.handler)
         self.logger.setLevel(self.level)
+        warnings.showwarning = self.showwarning
+
+    def warning(self, message, category, filename, lineno, file=None, line=None):
+        """A warning in one line on stderr (Python prints the source line under it). A
+        damaged entry of JAX's compilation cache (JAX warns, compiles again and keeps the
+        entry) is removed, so that the next run stores a sound one."""
+        text = str(message).strip().splitlines()[0] if str(message).strip() else ""
+        removed = _remove_damaged_cache_entry(text)
+        if removed:
+            text = (f"a damaged entry of JAX's compilation cache was compiled again and "
+                    f"removed ({removed})")
+        print(f"{self.prefix}warning: {category.__name__}: {text}", file=sys.stderr)
+
+
+def _remove_damaged_cache_entry(text: str) -> str | None:
+    """For JAX's warning "Error reading persistent compilation cache entry for 'NAME'", remove
+    the cache's files NAME-*-cache (the cache keeps no other index; they compile again) and
+    return the removed path pattern; None for any other warning."""
+    import glob
+    import re
+
+    found = re.match(r"Error reading persistent compilation cache entry for '([^'/]+)'", text)
+    cache = _jax_cache()
+    if not found or not cache:
+        return None
+    pattern = os.path.join(cache, f"{found.group(1)}-*-cache")
+    for path in glob.glob(pattern):
+        with contextlib.suppress(OSError):
+            os.remove(path)
+    return pattern
 
 
 def _jax_cache() -> str | None:
