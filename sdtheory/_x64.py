@@ -67,6 +67,8 @@ def configure_process() -> None:
     import jax
 
     enable_x64()
+    # whole tracebacks: the command tells a failure inside JAX from one of its own by them
+    jax.config.update("jax_traceback_filtering", "off")
     cache = os.environ.get("SDTHEORY_JAX_CACHE",
                            os.path.join(os.path.expanduser("~"), ".cache", "sdtheory", "jax"))
     if cache:

@@ -354,3 +354,17 @@ def test_only_the_named_cache_entries_are_removed(tmp_path, monkeypatch):
             "while decompressing data: incorrect data check")
     assert cli._remove_damaged_cache_entry(text) == str(tmp_path / "jit_a-*-cache")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jit_ab-3-cache", "jit_b-4-cache"]
+
+
+def test_a_fault_of_sdtheory_is_not_blamed_on_the_compilation_cache(tmp_path, monkeypatch):
+    """A TypeError raised in sdtheory's own code keeps its traceback: only an error raised
+    inside JAX is reported as a possibly damaged compilation cache."""
+    from sdtheory.cli import simulate as cli_simulate
+
+    def broken(args):
+        raise TypeError("a fault of sdtheory's own")
+
+    monkeypatch.setenv("SDTHEORY_JAX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cli_simulate, "run", broken)
+    with pytest.raises(TypeError, match="a fault of sdtheory's own"):
+        main(["--quiet", "simulate", "--K", "3", "--n", "5"])
