@@ -253,10 +253,9 @@ def _main(argv: list[str] | None) -> int:
         _setup_jax()
         with _Progress(args.command, args.quiet):
             return module.run(args)
-    except TasksFailed as err:         # results are written only when every task succeeded
-        print(f"sdtheory {args.command}: failed, nothing written: {err}", file=sys.stderr)
-        return EXIT_FAIL
-    except WriteFailed as err:         # a full disk, a vanished folder: the staging is gone
+    # a task failed (results are written only when every task succeeded), or a write failed
+    # (a full disk, a vanished folder: the staging is gone)
+    except (TasksFailed, WriteFailed) as err:
         print(f"sdtheory {args.command}: failed, nothing written: {err}", file=sys.stderr)
         return EXIT_FAIL
     except (AssertionError, TypeError) as err:
