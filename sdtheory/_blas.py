@@ -13,16 +13,30 @@ benchmarks/README.md, "Numbers behind choices in the code"):
   which makes the serial, local and dask executors give the same bytes.
 
 One thread where two were free makes a large eigh about twice as slow, so outside sweep tasks
-(simulate, the Python API) numpy keeps its own thread count.
+(simulate, the Python API) numpy keeps its own thread count, except on matrices of order above
+:data:`THREADED_LAPACK_MAX` (:func:`lapack_threads`).
 """
 
 from __future__ import annotations
 
+import contextlib
+
 from threadpoolctl import threadpool_limits
 
-__all__ = ["one_blas_thread"]
+__all__ = ["THREADED_LAPACK_MAX", "lapack_threads", "one_blas_thread"]
+
+THREADED_LAPACK_MAX = 8192
+"""Largest matrix order factorised on numpy's own BLAS thread count. The bundled OpenBLAS
+0.3.31 segfaults in a two-thread Cholesky at order 16000 (order 15000 passes; one thread
+passes at 16000 in 36 s; benchmarks/README.md); above this order LAPACK runs on one thread."""
 
 
 def one_blas_thread() -> threadpool_limits:
     """A context in which numpy's BLAS/LAPACK runs on one thread (restored afterwards)."""
     return threadpool_limits(limits=1, user_api="blas")
+
+
+def lapack_threads(order: int):
+    """The BLAS thread setting for a LAPACK factorisation of an ``order`` x ``order`` matrix:
+    numpy's own up to :data:`THREADED_LAPACK_MAX`, one thread above (a crash, not speed)."""
+    return one_blas_thread() if order > THREADED_LAPACK_MAX else contextlib.nullcontext()

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 
+from sdtheory._blas import lapack_threads
 from sdtheory._validate import as_float
 
 __all__ = ["PSD_RTOL", "square_matrix", "is_psd", "psd_refusal", "jitter", "min_eigenvalue",
@@ -104,7 +105,8 @@ def min_eigenvalue(G) -> float:
       ValueError: if G is not square, not finite, or not symmetric (to 1e-12 relative).
     """
     G = square_matrix(G, symmetric=True)
-    return float(np.linalg.eigvalsh(G)[0])
+    with lapack_threads(G.shape[0]):
+        return float(np.linalg.eigvalsh(G)[0])
 
 
 def nearest_psd(G) -> np.ndarray:
@@ -115,7 +117,8 @@ def nearest_psd(G) -> np.ndarray:
     is no longer exactly 1; report it with the results.
     """
     G = square_matrix(G, symmetric=True)
-    mu, V = np.linalg.eigh(0.5 * (G + G.T))
+    with lapack_threads(G.shape[0]):
+        mu, V = np.linalg.eigh(0.5 * (G + G.T))
     P = (V * np.maximum(mu, 0.0)) @ V.T
     return 0.5 * (P + P.T)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sdtheory._blas import lapack_threads
 from sdtheory._validate import as_float, as_int, check_K
 from sdtheory.models.block import _sizes
 from sdtheory.models.dense import PSD_RTOL, psd_refusal, square_matrix
@@ -198,10 +199,12 @@ def feature_factor(G: np.ndarray, *, method: str = "eigh") -> np.ndarray:
     G = 0.5 * (G + G.T)
     if method == "cholesky":
         try:
-            return np.linalg.cholesky(G)
+            with lapack_threads(G.shape[0]):
+                return np.linalg.cholesky(G)
         except np.linalg.LinAlgError:
             pass  # not numerically PD: fall back to the eigendecomposition
-    mu, V = np.linalg.eigh(G)
+    with lapack_threads(G.shape[0]):
+        mu, V = np.linalg.eigh(G)
     if mu[0] < -PSD_RTOL * max(1.0, abs(mu[-1])):
         raise ValueError(psd_refusal(mu[0], mu[-1]))
     keep = mu > 0.0

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sdtheory._blas import one_blas_thread
+from sdtheory._blas import lapack_threads, one_blas_thread
 from sdtheory._validate import check_counts, check_labels, check_lam, check_targets
 from sdtheory._x64 import require_x64
 from sdtheory.models import BlockModel, Features, is_psd, psd_refusal, square_matrix
@@ -497,7 +497,8 @@ def _randomized_spectrum(G: np.ndarray, s: float, k_max: int, seed: int) -> dict
     # numpy's factorisation, not scipy's: a cold full-N solve then never imports scipy.linalg
     # (docs/theory.md section 2.4)
     try:
-        np.linalg.cholesky(A)
+        with lapack_threads(N):
+            np.linalg.cholesky(A)
     except np.linalg.LinAlgError:
         from scipy.sparse.linalg import eigsh
 

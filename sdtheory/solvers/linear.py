@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sdtheory._blas import lapack_threads
 from sdtheory._validate import check_counts, check_lam, check_round_indices, check_targets
 from sdtheory.models import BlockModel, is_psd, psd_refusal, square_matrix
 from sdtheory.solvers.base import BatchFit, Fit, SingleProblem, one_hot
@@ -64,7 +65,8 @@ class AveragingOperator:
         else:
             G = square_matrix(gram, symmetric=True)
             self.N = float(G.shape[0])
-            self.mu, self._V = np.linalg.eigh(G)
+            with lapack_threads(G.shape[0]):
+                self.mu, self._V = np.linalg.eigh(G)
             self._block = False
             self._G = G
         if not is_psd(self.mu.min(), self.mu.max()):
