@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sdtheory._memory import check_memory
 from sdtheory._progress import Progress
-from sdtheory._validate import check_label_weight, check_memory, check_rounds
+from sdtheory._validate import check_label_weight, check_rounds
 from sdtheory.metrics import (
     accuracy,
     decision_margins,

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 
+from sdtheory._memory import PROCESS_BYTES, check_memory
 from sdtheory._progress import Progress
 
 __all__ = ["EXECUTORS", "DaskMissing", "SerialExecutor", "TasksFailed", "check_executor",
@@ -96,9 +97,29 @@ def check_executor(kind: str, workers=None, scheduler=None) -> None:
         _dask()
 
 
+LOCAL_WORKERS = 2
+"""Worker processes of a local cluster when --workers is not given."""
+
+WORKER_BYTES = 150 * 2 ** 20
+"""Resident memory of one local worker process (its nanny included) that has imported
+sdtheory and JAX, above its tasks' own arrays (measured: phase 40 x 20 on 2, 4 and 8 workers;
+benchmarks/README.md, bench_memory.py)."""
+
+
+def memory_bytes(kind: str, workers: int | None, task_bytes: float) -> float:
+    """Peak memory on this machine of a job whose largest task holds ``task_bytes``: this
+    process, plus on a local cluster every worker process running one such task at once (a
+    dask scheduler's workers are on their own machines)."""
+    if kind == "local":
+        n = LOCAL_WORKERS if workers is None else workers
+        return PROCESS_BYTES + n * (WORKER_BYTES + task_bytes)
+    return PROCESS_BYTES + (task_bytes if kind == "serial" else 0.0)
+
+
 @contextlib.contextmanager
 def executor(kind: str = "serial", *, workers: int | None = None,
-             scheduler: str | None = None) -> Iterator[Executor]:
+             scheduler: str | None = None, task_bytes: float | None = None,
+             what: str = "this job") -> Iterator[Executor]:
     """An executor for the duration of a ``with`` block.
 
     Args:
@@ -107,18 +128,24 @@ def executor(kind: str = "serial", *, workers: int | None = None,
         ``scheduler``, e.g. tcp://host:8786).
       workers: number of local worker processes (local only).
       scheduler: scheduler address (dask only).
+      task_bytes: peak memory of the largest task; given, the job's whole estimate
+        (:func:`memory_bytes`) is checked against the available memory before any process is
+        started; ``what`` names the job in the refusal.
 
     Raises:
-      ValueError: an unknown kind, or options that do not fit it.
+      ValueError: an unknown kind, options that do not fit it, or too little memory.
       DaskMissing: Dask is not installed (local, dask).
     """
     check_executor(kind, workers, scheduler)
+    if task_bytes is not None:
+        on = f" on {workers or LOCAL_WORKERS} workers (--workers)" if kind == "local" else ""
+        check_memory(memory_bytes(kind, workers, task_bytes), what + on)
     if kind == "serial":
         yield SerialExecutor()
         return
     distributed = _dask()
     if kind == "local":
-        n = 2 if workers is None else workers
+        n = LOCAL_WORKERS if workers is None else workers
         # CRITICAL: at shutdown a worker's heartbeat can race the closing scheduler and log a
         # CommClosedError at ERROR (seen once in 3 runs of verify); a task's own failure still
         # reaches this process through its future (TasksFailed)

@@ -181,7 +181,7 @@ class Corruption:
         raise AttributeError("Corruption is immutable")
 
     def _materialise(self) -> None:
-        from sdtheory._validate import check_memory
+        from sdtheory._memory import check_memory
 
         K, N = self.K, self.N
         check_memory(16 * N, f"the per-sample labels of N = {N} samples")
@@ -319,7 +319,7 @@ def corrupt_sampled(T, true, seed) -> Corruption:
         raise ValueError(f"true labels must be in 0..K-1 = 0..{K - 1}, "
                          f"got range {true.min()}..{true.max()}")
     true = true.astype(np.int64)
-    from sdtheory._validate import check_memory
+    from sdtheory._memory import check_memory
 
     check_memory(true.size * (8.0 * 3 + 9.0 * K), f"sampling the labels of N = {true.size} "
                  "samples")

@@ -27,12 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sdtheory._memory import PROCESS_BYTES, check_memory
 from sdtheory._validate import LAM_MAX, LAM_MIN, as_int, check_counts
 from sdtheory.kernel_ridge import output_filter
 from sdtheory.models import BlockModel, level_eigenvalues
 from sdtheory.theory import averaging, level_names, pair_coefficients, r_star_continuous
 
-__all__ = ["MarginModel", "OptimumRound", "TestAccuracyModel", "optimize"]
+__all__ = ["MarginModel", "OptimumRound", "TestAccuracyModel", "memory_estimate", "optimize"]
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,19 @@ class TestAccuracyModel:
         return jnp.mean(binary_accuracy(W, jnp.asarray(self.means), self.sigma, xp=jnp))
 
 
+K3_COPIES = 6
+"""Live (K, K, K) float64 arrays while the pair coefficients are built (the one-hot rows of the
+K x K grid of groups and their level components; measured K = 300: 1.05 GiB above
+:data:`~sdtheory._memory.PROCESS_BYTES`, 5.2 copies; benchmarks/bench_memory.py)."""
+
+
+def memory_estimate(K: int) -> tuple[float, str]:
+    """(peak bytes, what sets them) of :func:`optimize` for K classes: one process and the
+    (K, K, K) arrays of the pair coefficients."""
+    return (PROCESS_BYTES + 8.0 * K3_COPIES * float(K) ** 3,
+            f"the closed-form margins of K = {K} classes (--K; K^3 numbers)")
+
+
 @dataclass(frozen=True)
 class OptimumRound:
     """The best (lam, alpha) for one round r: the largest worst margin, and whether it is > 0
@@ -155,6 +169,7 @@ def optimize(model: BlockModel, counts, rounds=range(21), *, fix_label_weight=No
     from scipy.optimize import minimize
 
     rounds = [as_int(r, "round", lo=0, hi=10_000) for r in rounds]
+    check_memory(*memory_estimate(model.K))
     mm = MarginModel(model, counts)
     lo, hi = math.log(LAM_MIN), math.log(LAM_MAX)
     alpha_fixed = 0.0 if fix_label_weight is None else float(fix_label_weight)

@@ -360,6 +360,22 @@ def _probe_run(cfg, data, superclass_of, stats, lam_model, relation, kind, eta, 
                       "levels": 3 if model.e is not None else 2}}
 
 
+TASK_BASE_BYTES = 110 * 2 ** 20
+"""Peak memory of one (noise, eta, seed) run above the process's own, apart from its feature
+arrays (measured on digits, 1257 x 64 features: 0.46 GiB in one process; bench_memory.py)."""
+
+FEATURE_COPIES = 4
+"""Live float64 copies of the training and test features in one run (the mapped features,
+their copy on the JAX device, the Newton products, the test logits' operand; measured on
+20,000 x 512 features; bench_memory.py)."""
+
+
+def task_bytes(data: FeatureData) -> float:
+    """Estimated peak memory of one (noise, eta, seed) run of :func:`run_probe` on ``data``,
+    above the process's own (:data:`~sdtheory._memory.PROCESS_BYTES`)."""
+    return TASK_BASE_BYTES + 8.0 * FEATURE_COPIES * (data.N + data.X_test.shape[0]) * data.D
+
+
 def run_probe(cfg: ProbeConfig, data: FeatureData, relation_view=None) -> ProbeResult:
     """Run the configured probe on (already feature-mapped) data; ``relation_view``: the
     training rows of the label-free view of ``method="relation"`` (default: the features)."""
@@ -386,7 +402,10 @@ def run_probe(cfg: ProbeConfig, data: FeatureData, relation_view=None) -> ProbeR
                  "class)", k_used, cfg.relation_tau, purity)
     combos = [(kind, eta, seed) for kind in cfg.noise for eta in cfg.rates for seed in cfg.seeds]
     shared = (cfg, data, superclass_of, stats, lam_model, relation)
-    with executor(cfg.executor, workers=cfg.workers, scheduler=cfg.scheduler) as ex:
+    with executor(cfg.executor, workers=cfg.workers, scheduler=cfg.scheduler,
+                  task_bytes=task_bytes(data),
+                  what=f"a probe of {data.N} training and {data.X_test.shape[0]} test samples "
+                       f"of {data.D} features") as ex:
         runs = run_tasks(ex, _probe_run, [shared + c for c in combos],
                          labels=[f"{k} eta={e:g} seed={s}" for k, e, s in combos],
                          what="(noise, eta, seed) run", logger=log)

@@ -15,17 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdtheory import models, noise
+from sdtheory._memory import PROCESS_BYTES, check_memory, dense_bytes
 from sdtheory._validate import (
-    PROCESS_BYTES,
     as_float,
     as_int,
     check_eta,
     check_K,
     check_lam,
-    check_memory,
     check_seed,
     count_matrix,
-    dense_bytes,
 )
 
 __all__ = ["MODELS", "ProblemConfig", "Problem", "build_problem", "gram_of", "load_counts",
@@ -145,11 +143,12 @@ def model_of(cfg: ProblemConfig) -> models.BlockModel:
     return models.two_level(cfg.K, cfg.n, cfg.c, cfg.d)
 
 
-def dense_estimate(cfg: ProblemConfig, N: int) -> tuple[float, str]:
+def dense_estimate(cfg: ProblemConfig, N: int, factor: bool = False) -> tuple[float, str]:
     """(bytes, what) of a process that solves on the dense N x N G: X (N x D), G = X X^T or
-    the jittered block model, and the solvers' copies of G (:func:`~sdtheory._validate.
-    dense_bytes`)."""
-    feats = N * cfg.dim if cfg.model == "gmm" else 0
+    the jittered block model, and the solvers' copies of G (:func:`~sdtheory._memory.
+    dense_bytes`); ``factor``: also an N x N factor X X^T = G of a block model (the trained
+    solver's features, :func:`~sdtheory.models.feature_factor`)."""
+    feats = N * cfg.dim if cfg.model == "gmm" else N * N if factor else 0
     what = (f"the N x D features of N = {N} samples in D = {cfg.dim} dimensions (--dim, "
             "--n, --K)" if feats > 4.0 * N * N else
             f"the dense N x N Gram matrix of N = {N} samples (--n, --K)")

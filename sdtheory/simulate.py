@@ -13,15 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdtheory import models, noise
-from sdtheory._validate import (
-    PROCESS_BYTES,
-    as_float,
-    as_int,
-    check_label_weight,
-    check_memory,
-    check_rounds,
-    group_exact_bytes,
-)
+from sdtheory._memory import PROCESS_BYTES, check_memory, group_exact_bytes
+from sdtheory._validate import as_float, as_int, check_label_weight, check_rounds
 from sdtheory.distill import PLL_TIES, SDResult, self_distill
 from sdtheory.problem import Problem, ProblemConfig, build_problem, dense_estimate, gram_of
 from sdtheory.solvers import ExactSolver, LinearSolver
@@ -128,21 +121,26 @@ def _theory(p: Problem) -> tuple[float, int | None]:
 
 LINEAR_GROUP_PER_K2 = 600.0
 """Bytes per K^2 of the group-reduced closed form (measured: K = 1000, n = 10, rounds 0..3,
-570 MiB above :data:`~sdtheory._validate.PROCESS_BYTES`; bench_memory.py)."""
+570 MiB above :data:`~sdtheory._memory.PROCESS_BYTES`; bench_memory.py)."""
 
 
 def memory_estimate(cfg: SimConfig) -> tuple[float, str]:
     """(peak bytes, what sets them) of :func:`simulate` for ``cfg``, from the configuration
-    alone: one process (:data:`~sdtheory._validate.PROCESS_BYTES`) plus the largest path it
-    takes: the dense N x N solvers (jitter, gmm features, or a per-sample relation on a block
-    model), else the group-reduced exact solver (K^3) and closed form (K^2). Checked before
-    anything is built (:func:`simulate`); benchmarks/bench_memory.py compares it with the
-    measured peak."""
+    alone: one process (:data:`~sdtheory._memory.PROCESS_BYTES`) plus the largest path it
+    takes: the dense N x N solvers (jitter, gmm features, a per-sample relation on a block
+    model, or the trained solver's N x N features of a block model), else the group-reduced
+    exact solver (K^3) and closed form (K^2). Checked before anything is built
+    (:func:`simulate`); benchmarks/bench_memory.py compares it with the measured peak."""
     N = cfg.K * cfg.n
     relation_dense = cfg.method == "relation" and cfg.relation_view != "block"
-    if cfg.model == "gmm" or cfg.jitter > 0 or relation_dense:
-        need, what = dense_estimate(cfg, N)
-        if relation_dense and not (cfg.model == "gmm" or cfg.jitter > 0):
+    # the trained solver trains a block model through explicit N x N features
+    factor = "trained" in cfg.solvers and cfg.model != "gmm"
+    if cfg.model == "gmm" or cfg.jitter > 0 or relation_dense or factor:
+        need, what = dense_estimate(cfg, N, factor)
+        if factor and not (cfg.model == "gmm" or cfg.jitter > 0):
+            what = (f"the N x N features of N = {N} samples that the trained solver needs "
+                    "(--n, --K)")
+        elif relation_dense and not (cfg.model == "gmm" or cfg.jitter > 0):
             what = (f"the dense N x N Gram matrix of N = {N} samples that the relation method "
                     "needs (--n)")
         return need, what

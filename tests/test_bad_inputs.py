@@ -38,6 +38,21 @@ CLI_ROWS = [
      "about"),
     ("simulate --method relation --n 100000", "the dense N x N Gram matrix of N = 400000 "
      "samples that the relation method needs (--n) needs about"),
+    ("simulate --n 10000 --rounds 1 --solver trained", "the N x N features of N = 40000 "
+     "samples that the trained solver needs (--n, --K) needs about"),
+    ("simulate --K 4 --n 8000 --jitter 0.001", "the dense N x N Gram matrix of N = 32000 "
+     "samples (--n, --K) needs about"),
+    ("optimize --K 30000", "the closed-form margins of K = 30000 classes (--K; K^3 numbers) "
+     "needs about"),
+    ("optimize --K 1000", "the closed-form margins of K = 1000 classes (--K; K^3 numbers) "
+     "needs about"),
+    ("phase --x K:99:100:2 --y eta:0:0.7:3 --executor local --workers 2", "a phase diagram "
+     "with K up to 100 (--x, --y) on 2 workers (--workers) needs about"),
+    ("phase --x eta:0:0.5:3 --executor local --workers 1024", "on 1024 workers (--workers) "
+     "needs about"),
+    ("verify --quick --executor local --workers 1024", "verify on 1024 workers (--workers) "
+     "needs about"),
+    ("probe --executor local --workers 1024", "on 1024 workers (--workers) needs about"),
     ("simulate --K abc", "argument --K: invalid int value: 'abc'"),
     ("simulate --n 0", "n (samples per class) must be an integer >= 1, got 0"),
     ("simulate --seed -1", "seed must be an integer >= 0, got -1"),
@@ -189,7 +204,10 @@ def _files(tmp_path):
 
 
 @pytest.mark.parametrize("line, fragment", CLI_ROWS, ids=[r[0] for r in CLI_ROWS])
-def test_cli_bad_input(tmp_path, capsys, line, fragment):
+def test_cli_bad_input(tmp_path, capsys, monkeypatch, line, fragment):
+    # the memory refusals are judged against the 24 GiB of the CI machine, whatever this
+    # machine has
+    monkeypatch.setattr("sdtheory._memory.available_memory", lambda: 24 * 2 ** 30)
     files = _files(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
     args = []

@@ -55,7 +55,8 @@ def run(args) -> int:
     from sdtheory import __version__
     from sdtheory._io import Outputs, write_json
     from sdtheory._validate import as_int, check_label_weight
-    from sdtheory.optimize import optimize
+    from sdtheory._memory import check_memory
+    from sdtheory.optimize import memory_estimate, optimize
     from sdtheory.problem import build_problem
 
     if args.model == "gmm":
@@ -71,6 +72,7 @@ def run(args) -> int:
         alpha = check_label_weight(args.label_weight, softmax=True)
     cfg = problem_config(args)
     outputs = Outputs(args.out, ["optimize.json"]) if args.out else None
+    check_memory(*memory_estimate(cfg.K))        # before the K x K counts are built
     p = build_problem(cfg)
     rows = [asdict(o) for o in optimize(p.model, p.corruption.counts, range(R + 1),
                                         fix_label_weight=alpha)]

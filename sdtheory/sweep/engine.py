@@ -37,7 +37,6 @@ import numpy as np
 
 from sdtheory import theory
 from sdtheory._progress import Progress
-from sdtheory._validate import check_memory
 from sdtheory.distill import pll_target_margin, pll_targets, run_rounds
 from sdtheory.executors import task
 from sdtheory.metrics import (
@@ -124,18 +123,18 @@ def run_plan(p: Plan, *, quantity: str, solver: str, max_rounds: int,
     R = _check(quantity, solver, max_rounds)
     ny, nx = p.shape
     parts = _tasks(p, solver)
-    # a local cluster runs one task per worker process at once on this machine
-    at_once = (2 if workers is None else workers) if executor == "local" else 1
-    need = at_once * max(_peak_bytes(g, solver) for g in parts)
+    from sdtheory.executors import executor as open_executor
+    from sdtheory.executors import memory_bytes, run_tasks
+
+    task_bytes = max(_peak_bytes(g, solver) for g in parts)
     log.info("%d cells (K = %s), rounds 0..%d: at most %d trainings; estimated peak memory "
              "%.2f GiB", nx * ny, ", ".join(str(g.K) for g in p.groups), R,
-             nx * ny * (R + 1 + (quantity == "pll_gain")), need / 2 ** 30)
-    check_memory(need, f"a phase diagram with K up to {max(g.K for g in p.groups)} (--x, --y)")
-    from sdtheory.executors import executor as open_executor
-    from sdtheory.executors import run_tasks
-
+             nx * ny * (R + 1 + (quantity == "pll_gain")),
+             memory_bytes(executor, workers, task_bytes) / 2 ** 30)
     t0 = time.perf_counter()
-    with open_executor(executor, workers=workers, scheduler=scheduler) as ex:
+    with open_executor(executor, workers=workers, scheduler=scheduler, task_bytes=task_bytes,
+                       what=f"a phase diagram with K up to {max(g.K for g in p.groups)} "
+                            "(--x, --y)") as ex:
         done = run_tasks(ex, _cells_task, [(g, solver, quantity, R, pll_ties) for g in parts],
                          labels=[f"K={g.K} cells {int(g.index[0])}..{int(g.index[-1])}"
                                  for g in parts], what="chunk of cells", logger=log)

@@ -227,7 +227,8 @@ def run(names=None, *, quick: bool = False, executor: str = "serial",
     # the longest checks first, so that parallel workers finish together (order of the
     # results is the registry's whatever the order of submission)
     order = sorted(range(len(selected)), key=lambda i: -_EXPECTED_SECONDS.get(selected[i], 1.0))
-    with open_executor(executor, workers=workers, scheduler=scheduler) as ex:
+    with open_executor(executor, workers=workers, scheduler=scheduler,
+                       task_bytes=TASK_BYTES, what="verify") as ex:
         done = run_tasks(ex, _run_named, [(selected[i], quick) for i in order],
                          labels=[selected[i] for i in order], what="check", logger=log)
     out: list = [None] * len(selected)
@@ -236,6 +237,10 @@ def run(names=None, *, quick: bool = False, executor: str = "serial",
         out[i] = res
     return out
 
+
+TASK_BYTES = 256 * 2 ** 20
+"""Peak memory of the largest check above the process's own (measured: verify --quick 0.60
+GiB in one process, 1.27 GiB on two local workers; benchmarks/bench_memory.py)."""
 
 _EXPECTED_SECONDS = {"takanami_optimal_error": 12.0, "r_star_closed_vs_linear": 9.0,
                      "trained_vs_closed_form": 6.0, "delta_necessary": 5.0,
