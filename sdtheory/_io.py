@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-__all__ = ["Outputs", "WriteFailed", "atomic_write", "jsonable", "round_sig", "write_json",
-           "write_text"]
+__all__ = ["Outputs", "WriteFailed", "atomic_write", "bound_met", "jsonable", "round_sig",
+           "write_json", "write_text"]
 
 
 def jsonable(obj, *, nonfinite: str = "null"):
@@ -43,6 +43,15 @@ def jsonable(obj, *, nonfinite: str = "null"):
             return x
         return None if nonfinite == "null" else str(x)
     return obj
+
+
+def bound_met(x, bound: float, digits: int = 2):
+    """A round-off quantity (a solver certificate) as it goes into results files: ``bound``
+    where ``x`` met it (x <= bound), so that the file is the same on every CPU; else ``x`` to
+    ``digits`` significant digits. None and nan pass through."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return x
+    return float(bound) if x <= bound else round_sig(x, digits)
 
 
 def round_sig(x, digits: int):

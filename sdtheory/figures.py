@@ -19,11 +19,11 @@ Precision of the results files. Every float is rounded to a fixed number of sign
 each file states it: JSON files in a ``"precision"`` entry, the phase CSVs in their header
 line (``"precision"``, :func:`sdtheory.sweep.write_csv`):
 
-* certificates and residuals of the solvers: 2 significant digits (only their size matters,
-  and their last digits depend on the machine's floating point);
+* certificates and residuals of the solvers: the bound each met (:data:`CERT_TOL`; the
+  values themselves are round-off and differ from CPU to CPU), or, above it, 2 significant
+  digits;
 * numbers computed by an iterative solver or an eigensolver (outputs, measured shrink, output
-  gaps, smallest eigenvalues of G): 6 significant digits (they are accurate to ~1e-12
-  absolute);
+  gaps, smallest eigenvalues of G, the optima of optimize_eta): 6 significant digits;
 * every other float (accuracies, closed forms, eigenvalues mu_j and a_j, noise rates, Delta):
   10 significant digits;
 * ints (r*, counts, labels) and the parameter columns of the CSVs (the axis values) are exact;
@@ -48,9 +48,11 @@ from pathlib import Path
 import numpy as np
 
 import sdtheory
-from sdtheory._io import atomic_write, jsonable, round_sig
+from sdtheory._io import atomic_write, bound_met, jsonable, round_sig
 from sdtheory._validate import as_float, as_int
 from sdtheory.plots import figures as plots
+from sdtheory.sweep.grid import decimal_grid
+from sdtheory.sweep.result import CERT_TOL
 
 __all__ = [
     "EXPERIMENTS",
@@ -137,6 +139,8 @@ _KIND_OF_KEY = {
     "outputs": "computed", "exact_measured": "computed", "exact_measured_jittered": "computed",
     "max_abs_output_gap": "computed", "min_eigenvalue": "computed",
     "min_eigenvalue_requested_eps": "computed",
+    # optima of L-BFGS-B (optimize_eta), stopped at a projected gradient of 1e-9
+    "optima": "computed",
 }
 
 
@@ -147,7 +151,9 @@ def _precision_doc() -> dict:
     return {
         "rounding": "significant digits (sdtheory._io.round_sig); ints are exact; the config "
                     "is as given",
-        "certificate": {"digits": PRECISION["certificate"], "keys": keys["certificate"]},
+        "certificate": {"bound_met": CERT_TOL, "keys": keys["certificate"],
+                        "meaning": "the bound each certificate met (the same on every CPU); "
+                                   f"a value above it, to {PRECISION['certificate']} digits"},
         "computed": {"digits": PRECISION["computed"], "keys": keys["computed"]},
         "value": {"digits": PRECISION["value"],
                   "keys": "every other float (accuracies, closed forms, eigenvalues mu and a, "
@@ -163,6 +169,8 @@ def _rounded(obj, kind: str = "value"):
     if isinstance(obj, list):
         return [_rounded(v, kind) for v in obj]
     if isinstance(obj, float):
+        if kind == "certificate":
+            return bound_met(obj, CERT_TOL, PRECISION[kind])
         return round_sig(obj, PRECISION[kind])
     return obj
 
@@ -184,6 +192,9 @@ def write_results(path: Path, figure: str, cfg: dict, data: dict) -> Path:
 
 CSV_DIGITS = {"certificate": PRECISION["certificate"], "*": PRECISION["value"]}
 """Significant digits of the phase CSVs' value columns (:func:`sdtheory.sweep.write_csv`)."""
+
+CSV_BOUNDS = {"certificate": CERT_TOL}
+"""Columns of the phase CSVs written as the bound they met (:func:`sdtheory.sweep.write_csv`)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,7 +362,7 @@ def compute_label_averaging(cfg: dict, out: Path, log: Callable[[str], None]) ->
 def _eta_grid(spec: dict) -> np.ndarray:
     lo, hi = as_float(spec["lo"], "eta lo"), as_float(spec["hi"], "eta hi")
     count = as_int(spec["count"], "eta count", lo=1)
-    return np.round(np.linspace(lo, hi, count), 10)
+    return np.array(decimal_grid(lo, hi, count))
 
 
 def compute_pll_vs_sd(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
@@ -497,7 +508,7 @@ def _phase_sweeps(name: str, cfg: dict, out: Path, log, runs: list[tuple[str, st
         if nfail:
             raise FigureError(f"{name}: {nfail} cells of {csv_name} failed the exact solver's "
                                "certificate")
-        write_csv(res, out / csv_name, digits=CSV_DIGITS)
+        write_csv(res, out / csv_name, digits=CSV_DIGITS, bounds=CSV_BOUNDS)
         csvs.append({"file": csv_name, "quantity": quantity, "max_rounds": R})
         log(f"{csv_name}: {res.x.count} x {res.y.count} cells, {quantity}, rounds 0..{R}")
     data = {"csv": csvs, "eta_boundary": theory.eta_boundary(cfg["noise"], cfg["K"]),
@@ -627,7 +638,7 @@ def compute_optimize_eta(cfg: dict, out: Path, log: Callable[[str], None]) -> Pa
                                         d=cfg["d"], noise=cfg["noise"], eta=float(eta)))
         opt = optimize(p.model, p.corruption.counts, cfg["rounds"])
         rows.append({"eta": float(eta), "delta": float(sdtheory.delta(p.corruption.counts)),
-                     "rounds": [asdict(o) for o in opt]})
+                     "optima": [asdict(o) for o in opt]})
         log(f"eta = {eta:g}: best margins " + ", ".join(f"{o.margin:.3f}" for o in opt))
     return write_results(out / "optimize_eta.json", "optimize_eta", cfg, {"rows": rows})
 
@@ -642,7 +653,8 @@ def compute_ridge_sd_proportional(cfg: dict, out: Path, log: Callable[[str], Non
     (:func:`sdtheory.kernel_ridge.ridge_sd_agreement`)."""
     from sdtheory.kernel_ridge import DESIGNS, ridge_sd_agreement, ridge_sd_risk
 
-    lams = np.geomspace(float(cfg["lam_lo"]), float(cfg["lam_hi"]), int(cfg["lam_count"]))
+    lams = np.array(decimal_grid(float(cfg["lam_lo"]), float(cfg["lam_hi"]),
+                                 int(cfg["lam_count"]), log=True))
     curves = []
     for design in DESIGNS:
         for gamma in cfg["gammas"]:

@@ -805,9 +805,9 @@ def plot_optimize_eta(results, png) -> None:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10.5, 4.2))
         for i, rr in enumerate(cfg["rounds"]):
             col = cmap(0.9 * i / max(nr - 1, 1))
-            m = np.array([r["rounds"][i]["margin"] for r in rows])
-            lam = np.array([r["rounds"][i]["lam"] for r in rows])
-            alpha = np.array([r["rounds"][i]["label_weight"] for r in rows])
+            m = np.array([r["optima"][i]["margin"] for r in rows])
+            lam = np.array([r["optima"][i]["lam"] for r in rows])
+            alpha = np.array([r["optima"][i]["label_weight"] for r in rows])
             label = f"round {rr}" + (" (teacher)" if rr == 0 else "")
             ax1.plot(eta, m, "o-", color=col, ms=3.5, label=label)
             ax2.plot(eta, lam, "o-", color=col, ms=3.5, label=label)
@@ -822,7 +822,7 @@ def plot_optimize_eta(results, png) -> None:
         ax2.set_ylabel(r"optimal ridge $\lambda^*$")
         ax2.set_title(r"the $\lambda$ that attains it (x: optimal label weight $\alpha^* > 0$)")
         ax1.legend(loc="upper right", fontsize=8)
-        alphas = sorted({round(r2["label_weight"], 3) for r in rows for r2 in r["rounds"]})
+        alphas = sorted({round(r2["label_weight"], 3) for r in rows for r2 in r["optima"]})
         caption(fig, f"Linearised student (L), two-level block model K = {cfg['K']}, "
                      f"n = {cfg['n']}, c = {cfg['c']}, d = {cfg['d']}; maximised over "
                      f"log lam in [1e-8, 1e3] and alpha in [0, 1] (L-BFGS-B, JAX gradients); "

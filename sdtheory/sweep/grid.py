@@ -9,6 +9,7 @@ error) and groups them by K, so that cells with the same shapes are solved toget
 
 from __future__ import annotations
 
+import decimal
 import math
 from dataclasses import dataclass
 
@@ -105,14 +106,26 @@ class Axis:
 
     @property
     def values(self) -> np.ndarray:
-        """(count,) float64 values (integers for n and K)."""
-        if self.count == 1:
-            v = np.array([self.lo])
-        elif self.log:
-            v = np.geomspace(self.lo, self.hi, self.count)
-        else:
-            v = np.linspace(self.lo, self.hi, self.count)
+        """(count,) float64 values (integers for n and K): evenly spaced (in log10 for a log
+        axis) in decimal arithmetic, each the float nearest its decimal value, so that every
+        CPU gives the same bits and 1e-05 is 1e-05, not 9.999999999999999e-06."""
+        v = np.array(decimal_grid(self.lo, self.hi, self.count, self.log))
         return np.round(v) if self.name in INT_PARAMS else v
+
+
+def decimal_grid(lo: float, hi: float, count: int, log: bool = False) -> list[float]:
+    """``count`` points from ``lo`` to ``hi`` computed in 40-digit decimal arithmetic (software,
+    hence identical on every CPU), evenly spaced in the value or, with ``log``, in log10."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 40
+        a, b = decimal.Decimal(repr(float(lo))), decimal.Decimal(repr(float(hi)))
+        if count == 1:
+            return [float(a)]
+        if log:
+            a, b = a.log10(), b.log10()
+        step = (b - a) / (count - 1)
+        points = [a + i * step for i in range(count - 1)] + [b]
+        return [float(decimal.Decimal(10) ** p if log else p) for p in points]
 
 
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from sdtheory._io import atomic_write, round_sig
+from sdtheory._io import atomic_write, bound_met, round_sig
 from sdtheory.sweep.grid import INT_PARAMS, Axis
 from sdtheory.sweep.result import PhaseResult
 
@@ -16,15 +16,18 @@ _HEADER = "# sdtheory phase "
 _INT_COLUMNS = ("r_star", "r_star_closed_form", "fragile")
 
 
-def _fmt(name: str, v: float, digits: int | None = None) -> str:
+def _fmt(name: str, v: float, digits: int | None = None, bound: float | None = None) -> str:
     if not np.isfinite(v):
         return "" if np.isnan(v) else repr(float(v))
     if name in _INT_COLUMNS or name in INT_PARAMS:
         return str(int(v))
+    if bound is not None:
+        return repr(bound_met(float(v), bound, digits or 2))
     return repr(float(v) if digits is None else round_sig(v, digits))
 
 
-def write_csv(result: PhaseResult, path, *, digits: dict[str, int] | None = None) -> None:
+def write_csv(result: PhaseResult, path, *, digits: dict[str, int] | None = None,
+              bounds: dict[str, float] | None = None) -> None:
     """Write a phase diagram as CSV (atomically: temporary file, then rename).
 
     The first line is ``# sdtheory phase {"version": ..., "config": {...}}`` (JSON); then a
@@ -40,6 +43,9 @@ def write_csv(result: PhaseResult, path, *, digits: dict[str, int] | None = None
         Integer columns (r*) and the parameter columns (the axis values) are written exactly.
         None (default): every float exactly (``repr``), so that :func:`read_csv` gives the
         same numbers back.
+      bounds: columns of round-off quantities (certificates) written as the bound each value
+        met (:func:`sdtheory._io.bound_met`), the same on every CPU; the header line carries
+        them as ``"bound_met"``.
     """
     meta = {"version": result.version, "config": result.config}
     names = list(result.values)
@@ -50,6 +56,9 @@ def write_csv(result: PhaseResult, path, *, digits: dict[str, int] | None = None
             "significant_digits": {k: d for k, d in col_digits.items()
                                    if d is not None and k not in _INT_COLUMNS},
             "exact": [result.x.name, result.y.name] + [k for k in names if k in _INT_COLUMNS]}
+    bounds = {k: v for k, v in (bounds or {}).items() if k in names}
+    if bounds:
+        meta.setdefault("precision", {})["bound_met"] = bounds
     X, Y = np.meshgrid(result.x_values, result.y_values)
     lines = [_HEADER + json.dumps(meta, sort_keys=True),
              ",".join([result.x.name, result.y.name] + names)]
@@ -57,7 +66,8 @@ def write_csv(result: PhaseResult, path, *, digits: dict[str, int] | None = None
     xs, ys = X.ravel(), Y.ravel()
     for i in range(xs.size):
         lines.append(",".join([_fmt(result.x.name, xs[i]), _fmt(result.y.name, ys[i])]
-                              + [_fmt(k, flat[k][i], col_digits[k]) for k in names]))
+                              + [_fmt(k, flat[k][i], col_digits[k], bounds.get(k))
+                                 for k in names]))
 
     def write(tmp):
         with open(tmp, "w") as fh:
