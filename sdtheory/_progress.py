@@ -2,7 +2,9 @@
 
 The library reports progress to loggers under ``sdtheory`` at INFO level and never prints:
 without a handler (the default for a library) nothing is shown. The ``sdtheory`` command
-attaches a stderr handler (:func:`sdtheory.cli.main`), so long jobs show where they are.
+attaches a stderr handler (:func:`sdtheory.cli.main`), so long jobs show where they are; on a
+terminal it also installs a display (:func:`set_display`) that draws the outermost
+:class:`Progress` of a job as one progress bar instead of report lines.
 """
 
 from __future__ import annotations
@@ -11,7 +13,21 @@ import contextlib
 import logging
 import time
 
-__all__ = ["Progress", "quieted"]
+__all__ = ["Progress", "quieted", "set_display"]
+
+_DISPLAY = None
+"""The display that draws progress (set by the command line on a terminal), or None: report
+lines on the logger."""
+
+
+def set_display(display):
+    """Install ``display`` (None: none) and return the previous one. A display has
+    ``start(progress) -> bool`` (whether it draws this progress: the outermost one of a job)
+    and ``step(progress, n, message)``; a drawn progress reports no lines of its own, and one
+    started while another is drawn reports none either (its steps are inside the drawn one)."""
+    global _DISPLAY
+    previous, _DISPLAY = _DISPLAY, display
+    return previous
 
 
 class Progress:
@@ -40,10 +56,18 @@ class Progress:
         self.t0 = time.perf_counter()
         self.last = -float("inf")
         self.done = 0
+        self.display = _DISPLAY if _DISPLAY is not None and _DISPLAY.start(self) else None
+        # inside a drawn progress (a display is set but draws another one): no lines
+        self.silent = _DISPLAY is not None and self.display is None
 
     def step(self, message: str = "", n: int = 1, *, force: bool = False) -> None:
         """Count ``n`` more steps done and report if the interval has passed."""
         self.done += n
+        if self.display is not None:
+            self.display.step(self, n, message)
+            return
+        if self.silent:
+            return
         now = time.perf_counter()
         last_one = self.total is not None and self.done >= self.total
         due = now - max(self.last, self.t0) >= self.interval

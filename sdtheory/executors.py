@@ -208,7 +208,8 @@ def _in_dask_worker() -> bool:
 
 def run_tasks(ex: Executor, fn: Callable, args: Sequence[tuple], *,
               labels: Sequence[str] | None = None, what: str = "task",
-              logger: logging.Logger | None = None) -> list:
+              logger: logging.Logger | None = None,
+              sizes: Sequence[int] | None = None) -> list:
     """fn(*a) for every a in ``args`` on ``ex``; the results in task order.
 
     A task that raises is resubmitted :data:`RETRIES` time(s) (a Dask executor also reruns a
@@ -218,7 +219,9 @@ def run_tasks(ex: Executor, fn: Callable, args: Sequence[tuple], *,
     pending tasks are cancelled and it propagates at once.
     """
     labels = list(labels) if labels is not None else [f"{what} {i}" for i in range(len(args))]
-    progress = Progress(logger or log, total=len(args), what=what)
+    # progress counts ``what``s: one per task, or ``sizes[i]`` for task i
+    sizes = [1] * len(args) if sizes is None else [int(k) for k in sizes]
+    progress = Progress(logger or log, total=sum(sizes), what=what)
     futures = {ex.submit(fn, *a): i for i, a in enumerate(args)}
     attempts = dict.fromkeys(range(len(args)), 1)
     results: list = [None] * len(args)
@@ -228,7 +231,7 @@ def run_tasks(ex: Executor, fn: Callable, args: Sequence[tuple], *,
     t0 = time.perf_counter()
     try:
         _collect(ex, fn, args, labels, futures, pending, attempts, results, done, errors,
-                 progress)
+                 progress, sizes)
     except BaseException:
         for fut in futures:
             fut.cancel()
@@ -241,7 +244,7 @@ def run_tasks(ex: Executor, fn: Callable, args: Sequence[tuple], *,
 
 
 def _collect(ex, fn, args, labels, futures, pending, attempts, results, done, errors,
-             progress) -> None:
+             progress, sizes) -> None:
     """The loop of :func:`run_tasks`: results in, failed tasks resubmitted."""
     while pending:
         finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -253,7 +256,7 @@ def _collect(ex, fn, args, labels, futures, pending, attempts, results, done, er
             if err is None:
                 results[i], done[i] = fut.result(), True
                 errors.pop(i, None)
-                progress.step(labels[i])
+                progress.step(labels[i], n=sizes[i])
                 continue
             errors[i] = f"{type(err).__name__}: {err}"
             if attempts[i] <= RETRIES:
@@ -263,4 +266,4 @@ def _collect(ex, fn, args, labels, futures, pending, attempts, results, done, er
                 futures[nf] = i
                 pending.add(nf)
             else:
-                progress.step(f"{labels[i]} FAILED")
+                progress.step(f"{labels[i]} FAILED", n=sizes[i])

@@ -348,7 +348,7 @@ def _probe_run(cfg, data, superclass_of, stats, lam_model, relation, kind, eta, 
             "fragile": bool(any(fragile(v) for v in margins.values())),
         })
         what = "PLL" if label == "pll" else f"round {label}"
-        log.info("%s eta=%g seed=%d %s: test %.4f", kind, eta, seed, what, rows[-1]["test_acc"])
+        log.debug("%s eta=%g seed=%d %s: test %.4f", kind, eta, seed, what, rows[-1]["test_acc"])
     model = theory_model(stats, np.bincount(y, minlength=K), superclass_of,
                          kind == "superclass")
     plain = cfg.method == "sd" and cfg.label_weight == 0.0   # the theory's r* is plain SD's

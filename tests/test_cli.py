@@ -114,3 +114,46 @@ def test_every_subcommand_has_help_with_defaults():
                 continue
             assert action.help, f"{name} --{action.dest} has no help text"
         assert "default" in text
+
+
+def _on_terminal(args, tmp_path):
+    """stdout and stderr of ``python -m sdtheory ARGS`` run on a 120-column pseudo-terminal."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "sdtheory", *args], cwd=tmp_path,
+                            stdin=subprocess.DEVNULL, stdout=follower, stderr=follower)
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:            # the follower closed: the command has ended
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    return proc.wait(), out.decode()
+
+
+def test_progress_bar_on_a_terminal(tmp_path):
+    """On a terminal a phase diagram draws one tqdm bar counting cells (erased at the end),
+    with the job's summary line after it and no line per cell; --quiet draws nothing."""
+    args = ["phase", "--x", "eta:0:0.5:10", "--y", "lam:1e-4:1e-2:10:log", "--solver",
+            "linear", "--max-rounds", "5"]
+    rc, out = _on_terminal(args + ["--out", "a"], tmp_path)
+    assert rc == 0, out
+    frames = [f for f in out.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+              if "cells:" in f and "%|" in f]
+    # (a job this short may end before tqdm redraws: its first frame counts 0 of 100 cells)
+    assert frames and all("/100 [" in f and "cell/s" in f for f in frames), out
+    lines = [ln.strip() for ln in out.replace("\r", "\n").split("\n") if ln.strip()]
+    assert sum("100 cells in" in ln for ln in lines) == 1, out
+    assert not any("cell " in ln and "/100" in ln and "%|" not in ln for ln in lines), out
+    rc, out = _on_terminal(["--quiet"] + args + ["--out", "b"], tmp_path)
+    assert rc == 0 and "%|" not in out and "cells in" not in out, out

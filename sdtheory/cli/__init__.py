@@ -60,14 +60,82 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Bar:
+    """The progress display of a command on a terminal (:func:`sdtheory._progress.set_display`):
+    the outermost progress of the job as one tqdm bar (count, rate, time left), erased when it
+    completes (the job then reports its summary line)."""
+
+    def __init__(self, prefix: str, stream):
+        self.prefix, self.stream = prefix, stream
+        self.owner, self.bar = None, None
+
+    def start(self, progress) -> bool:
+        if not progress.total:
+            return False
+        if self.owner is not None:
+            # the same steps counted finer inside (one task of all the cells): draw those
+            same = (self.owner.done == 0 and self.owner.total == progress.total
+                    and self.owner.what == progress.what)
+            if not same:
+                return False
+            self.close()
+        from tqdm import tqdm
+
+        self.owner = progress
+        self.bar = tqdm(total=progress.total, desc=self.prefix + progress.what + "s",
+                        unit=f" {progress.what}", file=self.stream, leave=False,
+                        dynamic_ncols=True)
+        return True
+
+    def step(self, progress, n: int, message: str) -> None:
+        if progress is not self.owner:      # handed over to a finer count of the same steps
+            return
+        self.bar.update(n)
+        if progress.done >= progress.total:
+            self.close()            # the job reports its own summary line
+
+    def write(self, line: str) -> None:
+        """A report line above the bar (or plainly when no bar is drawn)."""
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.owner, self.bar = None, None
+
+
+class _BarHandler(logging.StreamHandler):
+    """Report lines written above the progress bar, so that the bar stays one line."""
+
+    def __init__(self, bar: _Bar):
+        super().__init__(bar.stream)
+        self.bar_display = bar
+
+    def emit(self, record):
+        try:
+            self.bar_display.write(self.format(record))
+        except Exception:  # noqa: BLE001 - logging's own policy for a failed emit
+            self.handleError(record)
+
+
 class _Progress:
     """Progress of the library (loggers under "sdtheory", INFO) on stderr while a command
-    runs; removed again afterwards (the library itself never installs a handler)."""
+    runs; removed again afterwards (the library itself never installs a handler). On a
+    terminal, the outermost progress of the job is one bar (:class:`_Bar`) and the other report
+    lines are written above it."""
 
     def __init__(self, command: str, quiet: bool):
+        from sdtheory._progress import set_display
+
+        self.set_display = set_display
         self.logger = logging.getLogger("sdtheory")
         self.prefix = f"sdtheory {command}: "
-        self.handler = logging.StreamHandler(sys.stderr)
+        self.bar = _Bar(self.prefix, sys.stderr) if not quiet and sys.stderr.isatty() else None
+        self.handler = (_BarHandler(self.bar) if self.bar is not None
+                        else logging.StreamHandler(sys.stderr))
         self.handler.setFormatter(logging.Formatter(self.prefix + "%(message)s"))
         self.handler.setLevel(logging.WARNING if quiet else logging.INFO)
         self.level = self.logger.level
@@ -77,9 +145,13 @@ class _Progress:
         if self.logger.getEffectiveLevel() > logging.INFO:
             self.logger.setLevel(logging.INFO)
         self.showwarning, warnings.showwarning = warnings.showwarning, self.warning
+        self.display = self.set_display(self.bar)
         return self
 
     def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+        self.set_display(self.display)
         self.logger.removeHandler(self.handler)
         self.logger.setLevel(self.level)
         warnings.showwarning = self.showwarning

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from sdtheory._progress import Progress, quieted
 from sdtheory.cli import EXIT_FAIL, EXIT_OK, Formatter, UsageError
 
 log = logging.getLogger("sdtheory.figures")
@@ -52,24 +53,29 @@ def run(args) -> int:
         except FileNotFoundError as err:
             raise UsageError(str(err)) from None
     t_all = time.perf_counter()
+    progress = Progress(log, total=len(names), what="figure")
     with outputs:
         stage = Path(outputs.folder())
         for name in names:
             t0 = time.perf_counter()
 
-            def step(msg, name=name, t0=t0):
-                log.info("%s %7.1f s  %s", name, time.perf_counter() - t0, msg)
+            def step(msg, name=name, t0=t0, level=logging.DEBUG):
+                log.log(level, "%s %7.1f s  %s", name, time.perf_counter() - t0, msg)
 
             step("start" + (" (quick)" if args.quick else ""))
             before = set(stage.iterdir())
             try:
-                run_figure(name, stage, quick=args.quick, log=step)
+                # one line per figure: the jobs inside a figure report nothing of their own
+                with quieted("sdtheory.sweep", "sdtheory.probe", "sdtheory.executors",
+                             "sdtheory.distill"):
+                    run_figure(name, stage, quick=args.quick, log=step)
             except (SolverError, FigureError) as err:
                 outputs.discard()
                 print(f"sdtheory figures: {name} failed, nothing written: {err}",
                       file=sys.stderr)
                 return EXIT_FAIL
             made = sorted(outputs.final(p.name) for p in set(stage.iterdir()) - before)
-            step(f"done -> {', '.join(made)}")
+            step(f"done -> {', '.join(made)}", level=logging.INFO)
+            progress.step(name)
     log.info("%d figure(s) in %.1f s", len(names), time.perf_counter() - t_all)
     return EXIT_OK

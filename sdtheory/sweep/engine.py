@@ -137,7 +137,8 @@ def run_plan(p: Plan, *, quantity: str, solver: str, max_rounds: int,
                             "(--x, --y)") as ex:
         done = run_tasks(ex, _cells_task, [(g, solver, quantity, R, pll_ties) for g in parts],
                          labels=[f"K={g.K} cells {int(g.index[0])}..{int(g.index[-1])}"
-                                 for g in parts], what="chunk of cells", logger=log)
+                                 for g in parts], what="cell", logger=log,
+                         sizes=[g.size for g in parts])
     cols: dict[str, np.ndarray] = {}
     for g, res in zip(parts, done):
         for name, v in res.items():
