@@ -136,7 +136,7 @@ CLI_ROWS = [
     ("probe --seeds -1", "seed must be an integer >= 0, got -1"),
     ("probe --seeds 0,0", "--seeds lists a value twice"),
     ("probe --rounds -1", "rounds must be an integer in [0, 100], got -1"),
-    ("probe --noise foo", "--noise must be among sym, asym, pairflip, superclass"),
+    ("probe --noise foo", "--noise must be one of sym, asym, pairflip, superclass"),
     ("probe --feature-map foo", "argument --feature-map: invalid choice: 'foo'"),
     ("probe --dataset nosuch", "--dataset must be one of digits, digits-efficientnet-lite0"),
     ("probe --features /nonexistent/f.npz", "does not exist or is not a file"),
