@@ -265,7 +265,7 @@ API_ROWS = [
     ("SimConfig solver", lambda m, s: SimConfig(solvers=("foo",)), ValueError,
      "solver must be one of"),
     ("SimConfig pll_ties", lambda m, s: SimConfig(pll_ties="random"), ValueError,
-     "pll_ties must be one of ('split', 'lower'), got 'random'"),
+     "pll_ties must be one of split, lower, got 'random'"),
     ("SimConfig rounds", lambda m, s: SimConfig(rounds=2.7), ValueError,
      "rounds must be an integer in [0, 100000], got 2.7"),
     ("ProblemConfig eta", lambda m, s: ProblemConfig(eta=1.0), ValueError,
