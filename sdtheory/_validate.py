@@ -16,6 +16,11 @@ import numpy as np
 __all__ = [
     "as_int",
     "as_float",
+    "check_positive",
+    "check_choice",
+    "set_checked",
+    "check_sizes",
+    "check_features",
     "check_lam",
     "check_eta",
     "check_K",
@@ -23,6 +28,7 @@ __all__ = [
     "check_round_indices",
     "check_seed",
     "check_labels",
+    "check_classes",
     "check_targets",
     "count_matrix",
     "check_counts",
@@ -75,6 +81,65 @@ def as_float(value, name: str) -> float:
     if not math.isfinite(v):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return v
+
+
+def check_positive(value, name: str) -> float:
+    """``value`` as a finite float > 0, else ValueError."""
+    v = as_float(value, name)
+    if not v > 0:
+        raise ValueError(f"{name} must be > 0, got {v:g}")
+    return v
+
+
+def check_choice(value, choices, name: str):
+    """``value`` if it is one of ``choices``, else ValueError listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def set_checked(config, field: str, check, *args, **kwargs):
+    """Set a field of a frozen dataclass (in its ``__post_init__``) to its checked, canonical
+    value ``check(value, *args, **kwargs)``, and return that value."""
+    value = check(getattr(config, field), *args, **kwargs)
+    object.__setattr__(config, field, value)
+    return value
+
+
+def check_sizes(sizes, K: int | None = None, name: str = "sizes") -> np.ndarray:
+    """Class sizes n_k >= 1 as an int64 array: one int for all K classes (K given), or a
+    sequence of K ints (of any length when K is None)."""
+    if np.ndim(sizes) == 0 and K is not None:
+        out = np.full(K, as_int(sizes, name), dtype=np.int64)
+    else:
+        seq = np.ndim(sizes) == 1
+        out = np.array([as_int(v, name) for v in sizes] if seq else [], dtype=np.int64)
+        if not seq or (K is not None and out.size != K):
+            want = "a sequence of class sizes" if K is None else \
+                f"an int or a sequence of K = {K} class sizes"
+            raise ValueError(f"{name} must be {want}, got {out.size if seq else sizes!r}")
+    if np.any(out < 1):
+        k = int(np.flatnonzero(out < 1)[0])
+        raise ValueError(f"class sizes n_k must be >= 1, got {name}[{k}] = {out[k]}")
+    return out
+
+
+def check_features(X, name: str = "X", *, min_rows: int = 1) -> np.ndarray:
+    """Features as a finite (N, D) float64 array, N >= ``min_rows`` samples, D >= 1."""
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
+    if X.ndim != 2 or X.shape[0] < max(1, min_rows) or X.shape[1] < 1:
+        rows = f" with N >= {min_rows}" if min_rows > 1 else ""
+        raise ValueError(f"{name} must be an (N, D) matrix (samples x features){rows}, got "
+                         f"shape {X.shape}")
+    X = X.astype(np.float64)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"{name} must be finite: it contains NaN or inf (first at row {i}, "
+                         f"column {j})")
+    return X
 
 
 def check_lam(lam, *, lo: float = LAM_MIN, hi: float = LAM_MAX) -> float:
@@ -144,14 +209,41 @@ def check_seed(seed) -> int:
     return as_int(seed, "seed", lo=0)
 
 
-def check_labels(labels, N: int, K: int, name: str) -> np.ndarray:
-    """N integer labels in 0..K-1, as int64."""
+def check_labels(labels, N: int | None = None, K: int | None = None,
+                 name: str = "labels") -> np.ndarray:
+    """Integer class labels as int64: a 1-D array (of N entries, if N is given), in 0..K-1
+    (K given) or >= 0. Whole floats are accepted (feature files may store labels so)."""
     y = np.asarray(labels)
-    if y.shape != (N,) or not (np.issubdtype(y.dtype, np.integer) or y.size == 0):
-        raise ValueError(f"{name} must be {N} integer labels, got shape {y.shape}, dtype {y.dtype}")
-    if y.size and (y.min() < 0 or y.max() >= K):
-        raise ValueError(f"{name} must lie in 0..{K - 1}, got range {y.min()}..{y.max()}")
-    return y.astype(np.int64)
+    ok = y.ndim == 1 and (N is None or y.shape == (N,))
+    if ok and y.size and y.dtype.kind not in "iu":
+        ok = y.dtype.kind == "f" and bool(np.all(np.isfinite(y)) and np.all(y == np.round(y)))
+    if not ok:
+        count = "a 1-D array" if N is None else f"a 1-D array of {N}"
+        raise ValueError(f"{name} must hold integer class labels ({count}), got shape "
+                         f"{y.shape}, dtype {y.dtype}")
+    y = y.astype(np.int64)
+    if y.size and K is not None and (y.min() < 0 or y.max() >= K):
+        bad = y.min() if y.min() < 0 else y.max()
+        raise ValueError(f"{name} must lie in 0..K-1 = 0..{K - 1}, got label {int(bad)}")
+    if y.size and y.min() < 0:
+        raise ValueError(f"{name} must hold labels >= 0, got {int(y.min())}")
+    return y
+
+
+def check_classes(y, name: str = "labels") -> np.ndarray:
+    """Class sizes of labels y (as :func:`check_labels` returns them) in which every class
+    0..K-1, K = 1 + the largest label, has a sample and K >= 2: the (K,) int64 counts."""
+    K = int(y.max()) + 1 if y.size else 0
+    if K > y.size:                       # refused before K counters are allocated
+        raise ValueError(f"{name} has label {K - 1}, but its {y.size} samples cannot cover the "
+                         f"K = {K} classes 0..{K - 1} (every class needs a sample)")
+    if K < 2:
+        raise ValueError(f"{name} must hold at least 2 classes (K >= 2), got K = {K}")
+    sizes = np.bincount(y, minlength=K)
+    if np.any(sizes == 0):
+        raise ValueError(f"every class 0..K-1 = 0..{K - 1} must have a sample: class "
+                         f"{int(np.flatnonzero(sizes == 0)[0])} is absent from {name}")
+    return sizes
 
 
 def check_targets(T, shape: tuple, name: str = "T", *, simplex: bool = True) -> np.ndarray:

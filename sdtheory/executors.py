@@ -25,6 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 
 from sdtheory._memory import PROCESS_BYTES, check_memory
 from sdtheory._progress import Progress
+from sdtheory._validate import check_choice
 
 __all__ = ["EXECUTORS", "DaskMissing", "SerialExecutor", "TasksFailed", "check_executor",
            "executor", "run_tasks", "task"]
@@ -82,8 +83,7 @@ def _dask():
 def check_executor(kind: str, workers=None, scheduler=None) -> None:
     """Validate executor options before any work (and that Dask is importable for local and
     dask); raises ValueError / :class:`DaskMissing` with a one-line message."""
-    if kind not in EXECUTORS:
-        raise ValueError(f"--executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
+    check_choice(kind, EXECUTORS, "--executor")
     if kind != "local" and workers is not None:
         raise ValueError("--workers applies to --executor local only")
     if kind != "dask" and scheduler is not None:

@@ -1,11 +1,15 @@
-"""Real feature data for linear probing (docs/theory.md section 13): loading, validation,
-feature maps, and the block statistics that tie real data to the Gram models.
+"""Real feature data for linear probing (docs/theory.md sections 6.4 and 13): loading,
+validation, the bundled datasets, feature maps, the block statistics that tie real data to
+the Gram models, and the clustering of classes into superclasses.
 
 A feature file is an ``.npz`` (``numpy.savez``) holding ``X_train`` (N x D), ``y_train`` (N,),
 ``X_test`` (M x D), ``y_test`` (M,) and optionally ``class_names`` (K,). Labels are integers
 0..K-1 with K = 1 + the largest training label, and every class has a training sample.
 :func:`load_features` checks all of that and names the array at fault; the bundled datasets
-(:func:`load_dataset`) need no download.
+(:func:`load_dataset`) need no download. The digits are split once, by :func:`digits_split`
+(scikit-learn's ``load_digits()``: 1797 8x8 images, a copy of the test set of the UCI "Optical
+Recognition of Handwritten Digits" data, E. Alpaydin and C. Kaynak; see
+``sdtheory/data/README.md`` for licences and attribution).
 
 Example:
   >>> from sdtheory.featuredata import load_dataset, feature_map
@@ -23,14 +27,27 @@ from pathlib import Path
 
 import numpy as np
 
+from sdtheory._validate import (
+    check_choice,
+    check_classes,
+    check_features,
+    check_labels,
+    check_positive,
+)
+
 __all__ = [
     "FeatureData",
     "FEATURE_MAPS",
     "DATASETS",
+    "make_feature_data",
     "load_features",
     "load_dataset",
+    "digits_split",
     "feature_map",
     "block_statistics",
+    "class_correlation",
+    "superclass_linkage",
+    "superclasses_from_features",
 ]
 
 FEATURE_MAPS = ("raw", "standard", "l2")
@@ -90,34 +107,8 @@ class FeatureData:
         return self.X_train.shape[1]
 
 
-def _labels(y, name: str, K: int | None) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of labels, got shape {y.shape}")
-    if y.dtype.kind not in "iu":
-        if y.dtype.kind != "f" or not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-            raise ValueError(f"{name} must hold integer class labels, got dtype {y.dtype}")
-    y = y.astype(np.int64)
-    if y.size and y.min() < 0:
-        raise ValueError(f"{name} must hold labels >= 0, got {int(y.min())}")
-    if K is not None and y.size and y.max() >= K:
-        raise ValueError(f"{name} has label {int(y.max())}, outside 0..K-1 = 0..{K - 1} "
-                         "(K = number of training classes)")
-    return y
-
-
 def _features(X, name: str) -> np.ndarray:
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
-        raise ValueError(f"{name} must be a 2-D array (samples x features), got shape {X.shape}")
-    if X.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
-    X = X.astype(np.float64)
-    bad = ~np.isfinite(X)
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
-        raise ValueError(f"{name} must be finite: it contains NaN or inf (first at row {i}, "
-                         f"column {j})")
+    X = check_features(X, name)
     big = np.abs(X) > FEATURE_MAX
     if big.any():
         i, j = np.argwhere(big)[0]
@@ -135,21 +126,11 @@ def make_feature_data(X_train, y_train, X_test, y_test, class_names=None,
     if Xte.shape[1] != Xtr.shape[1]:
         raise ValueError(f"X_test has {Xte.shape[1]} features (columns) but X_train has "
                          f"{Xtr.shape[1]}")
-    ytr = _labels(y_train, "y_train", None)
+    ytr = check_labels(y_train, name="y_train")
     if ytr.shape[0] != Xtr.shape[0]:
         raise ValueError(f"y_train has {ytr.shape[0]} labels but X_train has {Xtr.shape[0]} rows")
-    K = int(ytr.max()) + 1
-    if K > ytr.shape[0]:               # refused before K counters are allocated
-        raise ValueError(f"y_train has label {K - 1}, but its {ytr.shape[0]} samples cannot "
-                         f"cover the K = {K} classes 0..{K - 1} (every class needs a training "
-                         "sample)")
-    if K < 2:
-        raise ValueError(f"y_train must hold at least 2 classes, got K = {K}")
-    sizes = np.bincount(ytr, minlength=K)
-    if np.any(sizes == 0):
-        raise ValueError(f"every class 0..K-1 = 0..{K - 1} must have a training sample: class "
-                         f"{int(np.flatnonzero(sizes == 0)[0])} is absent from y_train")
-    yte = _labels(y_test, "y_test", K)
+    K = check_classes(ytr, "y_train").size
+    yte = check_labels(y_test, K=K, name="y_test")
     if yte.shape[0] != Xte.shape[0]:
         raise ValueError(f"y_test has {yte.shape[0]} labels but X_test has {Xte.shape[0]} rows")
     if class_names is None:
@@ -199,12 +180,9 @@ def load_features(path) -> FeatureData:
 
 def load_dataset(name: str) -> FeatureData:
     """A bundled dataset (:data:`DATASETS`), read from the installed package (no download)."""
-    if name not in DATASETS:
-        raise ValueError(f"--dataset must be one of {', '.join(DATASETS)}, got {name!r}")
+    check_choice(name, DATASETS, "--dataset")
     if name == "digits":
         from sklearn.datasets import load_digits
-
-        from sdtheory.datasets import digits_split
 
         digits = load_digits()
         tr, te = digits_split()
@@ -215,14 +193,39 @@ def load_dataset(name: str) -> FeatureData:
     return replace(data, source=name)
 
 
+N_DIGITS = 1797
+"""Number of images in ``sklearn.datasets.load_digits()``."""
+
+
+def digits_split() -> tuple[np.ndarray, np.ndarray]:
+    """The one train/test split of the digits used everywhere in sdtheory.
+
+    ``sklearn.model_selection.train_test_split(arange(1797), test_size=0.3, random_state=0,
+    stratify=load_digits().target)``: 1257 training and 540 test images, every class in the same
+    proportion in both parts.
+
+    Returns:
+      (train_idx, test_idx): int64 indices into ``load_digits()``, each sorted ascending.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    target = load_digits().target
+    if target.shape != (N_DIGITS,):
+        raise RuntimeError(f"load_digits() has {target.shape[0]} images, expected {N_DIGITS}")
+    train, test = train_test_split(
+        np.arange(N_DIGITS), test_size=0.3, random_state=0, stratify=target
+    )
+    return np.sort(train).astype(np.int64), np.sort(test).astype(np.int64)
+
+
 def feature_map(data: FeatureData, kind: str) -> FeatureData:
     """Apply a feature map (:data:`FEATURE_MAPS`) to train and test features alike.
 
     ``standard`` uses the training mean and standard deviation (columns constant on the
     training set are only centred); ``l2`` refuses a zero row (its direction is undefined).
     """
-    if kind not in FEATURE_MAPS:
-        raise ValueError(f"--feature-map must be one of {', '.join(FEATURE_MAPS)}, got {kind!r}")
+    check_choice(kind, FEATURE_MAPS, "--feature-map")
     Xtr, Xte = data.X_train, data.X_test
     if kind == "standard":
         mu = Xtr.mean(axis=0)
@@ -293,3 +296,70 @@ def block_statistics(X, y, superclass_of=None) -> dict:
         out["d"] = mean_over(same & ~eye)
         out["e"] = mean_over(~same)
     return out
+
+
+def class_correlation(X, y) -> np.ndarray:
+    """Class-mean cosine correlation of features (docs/theory.md section 6.4).
+
+    Centre the features (subtract the mean over samples), L2-normalise each row, and average
+    the inner products over classes: M_kl = mean_{i in k, j in l} <z_i, z_j>.
+
+    Args:
+      X: (N, D) finite features.
+      y: (N,) class labels 0..K-1, every class present, K >= 2.
+
+    Returns:
+      (K, K) symmetric M.
+    """
+    from sdtheory.models.features import preprocess_features
+
+    Z = preprocess_features(X, center=True, normalize=True)
+    y = check_labels(y, Z.shape[0], name="y")
+    sizes = check_classes(y, "y")
+    K = sizes.size
+    means = np.zeros((K, Z.shape[1]))
+    np.add.at(means, y, Z)
+    means /= sizes[:, None]
+    return means @ means.T
+
+
+def superclass_linkage(M) -> np.ndarray:
+    """Complete-linkage dendrogram of classes on the distance 1 - M (zero diagonal,
+    symmetrised, clipped at 0): scipy's (K - 1, 4) linkage matrix."""
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    M = np.asarray(M, dtype=np.float64)
+    dist = 1.0 - M
+    dist = np.clip((dist + dist.T) / 2.0, 0.0, None)
+    np.fill_diagonal(dist, 0.0)
+    return linkage(squareform(dist, checks=False), method="complete")
+
+
+def superclasses_from_features(X, y, *, cut: float = 0.8) -> np.ndarray:
+    """Superclasses of real data by complete-linkage clustering (docs/theory.md section 6.4).
+
+    The class correlation M of :func:`class_correlation`, clustered by
+    :func:`superclass_linkage`, and the dendrogram cut at ``cut`` x the largest linkage
+    distance (the authors' rule, cut 0.8).
+
+    Args:
+      X: (N, D) finite features.
+      y: (N,) class labels 0..K-1, every class present, K >= 2.
+      cut: fraction of the largest linkage distance at which to cut (> 0; >= 1 gives one
+        superclass).
+
+    Returns:
+      (K,) int64 class -> superclass index, 0-based and numbered in order of first class
+      (class 0 is in superclass 0). A class may be alone in its superclass.
+    """
+    from scipy.cluster.hierarchy import fcluster
+
+    cut = check_positive(cut, "cut")
+    link = superclass_linkage(class_correlation(X, y))
+    labels = fcluster(link, cut * link[:, 2].max(), criterion="distance")
+    _, first, inv = np.unique(labels, return_index=True, return_inverse=True)
+    rank = np.argsort(np.argsort(first))  # cluster id -> order of its first class
+    return rank[inv].astype(np.int64)
+
+

@@ -182,10 +182,9 @@ entries (the spectrum of X^T X / n follows the Marchenko-Pastur law of ratio gam
 
 
 def _check_design(design: str, gamma) -> float:
-    from sdtheory._validate import as_float
+    from sdtheory._validate import as_float, check_choice
 
-    if design not in DESIGNS:
-        raise ValueError(f"design must be one of {', '.join(DESIGNS)}, got {design!r}")
+    check_choice(design, DESIGNS, "design")
     g = as_float(gamma, "gamma = p/n")
     if not 0.0 < g <= 1e6:
         raise ValueError(f"gamma = p/n must be a number in (0, 1e6], got {g:g}")

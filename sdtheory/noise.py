@@ -1,5 +1,5 @@
-"""Label noise: transition matrices, corruption, realised rates, Delta, superclasses
-(docs/theory.md section 6).
+"""Label noise: transition matrices, corruption, realised rates, Delta (docs/theory.md
+section 6).
 
 A transition matrix T (K x K, rows sum to 1) gives T_kj = probability that a sample of true
 class k is given label j. Its eta is a *target* rate: the realised rate of a corruption (the
@@ -14,16 +14,24 @@ floor rounding of exact-count mode or by sampling noise in sampled mode.
 * :func:`corruption_from_counts`: a user's K x K count matrix (row = true, column = given).
 * :func:`delta`, :func:`is_balanced`: the margin Delta and the balance condition (section 6.3),
   vectorised over a leading batch of count matrices.
-* :func:`superclasses_from_features`: superclasses of real data by complete-linkage clustering.
+
+Superclasses of real data (complete-linkage clustering of the classes) come from
+:func:`sdtheory.featuredata.superclasses_from_features`.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from sdtheory._validate import as_int, check_counts, check_eta, check_K, count_matrix
+from sdtheory._validate import (
+    check_choice,
+    check_counts,
+    check_eta,
+    check_K,
+    check_labels,
+    check_sizes,
+    count_matrix,
+)
 
 __all__ = [
     "KINDS",
@@ -38,9 +46,6 @@ __all__ = [
     "check_counts",
     "delta",
     "is_balanced",
-    "superclasses_from_features",
-    "class_correlation",
-    "superclass_linkage",
     "check_superclasses_for_noise",
 ]
 
@@ -97,8 +102,7 @@ def transition_matrix(kind: str, K: int, eta: float, *, superclass_of=None) -> n
     Returns:
       (K, K) float64 array with rows summing to 1.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    check_choice(kind, KINDS, "kind")
     K = check_K(K)
     eta = check_eta(eta)
     k = np.arange(K)
@@ -239,20 +243,6 @@ def _from_counts(counts: np.ndarray) -> Corruption:
     return Corruption(counts=counts)
 
 
-def _sizes(sizes, K: int) -> np.ndarray:
-    if np.isscalar(sizes):
-        out = np.full(K, as_int(sizes, "sizes"), dtype=np.int64)
-    else:
-        out = np.array([as_int(v, "sizes") for v in sizes], dtype=np.int64)
-        if out.shape != (K,):
-            raise ValueError(f"sizes must be an int or a sequence of K = {K} class sizes, "
-                             f"got {out.size}")
-    if np.any(out < 1):
-        k = int(np.flatnonzero(out < 1)[0])
-        raise ValueError(f"class sizes must be >= 1, got sizes[{k}] = {out[k]}")
-    return out
-
-
 def exact_counts(T, sizes) -> np.ndarray:
     """Exact-count corruption: counts[k, j] = floor(n_k T_kj) off the diagonal (section 6.2).
 
@@ -274,7 +264,7 @@ def exact_counts(T, sizes) -> np.ndarray:
     T = np.asarray(T, dtype=np.float64)
     if T.ndim == 2:
         T = custom_transition(T)
-        n = _sizes(sizes, T.shape[0])
+        n = check_sizes(sizes, T.shape[0])
     else:
         n = np.asarray(sizes, dtype=np.int64)
     K = T.shape[-1]
@@ -311,14 +301,7 @@ def corrupt_sampled(T, true, seed) -> Corruption:
     """
     T = custom_transition(T)
     K = T.shape[0]
-    true = np.asarray(true)
-    if true.ndim != 1 or not (np.issubdtype(true.dtype, np.integer) or true.size == 0):
-        raise ValueError(f"true must be a 1-D array of integer class labels, got dtype "
-                         f"{true.dtype} and shape {true.shape}")
-    if true.size and (true.min() < 0 or true.max() >= K):
-        raise ValueError(f"true labels must be in 0..K-1 = 0..{K - 1}, "
-                         f"got range {true.min()}..{true.max()}")
-    true = true.astype(np.int64)
+    true = check_labels(true, K=K, name="true labels")
     from sdtheory._memory import check_memory
 
     check_memory(true.size * (8.0 * 3 + 9.0 * K), f"sampling the labels of N = {true.size} "
@@ -347,7 +330,7 @@ def corruption_from_counts(counts, *, sizes=None) -> Corruption:
     """
     C = count_matrix(counts)
     if sizes is not None:
-        C = check_counts(C, _sizes(sizes, C.shape[0]))
+        C = check_counts(C, check_sizes(sizes, C.shape[0]))
     return _from_counts(C)
 
 
@@ -358,8 +341,6 @@ def corruption_from_labels(true, given, K: int | None = None) -> Corruption:
       true, given: (N,) integer labels in 0..K-1.
       K: number of classes (default: 1 + the largest label, at least 2).
     """
-    from sdtheory._validate import check_labels
-
     true, given = np.asarray(true), np.asarray(given)
     if K is None:
         K = max(2, int(max(true.max(initial=0), given.max(initial=0))) + 1)
@@ -418,90 +399,3 @@ def is_balanced(counts):
     rows, cols = C.sum(axis=-1), C.sum(axis=-2)
     out = np.all(rows == rows[..., :1], axis=-1) & np.all(cols == rows[..., :1], axis=-1)
     return bool(out) if single else out
-
-
-def class_correlation(X, y) -> np.ndarray:
-    """Class-mean cosine correlation of features (docs/theory.md section 6.4).
-
-    Centre the features (subtract the mean over samples), L2-normalise each row, and average
-    the inner products over classes: M_kl = mean_{i in k, j in l} <z_i, z_j>.
-
-    Args:
-      X: (N, D) finite features.
-      y: (N,) class labels 0..K-1, every class present, K >= 2.
-
-    Returns:
-      (K, K) symmetric M.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"X must be a 2-D array (samples x features), got shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError("X must be finite (features contain NaN or inf)")
-    y = np.asarray(y)
-    if y.shape != (X.shape[0],) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"y must be (N,) = ({X.shape[0]},) integer labels, got dtype "
-                         f"{y.dtype} and shape {y.shape}")
-    if y.min() < 0:
-        raise ValueError(f"y labels must be >= 0, got {y.min()}")
-    sizes = np.bincount(y)
-    K = sizes.size
-    if K < 2:
-        raise ValueError(f"superclasses need K >= 2 classes, got K = {K}")
-    if np.any(sizes == 0):
-        raise ValueError(f"every class 0..K-1 must appear in y; class "
-                         f"{int(np.flatnonzero(sizes == 0)[0])} has no sample")
-    Z = X - X.mean(axis=0, keepdims=True)
-    norms = np.linalg.norm(Z, axis=1)
-    if np.any(norms == 0):
-        raise ValueError(f"X row {int(np.flatnonzero(norms == 0)[0])} has zero norm after "
-                         f"centring; cannot normalize it")
-    Z = Z / norms[:, None]
-    means = np.zeros((K, Z.shape[1]))
-    np.add.at(means, y, Z)
-    means /= sizes[:, None]
-    return means @ means.T
-
-
-def superclass_linkage(M) -> np.ndarray:
-    """Complete-linkage dendrogram of classes on the distance 1 - M (zero diagonal,
-    symmetrised, clipped at 0): scipy's (K - 1, 4) linkage matrix."""
-    from scipy.cluster.hierarchy import linkage
-    from scipy.spatial.distance import squareform
-
-    M = np.asarray(M, dtype=np.float64)
-    dist = 1.0 - M
-    dist = np.clip((dist + dist.T) / 2.0, 0.0, None)
-    np.fill_diagonal(dist, 0.0)
-    return linkage(squareform(dist, checks=False), method="complete")
-
-
-def superclasses_from_features(X, y, *, cut: float = 0.8) -> np.ndarray:
-    """Superclasses of real data by complete-linkage clustering (docs/theory.md section 6.4).
-
-    The class correlation M of :func:`class_correlation`, clustered by
-    :func:`superclass_linkage`, and the dendrogram cut at ``cut`` x the largest linkage
-    distance (the authors' rule, cut 0.8).
-
-    Args:
-      X: (N, D) finite features.
-      y: (N,) class labels 0..K-1, every class present, K >= 2.
-      cut: fraction of the largest linkage distance at which to cut (> 0; >= 1 gives one
-        superclass).
-
-    Returns:
-      (K,) int64 class -> superclass index, 0-based and numbered in order of first class
-      (class 0 is in superclass 0). A class may be alone in its superclass.
-    """
-    from scipy.cluster.hierarchy import fcluster
-
-    cut = float(cut)
-    if not (math.isfinite(cut) and cut > 0):
-        raise ValueError(f"cut must be a finite number > 0, got cut = {cut}")
-    link = superclass_linkage(class_correlation(X, y))
-    labels = fcluster(link, cut * link[:, 2].max(), criterion="distance")
-    _, first, inv = np.unique(labels, return_index=True, return_inverse=True)
-    rank = np.argsort(np.argsort(first))  # cluster id -> order of its first class
-    return rank[inv].astype(np.int64)
-
-

@@ -36,25 +36,32 @@ import numpy as np
 from sdtheory import noise
 from sdtheory._progress import quieted
 from sdtheory._validate import (
-    as_float,
     as_int,
+    check_choice,
     check_eta,
     check_label_weight,
     check_lam,
+    check_positive,
     check_seed,
+    set_checked,
 )
 from sdtheory.executors import check_executor, executor, run_tasks, task
-from sdtheory.featuredata import FEATURE_MAPS, FeatureData, block_statistics
+from sdtheory.featuredata import (
+    FEATURE_MAPS,
+    FeatureData,
+    block_statistics,
+    class_correlation,
+    superclasses_from_features,
+)
+from sdtheory.relation import METHODS
 
-__all__ = ["ENGINES", "PROTOCOLS", "NOISES", "ProbeConfig", "ProbeResult", "run_probe",
+__all__ = ["ENGINES", "PROTOCOLS", "ProbeConfig", "ProbeResult", "run_probe",
            "theory_model"]
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("closed", "trained")
 PROTOCOLS = ("selfpll",)
-NOISES = ("sym", "asym", "pairflip", "superclass")
-METHODS = ("sd", "relation")
 DEFAULT_RATES = (0.0, 0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
 DEFAULT_SEEDS = (0, 1, 2)
 
@@ -128,48 +135,28 @@ class ProbeConfig:
     scheduler: str | None = None
 
     def __post_init__(self):
-        fix = object.__setattr__
         if (self.features is None) == (self.dataset is None):
             raise ValueError("give exactly one of --features FILE.npz and --dataset NAME")
-        if self.feature_map not in FEATURE_MAPS:
-            raise ValueError(f"--feature-map must be one of {', '.join(FEATURE_MAPS)}, "
-                             f"got {self.feature_map!r}")
-
-        def kind(v):
-            if v not in NOISES:
-                raise ValueError(f"--noise must be among {', '.join(NOISES)}, got {v!r}")
-            return v
-
-        fix(self, "noise", _tuple(self.noise, "--noise", kind))
-        fix(self, "rates", _tuple(self.rates, "--rates", check_eta))
-        fix(self, "seeds", _tuple(self.seeds, "--seeds", check_seed))
-        fix(self, "rounds", as_int(self.rounds, "rounds", lo=0, hi=100))
-        fix(self, "lam", check_lam(self.lam))
-        if self.engine not in ENGINES:
-            raise ValueError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"--protocol must be one of {', '.join(PROTOCOLS)}, "
-                             f"got {self.protocol!r}")
-        fix(self, "select_on_test", bool(self.select_on_test))
+        check_choice(self.feature_map, FEATURE_MAPS, "--feature-map")
+        set_checked(self, "noise", _tuple, "--noise",
+                    lambda v: check_choice(v, noise.KINDS, "--noise"))
+        set_checked(self, "rates", _tuple, "--rates", check_eta)
+        set_checked(self, "seeds", _tuple, "--seeds", check_seed)
+        set_checked(self, "rounds", as_int, "rounds", lo=0, hi=100)
+        set_checked(self, "lam", check_lam)
+        check_choice(self.engine, ENGINES, "--engine")
+        check_choice(self.protocol, PROTOCOLS, "--protocol")
+        set_checked(self, "select_on_test", bool)
         if self.select_on_test and self.engine != "trained":
             raise ValueError("--select-best-epoch-on-test applies to --engine trained only")
-        cut = as_float(self.superclass_cut, "superclass-cut")
-        if not cut > 0:
-            raise ValueError(f"superclass-cut must be > 0, got {cut}")
-        fix(self, "superclass_cut", cut)
-        fix(self, "epochs", as_int(self.epochs, "epochs", lo=1, hi=100_000))
-        if self.method not in METHODS:
-            raise ValueError(f"--method must be one of {', '.join(METHODS)}, got "
-                             f"{self.method!r}")
-        alpha = check_label_weight(self.label_weight, softmax=True)
-        fix(self, "label_weight", alpha)
+        set_checked(self, "superclass_cut", check_positive, "superclass-cut")
+        set_checked(self, "epochs", as_int, "epochs", lo=1, hi=100_000)
+        check_choice(self.method, METHODS, "--method")
+        set_checked(self, "label_weight", check_label_weight, softmax=True)
         if self.relation_features is not None and self.method != "relation":
             raise ValueError("--relation-features applies to --method relation only")
-        fix(self, "relation_k", as_int(self.relation_k, "relation k", lo=1))
-        tau = as_float(self.relation_tau, "relation tau")
-        if not tau > 0:
-            raise ValueError(f"relation tau must be > 0, got {tau:g}")
-        fix(self, "relation_tau", tau)
+        set_checked(self, "relation_k", as_int, "relation k", lo=1)
+        set_checked(self, "relation_tau", check_positive, "relation tau")
         check_executor(self.executor, self.workers, self.scheduler)
 
     def to_dict(self) -> dict:
@@ -384,7 +371,7 @@ def run_probe(cfg: ProbeConfig, data: FeatureData, relation_view=None) -> ProbeR
     X, y = data.X_train, data.y_train
     K = data.K
     sizes = np.bincount(y, minlength=K)
-    superclass_of = noise.superclasses_from_features(X, y, cut=cfg.superclass_cut)
+    superclass_of = superclasses_from_features(X, y, cut=cfg.superclass_cut)
     stats = block_statistics(X, y, superclass_of)
     lam_model = cfg.lam / stats["g"]          # the block model has unit diagonal (section 13)
     relation, purity = None, None
@@ -418,7 +405,7 @@ def run_probe(cfg: ProbeConfig, data: FeatureData, relation_view=None) -> ProbeR
               "class_names": list(data.class_names), "class_sizes": sizes.tolist()},
         superclass_of=superclass_of.tolist(),
         stats={**{k: v for k, v in stats.items() if k != "mean_inner"},
-               "lam_model": lam_model, "correlation": noise.class_correlation(X, y).tolist(),
+               "lam_model": lam_model, "correlation": class_correlation(X, y).tolist(),
                **({"relation_purity": purity, "relation_k_used": k_used}
                   if purity is not None else {})},
         rows=rows, r_star=r_stars)
@@ -515,15 +502,20 @@ def to_doc(res: ProbeResult) -> dict:
     rounded to :data:`PRECISION`."""
     from sdtheory._io import jsonable, round_sig
 
+    digits = PRECISION["accuracies, rates, Delta, statistics"]
+
+    def value(v):
+        return round_sig(v, digits)
+
     def one(k, v):
         if k == "decision_margin":
-            return {m: None if x is None else round_sig(x, 3) for m, x in v.items()}
-        return (round_sig(v, 2) if k == "certificate" else
-                round_sig(v, 10) if isinstance(v, float) else v)
+            return {m: None if x is None else round_sig(x, PRECISION[k]) for m, x in v.items()}
+        return (round_sig(v, PRECISION[k]) if k == "certificate" else
+                value(v) if isinstance(v, float) else v)
 
     rows = [{k: one(k, v) for k, v in r.items()} for r in res.rows]
-    stats = {k: round_sig(v, 10) for k, v in res.stats.items()}
-    gain = {kind: {k: (round_sig(v, 10) if k == "eta" else [round_sig(x, 10) for x in v])
+    stats = {k: value(v) for k, v in res.stats.items()}
+    gain = {kind: {k: (value(v) if k == "eta" else [value(x) for x in v])
                    for k, v in series.items()}
             for kind, series in gains(res.rows, res.config["rounds"]).items()}
     return jsonable({"figure": "probe", "config": res.config, "version": res.version,

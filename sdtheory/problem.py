@@ -19,11 +19,13 @@ from sdtheory._memory import PROCESS_BYTES, check_memory, dense_bytes
 from sdtheory._validate import (
     as_float,
     as_int,
+    check_choice,
     check_eta,
     check_K,
     check_lam,
     check_seed,
     count_matrix,
+    set_checked,
 )
 
 __all__ = ["MODELS", "ProblemConfig", "Problem", "build_problem", "gram_of", "load_counts",
@@ -58,32 +60,23 @@ class ProblemConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
-        fix = object.__setattr__
-        fix(self, "K", check_K(self.K))
-        fix(self, "n", as_int(self.n, "n (samples per class)", lo=1))
+        check_choice(self.model, MODELS, "model")
+        set_checked(self, "K", check_K)
+        set_checked(self, "n", as_int, "n (samples per class)", lo=1)
         for name in ("c", "d", "e"):
-            fix(self, name, as_float(getattr(self, name), name))
-        m = as_int(self.classes_per_superclass, "classes-per-superclass m", lo=1)
-        fix(self, "classes_per_superclass", m)
-        fix(self, "dim", as_int(self.dim, "dim (feature dimension D)", lo=1))
-        jit = as_float(self.jitter, "jitter")
+            set_checked(self, name, as_float, name)
+        m = set_checked(self, "classes_per_superclass", as_int, "classes-per-superclass m", lo=1)
+        set_checked(self, "dim", as_int, "dim (feature dimension D)", lo=1)
+        jit = set_checked(self, "jitter", as_float, "jitter")
         if jit < 0:
             raise ValueError(f"jitter must be >= 0, got jitter = {jit:g}")
-        fix(self, "jitter", jit)
-        fix(self, "lam", check_lam(self.lam))
-        if self.noise not in noise.KINDS:
-            raise ValueError(f"noise must be one of {noise.KINDS}, got {self.noise!r}")
-        fix(self, "eta", check_eta(self.eta))
+        set_checked(self, "lam", check_lam)
+        check_choice(self.noise, noise.KINDS, "noise")
+        set_checked(self, "eta", check_eta)
         if self.counts is not None:
-            C = count_matrix(self.counts)
-            if C.shape[0] != self.K:
-                raise ValueError(f"the counts matrix is {C.shape[0]} x {C.shape[0]}, but K = "
-                                 f"{self.K}; give K = {C.shape[0]}")
-            fix(self, "counts", tuple(tuple(int(v) for v in row) for row in C))
-        fix(self, "sampled", bool(self.sampled))
-        fix(self, "seed", check_seed(self.seed))
+            set_checked(self, "counts", _count_rows, self.K)
+        set_checked(self, "sampled", bool)
+        set_checked(self, "seed", check_seed)
         if self.model == "superclass" and self.K % m:
             raise ValueError(f"K = {self.K} must be a multiple of classes-per-superclass "
                              f"m = {m}")
@@ -92,6 +85,15 @@ class ProblemConfig:
         d = dataclasses.asdict(self)
         d["counts"] = None if self.counts is None else [list(r) for r in self.counts]
         return d
+
+
+def _count_rows(counts, K: int) -> tuple[tuple[int, ...], ...]:
+    """A K x K count matrix (:func:`~sdtheory._validate.count_matrix`) as a tuple of rows."""
+    C = count_matrix(counts)
+    if C.shape[0] != K:
+        raise ValueError(f"the counts matrix is {C.shape[0]} x {C.shape[0]}, but K = {K}; give "
+                         f"K = {C.shape[0]}")
+    return tuple(tuple(int(v) for v in row) for row in C)
 
 
 @dataclass(frozen=True)

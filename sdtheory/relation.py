@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from sdtheory._validate import as_float, as_int
+from sdtheory._validate import as_float, as_int, check_features, check_positive
 
-__all__ = ["relation_matrix", "gmm_view", "relation_purity", "class_relation", "unit_relation",
-           "relation_linear_map", "relation_limit", "relation_rate"]
+__all__ = ["METHODS", "relation_matrix", "gmm_view", "relation_purity", "class_relation",
+           "unit_relation", "relation_linear_map", "relation_limit", "relation_rate"]
+
+METHODS = ("sd", "relation")
+"""How the students of rounds >= 1 get their targets: sd (the previous round's outputs,
+mixed with the labels by the label weight) or relation (the relation-smoothed outputs)."""
 
 
 def relation_matrix(Phi, *, k: int = 10, tau: float = 0.1):
@@ -40,17 +44,10 @@ def relation_matrix(Phi, *, k: int = 10, tau: float = 0.1):
     """
     from scipy import sparse
 
-    Phi = np.asarray(Phi, dtype=np.float64)
-    if Phi.ndim != 2 or Phi.shape[0] < 2:
-        raise ValueError(f"the relation view must be an (N, D) array with N >= 2, got shape "
-                         f"{Phi.shape}")
-    if not np.all(np.isfinite(Phi)):
-        raise ValueError("the relation view must be finite (it contains NaN or inf)")
+    Phi = check_features(Phi, "the relation view", min_rows=2)
     N = Phi.shape[0]
     k = as_int(k, "relation neighbours k", lo=1, hi=N - 1)
-    tau = as_float(tau, "relation temperature tau")
-    if not tau > 0:
-        raise ValueError(f"relation temperature tau must be > 0, got {tau:g}")
+    tau = check_positive(tau, "relation temperature tau")
     norms = np.linalg.norm(Phi, axis=1)
     if np.any(norms == 0):
         raise ValueError(f"the relation view has a zero row (sample {int(np.argmin(norms))}): "
@@ -84,9 +81,7 @@ def gmm_view(labels, *, snr: float, dim: int = 32, seed: int = 0) -> np.ndarray:
       seed: seed of the means and the noise.
     """
     y = np.asarray(labels)
-    snr = as_float(snr, "relation view snr")
-    if not snr > 0:
-        raise ValueError(f"relation view snr must be > 0, got {snr:g}")
+    snr = check_positive(snr, "relation view snr")
     dim = as_int(dim, "relation view dim", lo=1)
     rng = np.random.default_rng(seed)
     K = int(y.max()) + 1

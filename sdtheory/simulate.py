@@ -14,19 +14,34 @@ import numpy as np
 
 from sdtheory import models, noise
 from sdtheory._memory import PROCESS_BYTES, check_memory, group_exact_bytes
-from sdtheory._validate import as_float, as_int, check_label_weight, check_rounds
+from sdtheory._validate import (
+    as_int,
+    check_choice,
+    check_label_weight,
+    check_positive,
+    check_rounds,
+    set_checked,
+)
 from sdtheory.distill import PLL_TIES, SDResult, self_distill
 from sdtheory.problem import Problem, ProblemConfig, build_problem, dense_estimate, gram_of
+from sdtheory.relation import METHODS, check_purity
 from sdtheory.solvers import ExactSolver, LinearSolver
-from sdtheory.solvers.linear import LOSSES
+from sdtheory.solvers.linear import CLOSED_FORM_LOSSES
 
 __all__ = ["SimConfig", "make_solver", "memory_estimate", "simulate", "format_table"]
 
 log = logging.getLogger(__name__)
 
 SOLVERS = ("exact", "linear", "trained")
-METHODS = ("sd", "relation")
 RELATION_VIEWS = ("gmm", "features", "block")
+
+
+def _solver_names(solvers) -> tuple[str, ...]:
+    """One solver name or several, each one of :data:`SOLVERS`, as a tuple."""
+    names = (solvers,) if isinstance(solvers, str) else tuple(solvers)
+    for s in names:
+        check_choice(s, SOLVERS, "solver")
+    return names
 
 
 @dataclass(frozen=True)
@@ -50,43 +65,26 @@ class SimConfig(ProblemConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        solvers = (self.solvers,) if isinstance(self.solvers, str) else tuple(self.solvers)
-        for s in solvers:
-            if s not in SOLVERS:
-                raise ValueError(f"solver must be one of {SOLVERS}, got {s!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        solvers = set_checked(self, "solvers", _solver_names)
+        check_choice(self.loss, CLOSED_FORM_LOSSES, "loss")
         if self.loss == "mse" and solvers != ("linear",):
             raise ValueError("the squared loss (--loss mse) has an exact closed form: it runs "
                              "with --solver linear only")
-        alpha = check_label_weight(self.label_weight, softmax=self.loss == "ce")
-        object.__setattr__(self, "label_weight", alpha)
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.relation_view not in RELATION_VIEWS:
-            raise ValueError(f"relation view must be one of {', '.join(RELATION_VIEWS)}, got "
-                             f"{self.relation_view!r}")
+        set_checked(self, "label_weight", check_label_weight, softmax=self.loss == "ce")
+        check_choice(self.method, METHODS, "method")
+        check_choice(self.relation_view, RELATION_VIEWS, "relation view")
         if self.method == "relation" and self.relation_view == "features" and self.model != "gmm":
             raise ValueError("--relation-view features needs per-sample features: --model gmm")
-        for name, lo in (("relation_snr", 0.0), ("relation_tau", 0.0)):
-            v = as_float(getattr(self, name), name.replace("_", " "))
-            if not v > lo:
-                raise ValueError(f"{name.replace('_', ' ')} must be > 0, got {v:g}")
-            object.__setattr__(self, name, v)
-        from sdtheory.relation import check_purity
-
-        object.__setattr__(self, "relation_purity", check_purity(self.relation_purity))
-        object.__setattr__(self, "relation_dim", as_int(self.relation_dim, "relation dim", lo=1,
-                                                        hi=100_000))
+        for name in ("relation_snr", "relation_tau"):
+            set_checked(self, name, check_positive, name.replace("_", " "))
+        set_checked(self, "relation_purity", check_purity)
+        set_checked(self, "relation_dim", as_int, "relation dim", lo=1, hi=100_000)
         # the bound N - 1 matters only where the relation is built from neighbours
         k_max = max(1, self.K * self.n - 1) if self.method == "relation" else None
-        object.__setattr__(self, "relation_k", as_int(self.relation_k, "relation k", lo=1,
-                                                      hi=k_max))
-        object.__setattr__(self, "solvers", solvers)
-        object.__setattr__(self, "rounds", check_rounds(self.rounds))
-        object.__setattr__(self, "pll", bool(self.pll))
-        if self.pll_ties not in PLL_TIES:
-            raise ValueError(f"pll_ties must be one of {PLL_TIES}, got {self.pll_ties!r}")
+        set_checked(self, "relation_k", as_int, "relation k", lo=1, hi=k_max)
+        set_checked(self, "rounds", check_rounds)
+        set_checked(self, "pll", bool)
+        check_choice(self.pll_ties, PLL_TIES, "pll_ties")
 
     def to_dict(self) -> dict:
         d = super().to_dict()

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sdtheory._validate import as_int, check_counts, check_eta, check_K, check_lam
+from sdtheory._validate import as_int, check_choice, check_counts, check_eta, check_K, check_lam
 from sdtheory.metrics import tie_tolerance
 from sdtheory.models import level_eigenvalues
 from sdtheory.noise import KINDS, delta, is_balanced
@@ -390,6 +390,7 @@ def delta_from_eta(kind: str, K: int, eta: float, m: int | None = None) -> float
     * pairflip: Delta = 1 - 2 eta;
     * superclass (m classes per superclass): Delta = 1 - eta - eta/(m-1).
     """
+    check_choice(kind, KINDS, "kind")
     K = check_K(K)
     eta = check_eta(eta)
     if kind == "sym":
@@ -398,10 +399,8 @@ def delta_from_eta(kind: str, K: int, eta: float, m: int | None = None) -> float
         return 1.0 - eta - 2.0 * eta / K
     if kind == "pairflip":
         return 1.0 - 2.0 * eta
-    if kind == "superclass":
-        m = _check_m(m, K)
-        return 1.0 - eta - eta / (m - 1)
-    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    m = _check_m(m, K)                                     # superclass
+    return 1.0 - eta - eta / (m - 1)
 
 
 def eta_boundary(kind: str, K: int, m: int | None = None) -> float:
@@ -415,6 +414,7 @@ def eta_boundary(kind: str, K: int, m: int | None = None) -> float:
       >>> eta_boundary("sym", 4), eta_boundary("asym", 4), eta_boundary("pairflip", 10)
       (0.75, 0.6666666666666666, 0.5)
     """
+    check_choice(kind, KINDS, "kind")
     K = check_K(K)
     if kind == "sym":
         return (K - 1) / K
@@ -422,10 +422,8 @@ def eta_boundary(kind: str, K: int, m: int | None = None) -> float:
         return K / (K + 2)
     if kind == "pairflip":
         return 0.5
-    if kind == "superclass":
-        m = _check_m(m, K)
-        return (m - 1) / m
-    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    m = _check_m(m, K)                                     # superclass
+    return (m - 1) / m
 
 
 def _check_m(m, K: int) -> int:

@@ -251,7 +251,7 @@ def _gram_cases():
         (gmm_features, dict(K=3, n=2, c=0.4, d=0.1, D=3, seed=0), "D .* must be >= K \\+ 1"),
         (gmm_features, dict(K=3, n=2, c=0.4, d=-0.1, D=10, seed=0), "d >= 0"),
         (gmm_features, dict(K=3, n=2, c=0.1, d=0.2, D=10, seed=0), "c > d"),
-        (gmm_features, dict(K=3, n=0, c=0.4, d=0.1, D=10, seed=0), "n must be >= 1"),
+        (gmm_features, dict(K=3, n=0, c=0.4, d=0.1, D=10, seed=0), "n_k must be >= 1"),
         (gram_from_features, dict(X=np.ones(3)), "features X must be an \\(N, D\\) matrix"),
         (gram_from_features, dict(X=[[1.0, np.nan], [0.0, 1.0]]), "X must be finite"),
         (gram_from_features, dict(X=[[1.0, 0.0], [0.0, 0.0]], normalize=True),
@@ -277,3 +277,28 @@ def test_nearest_psd_repairs_indefinite_jitter_and_is_idempotent():
     # Frobenius distance equals the norm of the clipped negative eigenvalues
     mu = np.linalg.eigvalsh(G)
     assert np.linalg.norm(G - P) == pytest.approx(np.linalg.norm(mu[mu < 0]), rel=1e-9)
+
+
+@pytest.mark.parametrize("factor, accepted", [(0.5, True), (2.0, False)])
+def test_one_psd_tolerance_for_block_models_and_dense_matrices(factor, accepted):
+    """A two-level model whose global eigenvalue is -factor x PSD_RTOL x the largest one: the
+    analytic check of BlockModel and the eigenvalue check of its dense G (is_psd) agree, on
+    either side of the one tolerance (eigh's error here, ~1e-15, is far below the 1.65e-10
+    step)."""
+    from sdtheory.models import PSD_RTOL, is_psd
+
+    K, n, c = 3, 4, 0.4
+    base = 1 - c + n * c                       # global = base + (K - 1) n d (docs/theory.md 5)
+    d0 = -base / ((K - 1) * n)
+    scale = 1 - c + n * (c - d0)               # the class eigenvalue, the largest
+    d = -(base + factor * PSD_RTOL * scale) / ((K - 1) * n)
+    mu = np.linalg.eigvalsh(np.block([[np.full((n, n), c if k == j else d)
+                                       for j in range(K)] for k in range(K)])
+                            + (1 - c) * np.eye(K * n))
+    assert mu[0] == pytest.approx(-factor * PSD_RTOL * scale, rel=1e-4)
+    assert is_psd(mu[0], mu[-1]) is accepted
+    if accepted:
+        assert BlockModel(sizes=(n,) * K, c=c, d=d).K == K
+    else:
+        with pytest.raises(ValueError, match="'global' eigenvalue is -"):
+            BlockModel(sizes=(n,) * K, c=c, d=d)

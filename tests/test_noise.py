@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from sdtheory.featuredata import superclasses_from_features
 from sdtheory.models import two_level
 from sdtheory.noise import (
     Corruption,
@@ -14,7 +15,6 @@ from sdtheory.noise import (
     delta,
     exact_counts,
     is_balanced,
-    superclasses_from_features,
     transition_matrix,
 )
 
@@ -270,7 +270,7 @@ def _noise_cases():
         (superclasses_from_features, dict(X=[[1.0, nan], [0.0, 1.0]], y=[0, 1]),
          "X must be finite"),
         (superclasses_from_features, dict(X=np.eye(3), y=[0, 0, 0]), "K >= 2"),
-        (superclasses_from_features, dict(X=np.eye(3), y=[0, 2, 2]), "class 1 has no sample"),
+        (superclasses_from_features, dict(X=np.eye(3), y=[0, 2, 2]), "class 1 is absent from y"),
         (superclasses_from_features, dict(X=np.eye(3), y=[0, 1, 1], cut=0.0), "cut"),
         (superclasses_from_features, dict(X=[[1.0, 0], [0, 1.0], [0.5, 0.5]], y=[0, 1, 1]),
          "row 2 has zero norm after centring"),

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import sdtheory
-from sdtheory.datasets import digits_split
+from sdtheory.featuredata import digits_split
 
 ROOT = Path(__file__).resolve().parent.parent
 NPZ = Path(sdtheory.__file__).resolve().parent / "data" / "digits_efficientnet_lite0.npz"

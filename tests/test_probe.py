@@ -14,6 +14,7 @@ from sdtheory.featuredata import (
     load_dataset,
     load_features,
     make_feature_data,
+    superclasses_from_features,
 )
 from sdtheory.probe import ProbeConfig, gains, read_csv, run_probe
 
@@ -103,8 +104,8 @@ def test_realised_rate_and_delta_of_sampled_real_labels():
 
 def test_superclass_clusters_are_deterministic():
     data = feature_map(load_dataset("digits"), "l2")
-    a = noise.superclasses_from_features(data.X_train, data.y_train)
-    b = noise.superclasses_from_features(data.X_train[::-1], data.y_train[::-1])
+    a = superclasses_from_features(data.X_train, data.y_train)
+    b = superclasses_from_features(data.X_train[::-1], data.y_train[::-1])
     np.testing.assert_array_equal(a, b)
     assert a[0] == 0 and set(a.tolist()) == set(range(a.max() + 1))
 
@@ -172,7 +173,7 @@ def test_gains_are_student_minus_teacher():
           y_test=[0, 1]), "X_train must be finite: it contains NaN or inf (first at row 0, "
                           "column 1)"),
     (dict(X_train=np.ones((3, 3)), y_train=[0, 1, 1], X_test=np.ones((2, 3)), y_test=[0, 5]),
-     "y_test has label 5, outside 0..K-1 = 0..1"),
+     "y_test must lie in 0..K-1 = 0..1, got label 5"),
     (dict(X_train=np.ones((3, 3)), y_train=[0, 2, 2], X_test=np.ones((2, 3)), y_test=[0, 1]),
      "class 1 is absent from y_train"),
     (dict(X_train=np.ones((3, 3)), y_train=[0, 1, 1], X_test=np.ones((2, 4)), y_test=[0, 1]),

@@ -380,8 +380,10 @@ def add_model_options(p: argparse.ArgumentParser, *, lam: float = 1e-5) -> None:
 
 def add_noise_options(p: argparse.ArgumentParser) -> None:
     """Options of the label noise (docs/theory.md section 6)."""
+    from sdtheory.noise import KINDS
+
     g = p.add_argument_group("label noise (docs/theory.md section 6)")
-    g.add_argument("--noise", choices=["sym", "asym", "pairflip", "superclass"], default="sym",
+    g.add_argument("--noise", choices=KINDS, default="sym",
                    help="transition matrix family")
     g.add_argument("--eta", type=float, default=0.5, help="noise rate eta in [0, 1)")
     g.add_argument("--counts", metavar="FILE", default=None,

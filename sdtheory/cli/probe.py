@@ -38,7 +38,9 @@ examples:
 
 def add_parser(sub) -> None:
     from sdtheory.featuredata import DATASETS, FEATURE_MAPS
-    from sdtheory.probe import DEFAULT_RATES, DEFAULT_SEEDS, ENGINES, NOISES, PROTOCOLS
+    from sdtheory.noise import KINDS
+    from sdtheory.probe import DEFAULT_RATES, DEFAULT_SEEDS, ENGINES, PROTOCOLS
+    from sdtheory.relation import METHODS
 
     p = sub.add_parser("probe", formatter_class=Formatter, description=DESCRIPTION,
                        epilog=EPILOG,
@@ -54,7 +56,7 @@ def add_parser(sub) -> None:
                    help="raw (as stored, the authors' choice), standard (columns centred and "
                         "scaled with training statistics) or l2 (rows of unit norm)")
     p.add_argument("--noise", default="sym,asym,superclass", metavar="LIST",
-                   help="comma-separated noise types from " + ", ".join(NOISES)
+                   help="comma-separated noise types from " + ", ".join(KINDS)
                         + " (superclasses: complete-linkage clustering of the class-mean "
                           "correlations; a class alone in its cluster keeps its labels)")
     p.add_argument("--rates", default=",".join(f"{r:g}" for r in DEFAULT_RATES), metavar="LIST",
@@ -74,7 +76,7 @@ def add_parser(sub) -> None:
     p.add_argument("--epochs", type=int, default=200, help="trained engine: SGD epochs")
     p.add_argument("--superclass-cut", type=float, default=0.8, metavar="F",
                    help="cut the dendrogram at F x the largest linkage distance")
-    p.add_argument("--method", choices=["sd", "relation"], default="sd",
+    p.add_argument("--method", choices=METHODS, default="sd",
                    help="sd: each student trains on the previous round's outputs; relation: "
                         "on ALPHA x labels + (1 - ALPHA) x R x outputs, R the k-nearest-"
                         "neighbour cosine relation matrix of a label-free view (the features, "

@@ -29,6 +29,8 @@ accepted at the float64 round-off floor, is marked with *."""
 
 
 def add_parser(sub) -> None:
+    from sdtheory.relation import METHODS
+
     p = sub.add_parser("simulate", formatter_class=Formatter, description=DESCRIPTION,
                        help="one model, one noise setting, R rounds of SD (+ PLL)")
     add_model_options(p)
@@ -52,7 +54,7 @@ def add_parser(sub) -> None:
                    help="rounds >= 1 train on ALPHA x given labels + (1 - ALPHA) x the previous "
                         "round's outputs (Borup & Andersen's alpha; Das & Sanghavi's teacher "
                         "weight xi = 1 - ALPHA); in [0, 1] for ce, any number for mse")
-    p.add_argument("--method", choices=["sd", "relation"], default="sd",
+    p.add_argument("--method", choices=METHODS, default="sd",
                    help="sd: each round trains on the previous round's outputs (with "
                         "--label-weight, mixed with the labels); relation: on ALPHA x labels + "
                         "(1 - ALPHA) x R x outputs, R a k-nearest-neighbour relation matrix of "

@@ -29,6 +29,8 @@ from sdtheory.explore.figures import (
     cell_title,
     overlay_lines,
 )
+from sdtheory.noise import KINDS
+from sdtheory.problem import MODELS
 
 __all__ = ["Explorer", "Latest"]
 
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 _STALE = object()
 
 _CHOICES = {
-    "model": ["block", "superclass", "gmm"], "noise": ["sym", "asym", "pairflip", "superclass"],
+    "model": list(MODELS), "noise": list(KINDS),
     "solver": ["exact", "linear"], "quantity": ["r_star", "acc_round_R", "pll_gain"],
     "x": ["eta", "lam", "c", "d", "e", "n", "K"], "y": ["eta", "lam", "c", "d", "e", "n", "K"],
 }

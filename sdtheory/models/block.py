@@ -21,20 +21,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sdtheory._validate import as_float, as_int
+from sdtheory._validate import as_float, as_int, check_sizes
+from sdtheory.models.dense import psd_margin
 
 __all__ = [
     "BlockModel",
     "Eigen",
     "level_eigenvalues",
-    "psd_margin",
     "two_level",
     "three_level",
 ]
-
-# Relative tolerance below which a computed eigenvalue counts as zero in the PSD check: the
-# model with mu1 = 0 exactly (e.g. d = -(1 - c + n (c - d)) / (K n)) is PSD, float error aside.
-_PSD_RTOL = 1e-12
 
 
 class Eigen(NamedTuple):
@@ -50,18 +46,6 @@ class Eigen(NamedTuple):
     value: float
     multiplicity: int
     name: str
-
-
-def _sizes(K, n) -> tuple[int, ...]:
-    """Per-class sizes from K and n (an int, or a sequence of K ints)."""
-    K = as_int(K, "K")
-    if np.isscalar(n):
-        return (as_int(n, "n"),) * K
-    sizes = tuple(as_int(v, "n") for v in n)
-    if len(sizes) != K:
-        raise ValueError(f"n must be an int or a sequence of K = {K} class sizes, "
-                         f"got {len(sizes)} sizes")
-    return sizes
 
 
 def level_eigenvalues(K, n, c, d, e=None, m=None) -> dict[str, tuple]:
@@ -89,23 +73,6 @@ def level_eigenvalues(K, n, c, d, e=None, m=None) -> dict[str, tuple]:
     sup = cls + m * n * (d - e)
     return {"global": (sup + K * n * e, np.ones_like(K)), "superclass": (sup, S - 1),
             "class": (cls, K - S), "instance": (inst, K * (n - 1))}
-
-
-def psd_margin(values, multiplicity=None):
-    """Smallest eigenvalue relative to the largest magnitude: >= 0 for a PSD spectrum.
-
-    Eigenvalues above -1e-12 max(1, |mu|max) count as zero (the model with mu1 = 0 exactly is
-    PSD, float error aside). Vectorised over a leading axis of levels: ``values`` (L, ...)
-    with ``multiplicity`` (L, ...) ignores levels of multiplicity 0.
-
-    Returns:
-      min(mu) + 1e-12 scale (negative iff not PSD), an array over the trailing axes.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    used = np.ones(v.shape, dtype=bool) if multiplicity is None else np.asarray(multiplicity) > 0
-    with np.errstate(invalid="ignore"):
-        scale = np.maximum(1.0, np.max(np.where(used, np.abs(v), 0.0), axis=0))
-        return np.min(np.where(used, v, np.inf), axis=0) + _PSD_RTOL * scale
 
 
 @dataclass(frozen=True)
@@ -142,12 +109,9 @@ class BlockModel:
     superclass_of: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        sizes = tuple(as_int(v, "sizes (n_k)") for v in self.sizes)
+        sizes = tuple(int(v) for v in check_sizes(self.sizes, name="sizes"))
         if len(sizes) < 2:
             raise ValueError(f"K (number of classes) must be >= 2, got K = {len(sizes)}")
-        for k, n_k in enumerate(sizes):
-            if n_k < 1:
-                raise ValueError(f"class sizes n_k must be >= 1, got n_{k} = {n_k}")
         c = as_float(self.c, "c")
         d = as_float(self.d, "d")
         if c > 1.0:
@@ -369,7 +333,8 @@ def two_level(K: int, n, c: float = 0.4, d: float = 0.1) -> BlockModel:
       >>> two_level(4, 500).mu()["instance"]
       0.6
     """
-    return BlockModel(sizes=_sizes(K, n), c=float(c), d=float(d))
+    K = as_int(K, "K (number of classes)", lo=2)
+    return BlockModel(sizes=tuple(check_sizes(n, K, "n").tolist()), c=float(c), d=float(d))
 
 
 def three_level(S: int, m: int, n, c: float, d: float, e: float) -> BlockModel:
@@ -392,7 +357,8 @@ def three_level(S: int, m: int, n, c: float, d: float, e: float) -> BlockModel:
     if S * m < 2:
         raise ValueError(f"K = S * m must be >= 2, got S = {S}, m = {m}")
     K = S * m
-    return BlockModel(sizes=_sizes(K, n), c=float(c), d=float(d), e=float(e),
+    return BlockModel(sizes=tuple(check_sizes(n, K, "n").tolist()), c=float(c), d=float(d),
+                      e=float(e),
                       superclass_of=tuple(k // m for k in range(K)))
 
 

@@ -10,12 +10,14 @@ import numpy as np
 from sdtheory._blas import lapack_threads
 from sdtheory._validate import as_float
 
-__all__ = ["PSD_RTOL", "square_matrix", "is_psd", "psd_refusal", "jitter", "min_eigenvalue",
-           "nearest_psd"]
+__all__ = ["PSD_RTOL", "square_matrix", "psd_margin", "is_psd", "psd_refusal", "jitter",
+           "min_eigenvalue", "nearest_psd"]
 
 PSD_RTOL = 1e-10
-"""An eigenvalue above -PSD_RTOL max(1, |mu_max|) counts as zero in the PSD check of a dense
-Gram matrix (rounding of a PSD matrix assembled in float64 stays far below this)."""
+"""An eigenvalue above -PSD_RTOL max(1, |mu|max) counts as zero in every PSD check: of a
+block model's analytic spectrum (its model with mu1 = 0 exactly is PSD, float error aside)
+and of a dense Gram matrix's computed one (rounding of a PSD matrix assembled in float64, and
+of its eigendecomposition, stays far below this)."""
 
 
 def square_matrix(G, name: str = "G", *, symmetric: bool = False) -> np.ndarray:
@@ -44,9 +46,24 @@ def psd_refusal(min_eig: float, max_eig: float, name: str = "G") -> str:
             "needs a smaller eps, or project it with sdtheory.models.nearest_psd(G).")
 
 
+def psd_margin(values, multiplicity=None):
+    """Smallest eigenvalue plus the rounding allowance PSD_RTOL max(1, |mu|max): >= 0 for a
+    PSD spectrum. Vectorised over a leading axis of levels: ``values`` (L, ...) with
+    ``multiplicity`` (L, ...) ignores levels of multiplicity 0.
+
+    Returns:
+      min(mu) + PSD_RTOL scale (negative iff not PSD), an array over the trailing axes.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    used = np.ones(v.shape, dtype=bool) if multiplicity is None else np.asarray(multiplicity) > 0
+    with np.errstate(invalid="ignore"):
+        scale = np.maximum(1.0, np.max(np.where(used, np.abs(v), 0.0), axis=0))
+        return np.min(np.where(used, v, np.inf), axis=0) + PSD_RTOL * scale
+
+
 def is_psd(mu_min: float, mu_max: float) -> bool:
-    """PSD to rounding: the smallest eigenvalue is above -PSD_RTOL max(1, |mu_max|)."""
-    return mu_min >= -PSD_RTOL * max(1.0, abs(mu_max))
+    """PSD to rounding (:func:`psd_margin` of the extreme eigenvalues)."""
+    return bool(psd_margin([float(mu_min), float(mu_max)]) >= 0)
 
 
 def jitter(G, eps: float, seed, symmetric: bool = True) -> np.ndarray:

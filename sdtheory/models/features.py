@@ -14,12 +14,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdtheory._blas import lapack_threads
-from sdtheory._validate import as_float, as_int, check_K
-from sdtheory.models.block import _sizes
-from sdtheory.models.dense import PSD_RTOL, psd_refusal, square_matrix
+from sdtheory._validate import (
+    as_float,
+    as_int,
+    check_features,
+    check_K,
+    check_positive,
+    check_sizes,
+)
+from sdtheory.models.dense import is_psd, psd_refusal, square_matrix
 
-__all__ = ["Features", "binary_gmm", "gmm_means", "gmm_features", "gram_from_features",
-           "feature_factor"]
+__all__ = ["Features", "binary_gmm", "gmm_means", "gmm_features", "preprocess_features",
+           "gram_from_features", "feature_factor"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,12 +39,7 @@ class Features:
     X: np.ndarray
 
     def __post_init__(self) -> None:
-        X = np.asarray(self.X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
-            raise ValueError(f"features X must be an (N, D) matrix, got shape {X.shape}")
-        if not np.all(np.isfinite(X)):
-            raise ValueError("features X must be finite (they contain NaN or inf)")
-        object.__setattr__(self, "X", X)
+        object.__setattr__(self, "X", check_features(self.X, "features X"))
 
     @property
     def N(self) -> int:
@@ -105,10 +106,7 @@ def gmm_features(K: int, n, c: float, d: float, D: int, seed) -> tuple[np.ndarra
       y of shape (N,), as :meth:`BlockModel.labels`.
     """
     M = gmm_means(K, c, d, D)
-    sizes = _sizes(K, n)
-    for k, n_k in enumerate(sizes):
-        if n_k < 1:
-            raise ValueError(f"class sizes n must be >= 1, got n_{k} = {n_k}")
+    sizes = check_sizes(n, K, "n")
     y = np.repeat(np.arange(len(sizes)), sizes)
     sigma = math.sqrt((1.0 - float(c)) / int(D))
     xi = np.random.default_rng(seed).standard_normal((y.size, int(D)))
@@ -125,9 +123,7 @@ def binary_gmm(N: int, D: int, delta: float, seed) -> tuple[np.ndarray, np.ndarr
     """
     N = as_int(N, "N (samples)", lo=2)
     D = as_int(D, "D (dimension)", lo=1)
-    delta = as_float(delta, "delta (noise variance)")
-    if not delta > 0:
-        raise ValueError(f"delta (noise variance) must be > 0, got {delta:g}")
+    delta = check_positive(delta, "delta (noise variance)")
     rng = np.random.default_rng(seed)
     v = rng.standard_normal(D)
     y = rng.integers(0, 2, N)
@@ -136,19 +132,9 @@ def binary_gmm(N: int, D: int, delta: float, seed) -> tuple[np.ndarray, np.ndarr
     return X, y, np.stack([-v, v]) / np.sqrt(D)
 
 
-def gram_from_features(X, *, center: bool = False, normalize: bool = False) -> np.ndarray:
-    """Gram matrix G = X X^T of user features (rows = samples).
-
-    Preprocessing happens in this order: first ``center`` (subtract the feature-wise mean over
-    the samples), then ``normalize`` (divide each row by its L2 norm, so G_ii = 1).
-
-    Args:
-      X: (N, D) finite array.
-      center: subtract the mean feature vector.
-      normalize: L2-normalise each row (after centring).
-
-    Returns:
-      (N, N) float64 array.
+def preprocess_features(X, *, center: bool = False, normalize: bool = False) -> np.ndarray:
+    """Checked features (:class:`Features`), first centred (``center``: the feature-wise mean
+    over the samples subtracted), then L2-normalised row by row (``normalize``).
 
     Raises:
       ValueError: if X is not 2-D, has NaN/inf, or (normalize) a row of zero norm.
@@ -163,6 +149,25 @@ def gram_from_features(X, *, center: bool = False, normalize: bool = False) -> n
             raise ValueError(f"X row {zero[0]} has zero norm"
                              f"{' after centring' if center else ''}; cannot normalize it")
         X = X / norms[:, None]
+    return X
+
+
+def gram_from_features(X, *, center: bool = False, normalize: bool = False) -> np.ndarray:
+    """Gram matrix G = X X^T of user features (rows = samples), preprocessed in this order by
+    :func:`preprocess_features`: first ``center``, then ``normalize`` (so G_ii = 1).
+
+    Args:
+      X: (N, D) finite array.
+      center: subtract the mean feature vector.
+      normalize: L2-normalise each row (after centring).
+
+    Returns:
+      (N, N) float64 array.
+
+    Raises:
+      ValueError: if X is not 2-D, has NaN/inf, or (normalize) a row of zero norm.
+    """
+    X = preprocess_features(X, center=center, normalize=normalize)
     return X @ X.T
 
 
@@ -172,8 +177,9 @@ def feature_factor(G: np.ndarray, *, method: str = "eigh") -> np.ndarray:
     ``method="eigh"``: G = V diag(mu) V^T, X = V diag(sqrt(mu)) (columns with mu = 0 dropped, so
     D = rank G). ``method="cholesky"``: X = the lower Cholesky factor (D = N) when G is
     numerically positive definite, otherwise the ``"eigh"`` factor. Eigenvalues in
-    [-1e-10 max(1, |mu|), 0) are rounding noise and are dropped; anything more negative means
-    G is not positive semi-definite (not a Gram matrix) and raises.
+    [-PSD_RTOL max(1, |mu|), 0) (:data:`~sdtheory.models.dense.PSD_RTOL`) are rounding noise
+    and are dropped; anything more negative means G is not positive semi-definite (not a Gram
+    matrix) and raises.
 
     Args:
       G: (N, N) symmetric positive semi-definite matrix.
@@ -205,7 +211,7 @@ def feature_factor(G: np.ndarray, *, method: str = "eigh") -> np.ndarray:
             pass  # not numerically PD: fall back to the eigendecomposition
     with lapack_threads(G.shape[0]):
         mu, V = np.linalg.eigh(G)
-    if mu[0] < -PSD_RTOL * max(1.0, abs(mu[-1])):
+    if not is_psd(mu[0], mu[-1]):
         raise ValueError(psd_refusal(mu[0], mu[-1]))
     keep = mu > 0.0
     return V[:, keep] * np.sqrt(mu[keep])

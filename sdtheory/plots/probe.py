@@ -81,7 +81,7 @@ def plot_probe_correlation(doc: dict, png) -> None:
     docstring)."""
     from scipy.cluster.hierarchy import dendrogram
 
-    from sdtheory.noise import superclass_linkage
+    from sdtheory.featuredata import superclass_linkage
 
     plt = pyplot()
     M = np.asarray(doc["stats"]["correlation"], dtype=float)

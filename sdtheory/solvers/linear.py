@@ -16,14 +16,22 @@ from __future__ import annotations
 import numpy as np
 
 from sdtheory._blas import lapack_threads
-from sdtheory._validate import check_counts, check_lam, check_round_indices, check_targets
+from sdtheory._validate import (
+    check_choice,
+    check_counts,
+    check_lam,
+    check_round_indices,
+    check_targets,
+)
 from sdtheory.models import BlockModel, is_psd, psd_refusal, square_matrix
 from sdtheory.solvers.base import BatchFit, Fit, SingleProblem, one_hot
 
-__all__ = ["AveragingOperator", "LOSSES", "LinearSolver"]
+__all__ = ["AveragingOperator", "CLOSED_FORM_LOSSES", "LinearSolver"]
 
-LOSSES = ("ce", "mse")
-"""ce: the linearised softmax student (L); mse: the squared loss (kernel ridge, exact)."""
+CLOSED_FORM_LOSSES = ("ce", "mse")
+"""The losses of the closed-form students: ce, the linearised softmax student (L); mse, the
+squared loss (kernel ridge, exact). (The trained solver's losses are
+:data:`~sdtheory.solvers.trained.SOFTMAX_LOSSES`.)"""
 
 
 class AveragingOperator:
@@ -148,8 +156,7 @@ class LinearSolver(SingleProblem):
         from sdtheory.noise import Corruption
 
         self.lam = check_lam(lam)
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        check_choice(loss, CLOSED_FORM_LOSSES, "loss")
         self.loss = loss
         self.name = "linear" if loss == "ce" else "ridge"
         if isinstance(gram, BlockModel):

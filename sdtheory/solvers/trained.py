@@ -77,7 +77,9 @@ DEFAULT_MAX_ITER = {"lbfgs": 10_000, "gd": 100_000}
 # --------------------------------------------------------------------------------------------
 
 
-LOSSES = ("ce", "gce")
+SOFTMAX_LOSSES = ("ce", "gce")
+"""The losses of softmax training: ce, cross-entropy; gce, generalised cross-entropy (the PLL
+student). (The closed forms' losses are :data:`~sdtheory.solvers.linear.CLOSED_FORM_LOSSES`.)"""
 
 
 def softmax_objective(W: np.ndarray, X: np.ndarray, T: np.ndarray, lam: float,
@@ -375,8 +377,8 @@ def train_softmax(
     require_x64("train_softmax")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if loss not in SOFTMAX_LOSSES:
+        raise ValueError(f"loss must be one of {SOFTMAX_LOSSES}, got {loss!r}")
     if loss != "ce" and method != "sgd":
         raise ValueError(f"loss {loss!r} is trained by method 'sgd' only, got {method!r}")
     q = float(q)

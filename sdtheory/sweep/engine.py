@@ -64,12 +64,10 @@ MAX_ROUNDS = 10_000
 
 
 def _check(quantity: str, solver: str, max_rounds) -> int:
-    from sdtheory._validate import as_int
+    from sdtheory._validate import as_int, check_choice
 
-    if quantity not in QUANTITIES:
-        raise ValueError(f"quantity must be one of {QUANTITIES}, got {quantity!r}")
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    check_choice(quantity, QUANTITIES, "quantity")
+    check_choice(solver, SOLVERS, "solver")
     return as_int(max_rounds, "max-rounds", lo=0, hi=MAX_ROUNDS)
 
 
