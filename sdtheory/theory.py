@@ -33,7 +33,6 @@ import numpy as np
 
 from sdtheory._validate import as_int, check_counts, check_eta, check_K, check_lam
 from sdtheory.metrics import tie_tolerance
-from sdtheory.models import level_eigenvalues
 from sdtheory.noise import KINDS, delta, is_balanced
 
 __all__ = [
@@ -78,13 +77,6 @@ def level_names(three_level: bool) -> tuple[str, ...]:
     """The eigenspaces of the equal-size block model, coarsest first."""
     return (("global", "superclass", "class", "instance") if three_level
             else ("global", "class", "instance"))
-
-
-def _cell_a(K, n, c, d, e, m, lam) -> dict[str, np.ndarray]:
-    """a_j of every level for cells (arrays broadcast together)."""
-    mus = level_eigenvalues(K, n, c, d, e, m)
-    return {name: averaging(mu, K, np.asarray(K) * np.asarray(n), lam)
-            for name, (mu, _) in mus.items()}
 
 
 def averaging_eigenvalues(model, lam: float) -> dict[str, float]:
