@@ -54,8 +54,8 @@ def run(args) -> int:
 
     from sdtheory import __version__
     from sdtheory._io import Outputs, write_json
-    from sdtheory._validate import as_int, check_label_weight
     from sdtheory._memory import check_memory
+    from sdtheory._validate import as_int, check_label_weight
     from sdtheory.optimize import memory_estimate, optimize
     from sdtheory.problem import build_problem
 
