@@ -204,7 +204,7 @@ class Decomposition:
 
 
 def _check_uniform(model, what: str) -> None:
-    if model._uniform() is None:
+    if model.equal_sizes() is None:
         raise ValueError(f"{what} needs equal class sizes (and, three-level, equal superclass "
                          f"sizes); got sizes {model.sizes}")
 

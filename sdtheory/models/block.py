@@ -25,6 +25,7 @@ from sdtheory._validate import as_float, as_int
 
 __all__ = [
     "BlockModel",
+    "class_sizes",
     "Eigen",
     "level_eigenvalues",
     "psd_margin",
@@ -52,7 +53,7 @@ class Eigen(NamedTuple):
     name: str
 
 
-def _sizes(K, n) -> tuple[int, ...]:
+def class_sizes(K, n) -> tuple[int, ...]:
     """Per-class sizes from K and n (an int, or a sequence of K ints)."""
     K = as_int(K, "K")
     if np.isscalar(n):
@@ -255,7 +256,7 @@ class BlockModel:
 
     # ----------------------------------------------------------------------------- spectrum
 
-    def _uniform(self) -> tuple[int, int] | None:
+    def equal_sizes(self) -> tuple[int, int] | None:
         """(n, m) when every class has n samples and every superclass m classes, else None.
 
         For the two-level model m = K.
@@ -286,7 +287,7 @@ class BlockModel:
           ValueError: if the class sizes differ (or, three-level, the superclass sizes differ);
             use :meth:`spectrum` then.
         """
-        u = self._uniform()
+        u = self.equal_sizes()
         if u is None:
             raise ValueError("mu() needs equal class sizes n_k (and, three-level, equal "
                              f"superclass sizes); got sizes {self.sizes}. Use spectrum().")
@@ -334,7 +335,7 @@ class BlockModel:
         Returns:
           tuple of :class:`Eigen` whose multiplicities sum to N.
         """
-        u = self._uniform()
+        u = self.equal_sizes()
         K = self.K
         if u is not None:
             n, m = u
@@ -369,7 +370,7 @@ def two_level(K: int, n, c: float = 0.4, d: float = 0.1) -> BlockModel:
       >>> two_level(4, 500).mu()["instance"]
       0.6
     """
-    return BlockModel(sizes=_sizes(K, n), c=float(c), d=float(d))
+    return BlockModel(sizes=class_sizes(K, n), c=float(c), d=float(d))
 
 
 def three_level(S: int, m: int, n, c: float, d: float, e: float) -> BlockModel:
@@ -392,7 +393,7 @@ def three_level(S: int, m: int, n, c: float, d: float, e: float) -> BlockModel:
     if S * m < 2:
         raise ValueError(f"K = S * m must be >= 2, got S = {S}, m = {m}")
     K = S * m
-    return BlockModel(sizes=_sizes(K, n), c=float(c), d=float(d), e=float(e),
+    return BlockModel(sizes=class_sizes(K, n), c=float(c), d=float(d), e=float(e),
                       superclass_of=tuple(k // m for k in range(K)))
 
 

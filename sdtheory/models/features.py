@@ -15,7 +15,7 @@ import numpy as np
 
 from sdtheory._blas import lapack_threads
 from sdtheory._validate import as_float, as_int, check_K
-from sdtheory.models.block import _sizes
+from sdtheory.models.block import class_sizes
 from sdtheory.models.dense import PSD_RTOL, psd_refusal, square_matrix
 
 __all__ = ["Features", "binary_gmm", "gmm_means", "gmm_features", "gram_from_features",
@@ -105,7 +105,7 @@ def gmm_features(K: int, n, c: float, d: float, D: int, seed) -> tuple[np.ndarra
       y of shape (N,), as :meth:`BlockModel.labels`.
     """
     M = gmm_means(K, c, d, D)
-    sizes = _sizes(K, n)
+    sizes = class_sizes(K, n)
     for k, n_k in enumerate(sizes):
         if n_k < 1:
             raise ValueError(f"class sizes n must be >= 1, got n_{k} = {n_k}")
