@@ -39,9 +39,6 @@ from sdtheory.plots.style import (
 )
 
 __all__ = [
-    "STYLE",
-    "COLORS",
-    "load_results",
     "plot_approximation",
     "plot_label_averaging",
     "plot_pll_vs_sd",
