@@ -554,7 +554,7 @@ def plot_min_rounds(results, png) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Phase diagrams (results: a JSON sidecar naming the CSVs of sdtheory.phase)
+# Phase diagrams (results: a JSON sidecar naming the CSVs of sdtheory.sweep)
 # --------------------------------------------------------------------------------------------
 
 PHASE_STYLE = {**STYLE, "axes.grid": False, "axes.spines.top": True, "axes.spines.right": True}
@@ -574,7 +574,7 @@ def _boundary(ax, eta_b: float, frac: str = "(K-1)/K", at: float = 0.5) -> None:
 
 
 def plot_phase_eta_lam(results, png) -> None:
-    """r* over eta x lam: :func:`sdtheory.phase.plot_phase` (r* in bins 0, 1, 2, 3-4, 5-8,
+    """r* over eta x lam: :func:`sdtheory.plots.phase.plot_phase` (r* in bins 0, 1, 2, 3-4, 5-8,
     ...) with closed-form level lines at the bin edges, plus the boundary eta = (K-1)/K and a
     caption."""
     doc = load_results(results)
@@ -596,7 +596,7 @@ def plot_phase_eta_lam(results, png) -> None:
 
 
 def plot_phase_eta_gap(results, png) -> None:
-    """r* over eta x (c - d): :func:`sdtheory.phase.plot_phase` on the d sweep, the y axis
+    """r* over eta x (c - d): :func:`sdtheory.plots.phase.plot_phase` on the d sweep, the y axis
     relabelled as the class gap c - d (increasing upwards); the caption says why the gap
     range stops where it does (closed-form r* at larger gaps, from the results file)."""
     from matplotlib.ticker import FuncFormatter
@@ -658,7 +658,7 @@ def _cell_boundary(ax, xe, ye, inside) -> None:
 
 
 def plot_phase_pll(results, png) -> None:
-    """PLL gain over eta x lam, one panel per R (a CSV of :func:`sdtheory.phase.sweep` each).
+    """PLL gain over eta x lam, one panel per R (a CSV of :func:`sdtheory.sweep.phase_diagram` each).
 
     Gain exactly 0 is pure white (a diverging map whose middle colour is white, and the zero
     cells drawn white on top); a black line along the cell edges bounds the cells where PLL
