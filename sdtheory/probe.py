@@ -23,9 +23,9 @@ training labels, test accuracy, and the certificate of (E) (``closed``), with th
 margin of each accuracy (and of the PLL student's top-2 targets) in units of the tie tolerance
 of the closed form, 1e-13, and whether one of them is fragile (:mod:`sdtheory.metrics`: it
 would change were the tolerance ten times larger or smaller). Beside the measured
-rounds, the block statistics (c, d, e) of the features (:func:`sdtheory.featuredata.
-block_statistics`) give a two- or three-level model whose theory r* is reported for each
-realised corruption.
+rounds, the block statistics (c, d, e) of the features
+(:func:`sdtheory.featuredata.block_statistics`) give a two- or three-level model whose theory
+r* is reported for each realised corruption.
 """
 
 from __future__ import annotations

@@ -658,7 +658,8 @@ def _cell_boundary(ax, xe, ye, inside) -> None:
 
 
 def plot_phase_pll(results, png) -> None:
-    """PLL gain over eta x lam, one panel per R (a CSV of :func:`sdtheory.sweep.phase_diagram` each).
+    """PLL gain over eta x lam, one panel per R (a CSV of :func:`sdtheory.sweep.phase_diagram`
+    each).
 
     Gain exactly 0 is pure white (a diverging map whose middle colour is white, and the zero
     cells drawn white on top); a black line along the cell edges bounds the cells where PLL
