@@ -4,8 +4,10 @@ Theory: Jeong & Chung, arXiv 2402.10482 (ICLR 2025); the derivations the code im
 docs/theory.md. float64 is needed by the theory code and is switched on explicitly with
 :func:`enable_x64` or :func:`x64` (never as an import side effect).
 
-The public API, in the order of the data flow (names are imported on first use, so that light
-modules such as :mod:`sdtheory.plots` do not load JAX):
+The main names of the public API, in the order of the data flow (a selection: each is listed
+in the ``__all__`` of the module named in ``_NAMES``, where the rest of that module's names
+are; names are imported on first use, so that light modules such as :mod:`sdtheory.plots` do
+not load JAX):
 
 * models (:mod:`sdtheory.models`): block Gram models, dense Gram matrices, features;
 * noise (:mod:`sdtheory.noise`): transition matrices, corruption, Delta;

@@ -33,7 +33,6 @@ __all__ = [
     "count_matrix",
     "check_counts",
     "check_out_dir",
-    "check_out_file",
 ]
 
 LAM_MIN, LAM_MAX = 1e-8, 1e3
@@ -353,16 +352,6 @@ def check_out_dir(path, name: str = "--out") -> str:
     while p != parent:
         os.rmdir(p)
         p = os.path.dirname(p)
-    return path
-
-
-def check_out_file(path, name: str) -> str:
-    """An output file path whose directory exists or can be created, and is writable, and that
-    is not an existing directory."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise ValueError(f"{name} {path!r} is a directory, not a file")
-    check_out_dir(os.path.dirname(os.path.abspath(path)), name)
     return path
 
 

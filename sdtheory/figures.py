@@ -481,7 +481,7 @@ def compute_min_rounds(cfg: dict, out: Path, log: Callable[[str], None]) -> Path
 
 
 # --------------------------------------------------------------------------------------------
-# Phase diagrams (sdtheory.phase): CSV per sweep + JSON sidecar with the figure's config
+# Phase diagrams (sdtheory.sweep): CSV per sweep + JSON sidecar with the figure's config
 # --------------------------------------------------------------------------------------------
 
 def _phase_base(cfg: dict):

@@ -282,8 +282,8 @@ def exact_counts(T, sizes) -> np.ndarray:
 def corrupt_exact(T, sizes) -> Corruption:
     """Exact-count corruption (:func:`exact_counts`) as labels.
 
-    Samples are ordered by true class (class 0 first, as :meth:`BlockModel.labels`), and within
-    a class by given label.
+    Samples are ordered by true class (class 0 first, as
+    :meth:`~sdtheory.models.block.BlockModel.labels`), and within a class by given label.
     """
     return _from_counts(exact_counts(T, sizes))
 

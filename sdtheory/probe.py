@@ -6,7 +6,10 @@ from scratch on the previous round's softmax outputs) and one PLL student (on th
 top-2 classes) are trained on fixed features, by one of two engines:
 
 * ``closed``: the exact solver of (E) with G = X X^T (training to convergence, CE for every
-  student, the PLL student included); the weights are W = (T - P)^T X / (N lam);
+  student, the PLL student included), in feature space: its unknown is the weights W itself
+  (Newton on W^T, docs/theory.md section 2.5), the training outputs are P = softmax(X W^T)
+  and the test outputs softmax(X_test W^T) (W = (T - P)^T X / (N lam), section 2.1, holds
+  at the solution);
 * ``trained``: gradient training by the authors' protocol ``selfpll``: SGD with momentum 0.9,
   lr 0.1 multiplied by 0.98 each epoch, 200 epochs, batch 128, weight decay lam, no bias,
   weights from zero in every round; the PLL student starts from the teacher's weights and
@@ -20,9 +23,9 @@ training labels, test accuracy, and the certificate of (E) (``closed``), with th
 margin of each accuracy (and of the PLL student's top-2 targets) in units of the tie tolerance
 of the closed form, 1e-13, and whether one of them is fragile (:mod:`sdtheory.metrics`: it
 would change were the tolerance ten times larger or smaller). Beside the measured
-rounds, the block statistics (c, d, e) of the features (:func:`sdtheory.featuredata.
-block_statistics`) give a two- or three-level model whose theory r* is reported for each
-realised corruption.
+rounds, the block statistics (c, d, e) of the features
+(:func:`sdtheory.featuredata.block_statistics`) give a two- or three-level model whose theory
+r* is reported for each realised corruption.
 """
 
 from __future__ import annotations

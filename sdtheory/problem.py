@@ -147,9 +147,9 @@ def model_of(cfg: ProblemConfig) -> models.BlockModel:
 
 def dense_estimate(cfg: ProblemConfig, N: int, factor: bool = False) -> tuple[float, str]:
     """(bytes, what) of a process that solves on the dense N x N G: X (N x D), G = X X^T or
-    the jittered block model, and the solvers' copies of G (:func:`~sdtheory._memory.
-    dense_bytes`); ``factor``: also an N x N factor X X^T = G of a block model (the trained
-    solver's features, :func:`~sdtheory.models.feature_factor`)."""
+    the jittered block model, and the solvers' copies of G
+    (:func:`~sdtheory._memory.dense_bytes`); ``factor``: also an N x N factor X X^T = G of a block
+    model (the trained solver's features, :func:`~sdtheory.models.feature_factor`)."""
     feats = N * cfg.dim if cfg.model == "gmm" else N * N if factor else 0
     what = (f"the N x D features of N = {N} samples in D = {cfg.dim} dimensions (--dim, "
             "--n, --K)" if feats > 4.0 * N * N else

@@ -33,7 +33,6 @@ import numpy as np
 
 from sdtheory._validate import as_int, check_choice, check_counts, check_eta, check_K, check_lam
 from sdtheory.metrics import tie_tolerance
-from sdtheory.models import level_eigenvalues
 from sdtheory.noise import KINDS, delta, is_balanced
 
 __all__ = [
@@ -80,27 +79,21 @@ def level_names(three_level: bool) -> tuple[str, ...]:
             else ("global", "class", "instance"))
 
 
-def _cell_a(K, n, c, d, e, m, lam) -> dict[str, np.ndarray]:
-    """a_j of every level for cells (arrays broadcast together)."""
-    mus = level_eigenvalues(K, n, c, d, e, m)
-    return {name: averaging(mu, K, np.asarray(K) * np.asarray(n), lam)
-            for name, (mu, _) in mus.items()}
-
-
 def averaging_eigenvalues(model, lam: float) -> dict[str, float]:
     """Eigenvalues of the averaging operator A = G (G + K N lam I)^{-1} (section 4).
 
-    For each level eigenvalue mu_j of the block model (:meth:`BlockModel.mu`),
-    a_j = mu_j / (mu_j + K N lam), the factor by which one training shrinks the label signal
-    along that eigenspace. Two-level: "global" a1, "class" a2, "instance" a3. Three-level:
-    "global", "superclass", "class" (a_cls), "instance" (a_inst).
+    For each level eigenvalue mu_j of the block model
+    (:meth:`~sdtheory.models.block.BlockModel.mu`), a_j = mu_j / (mu_j + K N lam), the factor by
+    which one training shrinks the label signal along that eigenspace. Two-level: "global" a1,
+    "class" a2, "instance" a3. Three-level: "global", "superclass", "class" (a_cls), "instance"
+    (a_inst).
 
     Args:
       model: a block model with equal class sizes (and, three-level, equal superclass sizes).
       lam: ridge parameter lambda > 0.
 
     Returns:
-      dict name -> a_j in [0, 1), ordered like :meth:`BlockModel.mu`.
+      dict name -> a_j in [0, 1), ordered like :meth:`~sdtheory.models.block.BlockModel.mu`.
 
     Example:
       >>> from sdtheory import two_level
@@ -212,7 +205,7 @@ class Decomposition:
 
 
 def _check_uniform(model, what: str) -> None:
-    if model._uniform() is None:
+    if model.equal_sizes() is None:
         raise ValueError(f"{what} needs equal class sizes (and, three-level, equal superclass "
                          f"sizes); got sizes {model.sizes}")
 
@@ -621,9 +614,10 @@ def without_global(model, lam: float):
 class PLLStudent:
     """The linearised PLL student of one block model and counts, group by group (section 8.3).
 
-    Teacher: one linearised training on the one-hot given labels (:class:`~sdtheory.solvers.
-    LinearSolver`). Targets: its top-2 classes at 1/2 each (:func:`sdtheory.distill.pll_targets`,
-    closed-form tie tolerance). Student: one linearised training on those targets.
+    Teacher: one linearised training on the one-hot given labels
+    (:class:`~sdtheory.solvers.LinearSolver`). Targets: its top-2 classes at 1/2 each
+    (:func:`sdtheory.distill.pll_targets`, closed-form tie tolerance). Student: one linearised
+    training on those targets.
 
     Attributes:
       true, given, count: (U,) the non-empty (true class, given label) groups, row-major.

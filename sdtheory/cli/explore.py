@@ -27,12 +27,12 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from sdtheory._validate import as_int
-    from sdtheory.explore import _panel, serve
+    from sdtheory.explore import import_panel, serve
 
     if args.port is not None:
         as_int(args.port, "--port", lo=1, hi=65535)
     try:
-        _panel()
+        import_panel()
     except ImportError as err:
         raise UsageError(str(err)) from None
     try:

@@ -66,7 +66,7 @@ def prepare(args):
     """(base configuration, x axis, y axis, R) of parsed options, every check of the options
     done except --out's (shared with ``sdtheory explore``, so that both give one message)."""
     from sdtheory.sweep import Axis
-    from sdtheory.sweep.engine import _check
+    from sdtheory.sweep.engine import check_request
 
     if args.model == "gmm":
         raise UsageError("phase supports block models only (--model block or superclass); "
@@ -80,7 +80,7 @@ def prepare(args):
                           "--quantity pll_gain")])
     base = problem_config(args)
     x, y = Axis.parse(args.x), Axis.parse(args.y)
-    R = _check(args.quantity, args.solver, args.max_rounds)
+    R = check_request(args.quantity, args.solver, args.max_rounds)
     from sdtheory.executors import check_executor
 
     check_executor(args.executor, args.workers, args.scheduler)

@@ -9,10 +9,11 @@ simulate`` (:mod:`sdtheory.explore.jobs`, which imports no web library).
 
 from __future__ import annotations
 
-__all__ = ["explore", "serve", "free_port"]
+__all__ = ["explore", "serve", "free_port", "import_panel"]
 
 
-def _panel():
+def import_panel():
+    """The ``panel`` module, or an ImportError that says how to install it."""
     try:
         import panel as pn
     except ImportError:
@@ -28,7 +29,7 @@ def explore(**values):
     from sdtheory._x64 import require_x64
 
     require_x64("sdtheory.explore")
-    pn = _panel()
+    pn = import_panel()
     pn.extension()
     from sdtheory.explore.app import Explorer
 
@@ -47,7 +48,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 def serve(host: str = "127.0.0.1", port: int | None = None, show: bool = True, **values):
     """Serve the explorer at http://HOST:PORT/ until interrupted (one page per browser
     session; ``port`` None: a free one). Prints the address on stdout."""
-    pn = _panel()
+    pn = import_panel()
     from sdtheory.explore.app import Explorer
 
     port = free_port(host) if port is None else port

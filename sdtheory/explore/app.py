@@ -409,7 +409,7 @@ def _cell_plots(view):
     drawn by the browser: the same :func:`~sdtheory.explore.figures.cell_series`."""
     from bokeh.layouts import row
 
-    from sdtheory.plots.figures import _SQ3
+    from sdtheory.plots.figures import SIMPLEX_HEIGHT
     from sdtheory.plots.style import CLASS_COLORS
 
     ser = cell_series(view.doc)
@@ -433,12 +433,12 @@ def _cell_plots(view):
     if not ser["groups"]:
         return acc
     sx = figure(width=300, height=300, tools="pan,wheel_zoom,reset,save",
-                x_range=(-0.12, 1.12), y_range=(-0.14, _SQ3 + 0.12),
+                x_range=(-0.12, 1.12), y_range=(-0.14, SIMPLEX_HEIGHT + 0.12),
                 title="group means across rounds (colour: true class)")
     sx.title.text_font_size = "8pt"
     sx.axis.visible = sx.grid.visible = False
-    sx.line([0, 1, 0.5, 0], [0, 0, _SQ3, 0], color="#444444")
-    for k, (x, y) in enumerate([(0.0, -0.07), (1.0, -0.07), (0.5, _SQ3 + 0.03)]):
+    sx.line([0, 1, 0.5, 0], [0, 0, SIMPLEX_HEIGHT, 0], color="#444444")
+    for k, (x, y) in enumerate([(0.0, -0.07), (1.0, -0.07), (0.5, SIMPLEX_HEIGHT + 0.03)]):
         sx.text([x], [y], text=[f"class {k}"], text_color=CLASS_COLORS[k], text_align="center",
                 text_font_size="9pt")
     for (t, g), (u, v) in ser["groups"].items():

@@ -18,7 +18,7 @@ def cell_series(doc: dict) -> dict:
     accuracy curves {(solver, part): (rounds, values)}, its PLL student's accuracy (drawn at
     round R + 1), and for K = 3 each (true class, given label) group's mean outputs across the
     rounds of the exact solver in barycentric coordinates {(true, given): (u, v)}."""
-    from sdtheory.plots.figures import _ternary
+    from sdtheory.plots.figures import ternary
 
     curves, pll, groups = {}, {}, {}
     for name, s in doc["solvers"].items():
@@ -34,7 +34,7 @@ def cell_series(doc: dict) -> dict:
         for d in doc["solvers"][solver]["rounds"]:
             for g in d["groups"]:
                 means.setdefault((g["true"], g["given"]), []).append(g["p"])
-        groups = {k: _ternary(np.asarray(v)) for k, v in sorted(means.items())}
+        groups = {k: ternary(np.asarray(v)) for k, v in sorted(means.items())}
     return {"curves": curves, "pll": pll, "groups": groups, "R": doc["config"]["rounds"]}
 
 
@@ -53,7 +53,7 @@ def cell_figure(view):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from sdtheory.plots.figures import _simplex_axes
+    from sdtheory.plots.figures import simplex_axes
     from sdtheory.plots.style import CLASS_COLORS
 
     ser = cell_series(view.doc)
@@ -78,7 +78,7 @@ def cell_figure(view):
     ax.grid(alpha=0.3)
     if simplex:
         sx = fig.add_subplot(1, 2, 2)
-        _simplex_axes(sx)
+        simplex_axes(sx)
         for (t, gv), (u, v) in ser["groups"].items():
             sx.plot(u, v, "-", color=CLASS_COLORS[t], lw=1.0, alpha=0.7)
             sx.plot(u[:1], v[:1], "o" if t == gv else "s", color=CLASS_COLORS[t], ms=6,

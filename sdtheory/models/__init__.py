@@ -1,9 +1,7 @@
 """Gram and feature models (docs/theory.md section 5): block models and their spectra, dense
-Gram matrices (jitter, PSD checks), explicit features."""
+Gram matrices (jitter, PSD checks), explicit features. The package's names are those of the
+submodules' ``__all__``."""
 
-from sdtheory.models import block, dense, features
-from sdtheory.models.block import *  # noqa: F403
-from sdtheory.models.dense import *  # noqa: F403
-from sdtheory.models.features import *  # noqa: F403
+from sdtheory._lazy import attach
 
-__all__ = block.__all__ + dense.__all__ + features.__all__
+__getattr__, __dir__, __all__ = attach(__name__)

@@ -219,7 +219,7 @@ class BlockModel:
 
     # ----------------------------------------------------------------------------- spectrum
 
-    def _uniform(self) -> tuple[int, int] | None:
+    def equal_sizes(self) -> tuple[int, int] | None:
         """(n, m) when every class has n samples and every superclass m classes, else None.
 
         For the two-level model m = K.
@@ -250,7 +250,7 @@ class BlockModel:
           ValueError: if the class sizes differ (or, three-level, the superclass sizes differ);
             use :meth:`spectrum` then.
         """
-        u = self._uniform()
+        u = self.equal_sizes()
         if u is None:
             raise ValueError("mu() needs equal class sizes n_k (and, three-level, equal "
                              f"superclass sizes); got sizes {self.sizes}. Use spectrum().")
@@ -298,7 +298,7 @@ class BlockModel:
         Returns:
           tuple of :class:`Eigen` whose multiplicities sum to N.
         """
-        u = self._uniform()
+        u = self.equal_sizes()
         K = self.K
         if u is not None:
             n, m = u

@@ -81,7 +81,7 @@ def jitter(G, eps: float, seed, symmetric: bool = True) -> np.ndarray:
     entry, not symmetrised. That matrix is not a Gram matrix, and a ``UserWarning`` says so.
 
     Args:
-      G: square matrix (N x N), e.g. :meth:`BlockModel.dense`.
+      G: square matrix (N x N), e.g. :meth:`~sdtheory.models.block.BlockModel.dense`.
       eps: noise half-width, >= 0.
       seed: seed for ``numpy.random.default_rng``.
       symmetric: symmetrise the noise (default) or not.

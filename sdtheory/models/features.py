@@ -103,7 +103,7 @@ def gmm_features(K: int, n, c: float, d: float, D: int, seed) -> tuple[np.ndarra
 
     Returns:
       (X, y): X of shape (N, D) float64, rows ordered by class (class 0 first), and the labels
-      y of shape (N,), as :meth:`BlockModel.labels`.
+      y of shape (N,), as :meth:`~sdtheory.models.block.BlockModel.labels`.
     """
     M = gmm_means(K, c, d, D)
     sizes = check_sizes(n, K, "n")

@@ -1,12 +1,10 @@
-"""Plotting: one function per figure, reading results files only (no solver is imported)."""
+"""Plotting: one function per figure, reading results files only (no solver is imported).
+
+The package's names are those of its submodules' ``__all__``: :mod:`~sdtheory.plots.style`
+(colours, saving), :mod:`~sdtheory.plots.phase` (phase diagrams),
+:mod:`~sdtheory.plots.figures` (the figures of ``sdtheory figures``) and
+:mod:`~sdtheory.plots.probe` (probe results)."""
 
 from sdtheory._lazy import attach
 
-__getattr__, __dir__, __all__ = attach(__name__, {
-    "plot_phase": "phase", "cell_edges": "phase",
-    "plot_approximation": "figures", "plot_label_averaging": "figures",
-    "plot_pll_vs_sd": "figures", "plot_min_rounds": "figures",
-    "plot_phase_eta_lam": "figures", "plot_phase_eta_gap": "figures",
-    "plot_phase_pll": "figures",
-    "STYLE": "style", "COLORS": "style", "load_results": "style",
-})
+__getattr__, __dir__, __all__ = attach(__name__)

@@ -39,9 +39,6 @@ from sdtheory.plots.style import (
 )
 
 __all__ = [
-    "STYLE",
-    "COLORS",
-    "load_results",
     "plot_approximation",
     "plot_label_averaging",
     "plot_pll_vs_sd",
@@ -54,6 +51,9 @@ __all__ = [
     "plot_ridge_sd_proportional",
     "plot_optimize_eta",
     "identical_groups",
+    "SIMPLEX_HEIGHT",
+    "ternary",
+    "simplex_axes",
     "round_ranges",
 ]
 
@@ -185,25 +185,27 @@ def plot_approximation(results, png) -> None:
 # label_averaging
 # --------------------------------------------------------------------------------------------
 
-_SQ3 = np.sqrt(3.0) / 2.0
+SIMPLEX_HEIGHT = np.sqrt(3.0) / 2.0
+"""Height of the unit equilateral triangle that shows the K = 3 probability simplex."""
 
 
-def _ternary(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ternary(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Barycentric map of K = 3 distributions: e0 -> (0, 0), e1 -> (1, 0), e2 -> (1/2, s3/2)."""
     P = np.asarray(P)
-    return P[:, 1] + 0.5 * P[:, 2], _SQ3 * P[:, 2]
+    return P[:, 1] + 0.5 * P[:, 2], SIMPLEX_HEIGHT * P[:, 2]
 
 
-def _simplex_axes(ax) -> None:
-    ax.plot([0, 1, 0.5, 0], [0, 0, _SQ3, 0], color="#444444", lw=1.0, zorder=1)
-    ax.plot([1 / 2], [_SQ3 / 3], marker="+", color="#444444", ms=8, zorder=1)
+def simplex_axes(ax) -> None:
+    """Draw the K = 3 simplex (edges, centre, class names) on ``ax`` and frame it."""
+    ax.plot([0, 1, 0.5, 0], [0, 0, SIMPLEX_HEIGHT, 0], color="#444444", lw=1.0, zorder=1)
+    ax.plot([1 / 2], [SIMPLEX_HEIGHT / 3], marker="+", color="#444444", ms=8, zorder=1)
     for k, (x, y, ha, va) in enumerate([(0.0, -0.04, "center", "top"),
                                         (1.0, -0.04, "center", "top"),
-                                        (0.5, _SQ3 + 0.03, "center", "bottom")]):
+                                        (0.5, SIMPLEX_HEIGHT + 0.03, "center", "bottom")]):
         ax.text(x, y, f"class {k}", ha=ha, va=va, color=CLASS_COLORS[k], fontsize=10,
                 fontweight="bold")
     ax.set_xlim(-0.12, 1.12)
-    ax.set_ylim(-0.14, _SQ3 + 0.12)
+    ax.set_ylim(-0.14, SIMPLEX_HEIGHT + 0.12)
     ax.set_aspect("equal")
     ax.set_anchor("N")
     ax.axis("off")
@@ -232,8 +234,8 @@ def plot_label_averaging(results, png) -> None:
         fig, axes = plt.subplots(nrow, ncol, figsize=(3.45 * ncol, 2.8 * nrow + 0.5))
         axes = np.atleast_1d(axes).ravel()
         for ax, r in zip(axes, shown):
-            _simplex_axes(ax)
-            x, y = _ternary(doc["outputs"][r])
+            simplex_axes(ax)
+            x, y = ternary(doc["outputs"][r])
             for k in range(3):
                 m = (true == k) & ~noisy
                 ax.scatter(x[m], y[m], s=14, color=CLASS_COLORS[k], alpha=0.55, lw=0,
@@ -552,7 +554,7 @@ def plot_min_rounds(results, png) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Phase diagrams (results: a JSON sidecar naming the CSVs of sdtheory.phase)
+# Phase diagrams (results: a JSON sidecar naming the CSVs of sdtheory.sweep)
 # --------------------------------------------------------------------------------------------
 
 PHASE_STYLE = {**STYLE, "axes.grid": False, "axes.spines.top": True, "axes.spines.right": True}
@@ -572,7 +574,7 @@ def _boundary(ax, eta_b: float, frac: str = "(K-1)/K", at: float = 0.5) -> None:
 
 
 def plot_phase_eta_lam(results, png) -> None:
-    """r* over eta x lam: :func:`sdtheory.phase.plot_phase` (r* in bins 0, 1, 2, 3-4, 5-8,
+    """r* over eta x lam: :func:`sdtheory.plots.phase.plot_phase` (r* in bins 0, 1, 2, 3-4, 5-8,
     ...) with closed-form level lines at the bin edges, plus the boundary eta = (K-1)/K and a
     caption."""
     doc = load_results(results)
@@ -594,7 +596,7 @@ def plot_phase_eta_lam(results, png) -> None:
 
 
 def plot_phase_eta_gap(results, png) -> None:
-    """r* over eta x (c - d): :func:`sdtheory.phase.plot_phase` on the d sweep, the y axis
+    """r* over eta x (c - d): :func:`sdtheory.plots.phase.plot_phase` on the d sweep, the y axis
     relabelled as the class gap c - d (increasing upwards); the caption says why the gap
     range stops where it does (closed-form r* at larger gaps, from the results file)."""
     from matplotlib.ticker import FuncFormatter
@@ -656,7 +658,8 @@ def _cell_boundary(ax, xe, ye, inside) -> None:
 
 
 def plot_phase_pll(results, png) -> None:
-    """PLL gain over eta x lam, one panel per R (a CSV of :func:`sdtheory.phase.sweep` each).
+    """PLL gain over eta x lam, one panel per R (a CSV of :func:`sdtheory.sweep.phase_diagram`
+    each).
 
     Gain exactly 0 is pure white (a diverging map whose middle colour is white, and the zero
     cells drawn white on top); a black line along the cell edges bounds the cells where PLL

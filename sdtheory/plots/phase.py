@@ -149,8 +149,8 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False,
     """Draw a phase diagram into a PNG (atomically) and return the matplotlib Figure.
 
     Args:
-      result: :class:`PhaseResult` or the path of a CSV written by :func:`write_csv` (figures
-        are drawn from results files).
+      result: :class:`PhaseResult` or the path of a CSV written by
+        :func:`~sdtheory.sweep.io.write_csv` (figures are drawn from results files).
       path: output PNG.
       overlay_closed_form_levels: draw contour lines of the closed-form r*
         (``r_star_closed_form`` column, docs/theory.md section 7.2) on top of the colours, at

@@ -9,6 +9,9 @@ import numpy as np
 
 from sdtheory._io import atomic_write
 
+__all__ = ["STYLE", "COLORS", "PART_COLORS", "CLASS_COLORS", "LEVEL_COLORS", "load_results",
+           "pyplot", "save", "caption", "lam_tex", "stamp"]
+
 STYLE = {
     "figure.dpi": 100,
     "savefig.dpi": 130,

@@ -12,7 +12,7 @@ reduction, docs/theory.md section 3); ``weight`` is how many samples a unit stan
 Solvers are *batch-native*: a solver holds B independent problems with the same units (B = 1
 for a single training; B cells of a sweep), and :meth:`Solver.fit_batch` trains any subset of
 them at once. :mod:`sdtheory.distill` runs rounds over that one interface, and single-problem
-callers use :meth:`Solver.fit`.
+callers use :meth:`SingleProblem.fit`.
 """
 
 from __future__ import annotations

@@ -212,8 +212,9 @@ class LinearSolver(SingleProblem):
     def round_outputs(self, r, Y=None, label_weight: float = 0.0) -> np.ndarray:
         """Round r's outputs directly (Y: one-hot given labels by default): with the label
         weight alpha (targets alpha Y + (1 - alpha) P_(r-1) from round 1 on, alpha = 0 plain
-        SD), c + f_r(A) (Y - c), f_r(a) = a t_r(a) (:func:`sdtheory.kernel_ridge.
-        target_filter`; a^(r+1) for alpha = 0), c = 1/K for (L) and 0 for the squared loss.
+        SD), c + f_r(A) (Y - c), f_r(a) = a t_r(a)
+        (:func:`sdtheory.kernel_ridge.target_filter`; a^(r+1) for alpha = 0), c = 1/K for (L) and 0
+        for the squared loss.
 
         ``r`` may be an array of rounds: the result is then (len(r), U, K). Rounds are
         integers in [0, :data:`sdtheory._validate.ROUNDS_MAX`] (ValueError otherwise).

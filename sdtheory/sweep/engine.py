@@ -52,7 +52,7 @@ from sdtheory.solvers import ExactSolver
 from sdtheory.sweep.grid import Axis, Cells, Plan, plan
 from sdtheory.sweep.result import CERT_TOL, PhaseResult
 
-__all__ = ["QUANTITIES", "SOLVERS", "phase_diagram", "run_plan"]
+__all__ = ["QUANTITIES", "SOLVERS", "check_request", "phase_diagram", "run_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ MAX_ROUNDS = 10_000
 """Most rounds a sweep may ask for."""
 
 
-def _check(quantity: str, solver: str, max_rounds) -> int:
+def check_request(quantity: str, solver: str, max_rounds) -> int:
+    """The number of rounds of a sweep of ``quantity`` by ``solver``, each checked (a
+    one-line ValueError naming the bad one)."""
     from sdtheory._validate import as_int, check_choice
 
     check_choice(quantity, QUANTITIES, "quantity")
@@ -104,7 +106,7 @@ def phase_diagram(base: ProblemConfig, x, y, *, quantity: str = "r_star", solver
       >>> res.data.shape
       (5, 8)
     """
-    R = _check(quantity, solver, max_rounds)
+    R = check_request(quantity, solver, max_rounds)
     return run_plan(plan(base, _as_axis(x), _as_axis(y)), quantity=quantity, solver=solver,
                     max_rounds=R, pll_ties=pll_ties, executor=executor, workers=workers,
                     scheduler=scheduler)
@@ -118,7 +120,7 @@ def run_plan(p: Plan, *, quantity: str, solver: str, max_rounds: int,
     executor, so that every executor gives the same digits."""
     from sdtheory import __version__
 
-    R = _check(quantity, solver, max_rounds)
+    R = check_request(quantity, solver, max_rounds)
     ny, nx = p.shape
     parts = _tasks(p, solver)
     from sdtheory.executors import executor as open_executor

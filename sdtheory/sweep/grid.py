@@ -173,7 +173,8 @@ class Cells:
                 for name, (mu, _) in mus.items()}
 
     def class_structure(self):
-        """(diag, alpha, L, w) of every cell (:meth:`BlockModel.class_structure`, batched)."""
+        """(diag, alpha, L, w) of every cell
+        (:meth:`~sdtheory.models.block.BlockModel.class_structure`, batched)."""
         C = self.size
         diag, alpha = 1.0 - self.c, self.c - self.d
         if self.three_level:

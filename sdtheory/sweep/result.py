@@ -22,7 +22,8 @@ class PhaseResult:
 
     Attributes:
       x, y: the swept axes.
-      quantity: one of :data:`QUANTITIES`; ``values[quantity]`` is the diagram.
+      quantity: one of :data:`~sdtheory.sweep.engine.QUANTITIES`; ``values[quantity]`` is the
+        diagram.
       solver: "exact" or "linear".
       max_rounds: R (rounds 0..R).
       values: column name -> (len(y), len(x)) float64 array, NaN where undefined. Always the

@@ -2,20 +2,10 @@
 
 The harness (:mod:`~sdtheory.verify.harness`) keeps a registry of checks; each check module
 covers one part of docs/theory.md (linear form and label averaging, Delta and r*, the PLL
-student, gradient training).
+student, gradient training). The package's names are those of the submodules' ``__all__``
+(the harness and the shared cases).
 """
 
-from sdtheory.verify.harness import (
-                                     CHECK_MODULES,
-                                     Check,
-                                     CheckResult,
-                                     Tally,
-                                     check,
-                                     checks,
-                                     format_table,
-                                     results_to_json,
-                                     run,
-)
+from sdtheory._lazy import attach
 
-__all__ = ["CHECK_MODULES", "Check", "CheckResult", "Tally", "check", "checks", "run",
-           "format_table", "results_to_json"]
+__getattr__, __dir__, __all__ = attach(__name__)

@@ -106,7 +106,7 @@ def _block_spectrum(t: Tally) -> None:
         t.case(named(what="spectrum", model=kind, sizes=list(m.sizes), c=m.c, d=m.d, e=m.e),
                tol - err, err=err)
     # decomposition vs the dense linear solver, samples ordered as corruption_from_counts
-    dec_models = [m for kind, m in models if m._uniform() is not None and m.N <= 200]
+    dec_models = [m for kind, m in models if m.equal_sizes() is not None and m.N <= 200]
     lams = (1e-3,) if t.quick else (1e-5, 1e-3, 1e-1)
     for m, lam in itertools.product(dec_models, lams):
         K = m.K

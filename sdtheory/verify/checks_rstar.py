@@ -29,7 +29,8 @@ from sdtheory.verify.harness import Tally, check, fmt
        "|formula error|)")
 def _eta_boundary(t: Tally) -> None:
     """Section 6.3: the largest noise rate with Delta > 0, on the transition matrix
-    itself (exact-count floors shift it by less than 1/n, see :func:`theory.eta_boundary`)."""
+    itself (exact-count floors shift it by less than 1/n, see
+    :func:`~sdtheory.theory.eta_boundary`)."""
     h = 1e-6
     Ks = (2, 3, 4) if t.quick else (2, 3, 4, 5, 6, 8, 10, 100)
     cases = [(kind, K, None) for kind in ("sym", "asym", "pairflip") for K in Ks]
