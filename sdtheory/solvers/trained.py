@@ -369,7 +369,7 @@ class TrainOptions:
 
 
 @dataclass(frozen=True)
-class _Problem:
+class _Training:
     """One training's data: features, targets (numpy and JAX), weight decay, initial weights,
     absolute gradient tolerance, and the progress reporter."""
 
@@ -442,9 +442,9 @@ def train_softmax(X: np.ndarray, T: np.ndarray, lam: float, *, W0: np.ndarray | 
         raise ValueError(f"tol must be >= 0, got {opts.tol}")
     t_start = time.perf_counter()
     progress = Progress(log, what=f"{opts.method} iteration")
-    problem = _Problem(X, T, lam, W0, _gradient_tolerance(X, T, lam, W0, opts.tol), progress)
+    training = _Training(X, T, lam, W0, _gradient_tolerance(X, T, lam, W0, opts.tol), progress)
     run = {"lbfgs": _train_lbfgs, "gd": _train_gd, "sgd": _train_sgd}[opts.method]
-    res = run(problem, opts)
+    res = run(training, opts)
     final = softmax_objective(res.W, X, T, lam, opts.loss, float(opts.q))
     log.debug("%s: %d iterations, loss %.15g, |grad| %.3e", opts.method, res.iterations, final,
               res.grad_norm)
@@ -454,8 +454,8 @@ def train_softmax(X: np.ndarray, T: np.ndarray, lam: float, *, W0: np.ndarray | 
         iterations=int(res.iterations),
         loss=final,
         grad_norm=float(res.grad_norm),
-        grad_tol=problem.gtol,
-        converged=bool(res.grad_norm <= problem.gtol),
+        grad_tol=training.gtol,
+        converged=bool(res.grad_norm <= training.gtol),
         seconds=time.perf_counter() - t_start,
         history=np.asarray(res.history, dtype=np.float64),
         epochs=res.epochs,
@@ -473,14 +473,14 @@ def _gradient_tolerance(X, T, lam, W0, tol) -> float:
     return float(tol) * scale
 
 
-def _train_lbfgs(problem: _Problem, opts: TrainOptions) -> _Trained:
+def _train_lbfgs(training: _Training, opts: TrainOptions) -> _Trained:
     """L-BFGS with a zoom line search, in compiled chunks, until ||grad|| <= gtol or max_iter;
     stops early when a whole chunk leaves W unchanged (no decrease left in float64)."""
     max_iter = DEFAULT_MAX_ITER["lbfgs"] if opts.max_iter is None else int(opts.max_iter)
     opt, run_chunk = _lbfgs(int(opts.memory_size), int(opts.max_linesearch_steps))
-    Xj, Tj = problem.jax
-    lam, gtol = problem.lam, problem.gtol
-    W = jnp.asarray(problem.W0)
+    Xj, Tj = training.jax
+    lam, gtol = training.lam, training.gtol
+    W = jnp.asarray(training.W0)
     state = opt.init(W)
     value, grad = _value_and_grad(W, Xj, Tj, lam)
     # Seed the state with the value and gradient at W0 so the stopping test sees them.
@@ -504,28 +504,29 @@ def _train_lbfgs(problem: _Problem, opts: TrainOptions) -> _Trained:
         it = int(it_j)
         history.extend(np.asarray(hist[:done]).tolist())
         gn = float(gn_j)
-        problem.progress.step(f"loss {float(value):.15g}, |grad| {gn:.3e}", n=done)
+        training.progress.step(f"loss {float(value):.15g}, |grad| {gn:.3e}", n=done)
     return _Trained(W=np.asarray(W), iterations=it, grad_norm=gn, history=history)
 
 
-def _train_gd(problem: _Problem, opts: TrainOptions) -> _Trained:
+def _train_gd(training: _Training, opts: TrainOptions) -> _Trained:
     """Full-batch gradient descent with a fixed step, in compiled chunks, until
     ||grad|| <= gtol or max_iter."""
     max_iter = DEFAULT_MAX_ITER["gd"] if opts.max_iter is None else int(opts.max_iter)
-    step = 1.0 / smoothness_bound(problem.X, problem.lam) if opts.step is None else float(opts.step)
+    step = (1.0 / smoothness_bound(training.X, training.lam) if opts.step is None
+            else float(opts.step))
     if not step > 0:
         raise ValueError(f"step must be > 0, got {step}")
-    Xj, Tj = problem.jax
-    W = jnp.asarray(problem.W0)
+    Xj, Tj = training.jax
+    W = jnp.asarray(training.W0)
     it = 0
     history = []
     stop = False
     while not stop:
         W, it_j, j, hist, value, gn_j, stop_j = _gd_chunk(
-            W, jnp.asarray(it), Xj, Tj, problem.lam, step, problem.gtol, max_iter,
+            W, jnp.asarray(it), Xj, Tj, training.lam, step, training.gtol, max_iter,
             chunk=opts.chunk or 2000
         )
-        problem.progress.step(f"loss {float(value):.15g}, |grad| {float(gn_j):.3e}",
+        training.progress.step(f"loss {float(value):.15g}, |grad| {float(gn_j):.3e}",
                               n=int(it_j) - it, force=bool(stop_j))
         it = int(it_j)
         history.extend(np.asarray(hist[: int(j)]).tolist())
@@ -534,10 +535,10 @@ def _train_gd(problem: _Problem, opts: TrainOptions) -> _Trained:
     return _Trained(W=np.asarray(W), iterations=it, grad_norm=gn, history=history)
 
 
-def _train_sgd(problem: _Problem, opts: TrainOptions) -> _Trained:
+def _train_sgd(training: _Training, opts: TrainOptions) -> _Trained:
     """Mini-batch SGD with momentum for ``epochs`` epochs, learning rate x lr_decay after each;
     with a monitor, its value after every epoch (and, with keep_best, the best epoch's W)."""
-    X, T, lam = problem.X, problem.T, problem.lam
+    X, T, lam = training.X, training.T, training.lam
     loss, q = opts.loss, float(opts.q)
     N = X.shape[0]
     if int(opts.batch_size) < 1 or int(opts.epochs) < 0:
@@ -546,18 +547,18 @@ def _train_sgd(problem: _Problem, opts: TrainOptions) -> _Trained:
     B = min(int(opts.batch_size), N)
     rng = np.random.default_rng(opts.seed)
     opt, sgd_step, sgd_epoch = _sgd(float(opts.momentum), loss, q)
-    Xj, Tj = problem.jax
-    W = jnp.asarray(problem.W0)
+    Xj, Tj = training.jax
+    W = jnp.asarray(training.W0)
     state = opt(float(opts.lr)).init(W)
-    history = [softmax_objective(problem.W0, X, T, lam, loss, q)]
+    history = [softmax_objective(training.W0, X, T, lam, loss, q)]
     scores, best, best_W = [], None, None
     nb, rest = divmod(N, B)
     # lr x lr_decay after every epoch (optax.exponential_decay, staircase per epoch).
     schedule = optax.exponential_decay(float(opts.lr), transition_steps=1,
                                        decay_rate=float(opts.lr_decay), staircase=True)
     epochs = int(opts.epochs)
-    problem.progress.total = epochs
-    problem.progress.what = "SGD epoch"
+    training.progress.total = epochs
+    training.progress.what = "SGD epoch"
     for epoch in range(epochs):
         lr_e = jnp.asarray(schedule(epoch))
         perm = rng.permutation(N)
@@ -572,7 +573,7 @@ def _train_sgd(problem: _Problem, opts: TrainOptions) -> _Trained:
             scores.append(float(opts.monitor(Wn)))
             if opts.keep_best and (best is None or scores[-1] > scores[best]):
                 best, best_W = epoch, Wn
-        problem.progress.step(f"loss {history[-1]:.15g}")
+        training.progress.step(f"loss {history[-1]:.15g}")
     W = np.asarray(W) if best_W is None else best_W
     _, g_end = _loss_value_and_grad(loss, q)(jnp.asarray(W), Xj, Tj, lam)
     return _Trained(W=W, iterations=epochs * (nb + (rest > 0)),
