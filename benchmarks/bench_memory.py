@@ -45,7 +45,6 @@ JOBS = [
     ("optimize --K 1000 --n 10 --eta 0.3 --max-rounds 1", False),
     ("phase --x eta:0:0.7:20 --y lam:1e-5:1e-2:10:log --max-rounds 20", True),
     ("phase --x K:99:100:2 --y eta:0:0.7:3 --max-rounds 2", False),
-    ("phase --x K:99:100:2 --y eta:0:0.7:10 --max-rounds 10", False),
     ("phase --x eta:0:0.7:40 --y lam:1e-5:1e-2:20:log --max-rounds 20 --executor local "
      "--workers 2", True),
     ("phase --x eta:0:0.7:40 --y lam:1e-5:1e-2:20:log --max-rounds 20 --executor local "

@@ -223,6 +223,12 @@ def next_targets(T0, P, label_weight: float = 0.0, relation=None) -> np.ndarray:
     return T
 
 
+_ROUND_FIELDS = ("train_acc", "clean_acc", "noisy_acc", "strict_acc", "residual", "uncertainty",
+                 "tie_tol", "decision_margin", "min_margin")
+_PLL_FIELDS = ("pll_acc", "pll_clean_acc", "pll_noisy_acc", "pll_strict_acc", "pll_residual",
+               "pll_tie_tol", "pll_decision_margin", "pll_min_margin", "pll_target_margin")
+
+
 def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split",
                until_perfect: bool = False, keep_outputs: bool = False, targets0=None,
                on_failure: str = "raise", label_weight: float = 0.0,
@@ -261,97 +267,136 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
         raise ValueError(f"relation must be a ({U}, {U}) matrix on the units, got shape "
                          f"{tuple(relation.shape)}")
     T0 = T.copy() if alpha != 0 else None       # the labels, kept where targets mix them in
-    nan = np.full((R + 1, B), np.nan)
-    acc, clean, noisy, strict, resid, unc = (nan.copy() for _ in range(6))
-    taus, dmarg, smarg = nan.copy(), nan.copy(), nan.copy()
+    loop = _RoundLoop(solver, R, on_failure, keep_outputs)
     carried = np.zeros(B)         # uncertainty of the targets, carried from earlier rounds
-    pll_out = {k: np.full(B, np.nan) for k in ("acc", "clean", "noisy", "strict", "residual",
-                                               "tol", "decision", "smallest", "target")}
-    ok = np.ones(B, dtype=bool)
-    r_star = np.full(B, -1)
+    warm = _WarmStart(B)
     active = np.arange(B)
-    x = start = None
-    outputs, fits, pll_P, pll_fit = [], [], None, None
     progress = Progress(log, total=R + 1, what="round")
-
-    def train(idx, targets, x0):
-        fit = solver.fit_batch(targets, x0, idx)
-        bad = ~fit.ok
-        if bad.any():
-            if on_failure == "raise":
-                i = int(np.flatnonzero(bad)[0])
-                raise SolverError(f"{solver.name} solver: problem {int(idx[i])} missed its "
-                                  f"tolerance (certificate {fit.residual[i]:.3e})")
-            ok[idx[bad]] = False
-        return fit
-
-    def uncertainty_of(fit):
-        """Uncertainty of a training's outputs for exact targets: its certificate where the
-        solver has one (the closed form's residual is not an uncertainty of its outputs)."""
-        certified = getattr(solver, "certified", True)
-        return fit.residual if certified else np.zeros_like(fit.residual)
-
     for r in range(R + 1):
         if active.size == 0:
             break
-        fit = train(active, T[active], None if start is None else start[active])
-        u = uncertainty_of(fit) + carried[active]
-        tol = tie_tolerance(u)
-        a, c, n, st = accuracy(fit.P, solver.true, solver.given, solver.weight[active], tol)
-        acc[r, active], clean[r, active], noisy[r, active], strict[r, active] = a, c, n, st
-        resid[r, active], unc[r, active] = fit.residual, u
-        taus[r, active] = tol
-        dmarg[r, active], smarg[r, active] = decision_margins(
-            fit.P, solver.true, solver.weight[active], tol)
-        if keep_outputs:
-            full = np.full((B, U, K), np.nan)
-            full[active] = fit.P
-            outputs.append(full)
-            fits.append(fit)
+        fit = loop.train(active, T[active], warm.start(active))
+        u = loop.uncertainty(fit) + carried[active]
+        tol, strict = loop.record(r, active, fit, u)
         if r == 0 and pll:
-            pfit = train(active, pll_targets(fit.P, tol[:, None], ties=pll_ties), fit.x)
-            ptol = tie_tolerance(uncertainty_of(pfit))
-            pa, pc, pn, ps = accuracy(pfit.P, solver.true, solver.given, solver.weight[active],
-                                      ptol)
-            pll_out["tol"][active] = ptol
-            pll_out["decision"][active], pll_out["smallest"][active] = decision_margins(
-                pfit.P, solver.true, solver.weight[active], ptol)
-            pll_out["target"][active] = pll_target_margin(fit.P, tol, solver.weight[active])
-            pll_out["acc"][active], pll_out["clean"][active] = pa, pc
-            pll_out["noisy"][active], pll_out["strict"][active] = pn, ps
-            pll_out["residual"][active] = pfit.residual
-            if keep_outputs:
-                pll_P = np.full((B, U, K), np.nan)
-                pll_P[active] = pfit.P
-                pll_fit = pfit
-        perfect = (st == 1.0) & fit.ok
-        newly = perfect & (r_star[active] < 0)
-        r_star[active[newly]] = r
+            loop.pll_student(active, fit, tol, pll_ties)
+        perfect = (strict == 1.0) & fit.ok
+        newly = perfect & (loop.r_star[active] < 0)
+        loop.r_star[active[newly]] = r
         T[active] = next_targets(None if T0 is None else T0[active], fit.P, alpha, relation)
         # the next targets carry this round's uncertainty, scaled by their weight 1 - alpha on
         # the outputs (a row-stochastic relation does not enlarge it in the max norm)
         carried[active] = abs(1.0 - alpha) * u
-        if fit.x is not None:
-            if x is None:
-                x, start = np.zeros((B,) + fit.x.shape[1:]), np.zeros((B,) + fit.x.shape[1:])
-            # warm start of the next round: the linear extrapolation of the unknowns of the
-            # last two rounds, from round 1 on (docs/theory.md section 2.3)
-            start[active] = 2.0 * fit.x - x[active] if r > 0 else fit.x
-            x[active] = fit.x
+        warm.update(r, active, fit.x)
         keep = fit.ok & ~(perfect if until_perfect else np.zeros_like(perfect))
         active = active[keep]
         progress.step(f"{solver.name} solver, round {r}" + (
             f": {active.size} of {B} problems still running" if B > 1 else
-            f": training accuracy {a[0]:.4f}"))
-    return Rounds(train_acc=acc, clean_acc=clean, noisy_acc=noisy, strict_acc=strict,
-                  residual=resid, uncertainty=unc, ok=ok, r_star=r_star, pll_acc=pll_out["acc"],
-                  pll_clean_acc=pll_out["clean"], pll_noisy_acc=pll_out["noisy"],
-                  pll_strict_acc=pll_out["strict"], pll_residual=pll_out["residual"],
-                  tie_tol=taus, decision_margin=dmarg, min_margin=smarg,
-                  pll_tie_tol=pll_out["tol"], pll_decision_margin=pll_out["decision"],
-                  pll_min_margin=pll_out["smallest"], pll_target_margin=pll_out["target"],
-                  outputs=outputs if keep_outputs else None, pll_outputs=pll_P,
-                  fits=fits if keep_outputs else None, pll_fit=pll_fit)
+            f": training accuracy {loop.table['train_acc'][r, 0]:.4f}"))
+    return loop.result()
+
+
+class _RoundLoop:
+    """The trainings of :func:`run_rounds` and what they record: per round and problem the
+    metrics of :data:`_ROUND_FIELDS` ((R + 1, B), NaN where not trained), per problem those of
+    the PLL student, whether every training met its tolerance, and r*."""
+
+    def __init__(self, solver, R: int, on_failure: str, keep_outputs: bool) -> None:
+        B = solver.weight.shape[0]
+        self.solver, self.on_failure, self.keep_outputs = solver, on_failure, keep_outputs
+        self.shape = (B, solver.true.size, solver.K)
+        self.table = {k: np.full((R + 1, B), np.nan) for k in _ROUND_FIELDS}
+        self.pll = {k: np.full(B, np.nan) for k in _PLL_FIELDS}
+        self.ok = np.ones(B, dtype=bool)
+        self.r_star = np.full(B, -1)
+        self.outputs, self.fits, self.pll_P, self.pll_fit = [], [], None, None
+
+    def train(self, idx, targets, x0):
+        """Fit problems ``idx``; a missed tolerance raises or marks the problem failed."""
+        fit = self.solver.fit_batch(targets, x0, idx)
+        bad = ~fit.ok
+        if bad.any():
+            if self.on_failure == "raise":
+                i = int(np.flatnonzero(bad)[0])
+                raise SolverError(f"{self.solver.name} solver: problem {int(idx[i])} missed its "
+                                  f"tolerance (certificate {fit.residual[i]:.3e})")
+            self.ok[idx[bad]] = False
+        return fit
+
+    def uncertainty(self, fit):
+        """Uncertainty of a training's outputs for exact targets: its certificate where the
+        solver has one (the closed form's residual is not an uncertainty of its outputs)."""
+        certified = getattr(self.solver, "certified", True)
+        return fit.residual if certified else np.zeros_like(fit.residual)
+
+    def _expand(self, active, P):
+        """(B, U, K) outputs: those of the problems ``active``, NaN elsewhere."""
+        full = np.full(self.shape, np.nan)
+        full[active] = P
+        return full
+
+    def record(self, r, active, fit, u):
+        """Record round r of the problems ``active`` with output uncertainty u; returns the
+        tie tolerance and the strict accuracy."""
+        solver, col = self.solver, self.table
+        tol = tie_tolerance(u)
+        a, c, n, st = accuracy(fit.P, solver.true, solver.given, solver.weight[active], tol)
+        col["train_acc"][r, active], col["clean_acc"][r, active] = a, c
+        col["noisy_acc"][r, active], col["strict_acc"][r, active] = n, st
+        col["residual"][r, active], col["uncertainty"][r, active] = fit.residual, u
+        col["tie_tol"][r, active] = tol
+        col["decision_margin"][r, active], col["min_margin"][r, active] = decision_margins(
+            fit.P, solver.true, solver.weight[active], tol)
+        if self.keep_outputs:
+            self.outputs.append(self._expand(active, fit.P))
+            self.fits.append(fit)
+        return tol, st
+
+    def pll_student(self, active, fit, tol, ties):
+        """Train and record the PLL student on the top-2 labels of the teacher ``fit`` (tie
+        tolerance ``tol``), warm-started from the teacher."""
+        solver, out = self.solver, self.pll
+        pfit = self.train(active, pll_targets(fit.P, tol[:, None], ties=ties), fit.x)
+        ptol = tie_tolerance(self.uncertainty(pfit))
+        pa, pc, pn, ps = accuracy(pfit.P, solver.true, solver.given, solver.weight[active], ptol)
+        out["pll_tie_tol"][active] = ptol
+        out["pll_decision_margin"][active], out["pll_min_margin"][active] = decision_margins(
+            pfit.P, solver.true, solver.weight[active], ptol)
+        out["pll_target_margin"][active] = pll_target_margin(fit.P, tol, solver.weight[active])
+        out["pll_acc"][active], out["pll_clean_acc"][active] = pa, pc
+        out["pll_noisy_acc"][active], out["pll_strict_acc"][active] = pn, ps
+        out["pll_residual"][active] = pfit.residual
+        if self.keep_outputs:
+            self.pll_P = self._expand(active, pfit.P)
+            self.pll_fit = pfit
+
+    def result(self) -> Rounds:
+        keep = self.keep_outputs
+        return Rounds(**self.table, **self.pll, ok=self.ok, r_star=self.r_star,
+                      outputs=self.outputs if keep else None, pll_outputs=self.pll_P,
+                      fits=self.fits if keep else None, pll_fit=self.pll_fit)
+
+
+class _WarmStart:
+    """Warm starts of the rounds of B problems: the linear extrapolation 2 x_r - x_(r-1) of the
+    unknowns of the last two rounds, from round 1 on (docs/theory.md section 2.3); None for a
+    solver without unknowns (fit.x None)."""
+
+    def __init__(self, B: int) -> None:
+        self.B = B
+        self.x = self.next = None
+
+    def start(self, active):
+        return None if self.next is None else self.next[active]
+
+    def update(self, r: int, active, x) -> None:
+        """Take round r's unknowns x of the problems ``active``."""
+        if x is None:
+            return
+        if self.x is None:
+            self.x, self.next = np.zeros((self.B,) + x.shape[1:]), np.zeros((self.B,) + x.shape[1:])
+        self.next[active] = 2.0 * x - self.x[active] if r > 0 else x
+        self.x[active] = x
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,6 +506,25 @@ def _finite(v) -> float | None:
     return None if v is None or not np.isfinite(v) else float(v)
 
 
+# Fields of Rounds that make a RoundResult: accuracies, tie tolerance, margins (PLL: and the
+# margin of its targets).
+_ROUND_VALUES = ("train_acc", "clean_acc", "noisy_acc", "strict_acc", "tie_tol",
+                 "decision_margin", "min_margin")
+_PLL_VALUES = ("pll_acc", "pll_clean_acc", "pll_noisy_acc", "pll_strict_acc", "pll_tie_tol",
+               "pll_decision_margin", "pll_min_margin", "pll_target_margin")
+
+
+def _round_result(r: int, P, fit, values) -> RoundResult:
+    """The RoundResult of round r (-1: the PLL student) of problem 0, from its outputs P, its
+    BatchFit and the values of :data:`_ROUND_VALUES` (PLL: :data:`_PLL_VALUES`)."""
+    a, c, n, st, tol, dm, sm, *tm = values
+    return RoundResult(round=r, P=P, residual=float(fit.residual[0]), train_acc=float(a),
+                       clean_acc=_none(c), noisy_acc=_none(n), train_acc_strict=float(st),
+                       info=None if fit.infos is None else fit.infos[0], tie_tol=float(tol),
+                       decision_margin=float(dm), min_margin=float(sm),
+                       target_margin=float(tm[0]) if tm else None)
+
+
 def self_distill(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split",
                  targets0=None, label_weight: float = 0.0, relation=None) -> SDResult:
     """Run the teacher and ``rounds`` students (rounds 0..R) of one problem, and optionally the
@@ -496,23 +560,13 @@ def self_distill(solver, rounds: int, *, pll: bool = False, pll_ties: str = "spl
     res = run_rounds(solver, rounds, pll=pll, pll_ties=pll_ties, keep_outputs=True,
                      targets0=t0, label_weight=label_weight, relation=relation)
 
-    def rr(r, P, fit, a, c, n, st, tol, dm, sm, tm=None):
-        return RoundResult(round=r, P=P, residual=float(fit.residual[0]), train_acc=float(a),
-                           clean_acc=_none(c), noisy_acc=_none(n), train_acc_strict=float(st),
-                           info=None if fit.infos is None else fit.infos[0], tie_tol=float(tol),
-                           decision_margin=float(dm), min_margin=float(sm),
-                           target_margin=None if tm is None else float(tm))
-
-    out = tuple(rr(r, res.outputs[r][0], res.fits[r], res.train_acc[r, 0], res.clean_acc[r, 0],
-                   res.noisy_acc[r, 0], res.strict_acc[r, 0], res.tie_tol[r, 0],
-                   res.decision_margin[r, 0], res.min_margin[r, 0])
+    out = tuple(_round_result(r, res.outputs[r][0], res.fits[r],
+                              [getattr(res, k)[r, 0] for k in _ROUND_VALUES])
                 for r in range(len(res.outputs)))
     pll_res = None
     if pll:
-        pll_res = rr(-1, res.pll_outputs[0], res.pll_fit, res.pll_acc[0], res.pll_clean_acc[0],
-                     res.pll_noisy_acc[0], res.pll_strict_acc[0], res.pll_tie_tol[0],
-                     res.pll_decision_margin[0], res.pll_min_margin[0],
-                     res.pll_target_margin[0])
+        pll_res = _round_result(-1, res.pll_outputs[0], res.pll_fit,
+                                [getattr(res, k)[0] for k in _PLL_VALUES])
     return SDResult(solver=solver.name, K=solver.K, true=np.asarray(solver.true),
                     given=np.asarray(solver.given), weight=np.asarray(solver.weight[0]),
                     rounds=out, pll=pll_res)

@@ -332,33 +332,49 @@ def population_by_round(
             P = np.asarray(item.P)
             W = getattr(item.info, "W", None)
             if W is None:
-                if targets is not None:
-                    T_r = targets[r]
-                elif given is not None:
-                    T_r = np.eye(K)[np.asarray(given)] if r == 0 else prev_P
-                else:
-                    T_r = None
-                if X is None or lam is None or T_r is None:
-                    raise ValueError(
-                        f"round {r}: the fit carries no weights; pass X, lam and targets (or the "
-                        "given labels of SD rounds) so that W = (T - P)^T X / (N lam) can be formed"
-                    )
-                W = weights_from_outputs(X, T_r, P, lam)
+                T_r = _round_targets(r, K, targets, given, prev_P)
+                W = _closed_form_weights(r, X, lam, T_r, P)
             prev_P = P
         else:
             W = np.asarray(item, dtype=np.float64)
         pc, _ = population_accuracy(W, means, sigma, abseps=abseps, seed=seed)
         test_pc.append(pc)
         if true is not None:
-            if P is None:
-                if X is None:
-                    raise ValueError("training accuracy from weights needs X")
-                P = softmax(np.asarray(X, dtype=np.float64) @ np.asarray(W).T, axis=1)
-            true_arr = np.asarray(true)
-            train.append(accuracy(P, true_arr, true_arr, np.ones(true_arr.size))[0])
+            train.append(_train_accuracy(P, W, X, true))
     test_pc = np.asarray(test_pc).reshape(len(test_pc), -1)
     return PopulationByRound(
         test_per_class=test_pc,
         test=test_pc.mean(axis=1),
         train=None if true is None else np.asarray(train),
     )
+
+
+def _round_targets(r: int, K: int, targets, given, prev_P):
+    """The targets T_r of round r: ``targets[r]``, or for SD rounds the one-hot given labels
+    (r = 0) and the outputs of the round before; None if neither is known."""
+    if targets is not None:
+        return targets[r]
+    if given is not None:
+        return np.eye(K)[np.asarray(given)] if r == 0 else prev_P
+    return None
+
+
+def _closed_form_weights(r: int, X, lam, T_r, P) -> np.ndarray:
+    """W = (T_r - P)^T X / (N lam) of round r's closed-form fit (:func:`weights_from_outputs`)."""
+    if X is None or lam is None or T_r is None:
+        raise ValueError(
+            f"round {r}: the fit carries no weights; pass X, lam and targets (or the "
+            "given labels of SD rounds) so that W = (T - P)^T X / (N lam) can be formed"
+        )
+    return weights_from_outputs(X, T_r, P, lam)
+
+
+def _train_accuracy(P, W, X, true) -> float:
+    """Accuracy against the true labels of the outputs P (softmax(X W^T) for bare weights),
+    with the tie rule of :func:`sdtheory.metrics.accuracy`."""
+    if P is None:
+        if X is None:
+            raise ValueError("training accuracy from weights needs X")
+        P = softmax(np.asarray(X, dtype=np.float64) @ np.asarray(W).T, axis=1)
+    true_arr = np.asarray(true)
+    return accuracy(P, true_arr, true_arr, np.ones(true_arr.size))[0]

@@ -244,6 +244,23 @@ def test_feature_residual_bound_from_gradient(problem):
     assert 0 < r <= np.linalg.norm(X, 2) * res.grad_norm / (2 * lam)
 
 
+
+def test_options_object_and_keywords_train_the_same(problem):
+    """A TrainOptions and the same settings as keywords give bit-identical weights; keywords
+    replace the object's fields; an unknown setting is refused by name."""
+    from sdtheory.solvers.trained import TrainOptions
+
+    X, T, lam = problem["X"], problem["soft"], 1e-3
+    by_kw = train_softmax(X, T, lam, method="gd", max_iter=40, tol=0.0)
+    by_obj = train_softmax(X, T, lam, options=TrainOptions(method="gd", max_iter=40, tol=0.0))
+    mixed = train_softmax(X, T, lam, options=TrainOptions(method="gd", max_iter=7), max_iter=40,
+                          tol=0.0)
+    assert by_kw.iterations == 40
+    for other in (by_obj, mixed):
+        assert np.array_equal(other.W, by_kw.W) and other.iterations == by_kw.iterations
+    with pytest.raises(TypeError, match="unexpected keyword argument 'epoch'"):
+        train_softmax(X, T, lam, method="sgd", epoch=3)
+
 def test_self_distill_rounds_and_pll_match_exact_solver(problem):
     """Rounds 0..3 and the PLL student through the common driver: trained == exact."""
     G, X, lam = problem["G"], problem["X"], 1e-2

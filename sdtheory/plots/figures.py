@@ -99,52 +99,11 @@ def plot_approximation(results, png) -> None:
     plt = pyplot()
     doc = load_results(results)
     cfg = doc["config"]
-    r_star = {"exact": doc["r_star_exact"], "linear": doc["r_star_linear"]}
-    last = doc["solvers"]["exact"][-1]["round"]
-    many = last > 40
-    # Markers: every round, or about 14 log-spaced rounds when there are many.
-    mark = None if not many else sorted(
-        {int(v) for v in np.round(np.geomspace(1, last + 1, 14)) - 1} | {last})
-    titles = {"exact": "exact students, fixed point (E)",
-              "linear": "linearised students, closed form (L)"}
+    last, many, mark = _approximation_rounds(doc)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.3), sharey=True)
         for ax, which in zip(axes, ("exact", "linear")):
-            rows = doc["solvers"][which]
-            r = np.array([row["round"] for row in rows])
-            for part, marker in (("clean", "o"), ("noisy", "s"), ("all", "D")):
-                y = _nan([row[f"{part}_acc" if part != "all" else "train_acc"] for row in rows])
-                ax.plot(r, y, marker=marker, ms=4.5 if not many else 5, markevery=mark,
-                        color=PART_COLORS[part],
-                        label={"clean": "clean samples (given = true)",
-                               "noisy": "noisy samples (given ≠ true)",
-                               "all": "all samples"}[part])
-            rs = r_star[which]
-            if rs is not None and rs <= last:
-                ax.axvline(rs, color="#333333", ls=":", lw=1.3)
-                ax.annotate(rf"$r^*={rs}$", xy=(rs, 0.06), xytext=(-4, 0),
-                            textcoords="offset points", ha="right", va="center",
-                            fontsize=9.5, color="#333333")
-            rs_txt = (rf"$r^*={rs}$" if rs is not None and rs <= last else
-                      rf"$r^*>{last}$" if rs is None else rf"$r^*={rs}$ (beyond the plot)")
-            ax.set_title(f"{titles[which]}: {rs_txt}")
-            ax.set_xlabel("round $r$ (0 = teacher)" + (", symlog scale" if many else ""))
-            if many:
-                from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
-
-                ax.set_xscale("symlog", linthresh=1.0, linscale=0.4)
-                ax.set_xlim(-0.3, last * 1.15)
-                ticks = [t for t in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
-                         if t <= last / 1.6] + [last]
-                ax.xaxis.set_major_locator(FixedLocator(ticks))
-                ax.xaxis.set_major_formatter(ScalarFormatter())
-                ax.xaxis.set_minor_locator(NullLocator())
-            else:
-                from matplotlib.ticker import MaxNLocator
-
-                ax.xaxis.set_major_locator(MaxNLocator(nbins=13, integer=True))
-                ax.set_xlim(-0.6, last + 0.6)
-            ax.set_ylim(-0.03, 1.03)
+            _approximation_panel(ax, doc, which)
         axes[0].set_ylabel("training accuracy vs true labels")
 
         fig.suptitle(
@@ -179,6 +138,59 @@ def plot_approximation(results, png) -> None:
             rf"Largest output gap max$_i\,\|p^E_i - p^L_i\|_\infty$: {gap[0]:.3f} at $r=0$, "
             rf"{max(gap):.3f} at most, {gap[-1]:.3f} at $r={len(gap) - 1}$.   {stamp(doc)}"))
         save(fig, png)
+
+
+def _approximation_rounds(doc) -> tuple[int, bool, list[int] | None]:
+    """(last round, whether there are many, the rounds that get a marker): markers at every
+    round, or at about 14 log-spaced rounds when there are many."""
+    last = doc["solvers"]["exact"][-1]["round"]
+    many = last > 40
+    mark = None if not many else sorted(
+        {int(v) for v in np.round(np.geomspace(1, last + 1, 14)) - 1} | {last})
+    return last, many, mark
+
+
+def _approximation_panel(ax, doc, which: str) -> None:
+    """One solver's panel: accuracy per round on clean, noisy and all samples, r* marked;
+    rounds on a symlog axis when there are many."""
+    last, many, mark = _approximation_rounds(doc)
+    rs = {"exact": doc["r_star_exact"], "linear": doc["r_star_linear"]}[which]
+    title = {"exact": "exact students, fixed point (E)",
+             "linear": "linearised students, closed form (L)"}[which]
+    rows = doc["solvers"][which]
+    r = np.array([row["round"] for row in rows])
+    for part, marker in (("clean", "o"), ("noisy", "s"), ("all", "D")):
+        y = _nan([row[f"{part}_acc" if part != "all" else "train_acc"] for row in rows])
+        ax.plot(r, y, marker=marker, ms=4.5 if not many else 5, markevery=mark,
+                color=PART_COLORS[part],
+                label={"clean": "clean samples (given = true)",
+                       "noisy": "noisy samples (given ≠ true)",
+                       "all": "all samples"}[part])
+    if rs is not None and rs <= last:
+        ax.axvline(rs, color="#333333", ls=":", lw=1.3)
+        ax.annotate(rf"$r^*={rs}$", xy=(rs, 0.06), xytext=(-4, 0),
+                    textcoords="offset points", ha="right", va="center",
+                    fontsize=9.5, color="#333333")
+    rs_txt = (rf"$r^*={rs}$" if rs is not None and rs <= last else
+              rf"$r^*>{last}$" if rs is None else rf"$r^*={rs}$ (beyond the plot)")
+    ax.set_title(f"{title}: {rs_txt}")
+    ax.set_xlabel("round $r$ (0 = teacher)" + (", symlog scale" if many else ""))
+    if many:
+        from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+        ax.set_xscale("symlog", linthresh=1.0, linscale=0.4)
+        ax.set_xlim(-0.3, last * 1.15)
+        ticks = [t for t in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+                 if t <= last / 1.6] + [last]
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_locator(NullLocator())
+    else:
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=13, integer=True))
+        ax.set_xlim(-0.6, last + 0.6)
+    ax.set_ylim(-0.03, 1.03)
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,71 +232,21 @@ def plot_label_averaging(results, png) -> None:
     closed form a_j^(r+1) against the exact outputs on the pure block model (and, faint, with
     the jitter of the simplex panels)."""
     plt = pyplot()
-    from matplotlib.lines import Line2D
-
     doc = load_results(results)
     cfg = doc["config"]
-    true, given = np.asarray(doc["true"]), np.asarray(doc["given"])
-    noisy = true != given
     shown = list(doc["outputs"])
-    acc = doc["train_acc"]
     with plt.rc_context(STYLE):
         ncol = 3
         nrow = int(np.ceil((len(shown) + 1) / ncol))
         fig, axes = plt.subplots(nrow, ncol, figsize=(3.45 * ncol, 2.8 * nrow + 0.5))
         axes = np.atleast_1d(axes).ravel()
-        for ax, r in zip(axes, shown):
-            simplex_axes(ax)
-            x, y = ternary(doc["outputs"][r])
-            for k in range(3):
-                m = (true == k) & ~noisy
-                ax.scatter(x[m], y[m], s=14, color=CLASS_COLORS[k], alpha=0.55, lw=0,
-                           zorder=2)
-                m = (true == k) & noisy
-                ax.scatter(x[m], y[m], s=28, marker="X", color=CLASS_COLORS[k],
-                           edgecolor="black", lw=0.5, zorder=3)
-            ax.set_title(rf"round $r={r}$" + (" (teacher)" if r == "0" else "")
-                         + f": train acc {acc[int(r)]:.3f}")
+        _simplex_panels(axes, doc, shown)
         for ax in axes[len(shown):-1]:
             ax.axis("off")
-        ax = axes[-1]
-        sh = doc["shrink"]
-        rr = np.asarray(sh["rounds"])
-        measured = sh["exact_measured"]
-        jittered = sh.get("exact_measured_jittered", {})
-        for name in measured:
-            ax.semilogy(rr, sh["closed_form"][name], color=LEVEL_COLORS[name], lw=1.6,
-                        label=rf"{_LEVEL_NAMES[name]}$^{{r+1}}$ ($\mu=${doc['mu'][name]:.3g})")
-        for name, vals in measured.items():
-            ax.semilogy(rr, _nan(vals), ls="none", marker="o", mfc="none", ms=5, mew=1.1,
-                        color=LEVEL_COLORS[name])
-        for name, vals in jittered.items():
-            ax.semilogy(rr, _nan(vals), ls="none", marker="x", ms=3.5, mew=0.9, alpha=0.75,
-                        color=LEVEL_COLORS[name])
-        handles = ax.get_legend_handles_labels()[0]
-        handles += [Line2D([], [], ls="none", marker="o", mfc="none", mew=1.1, color="#555555",
-                           label="exact outputs, no jitter")]
-        if jittered:
-            handles.append(Line2D([], [], ls="none", marker="x", mew=0.9, color="#555555",
-                                  label=rf"exact outputs, jitter $\varepsilon={cfg['eps']}$"))
-        ax.set_xlabel("round $r$")
-        ax.set_ylabel("label signal kept (fraction)")
-        ax.set_title(r"shrink per eigenspace $j$: $a_j^{r+1}$")
-        ax.legend(handles=handles, loc="lower left", fontsize=7.8, handlelength=1.6,
-                  borderaxespad=0.3)
-        lo = np.nanmin([np.nanmin(_nan(v)) for v in list(measured.values())
-                        + list(jittered.values())] + [min(sh["closed_form"][n][-1]
-                                                          for n in measured)])
-        ax.set_ylim(lo / 3e3, 3.0)
-        handles = [Line2D([], [], ls="none", marker="o", color=CLASS_COLORS[k], alpha=0.7,
-                          label=f"true class {k}") for k in range(3)]
-        handles += [Line2D([], [], ls="none", marker="o", color="#777777", label="clean sample"),
-                    Line2D([], [], ls="none", marker="X", color="#777777", mec="black",
-                           label="noisy sample (given ≠ true)"),
-                    Line2D([], [], ls="none", marker="+", color="#444444", ms=8,
-                           label="uniform 1/K")]
-        fig.legend(handles=handles, loc="upper center", ncol=6, bbox_to_anchor=(0.5, 0.925),
-                   frameon=False, fontsize=8.5, columnspacing=1.0, handletextpad=0.3)
+        _shrink_panel(axes[-1], doc)
+        fig.legend(handles=_sample_handles(), loc="upper center", ncol=6,
+                   bbox_to_anchor=(0.5, 0.925), frameon=False, fontsize=8.5,
+                   columnspacing=1.0, handletextpad=0.3)
         fig.suptitle(
             rf"Label averaging: outputs of all $N={doc['N']}$ training instances on the simplex,"
             rf" exact solver (E)"
@@ -295,30 +257,104 @@ def plot_label_averaging(results, png) -> None:
             fontsize=11, y=0.995)
         fig.subplots_adjust(top=0.82, bottom=0.08, left=0.03, right=0.985, hspace=0.28,
                             wspace=0.3)
-        missing = [n for n in sh["closed_form"] if n not in measured]
-        caption(fig, (
-            "Noisy instances leave the corner of their given label and join their true class "
-            r"(instance directions shrink like $a_3^{r+1}$),"
-            "\n"
-            r"each class collapses to one point, and the classes drift towards $1/K$ at the "
-            r"slower rate $a_2$; $a_j = \mu_j/(\mu_j + KN\lambda)$, "
-            rf"$KN\lambda={doc['KNlam']:.3g}$."
-            "\n"
-            r"Right: signal kept $\|$part$_j(P_r-1/K)\|\,/\,\|$part$_j(\hat Y-1/K)\|$ per "
-            r"eigenspace $j$ ($\hat Y$: one-hot given labels). Lines = closed form;"
-            "\n"
-            "circles = exact outputs on the pure block model (same labels, no jitter), which "
-            "follow it;"
-            "\n"
-            r"crosses = the jittered $G$ of the simplex panels, whose instance part stops "
-            "shrinking: the jitter mixes class signal into the within-class directions."
-            + ("\n" + " and ".join(_LEVEL_NAMES[n] for n in missing)
-               + r" not shown: every label is given $n$ times, so $\hat Y - 1/K$ has no "
-               "global part." if missing else "")
-            + "\n"
-            rf"Jitter: symmetric Uniform$[-\varepsilon,\varepsilon]$, seed {cfg['seed']} "
-            rf"(smallest eigenvalue of $G$ {doc['min_eigenvalue']:.3f}).   {stamp(doc)}"))
+        caption(fig, _label_averaging_caption(doc))
         save(fig, png)
+
+
+def _simplex_panels(axes, doc, shown) -> None:
+    """One ternary panel per shown round: clean samples as dots, noisy ones as crosses, in the
+    colour of their true class."""
+    true, given = np.asarray(doc["true"]), np.asarray(doc["given"])
+    noisy = true != given
+    acc = doc["train_acc"]
+    for ax, r in zip(axes, shown):
+        simplex_axes(ax)
+        x, y = ternary(doc["outputs"][r])
+        for k in range(3):
+            m = (true == k) & ~noisy
+            ax.scatter(x[m], y[m], s=14, color=CLASS_COLORS[k], alpha=0.55, lw=0,
+                       zorder=2)
+            m = (true == k) & noisy
+            ax.scatter(x[m], y[m], s=28, marker="X", color=CLASS_COLORS[k],
+                       edgecolor="black", lw=0.5, zorder=3)
+        ax.set_title(rf"round $r={r}$" + (" (teacher)" if r == "0" else "")
+                     + f": train acc {acc[int(r)]:.3f}")
+
+
+def _shrink_panel(ax, doc) -> None:
+    """The signal kept per eigenspace and round: closed form (lines), exact outputs without
+    jitter (circles) and with it (crosses)."""
+    from matplotlib.lines import Line2D
+
+    sh = doc["shrink"]
+    rr = np.asarray(sh["rounds"])
+    measured = sh["exact_measured"]
+    jittered = sh.get("exact_measured_jittered", {})
+    for name in measured:
+        ax.semilogy(rr, sh["closed_form"][name], color=LEVEL_COLORS[name], lw=1.6,
+                    label=rf"{_LEVEL_NAMES[name]}$^{{r+1}}$ ($\mu=${doc['mu'][name]:.3g})")
+    for name, vals in measured.items():
+        ax.semilogy(rr, _nan(vals), ls="none", marker="o", mfc="none", ms=5, mew=1.1,
+                    color=LEVEL_COLORS[name])
+    for name, vals in jittered.items():
+        ax.semilogy(rr, _nan(vals), ls="none", marker="x", ms=3.5, mew=0.9, alpha=0.75,
+                    color=LEVEL_COLORS[name])
+    handles = ax.get_legend_handles_labels()[0]
+    handles += [Line2D([], [], ls="none", marker="o", mfc="none", mew=1.1, color="#555555",
+                       label="exact outputs, no jitter")]
+    if jittered:
+        handles.append(Line2D([], [], ls="none", marker="x", mew=0.9, color="#555555",
+                              label=rf"exact outputs, jitter $\varepsilon={doc['config']['eps']}$"))
+    ax.set_xlabel("round $r$")
+    ax.set_ylabel("label signal kept (fraction)")
+    ax.set_title(r"shrink per eigenspace $j$: $a_j^{r+1}$")
+    ax.legend(handles=handles, loc="lower left", fontsize=7.8, handlelength=1.6,
+              borderaxespad=0.3)
+    lo = np.nanmin([np.nanmin(_nan(v)) for v in list(measured.values())
+                    + list(jittered.values())] + [min(sh["closed_form"][n][-1]
+                                                      for n in measured)])
+    ax.set_ylim(lo / 3e3, 3.0)
+
+
+def _sample_handles() -> list:
+    """Legend entries of the simplex panels: true classes, clean and noisy samples, 1/K."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="none", marker="o", color=CLASS_COLORS[k], alpha=0.7,
+                      label=f"true class {k}") for k in range(3)]
+    handles += [Line2D([], [], ls="none", marker="o", color="#777777", label="clean sample"),
+                Line2D([], [], ls="none", marker="X", color="#777777", mec="black",
+                       label="noisy sample (given ≠ true)"),
+                Line2D([], [], ls="none", marker="+", color="#444444", ms=8,
+                       label="uniform 1/K")]
+    return handles
+
+
+def _label_averaging_caption(doc) -> str:
+    cfg, sh = doc["config"], doc["shrink"]
+    missing = [n for n in sh["closed_form"] if n not in sh["exact_measured"]]
+    return (
+        "Noisy instances leave the corner of their given label and join their true class "
+        r"(instance directions shrink like $a_3^{r+1}$),"
+        "\n"
+        r"each class collapses to one point, and the classes drift towards $1/K$ at the "
+        r"slower rate $a_2$; $a_j = \mu_j/(\mu_j + KN\lambda)$, "
+        rf"$KN\lambda={doc['KNlam']:.3g}$."
+        "\n"
+        r"Right: signal kept $\|$part$_j(P_r-1/K)\|\,/\,\|$part$_j(\hat Y-1/K)\|$ per "
+        r"eigenspace $j$ ($\hat Y$: one-hot given labels). Lines = closed form;"
+        "\n"
+        "circles = exact outputs on the pure block model (same labels, no jitter), which "
+        "follow it;"
+        "\n"
+        r"crosses = the jittered $G$ of the simplex panels, whose instance part stops "
+        "shrinking: the jitter mixes class signal into the within-class directions."
+        + ("\n" + " and ".join(_LEVEL_NAMES[n] for n in missing)
+           + r" not shown: every label is given $n$ times, so $\hat Y - 1/K$ has no "
+           "global part." if missing else "")
+        + "\n"
+        rf"Jitter: symmetric Uniform$[-\varepsilon,\varepsilon]$, seed {cfg['seed']} "
+        rf"(smallest eigenvalue of $G$ {doc['min_eigenvalue']:.3f}).   {stamp(doc)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -485,51 +521,7 @@ def plot_min_rounds(results, png) -> None:
                                  squeeze=False)
         axes = axes[0]
         for ax, panel in zip(axes, panels):
-            top = 0
-            lams = [line["lam"] for line in panel["lines"]]
-            for i, line in enumerate(panel["lines"]):
-                col = LAM_COLORS[i % len(LAM_COLORS)]
-                ls, lw, marker, ms, fill = LAM_STYLES[i % len(LAM_STYLES)]
-                lam = line["lam"]
-                y = _nan(line["r_star_closed"])
-                top = max(top, np.nanmax(y) if np.any(np.isfinite(y)) else 0)
-                ax.plot(line["eta"], y, color=col, lw=lw, ls=ls, drawstyle="steps-post",
-                        zorder=2 + i, label=rf"$\lambda={lam_tex(lam)}$: closed form")
-                rows = [r for r in panel["rows"] if r["lam"] == lam]
-                eta = np.array([r["eta"] for r in rows])
-                ex = _nan([r["r_star_exact"] for r in rows])
-                top = max(top, np.nanmax(ex) if np.any(np.isfinite(ex)) else 0)
-                ax.plot(eta, ex, ls="none", marker=marker, ms=ms, mew=1.2, color=col,
-                        mfc=col if fill == "full" else "none", zorder=6 + i,
-                        label=rf"$\lambda={lam_tex(lam)}$: exact solver (E)")
-                miss = np.array([r["r_star_exact"] is None and r["delta"] > 0 for r in rows])
-                if miss.any():
-                    any_miss = True
-                    ax.plot(eta[miss], np.full(miss.sum(), R), ls="none", marker="^",
-                            color=col, ms=7, mec="black", zorder=10)
-            b = panel["eta_boundary"]
-            frac = r"(K-1)/K" if panel["kind"] == "sym" else r"(m-1)/m"
-            xmax = max(line["eta"][-1] for line in panel["lines"]) + 0.01
-            ax.set_xlim(-0.01, xmax)
-            ax.set_ylim(-1.0, top * 1.08 + 1)
-            ax.axvline(b, color="#333333", ls="--", lw=1.2)
-            ax.axvspan(b, xmax, color="#dddddd", alpha=0.6, lw=0, zorder=0)
-            ax.text(0.5 * (b + xmax), 0.5 * top, rf"$\eta={frac}={b:.3g}$: 100% impossible",
-                    rotation=90, fontsize=8.5, va="center", ha="center", color="#333333")
-            notes = _coincidences(panel, lams)
-            if notes:
-                ax.text(0.03, 0.75, "identical (drawn on top of each other):\n"
-                        + "\n".join(notes),
-                        transform=ax.transAxes, ha="left", va="top", fontsize=8,
-                        color="#222222", bbox=dict(fc="white", ec="#bbbbbb", pad=3,
-                                                   alpha=0.9))
-            mdl = panel["model"]
-            params = (rf"$K={panel['K']}$, $n={mdl['n']}$, $c={mdl['c']}$, $d={mdl['d']}$"
-                      + (rf", $e={mdl['e']}$, $S={mdl['S']}$, $m={mdl['m']}$"
-                         if panel["kind"] == "superclass" else ""))
-            ax.set_title(f"{panel['label']}\n{params}")
-            ax.set_xlabel(r"noise rate $\eta$ (exact counts)")
-            ax.set_ylabel(r"minimum round $r^*$ (0 = teacher)")
+            any_miss |= _min_rounds_panel(ax, panel, R)
         handles, labels = axes[0].get_legend_handles_labels()
         order = [k for i in range(len(handles) // 2) for k in (2 * i, 2 * i + 1)]
         handles = [handles[k] for k in order]
@@ -551,6 +543,59 @@ def plot_min_rounds(results, png) -> None:
             r"One line style and marker per $\lambda$ (nested markers), so that equal "
             rf"values of different $\lambda$ stay visible.   {stamp(doc)}"))
         save(fig, png)
+
+
+def _min_rounds_panel(ax, panel, R: int) -> bool:
+    """One noise model's panel: r* against eta per lam, closed form (steps) and exact solver
+    (markers), the impossible region shaded, coinciding curves noted. Returns whether some
+    exact r* was not reached by round R although Delta > 0 (drawn as triangles at R)."""
+    any_miss = False
+    top = 0
+    lams = [line["lam"] for line in panel["lines"]]
+    for i, line in enumerate(panel["lines"]):
+        col = LAM_COLORS[i % len(LAM_COLORS)]
+        ls, lw, marker, ms, fill = LAM_STYLES[i % len(LAM_STYLES)]
+        lam = line["lam"]
+        y = _nan(line["r_star_closed"])
+        top = max(top, np.nanmax(y) if np.any(np.isfinite(y)) else 0)
+        ax.plot(line["eta"], y, color=col, lw=lw, ls=ls, drawstyle="steps-post",
+                zorder=2 + i, label=rf"$\lambda={lam_tex(lam)}$: closed form")
+        rows = [r for r in panel["rows"] if r["lam"] == lam]
+        eta = np.array([r["eta"] for r in rows])
+        ex = _nan([r["r_star_exact"] for r in rows])
+        top = max(top, np.nanmax(ex) if np.any(np.isfinite(ex)) else 0)
+        ax.plot(eta, ex, ls="none", marker=marker, ms=ms, mew=1.2, color=col,
+                mfc=col if fill == "full" else "none", zorder=6 + i,
+                label=rf"$\lambda={lam_tex(lam)}$: exact solver (E)")
+        miss = np.array([r["r_star_exact"] is None and r["delta"] > 0 for r in rows])
+        if miss.any():
+            any_miss = True
+            ax.plot(eta[miss], np.full(miss.sum(), R), ls="none", marker="^",
+                    color=col, ms=7, mec="black", zorder=10)
+    b = panel["eta_boundary"]
+    frac = r"(K-1)/K" if panel["kind"] == "sym" else r"(m-1)/m"
+    xmax = max(line["eta"][-1] for line in panel["lines"]) + 0.01
+    ax.set_xlim(-0.01, xmax)
+    ax.set_ylim(-1.0, top * 1.08 + 1)
+    ax.axvline(b, color="#333333", ls="--", lw=1.2)
+    ax.axvspan(b, xmax, color="#dddddd", alpha=0.6, lw=0, zorder=0)
+    ax.text(0.5 * (b + xmax), 0.5 * top, rf"$\eta={frac}={b:.3g}$: 100% impossible",
+            rotation=90, fontsize=8.5, va="center", ha="center", color="#333333")
+    notes = _coincidences(panel, lams)
+    if notes:
+        ax.text(0.03, 0.75, "identical (drawn on top of each other):\n"
+                + "\n".join(notes),
+                transform=ax.transAxes, ha="left", va="top", fontsize=8,
+                color="#222222", bbox=dict(fc="white", ec="#bbbbbb", pad=3,
+                                           alpha=0.9))
+    mdl = panel["model"]
+    params = (rf"$K={panel['K']}$, $n={mdl['n']}$, $c={mdl['c']}$, $d={mdl['d']}$"
+              + (rf", $e={mdl['e']}$, $S={mdl['S']}$, $m={mdl['m']}$"
+                 if panel["kind"] == "superclass" else ""))
+    ax.set_title(f"{panel['label']}\n{params}")
+    ax.set_xlabel(r"noise rate $\eta$ (exact counts)")
+    ax.set_ylabel(r"minimum round $r^*$ (0 = teacher)")
+    return any_miss
 
 
 # --------------------------------------------------------------------------------------------

@@ -174,7 +174,6 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False,
         from sdtheory.sweep.io import read_csv
 
         result = read_csv(result)
-    q, R = result.quantity, result.max_rounds
     failed = result.failed
     fig = Figure(figsize=(7.0, 5.2), dpi=120)
     FigureCanvasAgg(fig)
@@ -182,18 +181,11 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False,
     xe, ye = cell_edges(result.x), cell_edges(result.y)
     Z, cmap, norm, ticks, tick_labels = cell_colors(result)
     mesh = ax.pcolormesh(xe, ye, Z, cmap=cmap, norm=norm, shading="flat")
-    if q == "r_star":
-        cbar = fig.colorbar(mesh, ax=ax, ticks=ticks, spacing="uniform", drawedges=True)
-        cbar.ax.set_yticklabels(tick_labels)
-        cbar.ax.tick_params(length=0)
-    else:
-        cbar = fig.colorbar(mesh, ax=ax)
-    label = _QLABEL[q].replace("round R", f"round R = {R}").replace("0..R", f"0..{R}")
-    cbar.set_label(label)
+    _colorbar(fig, ax, mesh, result, (ticks, tick_labels))
     if failed.any():
         grey = np.ma.masked_where(~failed, np.ones(failed.shape))
         ax.pcolormesh(xe, ye, grey, cmap=colors.ListedColormap(["0.6"]), shading="flat")
-    nfragile = 0
+    nfragile = None                 # hatched cells, None: not drawn
     if overlay_fragile:
         if "fragile" not in result.values:
             raise ValueError("this result has no fragile column to overlay (written before "
@@ -211,6 +203,36 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False,
         lines = overlay_r_star_levels(ax, result, cf)
     ax.set_xlabel(LABELS[result.x.name])
     ax.set_ylabel(LABELS[result.y.name])
+    fig.suptitle(_phase_title(result, lines, nfragile), fontsize=9)
+    fig.tight_layout()
+
+    def write(tmp):
+        fig.savefig(tmp, format="png")
+
+    atomic_write(path, write)
+    return fig
+
+
+def _colorbar(fig, ax, mesh, result, bins) -> None:
+    """The colour bar of the cells, labelled with the quantity; r*: one tick per bin, labelled
+    ``bins`` = (tick positions, tick labels)."""
+    q, R = result.quantity, result.max_rounds
+    if q == "r_star":
+        ticks, tick_labels = bins
+        cbar = fig.colorbar(mesh, ax=ax, ticks=ticks, spacing="uniform", drawedges=True)
+        cbar.ax.set_yticklabels(tick_labels)
+        cbar.ax.tick_params(length=0)
+    else:
+        cbar = fig.colorbar(mesh, ax=ax)
+    label = _QLABEL[q].replace("round R", f"round R = {R}").replace("0..R", f"0..{R}")
+    cbar.set_label(label)
+
+
+def _phase_title(result, lines: bool, nfragile: int | None) -> str:
+    """Quantity, solver and rounds; the problem's parameters; what white, the lines, the
+    hatching (``nfragile`` cells, None: not drawn) and grey mean."""
+    q, R = result.quantity, result.max_rounds
+    failed = result.failed
     solver = "exact fixed point (E)" if result.solver == "exact" else "linearised (L)"
     title = f"{_QLABEL[q].split(' (')[0].split(':')[0]}, {solver} solver, rounds 0..{R}"
     notes = []
@@ -220,20 +242,13 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False,
         notes.append("white: gain exactly 0")
     if lines:
         notes.append("lines: closed-form r* at the bin edges (label k: r* ≥ k beyond the line)")
-    if overlay_fragile:
+    if nfragile is not None:
         notes.append(f"hatched: {nfragile} fragile cells (value changes with the tie "
                      "tolerance x10 or /10)")
     if failed.any():
         notes.append(f"grey: {int(failed.sum())} cells failed the certificate")
-    fig.suptitle(title + "\n" + _describe(result.config)
-                 + ("\n" + "; ".join(notes) if notes else ""), fontsize=9)
-    fig.tight_layout()
-
-    def write(tmp):
-        fig.savefig(tmp, format="png")
-
-    atomic_write(path, write)
-    return fig
+    return (title + "\n" + _describe(result.config)
+            + ("\n" + "; ".join(notes) if notes else ""))
 
 
 def hatch_cells(ax, xe, ye, mask) -> int:

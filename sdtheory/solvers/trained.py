@@ -40,10 +40,12 @@ refuse to run in float32).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +61,7 @@ from sdtheory.models import BlockModel, Features, feature_factor
 from sdtheory.solvers.base import Fit, SingleProblem, SolverError, TrainInfo
 
 __all__ = [
+    "TrainOptions",
     "TrainedSolver",
     "feature_residual",
     "smoothness_bound",
@@ -68,7 +71,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-METHODS = ("lbfgs", "gd", "sgd")
+OPTIMISERS = ("lbfgs", "gd", "sgd")
 DEFAULT_MAX_ITER = {"lbfgs": 10_000, "gd": 100_000}
 
 
@@ -301,50 +304,16 @@ def _check_inputs(X, T, lam, W0):
     return X, T, float(lam), W0
 
 
-def train_softmax(
-    X: np.ndarray,
-    T: np.ndarray,
-    lam: float,
-    *,
-    method: str = "lbfgs",
-    tol: float = 1e-12,
-    max_iter: int | None = None,
-    W0: np.ndarray | None = None,
-    seed: int = 0,
-    step: float | None = None,
-    memory_size: int = 20,
-    max_linesearch_steps: int = 30,
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    batch_size: int = 128,
-    epochs: int = 200,
-    lr_decay: float = 0.98,
-    chunk: int | None = None,
-    loss: str = "ce",
-    q: float = 0.7,
-    monitor=None,
-    keep_best: bool = False,
-) -> TrainInfo:
-    """Train the bias-free linear softmax classifier on features X and soft targets T.
+@dataclass(frozen=True)
+class TrainOptions:
+    """How :func:`train_softmax` trains: the method and its settings.
 
-    Minimises L(W) = (1/N) sum_i CE(t_i, softmax(W x_i)) + (lam/2) ||W||_F^2 over W in
-    R^{K x D}, starting from W0 (zeros by default), in float64. Convergence is measured by the
-    full-batch gradient grad L(W) = (P - T)^T X / N + lam W against the absolute tolerance
-
-        grad_tol = tol * max(||grad L(0)||_F, ||grad L(W0)||_F),
-
-    with grad L(0) = (1/K - T)^T X / N (so ``tol`` is relative and scale-free).
-
-    Args:
-      X: (N, D) features, one row per training sample.
-      T: (N, K) targets, rows on the simplex.
-      lam: weight decay lam > 0 (for ``"sgd"``: the SGD weight decay).
+    Attributes:
       method: ``"lbfgs"`` (to convergence), ``"gd"`` (fixed step) or ``"sgd"`` (mini-batches).
       tol: relative gradient-norm tolerance (stops ``"lbfgs"`` and ``"gd"``; for ``"sgd"`` it
         only sets ``converged``).
       max_iter: most iterations for ``"lbfgs"`` / ``"gd"`` (defaults 10,000 / 100,000); ignored
         by ``"sgd"``, which runs ``epochs`` epochs.
-      W0: (K, D) initial weights (default zeros).
       seed: seed of the SGD batch shuffling (the full-batch methods are deterministic).
       step: GD step size (default 1 / :func:`smoothness_bound`, which guarantees monotone decrease).
       memory_size: L-BFGS memory.
@@ -363,6 +332,95 @@ def train_softmax(
         a held-out accuracy); its values are returned in ``TrainInfo.monitor``.
       keep_best: with a monitor: return the weights of the epoch with the largest monitored
         value (the first such epoch) instead of the last iterate.
+    """
+
+    method: str = "lbfgs"
+    tol: float = 1e-12
+    max_iter: int | None = None
+    seed: int = 0
+    step: float | None = None
+    memory_size: int = 20
+    max_linesearch_steps: int = 30
+    lr: float = 0.1
+    momentum: float = 0.9
+    batch_size: int = 128
+    epochs: int = 200
+    lr_decay: float = 0.98
+    chunk: int | None = None
+    loss: str = "ce"
+    q: float = 0.7
+    monitor: Callable[[np.ndarray], float] | None = None
+    keep_best: bool = False
+
+    def check(self) -> None:
+        """Refuse an unknown method or loss, a loss or monitor the method does not train, and
+        q outside (0, 1]."""
+        if self.method not in OPTIMISERS:
+            raise ValueError(f"method must be one of {OPTIMISERS}, got {self.method!r}")
+        if self.loss not in SOFTMAX_LOSSES:
+            raise ValueError(f"loss must be one of {SOFTMAX_LOSSES}, got {self.loss!r}")
+        if self.loss != "ce" and self.method != "sgd":
+            raise ValueError(f"loss {self.loss!r} is trained by method 'sgd' only, "
+                             f"got {self.method!r}")
+        if not 0.0 < float(self.q) <= 1.0:
+            raise ValueError(f"q (the GCE exponent) must be in (0, 1], got {float(self.q)}")
+        if (self.monitor is not None or self.keep_best) and self.method != "sgd":
+            raise ValueError("monitor and keep_best apply to method 'sgd' only")
+        if self.keep_best and self.monitor is None:
+            raise ValueError("keep_best needs a monitor")
+
+
+@dataclass(frozen=True)
+class _Training:
+    """One training's data: features, targets (numpy and JAX), weight decay, initial weights,
+    absolute gradient tolerance, and the progress reporter."""
+
+    X: np.ndarray
+    T: np.ndarray
+    lam: float
+    W0: np.ndarray
+    gtol: float
+    progress: Progress
+
+    @property
+    def jax(self):
+        return jnp.asarray(self.X), jnp.asarray(self.T)
+
+
+@dataclass(frozen=True)
+class _Trained:
+    """What an optimiser returns: weights, step count, final gradient norm, objective history,
+    and (SGD) the epochs run, the monitored values and the best epoch."""
+
+    W: np.ndarray
+    iterations: int
+    grad_norm: float
+    history: list
+    epochs: int = 0
+    scores: np.ndarray | None = None
+    best_epoch: int | None = None
+
+
+def train_softmax(X: np.ndarray, T: np.ndarray, lam: float, *, W0: np.ndarray | None = None,
+                  options: TrainOptions | None = None, **settings) -> TrainInfo:
+    """Train the bias-free linear softmax classifier on features X and soft targets T.
+
+    Minimises L(W) = (1/N) sum_i CE(t_i, softmax(W x_i)) + (lam/2) ||W||_F^2 over W in
+    R^{K x D}, starting from W0 (zeros by default), in float64. Convergence is measured by the
+    full-batch gradient grad L(W) = (P - T)^T X / N + lam W against the absolute tolerance
+
+        grad_tol = tol * max(||grad L(0)||_F, ||grad L(W0)||_F),
+
+    with grad L(0) = (1/K - T)^T X / N (so ``tol`` is relative and scale-free).
+
+    Args:
+      X: (N, D) features, one row per training sample.
+      T: (N, K) targets, rows on the simplex.
+      lam: weight decay lam > 0 (for ``"sgd"``: the SGD weight decay).
+      W0: (K, D) initial weights (default zeros).
+      options: a :class:`TrainOptions` (default: its defaults).
+      **settings: fields of :class:`TrainOptions` (``method``, ``tol``, ``max_iter``, ``seed``,
+        ``step``, ``lr``, ``epochs``, ...), each replacing that of ``options``.
 
     Returns:
       A :class:`~sdtheory.solvers.base.TrainInfo`. Progress (iteration, loss, gradient norm)
@@ -372,142 +430,158 @@ def train_softmax(
     Raises:
       ValueError: bad shapes or values (non-finite X or T, rows of T not summing to 1, lam <= 0,
         unknown method).
+      TypeError: a setting that is no field of :class:`TrainOptions`.
       RuntimeError: float64 is off.
     """
     require_x64("train_softmax")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if loss not in SOFTMAX_LOSSES:
-        raise ValueError(f"loss must be one of {SOFTMAX_LOSSES}, got {loss!r}")
-    if loss != "ce" and method != "sgd":
-        raise ValueError(f"loss {loss!r} is trained by method 'sgd' only, got {method!r}")
-    q = float(q)
-    if not 0.0 < q <= 1.0:
-        raise ValueError(f"q (the GCE exponent) must be in (0, 1], got {q}")
-    if (monitor is not None or keep_best) and method != "sgd":
-        raise ValueError("monitor and keep_best apply to method 'sgd' only")
-    if keep_best and monitor is None:
-        raise ValueError("keep_best needs a monitor")
+    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(TrainOptions)})
+    if unknown:
+        raise TypeError(f"train_softmax() got an unexpected keyword argument {unknown[0]!r}")
+    opts = dataclasses.replace(options or TrainOptions(), **settings)
+    opts.check()
     X, T, lam, W0 = _check_inputs(X, T, lam, W0)
-    if not (tol >= 0):
-        raise ValueError(f"tol must be >= 0, got {tol}")
+    if not (opts.tol >= 0):
+        raise ValueError(f"tol must be >= 0, got {opts.tol}")
     t_start = time.perf_counter()
-    progress = Progress(log, what=f"{method} iteration")
-    N, K = T.shape
-    Xj, Tj = jnp.asarray(X), jnp.asarray(T)
+    progress = Progress(log, what=f"{opts.method} iteration")
+    training = _Training(X, T, lam, W0, _gradient_tolerance(X, T, lam, W0, opts.tol), progress)
+    run = {"lbfgs": _train_lbfgs, "gd": _train_gd, "sgd": _train_sgd}[opts.method]
+    res = run(training, opts)
+    final = softmax_objective(res.W, X, T, lam, opts.loss, float(opts.q))
+    log.debug("%s: %d iterations, loss %.15g, |grad| %.3e", opts.method, res.iterations, final,
+              res.grad_norm)
+    return TrainInfo(
+        W=res.W,
+        method=opts.method,
+        iterations=int(res.iterations),
+        loss=final,
+        grad_norm=float(res.grad_norm),
+        grad_tol=training.gtol,
+        converged=bool(res.grad_norm <= training.gtol),
+        seconds=time.perf_counter() - t_start,
+        history=np.asarray(res.history, dtype=np.float64),
+        epochs=res.epochs,
+        monitor=res.scores,
+        best_epoch=res.best_epoch,
+    )
 
+
+def _gradient_tolerance(X, T, lam, W0, tol) -> float:
+    """tol * max(||grad L(0)||_F, ||grad L(W0)||_F): the absolute stopping tolerance."""
+    N, K = T.shape
     g_zero = (1.0 / K - T).T @ X / N
     g_init = (softmax(X @ W0.T, axis=1) - T).T @ X / N + lam * W0
     scale = max(float(np.linalg.norm(g_zero)), float(np.linalg.norm(g_init)))
-    gtol = float(tol) * scale
+    return float(tol) * scale
 
-    scores, best = [], None         # SGD monitor values and the best epoch
-    if method == "lbfgs":
-        max_iter = DEFAULT_MAX_ITER["lbfgs"] if max_iter is None else int(max_iter)
-        opt, run_chunk = _lbfgs(int(memory_size), int(max_linesearch_steps))
-        W = jnp.asarray(W0)
-        state = opt.init(W)
-        value, grad = _value_and_grad(W, Xj, Tj, lam)
-        # Seed the state with the value and gradient at W0 so the stopping test sees them.
-        state = otu.tree_set(state, value=value, grad=grad)
-        history = [float(value)]
-        gn = float(jnp.linalg.norm(grad))
-        it = 0
-        while gn > gtol and it < max_iter:
-            W_before = W
-            W, state, it_j, j, hist, value, gn_j = run_chunk(
-                W, state, jnp.asarray(it), Xj, Tj, lam, gtol, max_iter, chunk=chunk or 200
-            )
-            done = int(j)
-            if done == 0 or bool(jnp.all(W == W_before)):
-                # Nothing left to do, or a whole chunk without moving: the line search can no
-                # longer find a decrease in float64 (the caller sees converged=False).
-                it = int(it_j)
-                history.extend(np.asarray(hist[:done]).tolist())
-                gn = float(gn_j) if done else gn
-                break
+
+def _train_lbfgs(training: _Training, opts: TrainOptions) -> _Trained:
+    """L-BFGS with a zoom line search, in compiled chunks, until ||grad|| <= gtol or max_iter;
+    stops early when a whole chunk leaves W unchanged (no decrease left in float64)."""
+    max_iter = DEFAULT_MAX_ITER["lbfgs"] if opts.max_iter is None else int(opts.max_iter)
+    opt, run_chunk = _lbfgs(int(opts.memory_size), int(opts.max_linesearch_steps))
+    Xj, Tj = training.jax
+    lam, gtol = training.lam, training.gtol
+    W = jnp.asarray(training.W0)
+    state = opt.init(W)
+    value, grad = _value_and_grad(W, Xj, Tj, lam)
+    # Seed the state with the value and gradient at W0 so the stopping test sees them.
+    state = otu.tree_set(state, value=value, grad=grad)
+    history = [float(value)]
+    gn = float(jnp.linalg.norm(grad))
+    it = 0
+    while gn > gtol and it < max_iter:
+        W_before = W
+        W, state, it_j, j, hist, value, gn_j = run_chunk(
+            W, state, jnp.asarray(it), Xj, Tj, lam, gtol, max_iter, chunk=opts.chunk or 200
+        )
+        done = int(j)
+        if done == 0 or bool(jnp.all(W == W_before)):
+            # Nothing left to do, or a whole chunk without moving: the line search can no
+            # longer find a decrease in float64 (the caller sees converged=False).
             it = int(it_j)
             history.extend(np.asarray(hist[:done]).tolist())
-            gn = float(gn_j)
-            progress.step(f"loss {float(value):.15g}, |grad| {gn:.3e}", n=done)
-        W = np.asarray(W)
-        iterations = it
-        epochs_run = 0
-    elif method == "gd":
-        max_iter = DEFAULT_MAX_ITER["gd"] if max_iter is None else int(max_iter)
-        step = 1.0 / smoothness_bound(X, lam) if step is None else float(step)
-        if not step > 0:
-            raise ValueError(f"step must be > 0, got {step}")
-        W = jnp.asarray(W0)
-        it = 0
-        history = []
-        stop = False
-        while not stop:
-            W, it_j, j, hist, value, gn_j, stop_j = _gd_chunk(
-                W, jnp.asarray(it), Xj, Tj, lam, step, gtol, max_iter, chunk=chunk or 2000
-            )
-            progress.step(f"loss {float(value):.15g}, |grad| {float(gn_j):.3e}",
-                          n=int(it_j) - it, force=bool(stop_j))
-            it = int(it_j)
-            history.extend(np.asarray(hist[: int(j)]).tolist())
-            gn = float(gn_j)
-            stop = bool(stop_j)
-        W = np.asarray(W)
-        iterations = it
-        epochs_run = 0
-    else:  # sgd
-        if int(batch_size) < 1 or int(epochs) < 0:
-            raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size}, {epochs}")
-        B = min(int(batch_size), N)
-        rng = np.random.default_rng(seed)
-        opt, sgd_step, sgd_epoch = _sgd(float(momentum), loss, q)
-        W = jnp.asarray(W0)
-        state = opt(float(lr)).init(W)
-        history = [softmax_objective(W0, X, T, lam, loss, q)]
-        best_W = None
-        nb, rest = divmod(N, B)
-        # lr x lr_decay after every epoch (optax.exponential_decay, staircase per epoch).
-        schedule = optax.exponential_decay(float(lr), transition_steps=1,
-                                           decay_rate=float(lr_decay), staircase=True)
-        progress.total = int(epochs)
-        progress.what = "SGD epoch"
-        for epoch in range(int(epochs)):
-            lr_e = jnp.asarray(schedule(epoch))
-            perm = rng.permutation(N)
-            full = perm[: nb * B].reshape(nb, B)
-            W, state = sgd_epoch(W, state, Xj[full], Tj[full], lam, lr_e)
-            if rest:
-                tail = perm[nb * B:]
-                W, state = sgd_step(W, state, Xj[tail], Tj[tail], lam, lr_e)
-            Wn = np.asarray(W)
-            history.append(softmax_objective(Wn, X, T, lam, loss, q))
-            if monitor is not None:
-                scores.append(float(monitor(Wn)))
-                if keep_best and (best is None or scores[-1] > scores[best]):
-                    best, best_W = epoch, Wn
-            progress.step(f"loss {history[-1]:.15g}")
-        W = np.asarray(W) if best_W is None else best_W
-        iterations = int(epochs) * (nb + (rest > 0))
-        epochs_run = int(epochs)
-        _, g_end = _loss_value_and_grad(loss, q)(jnp.asarray(W), Xj, Tj, lam)
-        gn = float(jnp.linalg.norm(g_end))
+            gn = float(gn_j) if done else gn
+            break
+        it = int(it_j)
+        history.extend(np.asarray(hist[:done]).tolist())
+        gn = float(gn_j)
+        training.progress.step(f"loss {float(value):.15g}, |grad| {gn:.3e}", n=done)
+    return _Trained(W=np.asarray(W), iterations=it, grad_norm=gn, history=history)
 
-    final = softmax_objective(W, X, T, lam, loss, q)
-    log.debug("%s: %d iterations, loss %.15g, |grad| %.3e", method, iterations, final, gn)
-    return TrainInfo(
-        W=W,
-        method=method,
-        iterations=int(iterations),
-        loss=final,
-        grad_norm=float(gn),
-        grad_tol=gtol,
-        converged=bool(gn <= gtol),
-        seconds=time.perf_counter() - t_start,
-        history=np.asarray(history, dtype=np.float64),
-        epochs=epochs_run,
-        monitor=np.asarray(scores) if monitor is not None and method == "sgd" else None,
-        best_epoch=best,
-    )
+
+def _train_gd(training: _Training, opts: TrainOptions) -> _Trained:
+    """Full-batch gradient descent with a fixed step, in compiled chunks, until
+    ||grad|| <= gtol or max_iter."""
+    max_iter = DEFAULT_MAX_ITER["gd"] if opts.max_iter is None else int(opts.max_iter)
+    step = (1.0 / smoothness_bound(training.X, training.lam) if opts.step is None
+            else float(opts.step))
+    if not step > 0:
+        raise ValueError(f"step must be > 0, got {step}")
+    Xj, Tj = training.jax
+    W = jnp.asarray(training.W0)
+    it = 0
+    history = []
+    stop = False
+    while not stop:
+        W, it_j, j, hist, value, gn_j, stop_j = _gd_chunk(
+            W, jnp.asarray(it), Xj, Tj, training.lam, step, training.gtol, max_iter,
+            chunk=opts.chunk or 2000
+        )
+        training.progress.step(f"loss {float(value):.15g}, |grad| {float(gn_j):.3e}",
+                              n=int(it_j) - it, force=bool(stop_j))
+        it = int(it_j)
+        history.extend(np.asarray(hist[: int(j)]).tolist())
+        gn = float(gn_j)
+        stop = bool(stop_j)
+    return _Trained(W=np.asarray(W), iterations=it, grad_norm=gn, history=history)
+
+
+def _train_sgd(training: _Training, opts: TrainOptions) -> _Trained:
+    """Mini-batch SGD with momentum for ``epochs`` epochs, learning rate x lr_decay after each;
+    with a monitor, its value after every epoch (and, with keep_best, the best epoch's W)."""
+    X, T, lam = training.X, training.T, training.lam
+    loss, q = opts.loss, float(opts.q)
+    N = X.shape[0]
+    if int(opts.batch_size) < 1 or int(opts.epochs) < 0:
+        raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {opts.batch_size}, "
+                         f"{opts.epochs}")
+    B = min(int(opts.batch_size), N)
+    rng = np.random.default_rng(opts.seed)
+    opt, sgd_step, sgd_epoch = _sgd(float(opts.momentum), loss, q)
+    Xj, Tj = training.jax
+    W = jnp.asarray(training.W0)
+    state = opt(float(opts.lr)).init(W)
+    history = [softmax_objective(training.W0, X, T, lam, loss, q)]
+    scores, best, best_W = [], None, None
+    nb, rest = divmod(N, B)
+    # lr x lr_decay after every epoch (optax.exponential_decay, staircase per epoch).
+    schedule = optax.exponential_decay(float(opts.lr), transition_steps=1,
+                                       decay_rate=float(opts.lr_decay), staircase=True)
+    epochs = int(opts.epochs)
+    training.progress.total = epochs
+    training.progress.what = "SGD epoch"
+    for epoch in range(epochs):
+        lr_e = jnp.asarray(schedule(epoch))
+        perm = rng.permutation(N)
+        full = perm[: nb * B].reshape(nb, B)
+        W, state = sgd_epoch(W, state, Xj[full], Tj[full], lam, lr_e)
+        if rest:
+            tail = perm[nb * B:]
+            W, state = sgd_step(W, state, Xj[tail], Tj[tail], lam, lr_e)
+        Wn = np.asarray(W)
+        history.append(softmax_objective(Wn, X, T, lam, loss, q))
+        if opts.monitor is not None:
+            scores.append(float(opts.monitor(Wn)))
+            if opts.keep_best and (best is None or scores[-1] > scores[best]):
+                best, best_W = epoch, Wn
+        training.progress.step(f"loss {history[-1]:.15g}")
+    W = np.asarray(W) if best_W is None else best_W
+    _, g_end = _loss_value_and_grad(loss, q)(jnp.asarray(W), Xj, Tj, lam)
+    return _Trained(W=W, iterations=epochs * (nb + (rest > 0)),
+                    grad_norm=float(jnp.linalg.norm(g_end)), history=history, epochs=epochs,
+                    scores=np.asarray(scores) if opts.monitor is not None else None,
+                    best_epoch=best)
 
 
 # --------------------------------------------------------------------------------------------
@@ -566,8 +640,8 @@ class TrainedSolver(SingleProblem):
         if labels.N != X.shape[0]:
             raise ValueError(f"labels has {labels.N} samples but the features have "
                              f"{X.shape[0]} rows")
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if method not in OPTIMISERS:
+            raise ValueError(f"method must be one of {OPTIMISERS}, got {method!r}")
         self.X = X
         self.true, self.given, self.K = labels.true, labels.given, labels.K
         self.weight = np.ones((1, X.shape[0]))
