@@ -28,7 +28,7 @@ import numpy as np
 
 from sdtheory._memory import check_memory
 from sdtheory._progress import Progress
-from sdtheory._validate import check_label_weight, check_rounds
+from sdtheory._validate import check_choice, check_label_weight, check_rounds
 from sdtheory.metrics import (
     accuracy,
     decision_margins,
@@ -74,8 +74,7 @@ def pll_targets(P, tie_tol=None, ties: str = "split") -> np.ndarray:
     student towards class 0 (docs/theory.md section 9): a property of that convention, not of
     the PLL student.
     """
-    if ties not in PLL_TIES:
-        raise ValueError(f"ties must be one of {PLL_TIES}, got {ties!r}")
+    check_choice(ties, PLL_TIES, "ties")
     P = np.asarray(P, dtype=np.float64)
     if not np.all(np.isfinite(P)):
         raise ValueError("P (teacher outputs) must be finite: it contains NaN or inf")

@@ -300,7 +300,7 @@ API_ROWS = [
     ("transition kind", lambda m, s: transition_matrix("foo", 4, 0.2), ValueError, "foo"),
     ("two_level c < d", lambda m, s: sd.two_level(4, 10, 0.1, 0.4), ValueError, "c > d"),
     ("pll ties", lambda m, s: pll_targets(np.full((2, 3), 1 / 3), ties="random"), ValueError,
-     "ties must be one of ('split', 'lower'), got 'random'"),
+     "ties must be one of split, lower, got 'random'"),
     ("pll NaN", lambda m, s: pll_targets(np.array([[np.nan, 0.5, 0.5]])), ValueError,
      "P (teacher outputs) must be finite"),
     ("rbf gamma negative", lambda m, s: rbf_kernel(np.eye(2), np.eye(2), -1.0), ValueError,

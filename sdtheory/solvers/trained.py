@@ -55,7 +55,7 @@ import optax.tree_utils as otu
 from scipy.special import log_softmax, softmax
 
 from sdtheory._progress import Progress
-from sdtheory._validate import check_lam
+from sdtheory._validate import check_features, check_lam
 from sdtheory._x64 import require_x64
 from sdtheory.models import BlockModel, Features, feature_factor
 from sdtheory.solvers.base import Fit, SingleProblem, SolverError, TrainInfo
@@ -280,14 +280,10 @@ def _sgd(momentum: float, loss: str = "ce", q: float = 0.7):
 
 
 def _check_inputs(X, T, lam, W0):
-    X = np.asarray(X, dtype=np.float64)
+    X = check_features(X)
     T = np.asarray(T, dtype=np.float64)
-    if X.ndim != 2 or X.shape[0] == 0:
-        raise ValueError(f"X must be a non-empty (N, D) matrix, got shape {X.shape}")
     if T.ndim != 2 or T.shape[0] != X.shape[0] or T.shape[1] < 2:
         raise ValueError(f"T must be (N, K) with N = {X.shape[0]} and K >= 2, got {T.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError("X contains NaN or infinite entries")
     if not np.all(np.isfinite(T)) or T.min() < 0.0:
         raise ValueError("T must be finite and non-negative (rows are distributions)")
     row_err = float(np.abs(T.sum(axis=1) - 1.0).max())
