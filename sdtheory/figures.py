@@ -214,8 +214,8 @@ def compute_approximation(cfg: dict, out: Path, log: Callable[[str], None]) -> P
     from sdtheory import models
     from sdtheory.distill import run_rounds
     from sdtheory.metrics import accuracy
-    from sdtheory.problem import build_problem
-    from sdtheory.simulate import SimConfig, make_solver
+    from sdtheory.problem import build_problem, solver_of
+    from sdtheory.simulate import SimConfig
 
     R_max = int(cfg["max_rounds"])
     sim = SimConfig(model="block", K=cfg["K"], n=cfg["n"], c=cfg["c"], d=cfg["d"],
@@ -227,7 +227,7 @@ def compute_approximation(cfg: dict, out: Path, log: Callable[[str], None]) -> P
     eps_check = float(cfg["eps_requested"])
     min_eig_requested = models.min_eigenvalue(models.jitter(p.model.dense(), eps_check,
                                                             cfg["seed"]))
-    exact_solver = make_solver(p, "exact")       # refuses an indefinite G
+    exact_solver = solver_of(p, "exact")       # refuses an indefinite G
     min_eig = models.min_eigenvalue(p.G)
     log(f"N = {N}, min eigenvalue {min_eig:.4f} at eps = {cfg['eps']}, "
         f"{min_eig_requested:.4f} at eps = {eps_check}")
@@ -235,7 +235,7 @@ def compute_approximation(cfg: dict, out: Path, log: Callable[[str], None]) -> P
     r_star = int(ex.r_star[0])
     trained = len(ex.outputs)                    # rounds 0..trained-1
     log(f"exact rounds 0..{trained - 1} done; r* = {r_star if r_star >= 0 else 'not reached'}")
-    lin = make_solver(p, "linear")
+    lin = solver_of(p, "linear")
     rows = {"exact": [], "linear": []}
     gap = []
     P_lin = lin.round_outputs(np.arange(trained))          # (rounds, U, K)
@@ -374,8 +374,7 @@ def compute_pll_vs_sd(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
     """
     from sdtheory import theory
     from sdtheory.distill import self_distill
-    from sdtheory.problem import ProblemConfig, build_problem
-    from sdtheory.simulate import make_solver
+    from sdtheory.problem import ProblemConfig, build_problem, solver_of
 
     R = int(cfg["rounds"])
     etas = _eta_grid(cfg["eta"])
@@ -386,7 +385,7 @@ def compute_pll_vs_sd(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
             sim = ProblemConfig(model="block", K=cfg["K"], n=cfg["n"], c=cfg["c"], d=cfg["d"],
                                 lam=lam, noise=cfg["noise"], eta=float(eta))
             p = build_problem(sim)
-            solver = make_solver(p, "exact")
+            solver = solver_of(p, "exact")
             rules = list(cfg["pll_ties"])
             res = self_distill(solver, R, pll=True, pll_ties=rules[0])
             students = {rules[0]: res.pll}
@@ -584,8 +583,8 @@ def _relation_runs(cfg: dict, eta: float, seed: int, snr: float, log) -> dict:
     the PLL student) and for relation-guided rounds with each alpha (exact solver, one solver
     for all of them)."""
     from sdtheory.distill import self_distill
-    from sdtheory.problem import build_problem
-    from sdtheory.simulate import SimConfig, make_solver, relation_of
+    from sdtheory.problem import build_problem, solver_of
+    from sdtheory.simulate import SimConfig, relation_of
 
     sim = SimConfig(model="gmm", K=cfg["K"], n=cfg["n"], c=cfg["c"], d=cfg["d"], dim=cfg["dim"],
                     lam=cfg["lam"], noise=cfg["noise"], eta=float(eta), sampled=True, seed=seed,
@@ -593,7 +592,7 @@ def _relation_runs(cfg: dict, eta: float, seed: int, snr: float, log) -> dict:
                     relation_snr=snr, relation_dim=cfg["relation_dim"],
                     relation_k=cfg["relation_k"], relation_tau=cfg["relation_tau"])
     p = build_problem(sim)
-    solver = make_solver(p, "exact")
+    solver = solver_of(p, "exact")
     R, purity = relation_of(p)
     sd = self_distill(solver, sim.rounds, pll=True)
     out = {"sd": [r.train_acc for r in sd.rounds], "pll": sd.pll.train_acc, "relation": {},

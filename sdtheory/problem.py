@@ -28,7 +28,7 @@ from sdtheory._validate import (
     set_checked,
 )
 
-__all__ = ["MODELS", "ProblemConfig", "Problem", "build_problem", "gram_of", "load_counts",
+__all__ = ["MODELS", "ProblemConfig", "Scenario", "build_problem", "gram_of", "load_counts",
            "model_of"]
 
 MODELS = ("block", "superclass", "gmm")
@@ -97,8 +97,10 @@ def _count_rows(counts, K: int) -> tuple[tuple[int, ...], ...]:
 
 
 @dataclass(frozen=True)
-class Problem:
-    """A built problem: model, labels, and (when not a pure block model) G / X."""
+class Scenario:
+    """A configuration built (:func:`build_problem`): model, labels, and (when not a pure block
+    model) G / X. (The solvers' Newton problems are another thing:
+    :mod:`sdtheory.solvers.problems`.)"""
 
     config: ProblemConfig
     model: models.BlockModel | None
@@ -157,7 +159,7 @@ def dense_estimate(cfg: ProblemConfig, N: int, factor: bool = False) -> tuple[fl
     return PROCESS_BYTES + dense_bytes(N, feats), what
 
 
-def build_problem(cfg: ProblemConfig) -> Problem:
+def build_problem(cfg: ProblemConfig) -> Scenario:
     """Model -> labels (-> dense G when jitter or features make the block structure inexact)."""
     model = model_of(cfg)
     K, sizes = model.K, np.asarray(model.sizes)
@@ -185,10 +187,27 @@ def build_problem(cfg: ProblemConfig) -> Problem:
         G = model.dense()
     if cfg.jitter > 0:
         G = models.jitter(G, cfg.jitter, cfg.seed)
-    return Problem(config=cfg, model=model, corruption=cor, G=G, X=X)
+    return Scenario(config=cfg, model=model, corruption=cor, G=G, X=X)
 
 
-def gram_of(p: Problem):
+def gram_of(p: Scenario):
     """The Gram input of the exact and linearised solvers: the block model itself where the
     group reduction is exact (no jitter, no sampled features), else the dense G."""
     return p.model if p.G is None else p.G
+
+
+def solver_of(p: Scenario, which: str, gram=None):
+    """The solver named ``which`` ("exact", "linear" or "trained") on a built scenario
+    (``gram``: another Gram input than :func:`gram_of`, e.g. the dense G of a block model)."""
+    from sdtheory.solvers import ExactSolver, LinearSolver, TrainedSolver
+
+    gram = gram_of(p) if gram is None else gram
+    cor, lam = p.corruption, p.config.lam
+    if which == "exact":
+        return ExactSolver(gram=gram, labels=cor, lam=lam)
+    if which == "linear":
+        return LinearSolver(gram=gram, labels=cor, lam=lam, loss=p.config.loss)
+    if which == "trained":
+        return TrainedSolver(gram=models.Features(p.X) if p.X is not None else gram, labels=cor,
+                             lam=lam)
+    raise ValueError(f"unknown solver {which!r}")

@@ -23,12 +23,18 @@ from sdtheory._validate import (
     set_checked,
 )
 from sdtheory.distill import PLL_TIES, SDResult, self_distill
-from sdtheory.problem import Problem, ProblemConfig, build_problem, dense_estimate, gram_of
+from sdtheory.problem import (
+    ProblemConfig,
+    Scenario,
+    build_problem,
+    dense_estimate,
+    gram_of,
+    solver_of,
+)
 from sdtheory.relation import METHODS, check_purity
-from sdtheory.solvers import ExactSolver, LinearSolver
 from sdtheory.solvers.linear import CLOSED_FORM_LOSSES
 
-__all__ = ["SimConfig", "make_solver", "memory_estimate", "simulate", "format_table"]
+__all__ = ["SimConfig", "memory_estimate", "relation_of", "simulate", "format_table"]
 
 log = logging.getLogger(__name__)
 
@@ -92,24 +98,7 @@ class SimConfig(ProblemConfig):
         return d
 
 
-def make_solver(p: Problem, which: str, gram=None):
-    """The solver for one solver name on a built problem (``gram``: another Gram input than
-    :func:`~sdtheory.problem.gram_of`, e.g. the dense G of a block model)."""
-    gram = gram_of(p) if gram is None else gram
-    cor, lam = p.corruption, p.config.lam
-    if which == "exact":
-        return ExactSolver(gram=gram, labels=cor, lam=lam)
-    if which == "linear":
-        return LinearSolver(gram=gram, labels=cor, lam=lam, loss=p.config.loss)
-    if which == "trained":
-        from sdtheory.solvers import TrainedSolver
-
-        return TrainedSolver(gram=models.Features(p.X) if p.X is not None else gram, labels=cor,
-                             lam=lam)
-    raise ValueError(f"unknown solver {which!r}")
-
-
-def _theory(p: Problem) -> tuple[float, int | None]:
+def _theory(p: Scenario) -> tuple[float, int | None]:
     """Delta and the closed-form r* (docs/theory.md section 7) for this corruption."""
     from sdtheory import theory
 
@@ -170,7 +159,7 @@ def simulate(cfg: SimConfig) -> dict:
             gram = p.model.dense()
     for which in cfg.solvers:
         log.debug("%s solver: rounds 0..%d%s", which, cfg.rounds, " + PLL" if cfg.pll else "")
-        solver = make_solver(p, which, gram)
+        solver = solver_of(p, which, gram)
         if cfg.method == "relation" and cfg.relation_view == "block":
             from sdtheory.relation import class_relation, unit_relation
 
@@ -201,7 +190,7 @@ def simulate(cfg: SimConfig) -> dict:
     }
 
 
-def relation_of(p: Problem):
+def relation_of(p: Scenario):
     """The relation matrix of a relation-method simulation and its purity
     (:mod:`sdtheory.relation`): from a second Gaussian-mixture view of the true classes (seed
     + 1) or from the classifier's own features."""
@@ -215,7 +204,7 @@ def relation_of(p: Problem):
     return R, relation_purity(R, true)
 
 
-def _add_test_accuracy(p: Problem, res: SDResult, doc: dict, relation=None) -> None:
+def _add_test_accuracy(p: Scenario, res: SDResult, doc: dict, relation=None) -> None:
     """Population (test) accuracy per round on fresh Gaussian-mixture points (docs/theory.md
     section 10).
 
