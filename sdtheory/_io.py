@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-__all__ = ["Outputs", "WriteFailed", "atomic_write", "bound_met", "jsonable", "round_sig",
-           "write_json", "write_text"]
+__all__ = ["Outputs", "WriteFailed", "atomic_write", "jsonable", "write_json", "write_text"]
 
 
 def jsonable(obj, *, nonfinite: str = "null"):
@@ -43,41 +42,6 @@ def jsonable(obj, *, nonfinite: str = "null"):
             return x
         return None if nonfinite == "null" else str(x)
     return obj
-
-
-def bound_met(x, bound: float, digits: int = 2):
-    """A round-off quantity (a solver certificate) as it goes into results files: ``bound``
-    where ``x`` met it (x <= bound), so that the file is the same on every CPU; else ``x`` to
-    ``digits`` significant digits. None and nan pass through."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return x
-    return float(bound) if x <= bound else round_sig(x, digits)
-
-
-def round_sig(x, digits: int):
-    """``x`` rounded to ``digits`` significant digits (the one rounding rule of results files).
-
-    The decimal rounding of Python's float formatting (correctly rounded, the same on every
-    platform): ``round_sig(0.006000000000000005, 10) == 0.006``,
-    ``round_sig(5.0906e-12, 2) == 5.1e-12``. Floats and numpy floats give a float; arrays and
-    lists give a list of the same nesting; ints, bools, None, nan and inf pass through.
-
-    Args:
-      x: a number, or a (nested) list / tuple / array of numbers.
-      digits: significant digits, >= 1.
-    """
-    if digits < 1:
-        raise ValueError(f"digits must be >= 1, got {digits}")
-    if isinstance(x, np.ndarray):
-        x = x.tolist()
-    if isinstance(x, (list, tuple)):
-        return [round_sig(v, digits) for v in x]
-    if isinstance(x, (bool, np.bool_, int, np.integer)) or x is None:
-        return x
-    v = float(x)
-    if not math.isfinite(v) or v == 0.0:
-        return v
-    return float(f"{v:.{digits - 1}e}")
 
 
 def atomic_write(path, write: Callable[[str], None]) -> None:

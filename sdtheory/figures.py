@@ -14,30 +14,12 @@ renamed, so an interrupted run never leaves a partial one.
 ``sdtheory figures`` (:mod:`sdtheory.cli.figures`) regenerates all of them, or ``--only NAME``.
 Progress goes to the ``sdtheory.figures`` logger.
 
-Precision of the results files. Every float is rounded to a fixed number of significant digits
-(:func:`sdtheory._io.round_sig`, correctly rounded decimal) by kind (:data:`PRECISION`), and
-each file states it: JSON files in a ``"precision"`` entry, the phase CSVs in their header
-line (``"precision"``, :func:`sdtheory.sweep.write_csv`):
-
-* certificates and residuals of the solvers: the bound each met (:data:`CERT_TOL`; the
-  values themselves are round-off and differ from CPU to CPU), or, above it, 2 significant
-  digits;
-* numbers computed by an iterative solver or an eigensolver (outputs, measured shrink, output
-  gaps, smallest eigenvalues of G, the optima of optimize_eta): 6 significant digits;
-* every other float (accuracies, closed forms, eigenvalues mu_j and a_j, noise rates, Delta):
-  10 significant digits;
-* ints (r*, counts, labels) and the parameter columns of the CSVs (the axis values) are exact;
-  the config is written as given.
-
-This removes the machine-dependent last digits seen before, but it cannot guarantee identical
-files on every machine: a value within its machine difference of a rounding boundary still
-rounds differently, and discrete results (r*, accuracies, tie decisions of the PLL targets)
-can change where a sample's outputs are tied or nearly tied within the solver's tolerance.
+Precision of the results files: :mod:`sdtheory.results` (the one rounding policy; each file
+states it in a ``"precision"`` entry, the phase CSVs in their header line).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import tomllib
@@ -48,11 +30,11 @@ from pathlib import Path
 import numpy as np
 
 import sdtheory
-from sdtheory._io import atomic_write, bound_met, jsonable, round_sig
+from sdtheory._io import jsonable
 from sdtheory._validate import as_float, as_int
 from sdtheory.plots import figures as plots
+from sdtheory.results import CERT_BOUND, PRECISION, write_results
 from sdtheory.sweep.grid import decimal_grid
-from sdtheory.sweep.result import CERT_TOL
 
 __all__ = [
     "EXPERIMENTS",
@@ -129,71 +111,10 @@ def load_config(name: str, quick: bool = False, directory: Path | None = None) -
     return cfg
 
 
-PRECISION = {"certificate": 2, "computed": 6, "value": 10}
-"""Significant digits of the floats in results files, by kind (see the module docstring)."""
-
-_KIND_OF_KEY = {
-    # solver certificates (residuals): their size matters, not their digits
-    "residual": "certificate", "certificate": "certificate",
-    # computed by an iterative solver or an eigensolver: accurate to ~1e-12 absolute
-    "outputs": "computed", "exact_measured": "computed", "exact_measured_jittered": "computed",
-    "max_abs_output_gap": "computed", "min_eigenvalue": "computed",
-    "min_eigenvalue_requested_eps": "computed",
-    # optima of L-BFGS-B (optimize_eta), stopped at a projected gradient of 1e-9
-    "optima": "computed",
-}
-
-
-def _precision_doc() -> dict:
-    """The ``precision`` entry of every results file."""
-    keys = {kind: sorted(k for k, v in _KIND_OF_KEY.items() if v == kind)
-            for kind in ("certificate", "computed")}
-    return {
-        "rounding": "significant digits (sdtheory._io.round_sig); ints are exact; the config "
-                    "is as given",
-        "certificate": {"bound_met": CERT_TOL, "keys": keys["certificate"],
-                        "meaning": "the bound each certificate met (the same on every CPU); "
-                                   f"a value above it, to {PRECISION['certificate']} digits"},
-        "computed": {"digits": PRECISION["computed"], "keys": keys["computed"]},
-        "value": {"digits": PRECISION["value"],
-                  "keys": "every other float (accuracies, closed forms, eigenvalues mu and a, "
-                          "noise rates, Delta)"},
-    }
-
-
-def _rounded(obj, kind: str = "value"):
-    """``obj`` (JSON-ready) with every float rounded to the digits of its kind; a key of
-    :data:`_KIND_OF_KEY` sets the kind of everything below it."""
-    if isinstance(obj, dict):
-        return {k: _rounded(v, _KIND_OF_KEY.get(k, kind)) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_rounded(v, kind) for v in obj]
-    if isinstance(obj, float):
-        if kind == "certificate":
-            return bound_met(obj, CERT_TOL, PRECISION[kind])
-        return round_sig(obj, PRECISION[kind])
-    return obj
-
-
-def write_results(path: Path, figure: str, cfg: dict, data: dict) -> Path:
-    """Write a JSON results file: figure name, package version, precision, full config, then
-    ``data`` with its floats rounded (:data:`PRECISION`)."""
-    doc = {"figure": figure, "version": sdtheory.__version__, "precision": _precision_doc(),
-           "config": jsonable(cfg), **_rounded(jsonable(data))}
-
-    def write(tmp):
-        with open(tmp, "w") as fh:
-            json.dump(doc, fh, indent=1, allow_nan=False)
-            fh.write("\n")
-
-    atomic_write(path, write)
-    return Path(path)
-
-
 CSV_DIGITS = {"certificate": PRECISION["certificate"], "*": PRECISION["value"]}
 """Significant digits of the phase CSVs' value columns (:func:`sdtheory.sweep.write_csv`)."""
 
-CSV_BOUNDS = {"certificate": CERT_TOL}
+CSV_BOUNDS = {"certificate": CERT_BOUND}
 """Columns of the phase CSVs written as the bound they met (:func:`sdtheory.sweep.write_csv`)."""
 
 

@@ -495,36 +495,18 @@ CSV_COLUMNS = ("noise", "eta", "seed", "realised_rate", "delta", "round", "acc_g
                "acc_true", "test_acc", "certificate")
 """Columns of the results CSV (a contract: other tools parse ``test_acc``)."""
 
-PRECISION = {"accuracies, rates, Delta, statistics": 10, "certificate": 2,
-             "decision_margin": 3}
-"""Significant digits of the floats in the results files."""
-
-
 def to_doc(res: ProbeResult) -> dict:
     """The JSON results document: everything of :class:`ProbeResult` plus the gains, floats
-    rounded to :data:`PRECISION`."""
-    from sdtheory._io import jsonable, round_sig
+    written to the precision of :mod:`sdtheory.results` (the config as given)."""
+    from sdtheory._io import jsonable
+    from sdtheory.results import precision_doc, rounded
 
-    digits = PRECISION["accuracies, rates, Delta, statistics"]
-
-    def value(v):
-        return round_sig(v, digits)
-
-    def one(k, v):
-        if k == "decision_margin":
-            return {m: None if x is None else round_sig(x, PRECISION[k]) for m, x in v.items()}
-        return (round_sig(v, PRECISION[k]) if k == "certificate" else
-                value(v) if isinstance(v, float) else v)
-
-    rows = [{k: one(k, v) for k, v in r.items()} for r in res.rows]
-    stats = {k: value(v) for k, v in res.stats.items()}
-    gain = {kind: {k: (value(v) if k == "eta" else [value(x) for x in v])
-                   for k, v in series.items()}
-            for kind, series in gains(res.rows, res.config["rounds"]).items()}
-    return jsonable({"figure": "probe", "config": res.config, "version": res.version,
-                     "precision": PRECISION, "data": res.data,
-                     "superclass_of": res.superclass_of, "stats": stats, "rows": rows,
-                     "r_star": res.r_star, "gains": gain})
+    gain = gains(res.rows, res.config["rounds"])
+    return {"figure": "probe", "config": jsonable(res.config), "version": res.version,
+            "precision": precision_doc(), "data": jsonable(res.data),
+            "superclass_of": jsonable(res.superclass_of),
+            **rounded(jsonable({"stats": res.stats, "rows": res.rows, "r_star": res.r_star,
+                                "gains": gain}))}
 
 
 def csv_text(doc: dict) -> str:

@@ -12,8 +12,8 @@ import pytest
 
 import sdtheory
 from sdtheory import figures, theory
-from sdtheory._io import round_sig
 from sdtheory.cli import main
+from sdtheory.results import round_sig
 
 
 def _figures(*argv) -> int:
@@ -139,16 +139,16 @@ def test_results_precision(approximation, label_averaging):
     """Floats are written to the precision stated in the file: certificates as the bound they
     met (the same on every CPU), solver-computed numbers 6 significant digits, other values
     10."""
-    from sdtheory.sweep.result import CERT_TOL
+    from sdtheory.results import CERT_BOUND
 
     for _, doc in (approximation, label_averaging):
         prec = doc["precision"]
         assert (prec["certificate"]["bound_met"], prec["computed"]["digits"],
-                prec["value"]["digits"]) == (CERT_TOL, 6, 10)
+                prec["value"]["digits"]) == (CERT_BOUND, 6, 10)
         assert "residual" in prec["certificate"]["keys"]
         assert "min_eigenvalue" in prec["computed"]["keys"]
     _, doc = approximation
-    assert all(r["residual"] == CERT_TOL for r in doc["solvers"]["exact"])
+    assert all(r["residual"] == CERT_BOUND for r in doc["solvers"]["exact"])
     for v in doc["max_abs_output_gap"] + [doc["min_eigenvalue"]]:
         assert v == float(f"{v:.5e}")
     _, doc = label_averaging
@@ -171,17 +171,17 @@ def test_phase_csv_precision(tmp_path):
     doc, (res,) = _run_phase("phase_eta_lam", tmp_path)
     first = (tmp_path / "phase_eta_lam.csv").read_text().splitlines()[0]
     meta = json.loads(first[len("# sdtheory phase "):])
-    from sdtheory.sweep.result import CERT_TOL
+    from sdtheory.results import CERT_BOUND
 
     assert meta["precision"]["significant_digits"] == {"certificate": 2}
-    assert meta["precision"]["bound_met"] == {"certificate": CERT_TOL}
+    assert meta["precision"]["bound_met"] == {"certificate": CERT_BOUND}
     assert set(meta["precision"]["exact"]) == {"eta", "lam", "r_star", "r_star_closed_form",
                                                "fragile"}
     # every cell's certificate met the bound: the column holds the bound, not the round-off
-    assert np.all(res.values["certificate"] <= CERT_TOL)
+    assert np.all(res.values["certificate"] <= CERT_BOUND)
     written = [ln.split(",")[3] for ln in
                (tmp_path / "phase_eta_lam.csv").read_text().splitlines()[2:]]
-    assert set(written) == {repr(CERT_TOL)}
+    assert set(written) == {repr(CERT_BOUND)}
 
 
 def test_approximation_full_config_uses_psd_eps():

@@ -16,8 +16,9 @@ from sdtheory.models import two_level
 from sdtheory.noise import delta as noise_delta
 from sdtheory.plots.phase import plot_phase
 from sdtheory.problem import ProblemConfig, build_problem, model_of
+from sdtheory.results import CERT_BOUND
 from sdtheory.solvers import ExactSolver, LinearSolver
-from sdtheory.sweep import CERT_TOL, Axis, phase_diagram, plan, read_csv, write_csv
+from sdtheory.sweep import Axis, phase_diagram, plan, read_csv, write_csv
 
 
 def _per_cell(base, x, y, quantity, solver, R):
@@ -62,7 +63,7 @@ def test_batched_exact_r_star_equals_per_cell_rounds(base, xs, ys):
     x, y = Axis.parse(xs), Axis.parse(ys)
     res = phase_diagram(base, x, y, quantity="r_star", solver="exact", max_rounds=15)
     assert res.data.shape == (y.count, x.count)
-    assert np.all(res.values["certificate"] <= CERT_TOL)
+    assert np.all(res.values["certificate"] <= CERT_BOUND)
     ref = _per_cell(base, x, y, "r_star", "exact", 15)
     _assert_same(res.data, ref)
     assert np.isfinite(ref).sum() >= 3 and np.nanmax(ref) >= 1   # not a trivial grid
@@ -102,7 +103,7 @@ def test_batched_outputs_equal_group_solver(base):
     T = batch.targets0()
     for _ in range(3):                                    # rounds 0, 1, 2
         out = batch.fit_batch(T)
-        assert np.all(out.ok) and np.all(out.residual <= CERT_TOL)
+        assert np.all(out.ok) and np.all(out.residual <= CERT_BOUND)
         for i, ref in enumerate(refs):
             units = ref.true * g.K + ref.given
             fit = ref.fit(T[i, units])

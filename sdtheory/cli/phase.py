@@ -104,8 +104,8 @@ def write_files(result, csv_path, png_path, fragile: bool = False) -> None:
 def run(args) -> int:
     """0: success; 1: some cells failed the certificate (written, marked); 2: bad input."""
     from sdtheory._io import Outputs
+    from sdtheory.results import CERT_BOUND
     from sdtheory.sweep import plan, run_plan
-    from sdtheory.sweep.result import CERT_TOL
 
     base, x, y, R = prepare(args)
     names = output_names(args.quantity, x, y)
@@ -122,7 +122,7 @@ def run(args) -> int:
     print(png_path)
     nfail = int(result.failed.sum())
     if nfail:
-        print(f"sdtheory phase: {nfail} cells failed the certificate {CERT_TOL:g} (empty in "
+        print(f"sdtheory phase: {nfail} cells failed the certificate {CERT_BOUND:g} (empty in "
               "the CSV, grey in the PNG)", file=sys.stderr)
         return EXIT_FAIL
     return EXIT_OK

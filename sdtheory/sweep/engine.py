@@ -16,7 +16,7 @@ Two solvers:
   :class:`~sdtheory.solvers.ExactSolver` (the Newton core, vmapped), rounds by
   :func:`sdtheory.distill.run_rounds`, each cell stopping at its first 100% round. A cell
   whose solve misses its certificate is marked failed (NaN, ``certificate`` column above
-  :data:`CERT_TOL`) rather than returned.
+  :data:`CERT_BOUND`) rather than returned.
 * ``linear``: the closed form (L) through the per-instance decomposition
   (:mod:`sdtheory.theory`), vectorised over cells.
 
@@ -48,9 +48,10 @@ from sdtheory.metrics import (
     tie_tolerance,
 )
 from sdtheory.problem import ProblemConfig
+from sdtheory.results import CERT_BOUND
 from sdtheory.solvers import ExactSolver
 from sdtheory.sweep.grid import Axis, Cells, Plan, plan
-from sdtheory.sweep.result import CERT_TOL, PhaseResult
+from sdtheory.sweep.result import PhaseResult
 
 __all__ = ["QUANTITIES", "SOLVERS", "check_request", "phase_diagram", "run_plan"]
 
@@ -255,7 +256,7 @@ def _exact_cells(g: Cells, quantity: str, R: int, ties: str) -> dict:
                      until_perfect=quantity != "acc_round_R", on_failure="mark")
     failed = ~res.ok
     cert = np.nanmax(np.vstack([res.residual, res.pll_residual[None]]), axis=0)
-    cert = np.where(failed, np.maximum(np.nan_to_num(cert, nan=np.inf), 2 * CERT_TOL), cert)
+    cert = np.where(failed, np.maximum(np.nan_to_num(cert, nan=np.inf), 2 * CERT_BOUND), cert)
     out = {"certificate": cert}
     if quantity == "r_star":
         out["r_star"] = np.where(failed | (res.r_star < 0), np.nan, res.r_star)

@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 
-from sdtheory._io import atomic_write, bound_met, round_sig
+from sdtheory._io import atomic_write
+from sdtheory.results import bound_met, round_sig
 from sdtheory.sweep.grid import INT_PARAMS, Axis
 from sdtheory.sweep.result import PhaseResult
 
@@ -38,13 +39,13 @@ def write_csv(result: PhaseResult, path, *, digits: dict[str, int] | None = None
     Args:
       result: the phase diagram.
       path: the CSV file.
-      digits: significant digits per value column (:func:`sdtheory._io.round_sig`), ``"*"``
+      digits: significant digits per value column (:func:`sdtheory.results.round_sig`), ``"*"``
         for the columns not named; the header line then carries them as ``"precision"``.
         Integer columns (r*) and the parameter columns (the axis values) are written exactly.
         None (default): every float exactly (``repr``), so that :func:`read_csv` gives the
         same numbers back.
       bounds: columns of round-off quantities (certificates) written as the bound each value
-        met (:func:`sdtheory._io.bound_met`), the same on every CPU; the header line carries
+        met (:func:`sdtheory.results.bound_met`), the same on every CPU; the header line carries
         them as ``"bound_met"``.
     """
     meta = {"version": result.version, "config": result.config}

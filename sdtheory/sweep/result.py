@@ -6,14 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sdtheory.solvers.newton import ACCEPT_FACTOR, DEFAULT_TOL
+from sdtheory.results import CERT_BOUND
 from sdtheory.sweep.grid import Axis
 
-__all__ = ["CERT_TOL", "PhaseResult"]
-
-CERT_TOL = ACCEPT_FACTOR * DEFAULT_TOL
-"""Largest certificate accepted for a cell of the exact solver (the Newton core's acceptance
-at the round-off floor)."""
+__all__ = ["PhaseResult"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,6 +71,6 @@ class PhaseResult:
         cert = self.values.get("certificate")
         if cert is None:
             return np.zeros((self.y.count, self.x.count), dtype=bool)
-        return ~(cert <= CERT_TOL)
+        return ~(cert <= CERT_BOUND)
 
 
