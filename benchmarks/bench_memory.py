@@ -42,7 +42,6 @@ JOBS = [
     ("simulate --K 4 --n 1000 --rounds 1 --solver trained", False),
     ("simulate --model gmm --K 4 --n 1000 --dim 50 --rounds 1 --solver trained", False),
     ("optimize --K 300 --n 10 --eta 0.3 --max-rounds 2", True),
-    ("optimize --K 1000 --n 10 --eta 0.3 --max-rounds 1", False),
     ("phase --x eta:0:0.7:20 --y lam:1e-5:1e-2:10:log --max-rounds 20", True),
     ("phase --x K:99:100:2 --y eta:0:0.7:3 --max-rounds 2", False),
     ("phase --x eta:0:0.7:40 --y lam:1e-5:1e-2:20:log --max-rounds 20 --executor local "
