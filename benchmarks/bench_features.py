@@ -1,8 +1,8 @@
 """Exact solver in feature space at CIFAR-100 size (run: python benchmarks/bench_features.py).
 
-``ExactSolver(gram=Features(X), ...)`` solves the fixed point (E) for the weights W^T (D x K)
-by Newton-CG with products with X and X^T only (docs/theory.md section 2.5); the N x N Gram
-matrix is never formed.
+``FeatureSolver(gram=Features(X), ...)`` (what ``ExactSolver`` picks for features) solves the
+fixed point (E) for the weights W^T (D x K) by Newton-CG with products with X and X^T only
+(docs/theory.md section 2.5); the N x N Gram matrix is never formed.
 
 Problem: N = 50,000 samples (K = 100 classes of n = 500), D = 512 Gaussian-mixture features
 (:func:`sdtheory.models.gmm_features`: class means plus isotropic noise, E|x|^2 = 1; c = 0.1,
@@ -21,6 +21,7 @@ preconditioners (k = D eigenpairs, no preconditioner) to compare CG iterations.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import time
 
@@ -29,7 +30,7 @@ from _common import machine
 
 import sdtheory as sd
 from sdtheory.models import Features, gmm_features
-from sdtheory.solvers import ExactSolver
+from sdtheory.solvers import FeatureSolver
 
 
 def ram() -> str:
@@ -58,7 +59,7 @@ def matmul_seconds(X: np.ndarray, K: int) -> float:
     return min(times)
 
 
-def variant(solver: ExactSolver, which: str) -> ExactSolver:
+def variant(solver: FeatureSolver, which: str) -> FeatureSolver:
     """The same solver with another preconditioner: "rule" (as built), "full" (every
     eigenpair of X^T X), "none" (the identity)."""
     if which == "rule":
@@ -66,8 +67,7 @@ def variant(solver: ExactSolver, which: str) -> ExactSolver:
     import jax.numpy as jnp
 
     D = solver.X.shape[1]
-    out = ExactSolver.__new__(ExactSolver)
-    out.__dict__.update(solver.__dict__)
+    out = copy.copy(solver)
     if which == "full":
         nu, V = np.linalg.eigh(solver.X.T @ solver.X)
         Vf, nu, rest = V[:, ::-1].copy(), np.maximum(nu[::-1], 0.0).copy(), 0.0
@@ -78,7 +78,7 @@ def variant(solver: ExactSolver, which: str) -> ExactSolver:
     return out
 
 
-def one(solver: ExactSolver, label: str, tol: float, Xtest, ytest) -> None:
+def one(solver: FeatureSolver, label: str, tol: float, Xtest, ytest) -> None:
     T = solver.targets0()
     t = time.perf_counter()
     fit = solver.fit(T)
@@ -119,7 +119,7 @@ def main() -> None:
     print(f"one product X Y plus X^T R (K columns): {matmul_seconds(X, K):.3f} s")
     for lam in args.lam:
         t = time.perf_counter()
-        s = ExactSolver(gram=Features(X), labels=cor, lam=lam, tol=args.tol)
+        s = FeatureSolver(gram=Features(X), labels=cor, lam=lam, tol=args.tol)
         setup = time.perf_counter() - t
         sp = s.spectrum
         print(f"  lam = {lam:g} (s = 1/(N lam) = {1 / (N * lam):.3g}): setup {setup:.1f} s "

@@ -18,9 +18,9 @@ from sdtheory.featuredata import block_statistics, feature_map, load_dataset
 from sdtheory.models import Features, jitter, two_level
 from sdtheory.noise import corrupt_exact, corrupt_sampled, transition_matrix
 from sdtheory.solvers import ExactSolver, SolverError, one_hot
-from sdtheory.solvers.exact import feature_spectrum, leading_spectrum
 from sdtheory.solvers.newton import ACCEPT_FACTOR, DEFAULT_TOL, ROUNDOFF_FACTOR
 from sdtheory.solvers.problems import DenseProblem, FactorProblem, GroupProblem
+from sdtheory.solvers.spectrum import feature_spectrum, leading_spectrum
 
 EPS64 = np.finfo(np.float64).eps
 EPS32 = float(np.finfo(np.float32).eps)

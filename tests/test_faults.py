@@ -378,7 +378,7 @@ def test_dense_problem_of_16000_samples_runs():
     computed in a child process, so that a crash fails this test instead of ending pytest."""
     code = (
         "import numpy as np\n"
-        "from sdtheory.solvers.exact import leading_spectrum\n"
+        "from sdtheory.solvers.spectrum import leading_spectrum\n"
         "from sdtheory.models import two_level\n"
         "G = two_level(K=4, n=4000).dense() + 1e-3 * np.eye(16000)\n"
         "spec = leading_spectrum(G, 1.0 / (16000 * 1e-5), 4)\n"

@@ -24,17 +24,17 @@ import json
 from sdtheory import enable_x64
 enable_x64()
 import jax
-from sdtheory.solvers import exact
+from sdtheory.solvers import group_solver
 from sdtheory.sweep import phase_diagram
 from sdtheory.simulate import ProblemConfig
 
 devices = []
-newton = exact.newton
+newton = group_solver.newton
 def recording(*args, **kwargs):
     r = newton(*args, **kwargs)
     devices.append([r.devices, int(r.certificate.shape[0]) if kwargs.get("batched") else 1])
     return r
-exact.newton = recording
+group_solver.newton = recording
 res = phase_diagram(ProblemConfig(n=100), **GRID)
 print(json.dumps({"local": jax.local_device_count(), "calls": devices,
                   "values": {k: v.ravel().tolist() for k, v in res.values.items()}}))

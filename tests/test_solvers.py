@@ -25,8 +25,11 @@ from sdtheory.solvers import (
     ExactSolver,
     LinearSolver,
     SolverError,
-    exact,
+    dense_solver,
+    feature_solver,
+    newton_solver,
     one_hot,
+    spectrum,
 )
 from sdtheory.solvers.newton import CONVERGED, FAILED, ROUNDOFF, newton
 from tests.reference import public_vectors
@@ -126,7 +129,7 @@ def test_newton_statuses_and_error(rng, monkeypatch):
     s = ExactSolver(gram=model, labels=C, lam=lam)
     fit = s.fit(s.targets0())
     assert fit.info.status == "converged" and fit.residual <= 1e-12
-    T0 = s._grid(s.targets0()[None], 1)
+    T0 = s._layout(s.targets0()[None])
     res = newton(s._problem, T0, np.zeros((1, 3, 3, 3)), tol=0.0, max_iter=50, batched=True)
     G = model.dense()
     floor = np.finfo(float).eps * np.abs(G).sum(axis=1).max() / (model.N * lam)
@@ -134,9 +137,7 @@ def test_newton_statuses_and_error(rng, monkeypatch):
     assert res.status[0] == ROUNDOFF and res.certificate[0] <= floor
     res = newton(s._problem, T0, np.zeros((1, 3, 3, 3)), max_iter=1, batched=True)
     assert res.status[0] == FAILED and res.certificate[0] > 1e-3
-    import sdtheory.solvers.exact as exact_mod
-
-    monkeypatch.setattr(exact_mod, "RETRY_MAX_ITER", 1)
+    monkeypatch.setattr(newton_solver, "RETRY_MAX_ITER", 1)
     with pytest.raises(SolverError, match="certificate"):
         ExactSolver(gram=model, labels=C, lam=lam, max_iter=1).fit(s.targets0())
     assert {CONVERGED, ROUNDOFF, FAILED} == {0, 1, 2}
@@ -228,7 +229,7 @@ def test_randomized_spectrum_path_equals_eigh_path(monkeypatch):
     G = jitter(model.dense(), 0.01, seed=4)
     cor = corrupt_exact(transition_matrix("sym", 3, 0.4), model.sizes)
     full = ExactSolver(gram=G, labels=cor, lam=1e-4)
-    monkeypatch.setattr(exact, "EIGH_MAX", 50)
+    monkeypatch.setattr(spectrum, "EIGH_MAX", 50)
     rand = ExactSolver(gram=G, labels=cor, lam=1e-4)
     assert full.spectrum["method"] == "eigh" and rand.spectrum["method"] == "randomized+cholesky"
     N = G.shape[0]
@@ -521,8 +522,8 @@ def test_feature_solver_equals_dense_solver(N, D_frac, K, rank_frac, log_lam, se
     lam = 10.0 ** log_lam
     G = X @ X.T
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(exact, "FEATURE_DIRECT_MAX", 10 ** 6 if direct else 0)
-        mp.setattr(exact, "FEATURE_DIRECT_WORK", 10 ** 12)
+        mp.setattr(feature_solver, "FEATURE_DIRECT_MAX", 10 ** 6 if direct else 0)
+        mp.setattr(feature_solver, "FEATURE_DIRECT_WORK", 10 ** 12)
         feat = ExactSolver(gram=Features(X), labels=cor, lam=lam)
     assert feat._problem.direct is direct
     dense = ExactSolver(gram=G, labels=cor, lam=lam)
@@ -550,7 +551,7 @@ def test_feature_solver_weights_reproduce_outputs(rng, monkeypatch):
 
     N, D, K, lam = 240, 30, 5, 1e-3
     X, cor = _features_problem(N, D, K, 12, seed=7)
-    monkeypatch.setattr(exact, "FEATURE_DIRECT_MAX", 0)           # the CG path
+    monkeypatch.setattr(feature_solver, "FEATURE_DIRECT_MAX", 0)     # the CG path
     s = ExactSolver(gram=Features(X), labels=cor, lam=lam)
     assert s.kind == "features" and s.spectrum["method"] == "eigh"
     T = rng.dirichlet(np.ones(K), size=N)
@@ -602,9 +603,9 @@ def test_feature_randomized_spectrum_path_equals_eigh_path(monkeypatch):
     from sdtheory.models import Features
 
     X, cor = _features_problem(300, 40, 3, 20, seed=5)
-    monkeypatch.setattr(exact, "FEATURE_DIRECT_MAX", 0)           # the spectrum serves CG
+    monkeypatch.setattr(feature_solver, "FEATURE_DIRECT_MAX", 0)     # the spectrum serves CG
     full = ExactSolver(gram=Features(X), labels=cor, lam=1e-4)
-    monkeypatch.setattr(exact, "FEATURE_EIGH_MAX", 16)
+    monkeypatch.setattr(spectrum, "FEATURE_EIGH_MAX", 16)
     rand = ExactSolver(gram=Features(X), labels=cor, lam=1e-4)
     assert full.spectrum["method"] == "eigh" and rand.spectrum["method"] == "randomized"
     np.testing.assert_allclose(rand.spectrum["nu"][:3], full.spectrum["nu"][:3], rtol=1e-8)
@@ -627,7 +628,7 @@ def test_dense_newton_directions_meet_their_tolerance(monkeypatch, lam):
     G = jitter(m.dense(), 0.01, seed=2)
     cor = corrupt_exact(transition_matrix("sym", 4, 0.5), m.sizes)
     plain = ExactSolver(gram=G, labels=cor, lam=lam)._problem
-    monkeypatch.setattr(exact, "SINGLE_MIN_SIZE", 64)
+    monkeypatch.setattr(dense_solver, "SINGLE_MIN_SIZE", 64)
     mixed = ExactSolver(gram=G, labels=cor, lam=lam)._problem
     Np = plain.G.shape[0]
     T = np.full((Np, 4), 0.25)
@@ -657,7 +658,7 @@ def test_single_precision_stage_gives_the_float64_solution(monkeypatch, lam):
     G = jitter(m.dense(), 0.01, seed=2)
     cor = corrupt_exact(transition_matrix("sym", 4, 0.5), m.sizes)
     plain = ExactSolver(gram=G, labels=cor, lam=lam)
-    monkeypatch.setattr(exact, "SINGLE_MIN_SIZE", 64)
+    monkeypatch.setattr(dense_solver, "SINGLE_MIN_SIZE", 64)
     mixed = ExactSolver(gram=G, labels=cor, lam=lam)
     assert plain._problem.G32 is None and mixed._problem.G32.dtype == np.float32
     np.testing.assert_array_equal(np.asarray(mixed._problem.G32)[:300, :300],

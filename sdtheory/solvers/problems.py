@@ -269,7 +269,7 @@ SINGLE_ITERATIONS = 30
 """Most iterations of the single-precision stage (a stalled stage wastes no more)."""
 
 SINGLE_MIN_SIZE = 1152
-"""Padded size from which :class:`~sdtheory.solvers.ExactSolver` gives a dense problem its
+"""Padded size from which :class:`~sdtheory.solvers.dense_solver.DenseSolver` gives a problem its
 single-precision copy of G (N >= 1025; the padded sizes are multiples of 128 there). The
 products are memory-bound, so float32 halves their cost from there on; at padded size 1024 the
 float64 G stays in cache and the stage does not pay (benchmarks/README.md)."""

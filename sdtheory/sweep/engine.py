@@ -157,7 +157,7 @@ def run_plan(p: Plan, *, quantity: str, solver: str, max_rounds: int,
 def _task_cells(K: int, solver: str) -> int:
     """Cells per task of a sweep over K classes, whatever the executor.
 
-    Exact solver: eight solver batches (:func:`~sdtheory.solvers.exact.batch_size`). A cell's
+    Exact solver: eight solver batches (:func:`~sdtheory.solvers.group_solver.batch_size`). A cell's
     last digits depend on the size of the batch it is solved in, which depends on how many
     cells of its task are still active, so this executor-independent cut makes every
     executor give the same CSV byte for byte. (Tasks of one batch made the 75 x 41 diagram of
@@ -165,7 +165,7 @@ def _task_cells(K: int, solver: str) -> int:
     Linear solver: four blocks of the vectorised closed form (its cells do not depend on one
     another; 1,953 tasks of 512 cells made a 1000 x 1000 diagram 14 times slower, measured:
     per-task set-up)."""
-    from sdtheory.solvers.exact import batch_size
+    from sdtheory.solvers.group_solver import batch_size
 
     return 8 * batch_size(K) if solver == "exact" else 4 * _linear_block_cells(K)
 
@@ -205,7 +205,7 @@ def _peak_bytes(g: Cells, solver: str) -> float:
     the interpreter and JAX."""
     K = g.K
     if solver == "exact":
-        from sdtheory.solvers.exact import SMALL_BATCH, batch_size
+        from sdtheory.solvers.group_solver import SMALL_BATCH, batch_size
 
         chunk = SMALL_BATCH if g.size <= SMALL_BATCH else batch_size(K)
         return 8.0 * K ** 3 * (24 * chunk + 6 * g.size)
