@@ -222,20 +222,24 @@ def run_tasks(ex: Executor, fn: Callable, args: Sequence[tuple], *,
     # progress counts ``what``s: one per task, or ``sizes[i]`` for task i
     sizes = [1] * len(args) if sizes is None else [int(k) for k in sizes]
     progress = Progress(logger or log, total=sum(sizes), what=what)
-    futures = {ex.submit(fn, *a): i for i, a in enumerate(args)}
     attempts = dict.fromkeys(range(len(args)), 1)
     results: list = [None] * len(args)
     done = [False] * len(args)
     errors: dict[int, str] = {}
-    pending = set(futures)
+    # a serial executor runs a task as it is submitted: one at a time, so that progress
+    # follows the tasks (submitted all at once, every task would run before the first report)
+    batches = ([[i] for i in range(len(args))] if isinstance(ex, SerialExecutor)
+               else [list(range(len(args)))])
     t0 = time.perf_counter()
-    try:
-        _collect(ex, fn, args, labels, futures, pending, attempts, results, done, errors,
-                 progress, sizes)
-    except BaseException:
-        for fut in futures:
-            fut.cancel()
-        raise
+    for batch in batches:
+        futures = {ex.submit(fn, *args[i]): i for i in batch}
+        try:
+            _collect(ex, fn, args, labels, futures, set(futures), attempts, results, done,
+                     errors, progress, sizes)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
     missing = [i for i in range(len(args)) if not done[i]]
     if missing:
         raise TasksFailed(missing, [errors[i] for i in missing], [labels[i] for i in missing])
