@@ -5,6 +5,7 @@ entry point as ``sdtheory figures`` (:func:`sdtheory.cli.main`).
 """
 
 import json
+from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -20,11 +21,28 @@ def _figures(*argv) -> int:
     return main(["figures", *argv])
 
 
+STORED = Path(__file__).parent / "data" / "figures_quick"
+
+
+def _same_as_stored(out, name):
+    """The results files of figure ``name`` (JSON, and the CSVs it lists) are byte for byte
+    the stored ones of tests/data/figures_quick (written by ``sdtheory figures --quick``; see
+    tests/data/PROVENANCE.md): the committed results do not depend on the CPU."""
+    doc = json.loads((out / f"{name}.json").read_text())
+    files = [f"{name}.json"] + [e["file"] for e in doc.get("csv", [])]
+    if name == "probe_digits":
+        files.append("probe_digits.csv")
+    for f in files:
+        assert (out / f).read_bytes() == (STORED / f).read_bytes(), f
+
+
 def _run(name, out):
-    """Run one figure with --quick into ``out``; return its results document."""
+    """Run one figure with --quick into ``out``; return its results document, after checking
+    that its results files are the stored bytes."""
     assert _figures("--only", name, "--out", str(out), "--quick") == 0
     path = out / f"{name}.json"
     assert path.is_file()
+    _same_as_stored(out, name)
     return json.loads(path.read_text())
 
 
@@ -332,6 +350,7 @@ def test_min_rounds_closed_form_and_boundary(min_rounds):
 
 def _run_phase(name, out):
     assert _figures("--only", name, "--out", str(out), "--quick") == 0
+    _same_as_stored(out, name)
     doc = json.loads((out / f"{name}.json").read_text())
     _check_provenance(doc, name)
     _check_png(out / f"{name}.png")
@@ -733,3 +752,16 @@ def test_ridge_sd_proportional_figure(tmp_path):
         assert np.all(xi[lam < opt] > 0) and np.all(xi[lam > opt] < 0)
     for smp in doc["samples"]:
         assert max(abs(v) for v in smp["z"].values()) < 4
+
+
+@pytest.mark.slow
+def test_every_quick_figure_gives_the_stored_bytes(tmp_path):
+    """``sdtheory figures --quick`` (all figures, one run) writes every results file byte for
+    byte as stored (the fast tests check each figure they run; this one also covers
+    phase_eta_gap)."""
+    assert _figures("--out", str(tmp_path), "--quick") == 0
+    stored = sorted(p.name for p in STORED.iterdir())
+    written = sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".json", ".csv"))
+    assert written == stored
+    for name in stored:
+        assert (tmp_path / name).read_bytes() == (STORED / name).read_bytes(), name

@@ -67,7 +67,7 @@ def run(args) -> int:
             try:
                 # one line per figure: the jobs inside a figure report nothing of their own
                 with quieted("sdtheory.sweep", "sdtheory.probe", "sdtheory.executors",
-                             "sdtheory.distill"):
+                             "sdtheory.distill", "sdtheory.solvers"):
                     run_figure(name, stage, quick=args.quick, log=step)
             except (SolverError, FigureError) as err:
                 outputs.discard()
