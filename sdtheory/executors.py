@@ -221,53 +221,65 @@ def run_tasks(ex: Executor, fn: Callable, args: Sequence[tuple], *,
     labels = list(labels) if labels is not None else [f"{what} {i}" for i in range(len(args))]
     # progress counts ``what``s: one per task, or ``sizes[i]`` for task i
     sizes = [1] * len(args) if sizes is None else [int(k) for k in sizes]
-    progress = Progress(logger or log, total=sum(sizes), what=what)
-    attempts = dict.fromkeys(range(len(args)), 1)
-    results: list = [None] * len(args)
-    done = [False] * len(args)
-    errors: dict[int, str] = {}
+    tasks = _Tasks(ex, fn, list(args), labels, sizes,
+                   Progress(logger or log, total=sum(sizes), what=what))
     # a serial executor runs a task as it is submitted: one at a time, so that progress
     # follows the tasks (submitted all at once, every task would run before the first report)
     batches = ([[i] for i in range(len(args))] if isinstance(ex, SerialExecutor)
                else [list(range(len(args)))])
     t0 = time.perf_counter()
     for batch in batches:
-        futures = {ex.submit(fn, *args[i]): i for i in batch}
+        tasks.run(batch)
+    missing = [i for i in range(len(args)) if not tasks.done[i]]
+    if missing:
+        raise TasksFailed(missing, [tasks.errors[i] for i in missing],
+                          [labels[i] for i in missing])
+    log.debug("%d tasks in %.1f s", len(args), time.perf_counter() - t0)
+    return tasks.results
+
+
+class _Tasks:
+    """The tasks of :func:`run_tasks` and their state: results, attempts, errors."""
+
+    def __init__(self, ex, fn, args, labels, sizes, progress):
+        self.ex, self.fn, self.args, self.labels = ex, fn, args, labels
+        self.sizes, self.progress = sizes, progress
+        self.attempts = dict.fromkeys(range(len(args)), 1)
+        self.results: list = [None] * len(args)
+        self.done = [False] * len(args)
+        self.errors: dict[int, str] = {}
+
+    def run(self, batch) -> None:
+        """Submit the tasks ``batch`` and collect them (failed ones resubmitted); on any
+        exception or interrupt the pending ones are cancelled."""
+        futures = {self.ex.submit(self.fn, *self.args[i]): i for i in batch}
         try:
-            _collect(ex, fn, args, labels, futures, set(futures), attempts, results, done,
-                     errors, progress, sizes)
+            self._collect(futures)
         except BaseException:
             for fut in futures:
                 fut.cancel()
             raise
-    missing = [i for i in range(len(args)) if not done[i]]
-    if missing:
-        raise TasksFailed(missing, [errors[i] for i in missing], [labels[i] for i in missing])
-    log.debug("%d tasks in %.1f s", len(args), time.perf_counter() - t0)
-    return results
 
-
-def _collect(ex, fn, args, labels, futures, pending, attempts, results, done, errors,
-             progress, sizes) -> None:
-    """The loop of :func:`run_tasks`: results in, failed tasks resubmitted."""
-    while pending:
-        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-        for fut in finished:
-            i = futures.pop(fut)
-            err = fut.exception()
-            if err is not None and not isinstance(err, Exception):
-                raise err              # an interrupt in a task: never retried
-            if err is None:
-                results[i], done[i] = fut.result(), True
-                errors.pop(i, None)
-                progress.step(labels[i], n=sizes[i])
-                continue
-            errors[i] = f"{type(err).__name__}: {err}"
-            if attempts[i] <= RETRIES:
-                attempts[i] += 1
-                log.warning("%s failed (%s); retrying", labels[i], errors[i])
-                nf = ex.submit(fn, *args[i])
-                futures[nf] = i
-                pending.add(nf)
-            else:
-                progress.step(f"{labels[i]} FAILED", n=sizes[i])
+    def _collect(self, futures) -> None:
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                i = futures.pop(fut)
+                err = fut.exception()
+                if err is not None and not isinstance(err, Exception):
+                    raise err              # an interrupt in a task: never retried
+                if err is None:
+                    self.results[i], self.done[i] = fut.result(), True
+                    self.errors.pop(i, None)
+                    self.progress.step(self.labels[i], n=self.sizes[i])
+                    continue
+                self.errors[i] = f"{type(err).__name__}: {err}"
+                if self.attempts[i] <= RETRIES:
+                    self.attempts[i] += 1
+                    log.warning("%s failed (%s); retrying", self.labels[i], self.errors[i])
+                    nf = self.ex.submit(self.fn, *self.args[i])
+                    futures[nf] = i
+                    pending.add(nf)
+                else:
+                    self.progress.step(f"{self.labels[i]} FAILED", n=self.sizes[i])
