@@ -23,8 +23,8 @@ import numpy as np
 from _common import cold, machine
 
 import sdtheory as sd
+from sdtheory.jobs.sweep import phase_diagram
 from sdtheory.problem import build_problem
-from sdtheory.sweep import phase_diagram
 
 X, Y = "eta:0:0.74:75", "lam:1e-6:1e-2:41:log"
 

@@ -10,9 +10,9 @@ one machine; on several GPUs each device is a card.
 import time
 
 from sdtheory._x64 import enable_x64
-from sdtheory.simulate import ProblemConfig
+from sdtheory.jobs.simulate import ProblemConfig
+from sdtheory.jobs.sweep import phase_diagram
 from sdtheory.solvers.newton import local_devices
-from sdtheory.sweep import phase_diagram
 
 GRIDS = (("eta:0:0.74:75", "lam:1e-6:1e-2:41:log"), ("eta:0:0.74:150", "lam:1e-6:1e-2:100:log"))
 

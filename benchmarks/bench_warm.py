@@ -49,8 +49,8 @@ MEASURES = ("group", "dense", "features", "phase")
 
 def measure(only=MEASURES) -> dict:
     import sdtheory as sd
+    from sdtheory.jobs.sweep import phase_diagram
     from sdtheory.models.features import gmm_features
-    from sdtheory.sweep import phase_diagram
 
     sd.enable_x64()
     out = {}

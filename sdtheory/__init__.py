@@ -15,7 +15,7 @@ not load JAX):
 * rounds (:mod:`sdtheory.distill`): self-distillation and the PLL student;
 * metrics (:mod:`sdtheory.metrics`), theory (:mod:`sdtheory.theory`), population accuracy
   (:mod:`sdtheory.population`);
-* jobs: :func:`simulate`, :func:`sweep` (phase diagrams), :mod:`sdtheory.verify`.
+* jobs: :func:`simulate`, :func:`sweep` (phase diagrams), :mod:`sdtheory.jobs.verify`.
 """
 
 from sdtheory._lazy import attach
@@ -27,8 +27,8 @@ _NAMES = {
     "enable_x64": "_x64", "x64": "_x64", "x64_enabled": "_x64", "require_x64": "_x64",
     # modules
     "models": "models", "noise": "noise", "metrics": "metrics", "theory": "theory",
-    "solvers": "solvers", "distill": "distill", "population": "population", "sweep": "sweep",
-    "verify": "verify", "plots": "plots",
+    "solvers": "solvers", "distill": "distill", "population": "population",
+    "jobs": "jobs", "sweep": "jobs.sweep", "verify": "jobs.verify", "plots": "plots",
     # models
     "BlockModel": "models", "two_level": "models", "three_level": "models",
     "Features": "models", "feature_factor": "models", "gmm_means": "models",
@@ -51,8 +51,8 @@ _NAMES = {
     # population accuracy
     "population_accuracy": "population", "population_by_round": "population",
     # jobs
-    "ProblemConfig": "problem", "build_problem": "problem", "SimConfig": "simulate",
-    "simulate": "simulate", "Axis": "sweep", "PhaseResult": "sweep",
+    "ProblemConfig": "problem", "build_problem": "problem", "SimConfig": "jobs.simulate",
+    "simulate": "jobs.simulate", "Axis": "jobs.sweep", "PhaseResult": "jobs.sweep",
     # the explorer (needs the explore extra; sd.explore() shows it in a notebook)
     "explore": "explore",
 }

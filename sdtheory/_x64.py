@@ -12,7 +12,7 @@ other JAX user in the process. So the flag is set only
 Example:
     >>> import sdtheory
     >>> with sdtheory.x64():
-    ...     out = sdtheory.simulate(...)          # doctest: +SKIP
+    ...     out = sdtheory.jobs.simulate(...)          # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Data flow: :class:`ProblemConfig` (validated parameters) -> :func:`build_problem` -> a block
 model (or a dense Gram matrix, or features) and a corruption (true and given labels) ->
-solvers. ``sdtheory simulate`` adds rounds and solvers (:class:`sdtheory.simulate.SimConfig`);
-sweeps vary the fields of a base configuration cell by cell (:mod:`sdtheory.sweep`).
+solvers. ``sdtheory simulate`` adds rounds and solvers (:class:`sdtheory.jobs.simulate.SimConfig`);
+sweeps vary the fields of a base configuration cell by cell (:mod:`sdtheory.jobs.sweep`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ the digits that do not depend on the machine's floating point:
 * numbers computed by an iterative solver or an eigensolver (outputs, measured shrink, output
   gaps, smallest eigenvalues of G, optima of L-BFGS-B): 6 significant digits;
 * every other float (accuracies, closed forms, eigenvalues, noise rates, Delta): 10;
-* ints and the grid coordinates (exact decimals: :func:`sdtheory.sweep.grid.decimal_grid`) are
+* ints and the grid coordinates (exact decimals: :func:`sdtheory.jobs.sweep.grid.decimal_grid`) are
   exact; a configuration is written as given.
 
 Rounding is :func:`round_sig` (correctly rounded decimal, the same on every platform). Files are

@@ -17,12 +17,12 @@ import pytest
 import sdtheory as sd
 from sdtheory.cli import main
 from sdtheory.distill import pll_targets, run_rounds, self_distill
+from sdtheory.jobs.simulate import SimConfig
+from sdtheory.jobs.sweep import phase_diagram
 from sdtheory.kernel_ridge import rbf_kernel
 from sdtheory.noise import corruption_from_counts, transition_matrix
 from sdtheory.problem import ProblemConfig
-from sdtheory.simulate import SimConfig
 from sdtheory.solvers import ExactSolver, LinearSolver
-from sdtheory.sweep import phase_diagram
 
 C4 = [[60, 30, 20, 10], [10, 60, 30, 20], [20, 10, 60, 30], [30, 20, 10, 60]]
 
@@ -368,7 +368,7 @@ TOML_ROWS = [
 @pytest.mark.parametrize("row", [r for r in TOML_ROWS if r[1]],
                          ids=[f"toml{i}" for i, r in enumerate(TOML_ROWS) if r[1]])
 def test_figures_bad_config(tmp_path, monkeypatch, capsys, row):
-    from sdtheory import figures
+    from sdtheory.jobs import figures
 
     text, fragment, name = (*row, "optimize_eta")[:3]
     exp = tmp_path / "experiments"

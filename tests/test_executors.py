@@ -30,7 +30,7 @@ def test_failing_tasks_are_reported_not_dropped():
 def test_failed_run_writes_nothing(feature_file, tmp_path, monkeypatch, capsys):
     """A probe whose tasks fail: one warning per retried task, then one error line, exit 1, no
     file written."""
-    import sdtheory.probe as probe
+    import sdtheory.jobs.probe as probe
 
     def boom(*args):
         raise RuntimeError("worker lost")

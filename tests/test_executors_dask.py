@@ -52,7 +52,7 @@ def test_verify_same_results_on_every_executor(scheduler):
     """Quick verify of five checks: every field of every result but its time is equal on the
     three executors, the round-off notes of trained_vs_closed_form included (each task runs
     numpy's BLAS on one thread on every executor: LAPACK's last digits depend on it)."""
-    from sdtheory import verify
+    from sdtheory.jobs import verify
 
     names = ["eta_boundary", "r_star_closed_vs_linear", "borup_andersen_toy", "collapse",
              "trained_vs_closed_form"]
@@ -98,7 +98,7 @@ def test_phase_same_csv_on_every_executor(tmp_path, scheduler, monkeypatch):
     is solved in: on this grid, tasks of 40 cells against one task of 192 change 172
     certificates by up to 3.6e-13 (measured), while every executor with the same cut agrees.
     """
-    from sdtheory.sweep import engine
+    from sdtheory.jobs.sweep import engine
 
     monkeypatch.setattr(engine, "_task_cells", lambda K, solver: 40)
     raw, rows = {}, {}

@@ -51,8 +51,8 @@ def test_phase_delta_and_its_zero_line():
     Delta = 0 line of symmetric noise lies within one cell of eta = (K - 1) / K."""
     form = {**FORM, "x-hi": "0.9", "x-count": "19"}
     view = jobs.compute_phase(form)
+    from sdtheory.jobs.simulate import SimConfig
     from sdtheory.problem import build_problem
-    from sdtheory.simulate import SimConfig
 
     for ix, iy in [(0, 0), (5, 2), (13, 3), (18, 1)]:
         cell = jobs.cell_at(view, ix, iy)

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import sdtheory
-from sdtheory import figures, theory
+from sdtheory import theory
 from sdtheory.cli import main
+from sdtheory.jobs import figures
 from sdtheory.results import round_sig
 
 
@@ -354,7 +355,7 @@ def _run_phase(name, out):
     doc = json.loads((out / f"{name}.json").read_text())
     _check_provenance(doc, name)
     _check_png(out / f"{name}.png")
-    from sdtheory.sweep import read_csv
+    from sdtheory.jobs.sweep import read_csv
 
     results = []
     for entry in doc["csv"]:
@@ -457,8 +458,8 @@ def _at(buf, ax, x, y) -> tuple:
 
 def _synthetic(x, y, data, quantity="r_star", max_rounds=60):
     """A PhaseResult over the axes specs ``x`` and ``y`` with the given quantity values."""
-    from sdtheory.sweep import Axis
-    from sdtheory.sweep.result import PhaseResult
+    from sdtheory.jobs.sweep import Axis
+    from sdtheory.jobs.sweep.result import PhaseResult
 
     xa, ya = Axis.parse(x), Axis.parse(y)
     data = np.asarray(data, dtype=float).reshape(ya.count, xa.count)
@@ -472,8 +473,8 @@ def _synthetic(x, y, data, quantity="r_star", max_rounds=60):
 
 
 def test_cell_edges_single_and_several_values():
+    from sdtheory.jobs.sweep import Axis
     from sdtheory.plots.phase import cell_edges
-    from sdtheory.sweep import Axis
 
     np.testing.assert_allclose(cell_edges(Axis.parse("eta:0.5:0.5:1")), [0.25, 0.75])
     np.testing.assert_allclose(cell_edges(Axis.parse("eta:0:0:1")), [-0.5, 0.5])
@@ -509,8 +510,8 @@ def test_r_star_colour_bins():
 @pytest.mark.parametrize("solver", ["linear", "exact"])
 def test_phase_cli_one_row_or_column(tmp_path, capsys, x, y, solver):
     """A one-row, one-column or one-cell grid writes CSV and PNG (no contour needs 2 x 2)."""
+    from sdtheory.jobs.sweep import read_csv
     from sdtheory.plots.phase import r_star_colors
-    from sdtheory.sweep import read_csv
 
     out = tmp_path / "o"
     rc = main(["phase", "--n", "50", "--x", x, "--y", y, "--max-rounds", "8", "--solver",
@@ -645,7 +646,7 @@ def test_probe_digits_figure(tmp_path):
     """The real-data figure (quick: symmetric noise, eta 0 and 0.5, one seed, rounds 0-1):
     both PNGs, the experiment recorded, certified trainings, gains = student - teacher, and the
     CSV holding the JSON's rows."""
-    from sdtheory.probe import read_csv
+    from sdtheory.jobs.probe import read_csv
 
     doc = _run("probe_digits", tmp_path)
     _check_png(tmp_path / "probe_digits.png")
@@ -704,7 +705,7 @@ def test_optimize_eta_figure(tmp_path):
     alpha = 1)."""
     import math
 
-    from sdtheory.optimize import MarginModel
+    from sdtheory.jobs.optimize import MarginModel
     from sdtheory.problem import ProblemConfig, build_problem
 
     doc = _run("optimize_eta", tmp_path)

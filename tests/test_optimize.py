@@ -1,4 +1,4 @@
-"""Differentiable theory (sdtheory.optimize, docs/theory.md section 17): the closed-form
+"""Differentiable theory (sdtheory.jobs.optimize, docs/theory.md section 17): the closed-form
 margins against the linearised solver's outputs, JAX gradients against finite differences,
 the optimiser against a grid search, and the command."""
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from sdtheory.cli import main
+from sdtheory.jobs.optimize import MarginModel, optimize
 from sdtheory.metrics import margins
 from sdtheory.models import three_level, two_level
 from sdtheory.noise import corrupt_exact, transition_matrix
-from sdtheory.optimize import MarginModel, optimize
 from sdtheory.solvers import LinearSolver
 from sdtheory.theory import averaging_eigenvalues, r_star_closed
 
@@ -117,9 +117,9 @@ def test_test_accuracy_model_equals_population_accuracy_and_its_gradient():
     weights_from_outputs and population_accuracy on a two-class Gaussian mixture (to 1e-13);
     its gradient in log lam against central differences with h = 1e-4 (truncation about
     2e-11 here; the model's own rounding, ~1e-14, contributes 1e-10)."""
+    from sdtheory.jobs.optimize import TestAccuracyModel
     from sdtheory.models import gmm_features, gmm_means
     from sdtheory.noise import corrupt_sampled
-    from sdtheory.optimize import TestAccuracyModel
     from sdtheory.population import population_accuracy, weights_from_outputs
 
     K, n, c, d, D = 2, 60, 0.4, 0.1, 30

@@ -156,7 +156,7 @@ def test_takanami_optimal_error_is_the_hebbian_limit():
     classifier w = sum_i s_i x_i / N on one draw at D = 4000 (its fluctuation is O(D^-1/2),
     about 0.003 here), and the exact softmax teacher at lam = 100 against it through the verify
     check (quick grid)."""
-    from sdtheory import verify
+    from sdtheory.jobs import verify
     from sdtheory.models import binary_gmm
     from sdtheory.population import takanami_optimal_error
 

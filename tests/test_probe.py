@@ -16,7 +16,7 @@ from sdtheory.featuredata import (
     make_feature_data,
     superclasses_from_features,
 )
-from sdtheory.probe import ProbeConfig, gains, read_csv, run_probe
+from sdtheory.jobs.probe import ProbeConfig, gains, read_csv, run_probe
 
 
 def _blobs(rng, K=3, n=40, M=30, D=6, spread=0.6):
@@ -221,7 +221,7 @@ def test_closed_and_trained_engines_agree_as_sgd_converges():
     epochs. The PLL students differ by design (CE against the protocol's GCE) and are not
     compared. The lr schedule (0.1 x 0.98^epoch) limits how close SGD gets (docs/theory.md
     section 13, closed against trained)."""
-    from sdtheory.probe import _closed_rounds, _trained_rounds
+    from sdtheory.jobs.probe import _closed_rounds, _trained_rounds
 
     data = feature_map(load_dataset("digits"), "standard")
     X, y = data.X_train[:300], data.y_train[:300]

@@ -14,11 +14,11 @@ import pytest
 import sdtheory as sd
 from sdtheory import _NAMES
 
-MODULES = {"models", "noise", "metrics", "theory", "solvers", "distill", "population", "sweep",
-           "verify", "plots"}
+MODULES = {"models", "noise", "metrics", "theory", "solvers", "distill", "population", "jobs",
+           "sweep", "verify", "plots"}
 
-FACADES = ("sdtheory.models", "sdtheory.plots", "sdtheory.solvers", "sdtheory.sweep",
-           "sdtheory.verify")
+FACADES = ("sdtheory.models", "sdtheory.plots", "sdtheory.solvers", "sdtheory.jobs.sweep",
+           "sdtheory.jobs.verify")
 
 
 def test_every_public_name_is_what_its_name_promises():
@@ -27,7 +27,7 @@ def test_every_public_name_is_what_its_name_promises():
         obj = getattr(sd, name)
         if name in MODULES:
             assert inspect.ismodule(obj), name
-            assert obj is importlib.import_module(f"sdtheory.{name}")
+            assert obj is importlib.import_module(f"sdtheory.{_NAMES[name]}")
         else:
             assert not inspect.ismodule(obj) and callable(obj), name
             assert obj.__name__ == name, (name, obj)
@@ -89,8 +89,8 @@ def test_function_named_like_its_module_stays_the_function():
 def test_light_facades_do_not_import_jax():
     """A facade imports a submodule on first use only: plots and sweep's CSV reader load no
     JAX."""
-    code = ("import sys, sdtheory.plots, sdtheory.solvers, sdtheory.sweep; "
-            "sdtheory.plots.plot_phase; sdtheory.sweep.read_csv; "
+    code = ("import sys, sdtheory.plots, sdtheory.solvers, sdtheory.jobs.sweep; "
+            "sdtheory.plots.plot_phase; sdtheory.jobs.sweep.read_csv; "
             "print('jax' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

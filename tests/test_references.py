@@ -100,14 +100,14 @@ def test_docstring_cross_references_resolve():
 
 def test_cross_reference_check_catches_stale_names():
     """The resolver is not vacuous: names that do not exist (sdtheory.phase, cited in five
-    docstrings after its module had become sdtheory.sweep) and a private helper that was
+    docstrings after its module had become sdtheory.jobs.sweep) and a private helper that was
     removed are refused, their current homes accepted."""
     module = "sdtheory.plots.figures"
     assert not _resolves("sdtheory.phase.sweep", module)
     assert not _resolves("sdtheory.phase.plot_phase", module)
     assert not _resolves("sdtheory._validate.check_out_file", module)
     assert not _resolves("BlockModel.labels", "sdtheory.noise")    # not in noise's namespace
-    assert _resolves("sdtheory.sweep.phase_diagram", module)
+    assert _resolves("sdtheory.jobs.sweep.phase_diagram", module)
     assert _resolves("sdtheory.plots.phase.plot_phase", module)
     assert _resolves("plot_phase", module)                         # imported there
     assert _resolves("sdtheory.solvers.linear.AveragingOperator.a", module)   # documented

@@ -7,6 +7,7 @@ import pytest
 from scipy import sparse
 
 from sdtheory.distill import self_distill
+from sdtheory.jobs.simulate import SimConfig, simulate
 from sdtheory.models import two_level
 from sdtheory.noise import (
     corrupt_exact,
@@ -15,7 +16,6 @@ from sdtheory.noise import (
     transition_matrix,
 )
 from sdtheory.relation import gmm_view, relation_matrix, relation_purity
-from sdtheory.simulate import SimConfig, simulate
 from sdtheory.solvers import LinearSolver
 
 

@@ -12,10 +12,10 @@ import sys
 
 import numpy as np
 
+from sdtheory.jobs.simulate import ProblemConfig
+from sdtheory.jobs.sweep import phase_diagram
 from sdtheory.results import CERT_BOUND
-from sdtheory.simulate import ProblemConfig
 from sdtheory.solvers.newton import local_devices
-from sdtheory.sweep import phase_diagram
 
 GRID = dict(x="eta:0:0.7:12", y="lam:1e-5:1e-2:5:log", max_rounds=30)
 
@@ -25,8 +25,8 @@ from sdtheory import enable_x64
 enable_x64()
 import jax
 from sdtheory.solvers import group_solver
-from sdtheory.sweep import phase_diagram
-from sdtheory.simulate import ProblemConfig
+from sdtheory.jobs.sweep import phase_diagram
+from sdtheory.jobs.simulate import ProblemConfig
 
 devices = []
 newton = group_solver.newton

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from sdtheory.jobs.simulate import SimConfig, simulate
 from sdtheory.problem import build_problem
-from sdtheory.simulate import SimConfig, simulate
 
 
 @pytest.mark.parametrize("lam", [1e-3, 1e-2])

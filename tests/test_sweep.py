@@ -12,13 +12,13 @@ import pytest
 from sdtheory import theory
 from sdtheory.cli import main
 from sdtheory.distill import self_distill
+from sdtheory.jobs.sweep import Axis, phase_diagram, plan, read_csv, write_csv
 from sdtheory.models import two_level
 from sdtheory.noise import delta as noise_delta
 from sdtheory.plots.phase import plot_phase
 from sdtheory.problem import ProblemConfig, build_problem, model_of
 from sdtheory.results import CERT_BOUND
 from sdtheory.solvers import ExactSolver, LinearSolver
-from sdtheory.sweep import Axis, phase_diagram, plan, read_csv, write_csv
 
 
 def _per_cell(base, x, y, quantity, solver, R):

@@ -280,7 +280,7 @@ def test_self_distill_rounds_and_pll_match_exact_solver(problem):
 
 def test_verify_trained_vs_closed_form_check_passes_with_its_margin():
     """The `sdtheory verify` check built on training: every case within 1e-6 of (E)."""
-    from sdtheory import verify
+    from sdtheory.jobs import verify
 
     (res,) = verify.run(["trained_vs_closed_form"], quick=True)
     assert res.ok and res.tried == 2

@@ -9,10 +9,10 @@ import pytest
 
 import sdtheory as sd
 from sdtheory import theory as th
-from sdtheory import verify
 from sdtheory.cli import main
+from sdtheory.jobs import verify
+from sdtheory.jobs.verify import harness
 from sdtheory.solvers import LinearSolver
-from sdtheory.verify import harness
 
 
 def _verify(*, quick=True, only=None, list=False, json=False, out=None) -> int:
@@ -208,7 +208,7 @@ def test_duplicate_name_is_rejected(monkeypatch):
 def test_check_modules_register_on_import_and_import_errors_propagate(monkeypatch, tmp_path):
     monkeypatch.setattr(harness, "_REGISTRY", dict(harness._REGISTRY))
     (tmp_path / "extra_checks_for_test.py").write_text(
-        "from sdtheory.verify import check\n"
+        "from sdtheory.jobs.verify import check\n"
         "@check('extra_from_module', 'registered on import')\n"
         "def _x(t):\n"
         "    t.case({'a': 1}, 0.25)\n")

@@ -10,7 +10,7 @@ from pathlib import Path
 from sdtheory._progress import Progress, quieted
 from sdtheory.cli import EXIT_FAIL, EXIT_OK, Formatter, UsageError
 
-log = logging.getLogger("sdtheory.figures")
+log = logging.getLogger("sdtheory.jobs.figures")
 
 
 def add_parser(sub) -> None:
@@ -30,7 +30,7 @@ def run(args) -> int:
     """0 on success, 1 if a solver failed (nothing written for that figure), 2 for an unknown
     figure name, a missing experiments directory or an unusable --out."""
     from sdtheory._io import Outputs
-    from sdtheory.figures import FIGURES, FigureError, experiments_dir, load_config, run_figure
+    from sdtheory.jobs.figures import FIGURES, FigureError, experiments_dir, load_config, run_figure
     from sdtheory.solvers import SolverError
 
     if args.list:
@@ -66,7 +66,7 @@ def run(args) -> int:
             before = set(stage.iterdir())
             try:
                 # one line per figure: the jobs inside a figure report nothing of their own
-                with quieted("sdtheory.sweep", "sdtheory.probe", "sdtheory.executors",
+                with quieted("sdtheory.jobs.sweep", "sdtheory.jobs.probe", "sdtheory.executors",
                              "sdtheory.distill", "sdtheory.solvers"):
                     run_figure(name, stage, quick=args.quick, log=step)
             except (SolverError, FigureError) as err:

@@ -56,7 +56,7 @@ def run(args) -> int:
     from sdtheory._io import Outputs, write_json
     from sdtheory._memory import check_memory
     from sdtheory._validate import as_int, check_label_weight
-    from sdtheory.optimize import memory_estimate, optimize
+    from sdtheory.jobs.optimize import memory_estimate, optimize
     from sdtheory.problem import build_problem
 
     if args.model == "gmm":

@@ -65,8 +65,8 @@ def output_names(quantity: str, x, y) -> tuple[str, str]:
 def prepare(args):
     """(base configuration, x axis, y axis, R) of parsed options, every check of the options
     done except --out's (shared with ``sdtheory explore``, so that both give one message)."""
-    from sdtheory.sweep import Axis
-    from sdtheory.sweep.engine import check_request
+    from sdtheory.jobs.sweep import Axis
+    from sdtheory.jobs.sweep.engine import check_request
 
     if args.model == "gmm":
         raise UsageError("phase supports block models only (--model block or superclass); "
@@ -92,8 +92,8 @@ def write_files(result, csv_path, png_path, fragile: bool = False) -> None:
     downloads); ``fragile`` hatches the cells whose verdict hangs on the tie tolerance."""
     import numpy as np
 
+    from sdtheory.jobs.sweep.io import write_csv
     from sdtheory.plots.phase import plot_phase
-    from sdtheory.sweep.io import write_csv
 
     write_csv(result, csv_path)
     plot_phase(result, png_path, overlay_closed_form_levels=(
@@ -104,8 +104,8 @@ def write_files(result, csv_path, png_path, fragile: bool = False) -> None:
 def run(args) -> int:
     """0: success; 1: some cells failed the certificate (written, marked); 2: bad input."""
     from sdtheory._io import Outputs
+    from sdtheory.jobs.sweep import plan, run_plan
     from sdtheory.results import CERT_BOUND
-    from sdtheory.sweep import plan, run_plan
 
     base, x, y, R = prepare(args)
     names = output_names(args.quantity, x, y)

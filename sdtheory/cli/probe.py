@@ -38,8 +38,8 @@ examples:
 
 def add_parser(sub) -> None:
     from sdtheory.featuredata import DATASETS, FEATURE_MAPS
+    from sdtheory.jobs.probe import DEFAULT_RATES, DEFAULT_SEEDS, ENGINES, PROTOCOLS
     from sdtheory.noise import KINDS
-    from sdtheory.probe import DEFAULT_RATES, DEFAULT_SEEDS, ENGINES, PROTOCOLS
     from sdtheory.relation import METHODS
 
     p = sub.add_parser("probe", formatter_class=Formatter, description=DESCRIPTION,
@@ -109,9 +109,10 @@ def _list(text: str, name: str, cast) -> list:
 
 
 def run(args) -> int:
-    from sdtheory import featuredata, probe
+    from sdtheory import featuredata
     from sdtheory._io import Outputs, write_json, write_text
     from sdtheory.cli import refuse_unused
+    from sdtheory.jobs import probe
     from sdtheory.plots.probe import plot_probe_correlation, plot_probe_gain
 
     trained, relation = args.engine == "trained", args.method == "relation"

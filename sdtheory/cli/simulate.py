@@ -78,10 +78,10 @@ def add_parser(sub) -> None:
 
 
 def sim_config(args):
-    """The validated :class:`~sdtheory.simulate.SimConfig` of parsed options (shared with
+    """The validated :class:`~sdtheory.jobs.simulate.SimConfig` of parsed options (shared with
     ``sdtheory explore``, so that both give one message)."""
     from sdtheory.cli import refuse_unused
-    from sdtheory.simulate import SimConfig
+    from sdtheory.jobs.simulate import SimConfig
 
     relation = args.method == "relation"
     view = args.relation_view
@@ -111,7 +111,7 @@ def sim_config(args):
 
 def run(args) -> int:
     from sdtheory._io import Outputs, write_json
-    from sdtheory.simulate import format_table, simulate
+    from sdtheory.jobs.simulate import format_table, simulate
     from sdtheory.solvers import SolverError
 
     cfg = sim_config(args)

@@ -26,8 +26,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     """0 if every check passed, 1 if some check failed, 2 for bad input."""
     from sdtheory._io import Outputs, write_text
-    from sdtheory.verify import checks, format_table, results_to_json
-    from sdtheory.verify import run as run_checks
+    from sdtheory.jobs.verify import checks, format_table, results_to_json
+    from sdtheory.jobs.verify import run as run_checks
 
     registry = checks()
     only = args.only

@@ -204,7 +204,7 @@ def compute_phase(form: dict) -> PhaseView:
     input, with the command's message)."""
     from sdtheory import noise
     from sdtheory.cli.phase import prepare
-    from sdtheory.sweep import plan, run_plan
+    from sdtheory.jobs.sweep import plan, run_plan
 
     argv = phase_argv(form)
     f = {**DEFAULTS, **form}
@@ -246,8 +246,8 @@ class CellView:
 def compute_cell(form: dict, cell: dict | None = None) -> CellView:
     """Rounds 0..R of one cell, computed as ``sdtheory simulate`` computes them."""
     from sdtheory.cli.simulate import sim_config
+    from sdtheory.jobs.simulate import format_table, simulate
     from sdtheory.problem import model_of
-    from sdtheory.simulate import format_table, simulate
     from sdtheory.theory import averaging_eigenvalues
 
     argv = cell_argv(form, cell)

@@ -1,8 +1,8 @@
 """Figure functions: one per figure, each reading only its results file.
 
-Every ``plot_NAME(results, png)`` opens the results file written by :mod:`sdtheory.figures`
+Every ``plot_NAME(results, png)`` opens the results file written by :mod:`sdtheory.jobs.figures`
 (JSON with the full config and the package version; for the phase diagrams a JSON sidecar
-naming the CSVs of :mod:`sdtheory.sweep`, drawn with :func:`sdtheory.plots.phase.plot_phase`
+naming the CSVs of :mod:`sdtheory.jobs.sweep`, drawn with :func:`sdtheory.plots.phase.plot_phase`
 where one panel suffices), draws the figure in the common style
 (:data:`~sdtheory.plots.style.STYLE`, Okabe-Ito colours), puts the parameters in the title and
 caption, and writes the PNG through a temporary file. Nothing here solves anything.
@@ -599,7 +599,7 @@ def _min_rounds_panel(ax, panel, R: int) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# Phase diagrams (results: a JSON sidecar naming the CSVs of sdtheory.sweep)
+# Phase diagrams (results: a JSON sidecar naming the CSVs of sdtheory.jobs.sweep)
 # --------------------------------------------------------------------------------------------
 
 PHASE_STYLE = {**STYLE, "axes.grid": False, "axes.spines.top": True, "axes.spines.right": True}
@@ -682,7 +682,7 @@ def plot_phase_eta_gap(results, png) -> None:
 
 
 def _phase_y_values(results) -> np.ndarray:
-    from sdtheory.sweep.io import read_csv
+    from sdtheory.jobs.sweep.io import read_csv
 
     return read_csv(_phase_csv(results)).y_values
 
@@ -703,7 +703,7 @@ def _cell_boundary(ax, xe, ye, inside) -> None:
 
 
 def plot_phase_pll(results, png) -> None:
-    """PLL gain over eta x lam, one panel per R (a CSV of :func:`sdtheory.sweep.phase_diagram`
+    """PLL gain over eta x lam, one panel per R (a CSV of :func:`sdtheory.jobs.sweep.phase_diagram`
     each).
 
     Gain exactly 0 is pure white (a diverging map whose middle colour is white, and the zero
@@ -712,7 +712,7 @@ def plot_phase_pll(results, png) -> None:
     plt = pyplot()
     from matplotlib import colors
 
-    from sdtheory.sweep.io import read_csv
+    from sdtheory.jobs.sweep.io import read_csv
 
     doc = load_results(results)
     cfg = doc["config"]

@@ -1,12 +1,12 @@
-"""Phase diagrams as PNG: one panel per results CSV (:mod:`sdtheory.sweep.io`)."""
+"""Phase diagrams as PNG: one panel per results CSV (:mod:`sdtheory.jobs.sweep.io`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from sdtheory._io import atomic_write
-from sdtheory.sweep.grid import Axis
-from sdtheory.sweep.result import PhaseResult
+from sdtheory.jobs.sweep.grid import Axis
+from sdtheory.jobs.sweep.result import PhaseResult
 
 __all__ = ["plot_phase", "cell_edges", "cell_colors", "diagram_axes", "LABELS", "r_star_bins",
            "r_star_colors", "diverging_white", "contourable", "label_contours",
@@ -150,7 +150,7 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False,
 
     Args:
       result: :class:`PhaseResult` or the path of a CSV written by
-        :func:`~sdtheory.sweep.io.write_csv` (figures are drawn from results files).
+        :func:`~sdtheory.jobs.sweep.io.write_csv` (figures are drawn from results files).
       path: output PNG.
       overlay_closed_form_levels: draw contour lines of the closed-form r*
         (``r_star_closed_form`` column, docs/theory.md section 7.2) on top of the colours, at
@@ -171,7 +171,7 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False,
     from matplotlib.figure import Figure
 
     if not isinstance(result, PhaseResult):
-        from sdtheory.sweep.io import read_csv
+        from sdtheory.jobs.sweep.io import read_csv
 
         result = read_csv(result)
     failed = result.failed

@@ -43,7 +43,7 @@ LEVEL_COLORS = {"global": COLORS["black"], "superclass": COLORS["purple"],
 
 
 def load_results(path) -> dict:
-    """Read a JSON results file of :mod:`sdtheory.figures`."""
+    """Read a JSON results file of :mod:`sdtheory.jobs.figures`."""
     with open(path) as fh:
         return json.load(fh)
 

@@ -29,7 +29,7 @@ def batch_size(K: int) -> int:
     A problem's last digits depend on the size of the batch it is solved in (XLA picks its
     kernels by shape), so callers that must give identical results however they split the
     work (sweeps on several executors) cut their tasks the same way every time, in multiples
-    of this size (:func:`sdtheory.sweep.engine._task_cells`)."""
+    of this size (:func:`sdtheory.jobs.sweep.engine._task_cells`)."""
     return int(max(SMALL_BATCH, min(512, 2 ** int(np.log2(2 ** 24 / K ** 3)))))
 
 

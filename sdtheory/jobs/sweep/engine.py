@@ -1,6 +1,6 @@
 """Phase diagrams: one quantity over a grid of two swept parameters.
 
-Every cell of a :class:`~sdtheory.sweep.grid.Plan` runs rounds 0..R of self-distillation and
+Every cell of a :class:`~sdtheory.jobs.sweep.grid.Plan` runs rounds 0..R of self-distillation and
 one of three quantities colours it:
 
 * ``r_star``: the first round r in 0..R whose training accuracy against the true labels is
@@ -39,6 +39,8 @@ from sdtheory import theory
 from sdtheory._progress import Progress
 from sdtheory.distill import pll_target_margin, pll_targets, run_rounds
 from sdtheory.executors import task
+from sdtheory.jobs.sweep.grid import Axis, Cells, Plan, plan
+from sdtheory.jobs.sweep.result import PhaseResult
 from sdtheory.metrics import (
     FRAGILE_FACTOR,
     accuracy,
@@ -50,8 +52,6 @@ from sdtheory.metrics import (
 from sdtheory.problem import ProblemConfig
 from sdtheory.results import CERT_BOUND
 from sdtheory.solvers import ExactSolver
-from sdtheory.sweep.grid import Axis, Cells, Plan, plan
-from sdtheory.sweep.result import PhaseResult
 
 __all__ = ["QUANTITIES", "SOLVERS", "check_request", "phase_diagram", "run_plan"]
 
@@ -86,7 +86,7 @@ def phase_diagram(base: ProblemConfig, x, y, *, quantity: str = "r_star", solver
     Args:
       base: model and noise parameters of every cell (block or superclass model, no jitter);
         the swept parameters replace its fields.
-      x, y: :class:`~sdtheory.sweep.grid.Axis` (or ``NAME:LO:HI:COUNT[:log]`` strings).
+      x, y: :class:`~sdtheory.jobs.sweep.grid.Axis` (or ``NAME:LO:HI:COUNT[:log]`` strings).
       quantity: "r_star", "acc_round_R" or "pll_gain".
       solver: "exact" (group-reduced fixed point, batched Newton) or "linear" (closed form).
       max_rounds: R, rounds 0..R.
@@ -116,7 +116,7 @@ def phase_diagram(base: ProblemConfig, x, y, *, quantity: str = "r_star", solver
 def run_plan(p: Plan, *, quantity: str, solver: str, max_rounds: int,
              pll_ties: str = "split", executor: str = "serial", workers: int | None = None,
              scheduler: str | None = None) -> PhaseResult:
-    """Compute a phase diagram on a validated :class:`~sdtheory.sweep.grid.Plan`; the cells go
+    """Compute a phase diagram on a validated :class:`~sdtheory.jobs.sweep.grid.Plan`; the cells go
     to the executor in tasks of consecutive cells (:func:`_task_cells`), the same on every
     executor, so that every executor gives the same digits."""
     from sdtheory import __version__

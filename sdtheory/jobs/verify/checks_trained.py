@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sdtheory.verify.harness import Tally, check
+from sdtheory.jobs.verify.harness import Tally, check
 
 AGREE_TOL = 1e-6
 
@@ -25,7 +25,7 @@ def _group_gap(a: dict, b: dict) -> float:
        f"and for the PLL student, K=4, n=100, lam in {{1e-3, 1e-2}}: margin = {AGREE_TOL:g} - "
        "max group-output gap; the linearised form's gap to training is noted per round")
 def _trained_vs_closed_form(t: Tally) -> None:
-    from sdtheory.simulate import SimConfig, simulate
+    from sdtheory.jobs.simulate import SimConfig, simulate
 
     rounds = 2 if t.quick else 4
     for lam in (1e-3, 1e-2):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from sdtheory.jobs.verify.cases import named
+from sdtheory.jobs.verify.harness import Tally, check
 from sdtheory.kernel_ridge import KernelRidgeSD, borup_andersen_toy, rbf_kernel
-from sdtheory.verify.cases import named
-from sdtheory.verify.harness import Tally, check
 
 PUBLISHED_DIGITS = 1e-5     # the notebook prints 5 decimals
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sdtheory.jobs.sweep.grid import Axis
 from sdtheory.results import CERT_BOUND
-from sdtheory.sweep.grid import Axis
 
 __all__ = ["PhaseResult"]
 
@@ -18,7 +18,7 @@ class PhaseResult:
 
     Attributes:
       x, y: the swept axes.
-      quantity: one of :data:`~sdtheory.sweep.engine.QUANTITIES`; ``values[quantity]`` is the
+      quantity: one of :data:`~sdtheory.jobs.sweep.engine.QUANTITIES`; ``values[quantity]`` is the
         diagram.
       solver: "exact" or "linear".
       max_rounds: R (rounds 0..R).

@@ -12,7 +12,7 @@ settings (``--quick``, used by the tests). Results files are written to a tempor
 renamed, so an interrupted run never leaves a partial one.
 
 ``sdtheory figures`` (:mod:`sdtheory.cli.figures`) regenerates all of them, or ``--only NAME``.
-Progress goes to the ``sdtheory.figures`` logger.
+Progress goes to the ``sdtheory.jobs.figures`` logger.
 
 Precision of the results files: :mod:`sdtheory.results` (the one rounding policy; each file
 states it in a ``"precision"`` entry, the phase CSVs in their header line).
@@ -32,9 +32,9 @@ import numpy as np
 import sdtheory
 from sdtheory._io import jsonable
 from sdtheory._validate import as_float, as_int
+from sdtheory.jobs.sweep.grid import decimal_grid
 from sdtheory.plots import figures as plots
 from sdtheory.results import CERT_BOUND, PRECISION, write_results
-from sdtheory.sweep.grid import decimal_grid
 
 __all__ = [
     "EXPERIMENTS",
@@ -112,10 +112,11 @@ def load_config(name: str, quick: bool = False, directory: Path | None = None) -
 
 
 CSV_DIGITS = {"certificate": PRECISION["certificate"], "*": PRECISION["value"]}
-"""Significant digits of the phase CSVs' value columns (:func:`sdtheory.sweep.write_csv`)."""
+"""Significant digits of the phase CSVs' value columns (:func:`sdtheory.jobs.sweep.write_csv`)."""
 
 CSV_BOUNDS = {"certificate": CERT_BOUND}
-"""Columns of the phase CSVs written as the bound they met (:func:`sdtheory.sweep.write_csv`)."""
+"""Columns of the phase CSVs written as the bound they met
+(:func:`sdtheory.jobs.sweep.write_csv`)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,9 +135,9 @@ def compute_approximation(cfg: dict, out: Path, log: Callable[[str], None]) -> P
     """
     from sdtheory import models
     from sdtheory.distill import run_rounds
+    from sdtheory.jobs.simulate import SimConfig
     from sdtheory.metrics import accuracy
     from sdtheory.problem import build_problem, solver_of
-    from sdtheory.simulate import SimConfig
 
     R_max = int(cfg["max_rounds"])
     sim = SimConfig(model="block", K=cfg["K"], n=cfg["n"], c=cfg["c"], d=cfg["d"],
@@ -341,12 +342,12 @@ def _model_for(spec: dict):
 def compute_min_rounds(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
     """r* per noise rate: theory (closed form at the exact counts) and exact group solver.
 
-    Both are eta x lam sweeps (:func:`sdtheory.sweep.phase_diagram`): the exact solver on the
+    Both are eta x lam sweeps (:func:`sdtheory.jobs.sweep.phase_diagram`): the exact solver on the
     marker grid, the closed form (column ``r_star_closed_form``) on the fine grid of the lines.
     """
     from sdtheory import noise, theory
+    from sdtheory.jobs.sweep import Axis, phase_diagram
     from sdtheory.problem import ProblemConfig
-    from sdtheory.sweep import Axis, phase_diagram
 
     R = int(cfg["max_rounds"])
     lams = [float(v) for v in cfg["lams"]]
@@ -401,7 +402,7 @@ def compute_min_rounds(cfg: dict, out: Path, log: Callable[[str], None]) -> Path
 
 
 # --------------------------------------------------------------------------------------------
-# Phase diagrams (sdtheory.sweep): CSV per sweep + JSON sidecar with the figure's config
+# Phase diagrams (sdtheory.jobs.sweep): CSV per sweep + JSON sidecar with the figure's config
 # --------------------------------------------------------------------------------------------
 
 def _phase_base(cfg: dict):
@@ -417,7 +418,7 @@ def _phase_sweeps(name: str, cfg: dict, out: Path, log, runs: list[tuple[str, st
                   extra: dict | None = None):
     """Run a sweep for each (csv name, quantity, R); write the CSVs and the sidecar."""
     from sdtheory import theory
-    from sdtheory.sweep import phase_diagram, write_csv
+    from sdtheory.jobs.sweep import phase_diagram, write_csv
 
     base = _phase_base(cfg)
     csvs = []
@@ -446,7 +447,7 @@ def compute_phase_eta_gap(cfg: dict, out: Path, log: Callable[[str], None]) -> P
     """r* over eta x d at fixed c (the class gap c - d), exact solver; plus the closed-form r*
     at larger gaps (``gap_reference``), to show that r* hardly changes above the swept range."""
     from sdtheory import noise, theory
-    from sdtheory.sweep import Axis
+    from sdtheory.jobs.sweep import Axis
 
     y = Axis.parse(cfg["y"])
     c = float(cfg["c"])
@@ -477,7 +478,8 @@ def compute_phase_pll(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
 def compute_probe_digits(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
     """``sdtheory probe`` on a bundled dataset with the experiment's settings: the JSON and CSV
     results of the probe command, under the figure's name (docs/theory.md section 13)."""
-    from sdtheory import featuredata, probe
+    from sdtheory import featuredata
+    from sdtheory.jobs import probe
     from sdtheory._io import write_json, write_text
 
     pc = probe.ProbeConfig(
@@ -504,8 +506,8 @@ def _relation_runs(cfg: dict, eta: float, seed: int, snr: float, log) -> dict:
     the PLL student) and for relation-guided rounds with each alpha (exact solver, one solver
     for all of them)."""
     from sdtheory.distill import self_distill
+    from sdtheory.jobs.simulate import SimConfig, relation_of
     from sdtheory.problem import build_problem, solver_of
-    from sdtheory.simulate import SimConfig, relation_of
 
     sim = SimConfig(model="gmm", K=cfg["K"], n=cfg["n"], c=cfg["c"], d=cfg["d"], dim=cfg["dim"],
                     lam=cfg["lam"], noise=cfg["noise"], eta=float(eta), sampled=True, seed=seed,
@@ -546,10 +548,10 @@ def compute_relation_distillation(cfg: dict, out: Path, log: Callable[[str], Non
 # --------------------------------------------------------------------------------------------
 
 def compute_optimize_eta(cfg: dict, out: Path, log: Callable[[str], None]) -> Path:
-    """:func:`sdtheory.optimize.optimize` for every eta of the grid."""
+    """:func:`sdtheory.jobs.optimize.optimize` for every eta of the grid."""
     from dataclasses import asdict
 
-    from sdtheory.optimize import optimize
+    from sdtheory.jobs.optimize import optimize
     from sdtheory.problem import ProblemConfig, build_problem
 
     rows = []

@@ -10,19 +10,19 @@ import numpy as np
 
 from sdtheory import theory as th
 from sdtheory.distill import pll_targets, self_distill
-from sdtheory.metrics import margins as unit_margins
-from sdtheory.metrics import tie_tolerance
-from sdtheory.models import two_level
-from sdtheory.noise import delta
-from sdtheory.solvers import LinearSolver
-from sdtheory.verify.cases import (
+from sdtheory.jobs.verify.cases import (
     exact_batch,
     named,
     noise_counts,
     random_balanced,
     random_mild_unbalanced,
 )
-from sdtheory.verify.harness import Tally, check
+from sdtheory.jobs.verify.harness import Tally, check
+from sdtheory.metrics import margins as unit_margins
+from sdtheory.metrics import tie_tolerance
+from sdtheory.models import two_level
+from sdtheory.noise import delta
+from sdtheory.solvers import LinearSolver
 
 
 @check("pll_conditions",
@@ -131,7 +131,7 @@ def _pll_beats_sd(t: Tally) -> None:
 
 PLL_BAND = (-2e-3, 0.03)
 """Linearised PLL margins inside this band do not decide the exact verdict (sec. 8.3). Measured
-on 1400 random cases drawn like :func:`~sdtheory.verify.cases.random_mild_unbalanced` with
+on 1400 random cases drawn like :func:`~sdtheory.jobs.verify.cases.random_mild_unbalanced` with
 other seeds (1000 with per-class noise <= 0.2, 400 with <= 0.45): the exact verdict (PLL
 student 100% correct or not) differed from the linearised one only at margins in
 [-1.1e-3, 0.024]."""

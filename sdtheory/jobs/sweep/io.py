@@ -7,9 +7,9 @@ import json
 import numpy as np
 
 from sdtheory._io import atomic_write
+from sdtheory.jobs.sweep.grid import INT_PARAMS, Axis
+from sdtheory.jobs.sweep.result import PhaseResult
 from sdtheory.results import bound_met, round_sig
-from sdtheory.sweep.grid import INT_PARAMS, Axis
-from sdtheory.sweep.result import PhaseResult
 
 __all__ = ["write_csv", "read_csv"]
 

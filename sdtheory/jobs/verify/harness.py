@@ -52,11 +52,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CHECK_MODULES: tuple[str, ...] = (
-    "sdtheory.verify.checks_linear",
-    "sdtheory.verify.checks_rstar",
-    "sdtheory.verify.checks_pll",
-    "sdtheory.verify.checks_trained",
-    "sdtheory.verify.checks_peers",
+    "sdtheory.jobs.verify.checks_linear",
+    "sdtheory.jobs.verify.checks_rstar",
+    "sdtheory.jobs.verify.checks_pll",
+    "sdtheory.jobs.verify.checks_trained",
+    "sdtheory.jobs.verify.checks_peers",
 )
 """Modules imported by :func:`checks` so that their ``@check`` functions join the registry, in
 the order of the table."""
@@ -210,7 +210,7 @@ def run(names=None, *, quick: bool = False, executor: str = "serial",
     """
     from sdtheory._x64 import require_x64
 
-    require_x64("sdtheory.verify.run")
+    require_x64("sdtheory.jobs.verify.run")
     registry = checks()
     if names is None:
         selected = list(registry)

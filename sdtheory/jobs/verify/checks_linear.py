@@ -8,12 +8,12 @@ import math
 import numpy as np
 
 from sdtheory import theory as th
+from sdtheory.jobs.verify.cases import named, noise_counts, sampled_counts
+from sdtheory.jobs.verify.harness import Tally, check
 from sdtheory.models import BlockModel, jitter, three_level, two_level
 from sdtheory.noise import corrupt_sampled, corruption_from_counts, is_balanced, transition_matrix
 from sdtheory.solvers import ExactSolver, LinearSolver, one_hot
 from sdtheory.theory import level_components
-from sdtheory.verify.cases import named, noise_counts, sampled_counts
-from sdtheory.verify.harness import Tally, check
 
 
 @check("linear_fixed_point",

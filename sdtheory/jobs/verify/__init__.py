@@ -1,6 +1,6 @@
 """``sdtheory verify``: every statement of the theory as a numerical experiment.
 
-The harness (:mod:`~sdtheory.verify.harness`) keeps a registry of checks; each check module
+The harness (:mod:`~sdtheory.jobs.verify.harness`) keeps a registry of checks; each check module
 covers one part of docs/theory.md (linear form and label averaging, Delta and r*, the PLL
 student, gradient training). The package's names are those of the submodules' ``__all__``
 (the harness and the shared cases).

@@ -9,17 +9,17 @@ from collections import Counter
 import numpy as np
 
 from sdtheory import theory as th
-from sdtheory.models import three_level, two_level
-from sdtheory.noise import delta, transition_matrix
-from sdtheory.solvers import LinearSolver
-from sdtheory.verify.cases import (
+from sdtheory.jobs.verify.cases import (
     exact_batch,
     exact_first_perfect,
     named,
     noise_counts,
     random_balanced,
 )
-from sdtheory.verify.harness import Tally, check, fmt
+from sdtheory.jobs.verify.harness import Tally, check, fmt
+from sdtheory.models import three_level, two_level
+from sdtheory.noise import delta, transition_matrix
+from sdtheory.solvers import LinearSolver
 
 
 @check("eta_boundary",

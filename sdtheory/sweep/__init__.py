@@ -1,8 +1,0 @@
-"""Sweeps: grids of cells (:mod:`~sdtheory.sweep.grid`), batched computation
-(:mod:`~sdtheory.sweep.engine`), results (:mod:`~sdtheory.sweep.result`) and their CSV files
-(:mod:`~sdtheory.sweep.io`); the package's names are those of the submodules' ``__all__``.
-Plotting lives in :mod:`sdtheory.plots`."""
-
-from sdtheory._lazy import attach
-
-__getattr__, __dir__, __all__ = attach(__name__)
