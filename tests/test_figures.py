@@ -355,7 +355,7 @@ def _run_phase(name, out):
     doc = json.loads((out / f"{name}.json").read_text())
     _check_provenance(doc, name)
     _check_png(out / f"{name}.png")
-    from sdtheory.jobs.sweep import read_csv
+    from sdtheory.results import read_phase_csv as read_csv
 
     results = []
     for entry in doc["csv"]:
@@ -510,8 +510,8 @@ def test_r_star_colour_bins():
 @pytest.mark.parametrize("solver", ["linear", "exact"])
 def test_phase_cli_one_row_or_column(tmp_path, capsys, x, y, solver):
     """A one-row, one-column or one-cell grid writes CSV and PNG (no contour needs 2 x 2)."""
-    from sdtheory.jobs.sweep import read_csv
     from sdtheory.plots.phase import r_star_colors
+    from sdtheory.results import read_phase_csv as read_csv
 
     out = tmp_path / "o"
     rc = main(["phase", "--n", "50", "--x", x, "--y", y, "--max-rounds", "8", "--solver",
@@ -646,7 +646,7 @@ def test_probe_digits_figure(tmp_path):
     """The real-data figure (quick: symmetric noise, eta 0 and 0.5, one seed, rounds 0-1):
     both PNGs, the experiment recorded, certified trainings, gains = student - teacher, and the
     CSV holding the JSON's rows."""
-    from sdtheory.jobs.probe import read_csv
+    from sdtheory.results import read_probe_csv as read_csv
 
     doc = _run("probe_digits", tmp_path)
     _check_png(tmp_path / "probe_digits.png")

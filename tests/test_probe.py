@@ -16,7 +16,8 @@ from sdtheory.featuredata import (
     make_feature_data,
     superclasses_from_features,
 )
-from sdtheory.jobs.probe import ProbeConfig, gains, read_csv, run_probe
+from sdtheory.jobs.probe import ProbeConfig, gains, run_probe
+from sdtheory.results import read_probe_csv as read_csv
 
 
 def _blobs(rng, K=3, n=40, M=30, D=6, spread=0.6):

@@ -90,7 +90,7 @@ def test_light_facades_do_not_import_jax():
     """A facade imports a submodule on first use only: plots and sweep's CSV reader load no
     JAX."""
     code = ("import sys, sdtheory.plots, sdtheory.solvers, sdtheory.jobs.sweep; "
-            "sdtheory.plots.plot_phase; sdtheory.jobs.sweep.read_csv; "
+            "sdtheory.plots.plot_phase; sdtheory.results.read_phase_csv; "
             "print('jax' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

@@ -12,12 +12,14 @@ import pytest
 from sdtheory import theory
 from sdtheory.cli import main
 from sdtheory.distill import self_distill
-from sdtheory.jobs.sweep import Axis, phase_diagram, plan, read_csv, write_csv
+from sdtheory.jobs.sweep import Axis, phase_diagram, plan
 from sdtheory.models import two_level
 from sdtheory.noise import delta as noise_delta
 from sdtheory.plots.phase import plot_phase
 from sdtheory.problem import ProblemConfig, build_problem, model_of
 from sdtheory.results import CERT_BOUND
+from sdtheory.results import read_phase_csv as read_csv
+from sdtheory.results import write_phase_csv as write_csv
 from sdtheory.solvers import ExactSolver, LinearSolver
 
 

@@ -92,10 +92,10 @@ def write_files(result, csv_path, png_path, fragile: bool = False) -> None:
     downloads); ``fragile`` hatches the cells whose verdict hangs on the tie tolerance."""
     import numpy as np
 
-    from sdtheory.jobs.sweep.io import write_csv
     from sdtheory.plots.phase import plot_phase
+    from sdtheory.results import write_phase_csv
 
-    write_csv(result, csv_path)
+    write_phase_csv(result, csv_path)
     plot_phase(result, png_path, overlay_closed_form_levels=(
         result.quantity == "r_star" and np.isfinite(result.values["r_star_closed_form"]).any()),
         overlay_fragile=fragile)

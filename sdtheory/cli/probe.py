@@ -114,6 +114,7 @@ def run(args) -> int:
     from sdtheory.cli import refuse_unused
     from sdtheory.jobs import probe
     from sdtheory.plots.probe import plot_probe_correlation, plot_probe_gain
+    from sdtheory.results import probe_csv_text
 
     trained, relation = args.engine == "trained", args.method == "relation"
     refuse_unused(args, [
@@ -150,7 +151,7 @@ def run(args) -> int:
     res = probe.run_probe(cfg, data, relation_view=view)
     doc = probe.to_doc(res)
     with outputs:
-        write_text(outputs.path("probe.csv"), probe.csv_text(doc))
+        write_text(outputs.path("probe.csv"), probe_csv_text(doc))
         write_json(outputs.path("probe.json"), doc)
         plot_probe_gain(doc, outputs.path("probe_gain.png"))
         plot_probe_correlation(doc, outputs.path("probe_correlation.png"))

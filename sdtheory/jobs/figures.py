@@ -34,7 +34,7 @@ from sdtheory._io import jsonable
 from sdtheory._validate import as_float, as_int
 from sdtheory.jobs.sweep.grid import decimal_grid
 from sdtheory.plots import figures as plots
-from sdtheory.results import CERT_BOUND, PRECISION, write_results
+from sdtheory.results import CERT_BOUND, PRECISION, probe_csv_text, write_results
 
 __all__ = [
     "EXPERIMENTS",
@@ -112,11 +112,12 @@ def load_config(name: str, quick: bool = False, directory: Path | None = None) -
 
 
 CSV_DIGITS = {"certificate": PRECISION["certificate"], "*": PRECISION["value"]}
-"""Significant digits of the phase CSVs' value columns (:func:`sdtheory.jobs.sweep.write_csv`)."""
+"""Significant digits of the phase CSVs' value columns
+(:func:`sdtheory.results.write_phase_csv`)."""
 
 CSV_BOUNDS = {"certificate": CERT_BOUND}
 """Columns of the phase CSVs written as the bound they met
-(:func:`sdtheory.jobs.sweep.write_csv`)."""
+(:func:`sdtheory.results.write_phase_csv`)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,7 +419,8 @@ def _phase_sweeps(name: str, cfg: dict, out: Path, log, runs: list[tuple[str, st
                   extra: dict | None = None):
     """Run a sweep for each (csv name, quantity, R); write the CSVs and the sidecar."""
     from sdtheory import theory
-    from sdtheory.jobs.sweep import phase_diagram, write_csv
+    from sdtheory.jobs.sweep import phase_diagram
+    from sdtheory.results import write_phase_csv
 
     base = _phase_base(cfg)
     csvs = []
@@ -429,7 +431,7 @@ def _phase_sweeps(name: str, cfg: dict, out: Path, log, runs: list[tuple[str, st
         if nfail:
             raise FigureError(f"{name}: {nfail} cells of {csv_name} failed the exact solver's "
                                "certificate")
-        write_csv(res, out / csv_name, digits=CSV_DIGITS, bounds=CSV_BOUNDS)
+        write_phase_csv(res, out / csv_name, digits=CSV_DIGITS, bounds=CSV_BOUNDS)
         csvs.append({"file": csv_name, "quantity": quantity, "max_rounds": R})
         log(f"{csv_name}: {res.x.count} x {res.y.count} cells, {quantity}, rounds 0..{R}")
     data = {"csv": csvs, "eta_boundary": theory.eta_boundary(cfg["noise"], cfg["K"]),
@@ -479,8 +481,8 @@ def compute_probe_digits(cfg: dict, out: Path, log: Callable[[str], None]) -> Pa
     """``sdtheory probe`` on a bundled dataset with the experiment's settings: the JSON and CSV
     results of the probe command, under the figure's name (docs/theory.md section 13)."""
     from sdtheory import featuredata
-    from sdtheory.jobs import probe
     from sdtheory._io import write_json, write_text
+    from sdtheory.jobs import probe
 
     pc = probe.ProbeConfig(
         dataset=cfg["dataset"], feature_map=cfg["feature_map"], noise=tuple(cfg["noise"]),
@@ -491,7 +493,7 @@ def compute_probe_digits(cfg: dict, out: Path, log: Callable[[str], None]) -> Pa
         f"{len(pc.noise) * len(pc.rates) * len(pc.seeds) * (pc.rounds + 2)} trainings")
     doc = probe.to_doc(probe.run_probe(pc, data))
     doc = {**doc, "figure": "probe_digits", "experiment": jsonable(cfg)}
-    write_text(out / "probe_digits.csv", probe.csv_text(doc))
+    write_text(out / "probe_digits.csv", probe_csv_text(doc))
     path = out / "probe_digits.json"
     write_json(path, doc)
     return path

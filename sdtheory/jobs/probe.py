@@ -491,9 +491,6 @@ def _r(v) -> str:
 # Results files
 # --------------------------------------------------------------------------------------------
 
-CSV_COLUMNS = ("noise", "eta", "seed", "realised_rate", "delta", "round", "acc_given",
-               "acc_true", "test_acc", "certificate")
-"""Columns of the results CSV (a contract: other tools parse ``test_acc``)."""
 
 def to_doc(res: ProbeResult) -> dict:
     """The JSON results document: everything of :class:`ProbeResult` plus the gains, floats
@@ -509,33 +506,3 @@ def to_doc(res: ProbeResult) -> dict:
                                 "gains": gain}))}
 
 
-def csv_text(doc: dict) -> str:
-    """The results CSV: two comment lines (version, config as JSON), a header, one row per
-    training."""
-    import json
-
-    lines = [f"# sdtheory probe {doc['version']}",
-             f"# config: {json.dumps(doc['config'], sort_keys=True)}",
-             ",".join(CSV_COLUMNS)]
-    for r in doc["rows"]:
-        lines.append(",".join("" if r[c] is None else str(r[c]) for c in CSV_COLUMNS))
-    return "\n".join(lines) + "\n"
-
-
-def read_csv(path) -> tuple[dict, list[dict]]:
-    """Read a results CSV back: (config, rows) with numbers as floats/ints."""
-    import json
-
-    with open(path) as fh:
-        lines = fh.read().splitlines()
-    config = json.loads(lines[1].split(":", 1)[1])
-    head = lines[2].split(",")
-    rows = []
-    for line in lines[3:]:
-        vals = dict(zip(head, line.split(",")))
-        for k in ("eta", "realised_rate", "delta", "acc_given", "acc_true", "test_acc"):
-            vals[k] = float(vals[k])
-        vals["seed"] = int(vals["seed"])
-        vals["certificate"] = float(vals["certificate"]) if vals["certificate"] else None
-        rows.append(vals)
-    return config, rows

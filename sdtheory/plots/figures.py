@@ -682,7 +682,7 @@ def plot_phase_eta_gap(results, png) -> None:
 
 
 def _phase_y_values(results) -> np.ndarray:
-    from sdtheory.jobs.sweep.io import read_csv
+    from sdtheory.results import read_phase_csv as read_csv
 
     return read_csv(_phase_csv(results)).y_values
 
@@ -712,7 +712,7 @@ def plot_phase_pll(results, png) -> None:
     plt = pyplot()
     from matplotlib import colors
 
-    from sdtheory.jobs.sweep.io import read_csv
+    from sdtheory.results import read_phase_csv as read_csv
 
     doc = load_results(results)
     cfg = doc["config"]

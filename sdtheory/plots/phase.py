@@ -1,4 +1,4 @@
-"""Phase diagrams as PNG: one panel per results CSV (:mod:`sdtheory.jobs.sweep.io`)."""
+"""Phase diagrams as PNG: one panel per results CSV (:func:`sdtheory.results.write_phase_csv`)."""
 
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False,
 
     Args:
       result: :class:`PhaseResult` or the path of a CSV written by
-        :func:`~sdtheory.jobs.sweep.io.write_csv` (figures are drawn from results files).
+        :func:`~sdtheory.results.write_phase_csv` (figures are drawn from results files).
       path: output PNG.
       overlay_closed_form_levels: draw contour lines of the closed-form r*
         (``r_star_closed_form`` column, docs/theory.md section 7.2) on top of the colours, at
@@ -171,7 +171,7 @@ def plot_phase(result, path, overlay_closed_form_levels: bool = False,
     from matplotlib.figure import Figure
 
     if not isinstance(result, PhaseResult):
-        from sdtheory.jobs.sweep.io import read_csv
+        from sdtheory.results import read_phase_csv as read_csv
 
         result = read_csv(result)
     failed = result.failed
