@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import sys
-import time
 from pathlib import Path
 
-from sdtheory._progress import Progress, quieted
 from sdtheory.cli import EXIT_FAIL, EXIT_OK, Formatter, UsageError
-
-log = logging.getLogger("sdtheory.jobs.figures")
 
 
 def add_parser(sub) -> None:
@@ -30,8 +25,13 @@ def run(args) -> int:
     """0 on success, 1 if a solver failed (nothing written for that figure), 2 for an unknown
     figure name, a missing experiments directory or an unusable --out."""
     from sdtheory._io import Outputs
-    from sdtheory.jobs.figures import FIGURES, FigureError, experiments_dir, load_config, run_figure
-    from sdtheory.solvers import SolverError
+    from sdtheory.jobs.figures import (
+        FIGURES,
+        FigureFailed,
+        experiments_dir,
+        load_config,
+        run_figures,
+    )
 
     if args.list:
         width = max(len(n) for n in FIGURES)
@@ -52,30 +52,12 @@ def run(args) -> int:
             load_config(name, quick=args.quick)
         except FileNotFoundError as err:
             raise UsageError(str(err)) from None
-    t_all = time.perf_counter()
-    progress = Progress(log, total=len(names), what="figure")
     with outputs:
-        stage = Path(outputs.folder())
-        for name in names:
-            t0 = time.perf_counter()
-
-            def step(msg, name=name, t0=t0, level=logging.DEBUG):
-                log.log(level, "%s %7.1f s  %s", name, time.perf_counter() - t0, msg)
-
-            step("start" + (" (quick)" if args.quick else ""))
-            before = set(stage.iterdir())
-            try:
-                # one line per figure: the jobs inside a figure report nothing of their own
-                with quieted("sdtheory.jobs.sweep", "sdtheory.jobs.probe", "sdtheory.executors",
-                             "sdtheory.distill", "sdtheory.solvers"):
-                    run_figure(name, stage, quick=args.quick, log=step)
-            except (SolverError, FigureError) as err:
-                outputs.discard()
-                print(f"sdtheory figures: {name} failed, nothing written: {err}",
-                      file=sys.stderr)
-                return EXIT_FAIL
-            made = sorted(outputs.final(p.name) for p in set(stage.iterdir()) - before)
-            step(f"done -> {', '.join(made)}", level=logging.INFO)
-            progress.step(name)
-    log.info("%d figure(s) in %.1f s", len(names), time.perf_counter() - t_all)
+        try:
+            run_figures(names, Path(outputs.folder()), quick=args.quick, final=outputs.final)
+        except FigureFailed as err:
+            outputs.discard()
+            print(f"sdtheory figures: {err.name} failed, nothing written: {err.err}",
+                  file=sys.stderr)
+            return EXIT_FAIL
     return EXIT_OK

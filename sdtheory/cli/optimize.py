@@ -39,16 +39,6 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="DIR", default=None, help="also write optimize.json into DIR")
 
 
-def recommend(rows: list[dict]) -> dict | None:
-    """The smallest round whose best margin is within 1% of the best over all rounds (among
-    rounds that correct every label), or None."""
-    ok = [r for r in rows if r["corrected"]]
-    if not ok:
-        return None
-    top = max(r["margin"] for r in ok)
-    return next(r for r in ok if r["margin"] >= 0.99 * top)
-
-
 def run(args) -> int:
     from dataclasses import asdict
 
@@ -56,7 +46,7 @@ def run(args) -> int:
     from sdtheory._io import Outputs, write_json
     from sdtheory._memory import check_memory
     from sdtheory._validate import as_int, check_label_weight
-    from sdtheory.jobs.optimize import memory_estimate, optimize
+    from sdtheory.jobs.optimize import memory_estimate, optimize, recommend
     from sdtheory.problem import build_problem
 
     if args.model == "gmm":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from sdtheory.cli import (
@@ -50,18 +49,6 @@ def add_parser(sub) -> None:
     add_executor_options(p)
 
 
-def output_paths(result, out_dir) -> tuple[str, str]:
-    """CSV and PNG paths in ``out_dir``: phase_<quantity>_<x>_<y>.{csv,png}."""
-    return tuple(os.path.join(out_dir, name) for name in
-                 output_names(result.quantity, result.x, result.y))
-
-
-def output_names(quantity: str, x, y) -> tuple[str, str]:
-    """CSV and PNG names: phase_<quantity>_<x>_<y>.{csv,png}."""
-    stem = f"phase_{quantity}_{x.name}_{y.name}"
-    return stem + ".csv", stem + ".png"
-
-
 def prepare(args):
     """(base configuration, x axis, y axis, R) of parsed options, every check of the options
     done except --out's (shared with ``sdtheory explore``, so that both give one message)."""
@@ -87,24 +74,10 @@ def prepare(args):
     return base, x, y, R
 
 
-def write_files(result, csv_path, png_path, fragile: bool = False) -> None:
-    """The results CSV and the figure of a phase diagram (also ``sdtheory explore``'s
-    downloads); ``fragile`` hatches the cells whose verdict hangs on the tie tolerance."""
-    import numpy as np
-
-    from sdtheory.plots.phase import plot_phase
-    from sdtheory.results import write_phase_csv
-
-    write_phase_csv(result, csv_path)
-    plot_phase(result, png_path, overlay_closed_form_levels=(
-        result.quantity == "r_star" and np.isfinite(result.values["r_star_closed_form"]).any()),
-        overlay_fragile=fragile)
-
-
 def run(args) -> int:
     """0: success; 1: some cells failed the certificate (written, marked); 2: bad input."""
     from sdtheory._io import Outputs
-    from sdtheory.jobs.sweep import plan, run_plan
+    from sdtheory.jobs.sweep import output_names, output_paths, plan, run_plan, write_files
     from sdtheory.results import CERT_BOUND
 
     base, x, y, R = prepare(args)

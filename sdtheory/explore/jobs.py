@@ -272,7 +272,7 @@ def _read_back(write, name: str) -> bytes:
 
 def phase_file_names(view: PhaseView) -> tuple[str, str]:
     """The names of the CSV and PNG that ``sdtheory phase`` writes for this diagram."""
-    from sdtheory.cli.phase import output_paths
+    from sdtheory.jobs.sweep.outputs import output_paths
 
     return tuple(os.path.basename(p) for p in output_paths(view.result, ""))
 
@@ -283,7 +283,7 @@ CELL_FILES = ("simulate.json", "cell.png")
 
 def phase_files(view: PhaseView) -> dict[str, bytes]:
     """The CSV and PNG that ``sdtheory phase`` writes for this diagram, by file name."""
-    from sdtheory.cli.phase import write_files
+    from sdtheory.jobs.sweep.outputs import write_files
 
     csv_name, png_name = phase_file_names(view)
     out: dict[str, bytes] = {}

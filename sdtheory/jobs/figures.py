@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,10 +41,12 @@ __all__ = [
     "EXPERIMENTS",
     "Figure",
     "FigureError",
+    "FigureFailed",
     "FIGURES",
     "experiments_dir",
     "load_config",
     "run_figure",
+    "run_figures",
 ]
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,14 @@ log = logging.getLogger(__name__)
 
 class FigureError(RuntimeError):
     """A figure's computation produced no trustworthy result (e.g. uncertified cells)."""
+
+
+class FigureFailed(RuntimeError):
+    """Figure ``name`` failed (a solver missed its tolerance, or a :class:`FigureError`)."""
+
+    def __init__(self, name: str, err: Exception):
+        super().__init__(f"{name} failed: {err}")
+        self.name, self.err = name, err
 
 
 EXPERIMENTS = Path(sdtheory.__file__).resolve().parents[1] / "experiments"
@@ -694,3 +705,39 @@ def run_figure(name: str, out: Path, *, quick: bool = False,
     png = out / f"{name}.png"
     fig.plot(results, png)
     return results, png
+
+
+def run_figures(names, out: Path, *, quick: bool = False, final=None) -> None:
+    """Compute and plot the figures ``names`` into ``out``, one after the other: one progress
+    step and one line each (``final(file name)`` names a written file in that line; default
+    its path in ``out``); the jobs inside a figure report nothing of their own.
+
+    Raises:
+      FigureFailed: a figure failed (the files already in ``out`` are the caller's to keep or
+        discard).
+    """
+    from sdtheory._progress import Progress, quieted
+    from sdtheory.solvers import SolverError
+
+    out = Path(out)
+    final = final or (lambda n: str(out / n))
+    t_all = time.perf_counter()
+    progress = Progress(log, total=len(names), what="figure")
+    for name in names:
+        t0 = time.perf_counter()
+
+        def step(msg, name=name, t0=t0, level=logging.DEBUG):
+            log.log(level, "%s %7.1f s  %s", name, time.perf_counter() - t0, msg)
+
+        step("start" + (" (quick)" if quick else ""))
+        before = set(out.iterdir()) if out.is_dir() else set()
+        try:
+            with quieted("sdtheory.jobs.sweep", "sdtheory.jobs.probe", "sdtheory.executors",
+                         "sdtheory.distill", "sdtheory.solvers"):
+                run_figure(name, out, quick=quick, log=step)
+        except (SolverError, FigureError) as err:
+            raise FigureFailed(name, err) from None
+        made = sorted(final(p.name) for p in set(out.iterdir()) - before)
+        step(f"done -> {', '.join(made)}", level=logging.INFO)
+        progress.step(name)
+    log.info("%d figure(s) in %.1f s", len(names), time.perf_counter() - t_all)

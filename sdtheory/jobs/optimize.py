@@ -33,7 +33,8 @@ from sdtheory.kernel_ridge import output_filter
 from sdtheory.models import BlockModel, level_eigenvalues
 from sdtheory.theory import averaging, level_names, pair_coefficients, r_star_continuous
 
-__all__ = ["MarginModel", "OptimumRound", "TestAccuracyModel", "memory_estimate", "optimize"]
+__all__ = ["MarginModel", "OptimumRound", "TestAccuracyModel", "memory_estimate", "optimize",
+           "recommend"]
 
 log = logging.getLogger(__name__)
 
@@ -206,3 +207,13 @@ def optimize(model: BlockModel, counts, rounds=range(21), *, fix_label_weight=No
                                 label_weight=float(best.x[1]) if free else alpha_fixed,
                                 margin=m_opt, corrected=m_opt > 0))
     return out
+
+
+def recommend(rows: list[dict]) -> dict | None:
+    """The smallest round whose best margin is within 1% of the best over all rounds (among
+    rounds that correct every label), or None."""
+    ok = [r for r in rows if r["corrected"]]
+    if not ok:
+        return None
+    top = max(r["margin"] for r in ok)
+    return next(r for r in ok if r["margin"] >= 0.99 * top)
