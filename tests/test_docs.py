@@ -119,6 +119,7 @@ def test_readme_is_short_and_keeps_the_ci_command():
     assert "full text was not available" in readme and "not necessarily the paper" in readme
 
 
+@pytest.mark.slow
 def test_api_reference_builds_without_warnings(tmp_path):
     if importlib.util.find_spec("sphinx") is None:
         if os.environ.get("CI"):

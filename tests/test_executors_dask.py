@@ -28,6 +28,7 @@ def _rows(path):
     return list(csv.DictReader(lines))
 
 
+@pytest.mark.slow
 def test_probe_same_csv_on_every_executor(feature_file, tmp_path, scheduler):
     """A small probe sweep (2 noise types x 2 rates x 2 seeds, closed engine): the CSV is
     byte-identical across serial, local (2 workers) and the explicit scheduler, certificates
@@ -48,6 +49,7 @@ def test_probe_same_csv_on_every_executor(feature_file, tmp_path, scheduler):
     assert raw["local"] == raw["serial"] and raw["dask"] == raw["serial"]
 
 
+@pytest.mark.slow
 def test_verify_same_results_on_every_executor(scheduler):
     """Quick verify of five checks: every field of every result but its time is equal on the
     three executors, the round-off notes of trained_vs_closed_form included (each task runs

@@ -151,6 +151,7 @@ def _cli_stdout(capsys, argv):
     return capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_page_draws_offline_and_follows_the_controls(page, server):
     cmd = page.until_text(".sd-phase-command", lambda t: t.startswith("sdtheory phase"))
     assert cmd == jobs.command_line("phase", jobs.phase_argv({}))
@@ -234,6 +235,7 @@ def test_bad_value_gets_the_commands_message_at_its_field(page, capsys):
     page.until_text(".sd-phase-status", lambda t: "cells" in t)
 
 
+@pytest.mark.slow
 def test_screenshot(page, tmp_path):
     """The page drawn (a diagram and a cell, K = 3 with its simplex): many colours, not a
     blank page."""

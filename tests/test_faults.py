@@ -103,6 +103,7 @@ def test_sigint_during_phase_computation_is_not_retried(tmp_path):
     _assert_interrupted(run, rc, seconds, signal.SIGINT, "phase", tmp_path)
 
 
+@pytest.mark.slow
 def test_sigterm_during_verify_quick(tmp_path):
     """SIGTERM in verify --quick (checks on the serial executor): exit 143, one line."""
     run = _Run(["verify", "--quick", "--out", "o"], tmp_path, quiet=True)
@@ -111,6 +112,7 @@ def test_sigterm_during_verify_quick(tmp_path):
     _assert_interrupted(run, rc, seconds, signal.SIGTERM, "verify", tmp_path, one_line=True)
 
 
+@pytest.mark.slow
 def test_two_ctrl_c_during_probe(tmp_path):
     """Two Ctrl-C in probe (both were swallowed): exit 130 after the first, one line."""
     run = _Run(["probe", "--dataset", "digits", "--rounds", "2", "--out", "o"], tmp_path)

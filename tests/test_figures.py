@@ -642,6 +642,7 @@ def test_min_rounds_marks_coinciding_lams(min_rounds, tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------- probe_digits
 
+@pytest.mark.slow
 def test_probe_digits_figure(tmp_path):
     """The real-data figure (quick: symmetric noise, eta 0 and 0.5, one seed, rounds 0-1):
     both PNGs, the experiment recorded, certified trainings, gains = student - teacher, and the

@@ -151,6 +151,7 @@ def test_mc_reproducible_and_validation():
         population_accuracy(W, means, -1.0)
 
 
+@pytest.mark.slow
 def test_takanami_optimal_error_is_the_hebbian_limit():
     """H(1/sqrt(Delta (1 + Delta/alpha))) against the exact population error of the Hebbian
     classifier w = sum_i s_i x_i / N on one draw at D = 4000 (its fluctuation is O(D^-1/2),

@@ -118,6 +118,7 @@ def _cfg(path, **kw):
     return ProbeConfig(**base)
 
 
+@pytest.mark.slow
 def test_probe_cli_csv_equals_engine(npz, tmp_path):
     """Round trip: the CSV written by ``sdtheory probe`` holds the numbers of the engine
     called directly (same config), to the stated 10 significant digits."""
@@ -213,6 +214,7 @@ def _weight_error(Wa, Wb) -> float:
     return float(np.linalg.norm(Wa - Wb) / np.linalg.norm(Wb))
 
 
+@pytest.mark.slow
 def test_closed_and_trained_engines_agree_as_sgd_converges():
     """The two engines on 300 training samples of the bundled digits (standardised pixels,
     lam = 1e-2, sampled symmetric noise eta = 0.3), teacher and students 1-2. With the

@@ -497,8 +497,7 @@ def _features_problem(N, D, K, rank, seed):
     return X, corruption_from_labels(y, given, K)
 
 
-@settings(max_examples=8, deadline=None)
-@given(
+_FEATURE_VS_DENSE = dict(
     N=st.integers(20, 300),
     D_frac=st.floats(0.05, 1.0),
     K=st.integers(2, 6),
@@ -507,7 +506,25 @@ def _features_problem(N, D, K, rank, seed):
     seed=st.integers(0, 10_000),
     direct=st.booleans(),
 )
+
+
+@settings(max_examples=2, deadline=None)
+@given(**_FEATURE_VS_DENSE)
 def test_feature_solver_equals_dense_solver(N, D_frac, K, rank_frac, log_lam, seed, direct):
+    """Two random cases of :func:`_feature_equals_dense` (each a new shape to compile)."""
+    _feature_equals_dense(N, D_frac, K, rank_frac, log_lam, seed, direct)
+
+
+@pytest.mark.slow
+@settings(max_examples=8, deadline=None)
+@given(**_FEATURE_VS_DENSE)
+def test_feature_solver_equals_dense_solver_more_cases(N, D_frac, K, rank_frac, log_lam, seed,
+                                                       direct):
+    """Eight random cases of :func:`_feature_equals_dense`."""
+    _feature_equals_dense(N, D_frac, K, rank_frac, log_lam, seed, direct)
+
+
+def _feature_equals_dense(N, D_frac, K, rank_frac, log_lam, seed, direct):
     """ExactSolver on Features(X) (Newton on the weights, each system by CG or, ``direct``,
     formed and factorised: docs/theory.md section 2.5) and on the dense G = X X^T
     (Newton-GMRES on the logits, section 2.4) give the same outputs to 1e-10, round after
