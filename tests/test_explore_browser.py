@@ -220,16 +220,19 @@ def test_bad_value_gets_the_commands_message_at_its_field(page, capsys):
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["phase", "--c", "abc"])
-    assert msg == capsys.readouterr().err.strip() == (
-        "sdtheory phase: error: argument --c: invalid float value: 'abc'")
+    line = capsys.readouterr().err.strip()
+    assert line == "sdtheory phase: error: argument --c: invalid float value: 'abc'"
+    # the phase view's message, then (where the cell view is shown) the simulate command's
+    assert msg in (line, line + line.replace("sdtheory phase:", "sdtheory simulate:")), msg
     assert page.text(".sd-error-lam") == ""
     page.type("c", "0.4")
     page.until_text(".sd-error-c", lambda t: t == "")
     # a value out of range: the library's check, the same line as the command's
     page.type("lam", "1e4")
     msg = page.until_text(".sd-error-lam", lambda t: t != "")
-    assert msg == ("sdtheory phase: error: lam must be a number in [1e-08, 1000] (the "
-                   "validated range), got 10000.0")
+    line = ("sdtheory phase: error: lam must be a number in [1e-08, 1000] (the validated "
+            "range), got 10000.0")
+    assert msg in (line, line + line.replace("sdtheory phase:", "sdtheory simulate:")), msg
     page.type("lam", "1e-05")
     page.until_text(".sd-error-lam", lambda t: t == "")
     page.until_text(".sd-phase-status", lambda t: "cells" in t)
