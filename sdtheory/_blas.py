@@ -27,8 +27,8 @@ __all__ = ["THREADED_LAPACK_MAX", "lapack_threads", "one_blas_thread"]
 
 THREADED_LAPACK_MAX = 8192
 """Largest matrix order factorised on numpy's own BLAS thread count. The bundled OpenBLAS
-0.3.31 segfaults in a two-thread Cholesky at order 16000 (order 15000 passes; one thread
-passes at 16000 in 36 s; benchmarks/README.md); above this order LAPACK runs on one thread."""
+0.3.31 segfaulted in a two-thread Cholesky at order 16000 and not on one thread
+(benchmarks/README.md); above this order LAPACK runs on one thread."""
 
 
 def one_blas_thread() -> threadpool_limits:

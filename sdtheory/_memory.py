@@ -26,14 +26,14 @@ MEMORY_FRACTION = 0.8
 """A job whose estimated memory exceeds this fraction of the available memory is refused."""
 
 PROCESS_BYTES = 360 * 2 ** 20
-"""Resident memory of a process that has imported sdtheory and JAX and run a small job
-(measured: ``simulate --K 4 --n 100 --rounds 2``, 355 MiB peak; benchmarks/README.md,
-bench_memory.py); every estimate of a whole process adds it once per process."""
+"""Resident memory of a process that has imported sdtheory and JAX and run a small job (the
+smallest job of benchmarks/bench_memory.py); every estimate of a whole process adds it once
+per process."""
 
 GROUP_EXACT_COPIES = 16
 """Live (K, K, K) float64 arrays of the group-reduced exact solver on one problem (its units
-are the K^2 (true, given) pairs, each with K outputs; measured K = 100: 129 MiB above
-:data:`PROCESS_BYTES`, 16 copies of 7.6 MiB; K = 300 took 3.2 GiB)."""
+are the K^2 (true, given) pairs, each with K outputs; calibrated on the exact jobs of
+benchmarks/bench_memory.py)."""
 
 
 def group_exact_bytes(K: int) -> float:

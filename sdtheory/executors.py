@@ -102,8 +102,8 @@ LOCAL_WORKERS = 2
 
 WORKER_BYTES = 150 * 2 ** 20
 """Resident memory of one local worker process (its nanny included) that has imported
-sdtheory and JAX, above its tasks' own arrays (measured: phase 40 x 20 on 2, 4 and 8 workers;
-benchmarks/README.md, bench_memory.py)."""
+sdtheory and JAX, above its tasks' own arrays (calibrated on the local-cluster jobs of
+benchmarks/bench_memory.py)."""
 
 
 def memory_bytes(kind: str, workers: int | None, task_bytes: float) -> float:

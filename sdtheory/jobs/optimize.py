@@ -131,8 +131,8 @@ class TestAccuracyModel:
 
 K3_COPIES = 6
 """Live (K, K, K) float64 arrays while the pair coefficients are built (the one-hot rows of the
-K x K grid of groups and their level components; measured K = 300: 1.05 GiB above
-:data:`~sdtheory._memory.PROCESS_BYTES`, 5.2 copies; benchmarks/bench_memory.py)."""
+K x K grid of groups and their level components; calibrated on the optimize job of
+benchmarks/bench_memory.py)."""
 
 
 def memory_estimate(K: int) -> tuple[float, str]:

@@ -352,12 +352,12 @@ def _probe_run(cfg, data, superclass_of, stats, lam_model, relation, kind, eta, 
 
 TASK_BASE_BYTES = 110 * 2 ** 20
 """Peak memory of one (noise, eta, seed) run above the process's own, apart from its feature
-arrays (measured on digits, 1257 x 64 features: 0.46 GiB in one process; bench_memory.py)."""
+arrays (calibrated on the probe jobs of benchmarks/bench_memory.py)."""
 
 FEATURE_COPIES = 4
 """Live float64 copies of the training and test features in one run (the mapped features,
-their copy on the JAX device, the Newton products, the test logits' operand; measured on
-20,000 x 512 features; bench_memory.py)."""
+their copy on the JAX device, the Newton products, the test logits' operand; calibrated on
+the probe jobs of benchmarks/bench_memory.py)."""
 
 
 def task_bytes(data: FeatureData) -> float:

@@ -107,8 +107,8 @@ def _theory(p: Scenario) -> tuple[float, int | None]:
 
 
 LINEAR_GROUP_PER_K2 = 600.0
-"""Bytes per K^2 of the group-reduced closed form (measured: K = 1000, n = 10, rounds 0..3,
-570 MiB above :data:`~sdtheory._memory.PROCESS_BYTES`; bench_memory.py)."""
+"""Bytes per K^2 of the group-reduced closed form (calibrated on the K = 1000 linear job of
+benchmarks/bench_memory.py)."""
 
 
 def memory_estimate(cfg: SimConfig) -> tuple[float, str]:

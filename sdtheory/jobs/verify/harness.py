@@ -239,8 +239,8 @@ def run(names=None, *, quick: bool = False, executor: str = "serial",
 
 
 TASK_BYTES = 256 * 2 ** 20
-"""Peak memory of the largest check above the process's own (measured: verify --quick 0.60
-GiB in one process, 1.27 GiB on two local workers; benchmarks/bench_memory.py)."""
+"""Peak memory of the largest check above the process's own (calibrated on the verify jobs of
+benchmarks/bench_memory.py)."""
 
 _EXPECTED_SECONDS = {"takanami_optimal_error": 12.0, "r_star_closed_vs_linear": 9.0,
                      "trained_vs_closed_form": 6.0, "delta_necessary": 5.0,
