@@ -162,12 +162,11 @@ def _fmt(name: str, v: float, digits: int | None = None, bound: float | None = N
     if name in _INT_COLUMNS or name in _INT_PARAMS:
         return str(int(v))
     if bound is not None:
-        return repr(bound_met(float(v), bound, digits or 2))
+        return repr(bound_met(float(v), bound, digits))
     return repr(float(v) if digits is None else round_sig(v, digits))
 
 
-def write_phase_csv(result, path, *, digits: dict[str, int] | None = None,
-              bounds: dict[str, float] | None = None) -> None:
+def write_phase_csv(result, path, *, rounded: bool = False) -> None:
     """Write a phase diagram as CSV (atomically: temporary file, then rename).
 
     The first line is ``# sdtheory phase {"version": ..., "config": {...}}`` (JSON); then a
@@ -178,27 +177,26 @@ def write_phase_csv(result, path, *, digits: dict[str, int] | None = None,
     Args:
       result: the phase diagram.
       path: the CSV file.
-      digits: significant digits per value column (:func:`round_sig`), ``"*"``
-        for the columns not named; the header line then carries them as ``"precision"``.
-        Integer columns (r*) and the parameter columns (the axis values) are written exactly.
-        None (default): every float exactly (``repr``), so that :func:`read_phase_csv` gives the
-        same numbers back.
-      bounds: columns of round-off quantities (certificates) written as the bound each value
-        met (:func:`bound_met`), the same on every CPU; the header line carries
-        them as ``"bound_met"``.
+      rounded: write each value column to the precision of its kind (:data:`KIND_OF_KEY`:
+        the certificate as the bound it met, :func:`bound_met`; every other float to
+        :data:`PRECISION` ``["value"]`` digits), so that the file is the same on every CPU;
+        the header line then carries the policy as ``"precision"``. Integer columns (r*)
+        and the parameter columns (the axis values) are written exactly. False (default):
+        every float exactly (``repr``), so that :func:`read_phase_csv` gives the same
+        numbers back.
     """
     meta = {"version": result.version, "config": result.config}
     names = list(result.values)
-    col_digits = {k: None for k in names}
-    if digits is not None:
-        col_digits = {k: digits.get(k, digits.get("*")) for k in names}
+    kinds = {k: KIND_OF_KEY.get(k, "value") for k in names}
+    col_digits = {k: PRECISION[kinds[k]] if rounded else None for k in names}
+    bounds = {k: CERT_BOUND for k in names if rounded and kinds[k] == "certificate"}
+    if rounded:
         meta["precision"] = {
             "significant_digits": {k: d for k, d in col_digits.items()
-                                   if d is not None and k not in _INT_COLUMNS},
+                                   if k not in _INT_COLUMNS},
             "exact": [result.x.name, result.y.name] + [k for k in names if k in _INT_COLUMNS]}
-    bounds = {k: v for k, v in (bounds or {}).items() if k in names}
-    if bounds:
-        meta.setdefault("precision", {})["bound_met"] = bounds
+        if bounds:
+            meta["precision"]["bound_met"] = bounds
     X, Y = np.meshgrid(result.x_values, result.y_values)
     lines = [_HEADER + json.dumps(meta, sort_keys=True),
              ",".join([result.x.name, result.y.name] + names)]

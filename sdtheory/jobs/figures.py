@@ -35,7 +35,7 @@ from sdtheory._io import jsonable
 from sdtheory._validate import as_float, as_int
 from sdtheory.jobs.sweep.grid import decimal_grid
 from sdtheory.plots import figures as plots
-from sdtheory.results import CERT_BOUND, PRECISION, probe_csv_text, write_results
+from sdtheory.results import probe_csv_text, write_results
 
 __all__ = [
     "EXPERIMENTS",
@@ -120,15 +120,6 @@ def load_config(name: str, quick: bool = False, directory: Path | None = None) -
         raise ValueError(f"{path}: {empty[0]} is an empty list; give at least one value")
     cfg["quick"] = bool(quick)
     return cfg
-
-
-CSV_DIGITS = {"certificate": PRECISION["certificate"], "*": PRECISION["value"]}
-"""Significant digits of the phase CSVs' value columns
-(:func:`sdtheory.results.write_phase_csv`)."""
-
-CSV_BOUNDS = {"certificate": CERT_BOUND}
-"""Columns of the phase CSVs written as the bound they met
-(:func:`sdtheory.results.write_phase_csv`)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,7 +433,7 @@ def _phase_sweeps(name: str, cfg: dict, out: Path, log, runs: list[tuple[str, st
         if nfail:
             raise FigureError(f"{name}: {nfail} cells of {csv_name} failed the exact solver's "
                                "certificate")
-        write_phase_csv(res, out / csv_name, digits=CSV_DIGITS, bounds=CSV_BOUNDS)
+        write_phase_csv(res, out / csv_name, rounded=True)
         csvs.append({"file": csv_name, "quantity": quantity, "max_rounds": R})
         log(f"{csv_name}: {res.x.count} x {res.y.count} cells, {quantity}, rounds 0..{R}")
     data = {"csv": csvs, "eta_boundary": theory.eta_boundary(cfg["noise"], cfg["K"]),
