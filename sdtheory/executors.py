@@ -137,15 +137,15 @@ def executor(kind: str = "serial", *, workers: int | None = None,
       DaskMissing: Dask is not installed (local, dask).
     """
     check_executor(kind, workers, scheduler)
+    n = LOCAL_WORKERS if workers is None else workers       # local worker processes
     if task_bytes is not None:
-        on = f" on {workers or LOCAL_WORKERS} workers (--workers)" if kind == "local" else ""
-        check_memory(memory_bytes(kind, workers, task_bytes), what + on)
+        on = f" on {n} workers (--workers)" if kind == "local" else ""
+        check_memory(memory_bytes(kind, n, task_bytes), what + on)
     if kind == "serial":
         yield SerialExecutor()
         return
     distributed = _dask()
     if kind == "local":
-        n = LOCAL_WORKERS if workers is None else workers
         # CRITICAL: at shutdown a worker's heartbeat can race the closing scheduler and log a
         # CommClosedError at ERROR (seen once in 3 runs of verify); a task's own failure still
         # reaches this process through its future (TasksFailed)
