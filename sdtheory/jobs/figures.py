@@ -148,7 +148,7 @@ def compute_approximation(cfg: dict, out: Path, log: Callable[[str], None]) -> P
                     sampled=cfg["sampled"], seed=cfg["seed"], rounds=R_max)
     p = build_problem(sim)
     N = p.model.N
-    # The eps the issue asked for, on the same model and seed: its smallest eigenvalue.
+    # The requested eps (0.05 in the config), on the same model and seed: its smallest eigenvalue.
     eps_check = float(cfg["eps_requested"])
     min_eig_requested = models.min_eigenvalue(models.jitter(p.model.dense(), eps_check,
                                                             cfg["seed"]))
