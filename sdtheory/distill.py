@@ -38,7 +38,7 @@ from sdtheory.metrics import (
     nearest_ratio,
     tie_tolerance,
 )
-from sdtheory.solvers.base import Fit, NewtonInfo, SolverError, TrainInfo
+from sdtheory.solvers.base import Fit, NewtonInfo, SolverError, TrainInfo, given_labels
 
 __all__ = [
     "PLL_TIES",
@@ -339,7 +339,8 @@ class _RoundLoop:
         tie tolerance and the strict accuracy."""
         solver, col = self.solver, self.table
         tol = tie_tolerance(u)
-        a, c, n, st = accuracy(fit.P, solver.true, solver.given, solver.weight[active], tol)
+        a, c, n, st = accuracy(fit.P, solver.true, given_labels(solver, active),
+                               solver.weight[active], tol)
         col["train_acc"][r, active], col["clean_acc"][r, active] = a, c
         col["noisy_acc"][r, active], col["strict_acc"][r, active] = n, st
         col["residual"][r, active], col["uncertainty"][r, active] = fit.residual, u
@@ -357,7 +358,8 @@ class _RoundLoop:
         solver, out = self.solver, self.pll
         pfit = self.train(active, pll_targets(fit.P, tol[:, None], ties=ties), fit.x)
         ptol = tie_tolerance(self.uncertainty(pfit))
-        pa, pc, pn, ps = accuracy(pfit.P, solver.true, solver.given, solver.weight[active], ptol)
+        pa, pc, pn, ps = accuracy(pfit.P, solver.true, given_labels(solver, active),
+                                  solver.weight[active], ptol)
         out["pll_tie_tol"][active] = ptol
         out["pll_decision_margin"][active], out["pll_min_margin"][active] = decision_margins(
             pfit.P, solver.true, solver.weight[active], ptol)

@@ -28,20 +28,20 @@ def test_failing_tasks_are_reported_not_dropped():
 
 
 def test_failed_run_writes_nothing(feature_file, tmp_path, monkeypatch, capsys):
-    """A probe whose tasks fail: one warning per retried task, then one error line, exit 1, no
-    file written."""
+    """A probe whose task fails (its three runs are one batch): one warning for the retried
+    task, then one error line, exit 1, no file written."""
     import sdtheory.jobs.probe as probe
 
     def boom(*args):
         raise RuntimeError("worker lost")
 
-    monkeypatch.setattr(probe, "_probe_run", boom)
+    monkeypatch.setattr(probe, "_probe_runs", boom)
     out = tmp_path / "out"
     rc = main(["--quiet", "probe", "--features", str(feature_file), "--rates", "0.2",
                "--seeds", "0", "--rounds", "1", "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 1 and "failed, nothing written: 3 task(s) failed after 2 attempts" in err[-1]
-    assert len(err) == 4 and all("failed (RuntimeError: worker lost); retrying" in e
+    assert rc == 1 and "failed, nothing written: 1 task(s) failed after 2 attempts" in err[-1]
+    assert len(err) == 2 and all("failed (RuntimeError: worker lost); retrying" in e
                                  for e in err[:-1])
     assert not out.exists() or not any(out.iterdir())
 

@@ -231,7 +231,7 @@ def test_closed_and_trained_engines_agree_as_sgd_converges():
     assert np.bincount(y, minlength=10).min() >= 20
     cor = noise.corrupt_sampled(noise.transition_matrix("sym", 10, 0.3), y, 0)
     lam, R = 1e-2, 2
-    closed = _closed_rounds(X, cor, lam, R)[:R + 1]
+    closed = _closed_rounds(X, [cor], lam, R)[0][:R + 1]
     assert max(c for _, _, c in closed) <= 1e-10                   # the exact solver, certified
     short = _trained_rounds(X, cor, lam, R, 0, 50, None)[:R + 1]
     full = _trained_rounds(X, cor, lam, R, 0, 200, None)[:R + 1]

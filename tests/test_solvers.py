@@ -614,6 +614,43 @@ def test_feature_solver_warm_starts_from_weights_or_logits():
         ExactSolver(gram=Features(X), labels=np.eye(4, dtype=int), lam=1e-4)
 
 
+def test_feature_solver_label_sets_batched_equal_one_at_a_time(monkeypatch):
+    """Several label sets of one X in one FeatureSolver (one batch on the shared problem,
+    docs/theory.md section 2.5) give, round after round and for the PLL student, the outputs
+    of solving each alone, within their certificates; each keeps its own given
+    labels, so its clean and noisy accuracies are its own."""
+    from scipy.special import softmax as sp_softmax
+
+    from sdtheory.distill import run_rounds
+    from sdtheory.models import Features
+
+    monkeypatch.setattr(feature_solver, "FEATURE_DIRECT_MAX", 0)       # the CG path
+    X, cor = _features_problem(150, 20, 4, 8, seed=5)
+    rng = np.random.default_rng(1)
+    sets = [cor] + [corruption_from_labels(
+        cor.true, np.where(rng.random(150) < rate, rng.integers(0, 4, 150), cor.true), 4)
+        for rate in (0.0, 0.5)]
+    batch = ExactSolver(gram=Features(X), labels=sets, lam=1e-4)
+    assert batch.given.shape == (3, 150) and batch.B == 3
+    rb = run_rounds(batch, 2, pll=True, keep_outputs=True)
+    for b, c in enumerate(sets):
+        ra = run_rounds(ExactSolver(gram=Features(X), labels=c, lam=1e-4), 2, pll=True,
+                        keep_outputs=True)
+        for r in range(3):
+            agree(ra.outputs[r][0], rb.outputs[r][b], ra.residual[r, 0], rb.residual[r, b])
+            # each problem's weights give its own outputs
+            W = rb.fits[r].infos[b].weights
+            np.testing.assert_allclose(sp_softmax(X @ W.T, axis=1), rb.outputs[r][b], rtol=0,
+                                       atol=1e-12)
+        agree(ra.pll_outputs[0], rb.pll_outputs[b], ra.pll_residual[0], rb.pll_residual[b])
+        for key in ("train_acc", "clean_acc", "noisy_acc"):
+            np.testing.assert_array_equal(getattr(rb, key)[:, b], getattr(ra, key)[:, 0])
+    assert np.isnan(rb.noisy_acc[:, 1]).all() and not np.isnan(rb.noisy_acc[:, 2]).any()
+    with pytest.raises(ValueError, match="share K and the true labels"):
+        ExactSolver(gram=Features(X), labels=[cor, corruption_from_labels(
+            np.roll(cor.true, 1), cor.given, 4)], lam=1e-4)
+
+
 def test_feature_randomized_spectrum_path_equals_eigh_path(monkeypatch):
     """Above FEATURE_EIGH_MAX the leading eigenpairs of X^T X come from a randomized subspace
     iteration through products with X: the same certified solution."""

@@ -253,16 +253,22 @@ def _test_accuracy_margin(data, W) -> tuple[float, float]:
     return _accuracy_margin(softmax(data.X_test @ W.T, axis=1), data.y_test)
 
 
-def _closed_rounds(X, cor, lam, R, label_weight=0.0, relation=None):
-    """Rounds 0..R and the PLL student by the exact solver: (outputs, weights, certificate)
-    per training; the weights are the feature-space solver's own (P = softmax(X W^T))."""
-    from sdtheory.distill import self_distill
+def _closed_rounds(X, cors, lam, R, label_weight=0.0, relation=None):
+    """Rounds 0..R and the PLL student of every label set ``cors`` by the exact solver, the
+    label sets solved as one batch on the shared features: per label set, (outputs, weights,
+    certificate) per training; the weights are the feature-space solver's own
+    (P = softmax(X W^T))."""
+    from sdtheory.distill import run_rounds
     from sdtheory.models import Features
     from sdtheory.solvers import ExactSolver
 
-    solver = ExactSolver(gram=Features(X), labels=cor, lam=lam)
-    res = self_distill(solver, R, pll=True, label_weight=label_weight, relation=relation)
-    return [(rr.P, rr.info.weights, rr.residual) for rr in (*res.rounds, res.pll)]
+    solver = ExactSolver(gram=Features(X), labels=cors, lam=lam)
+    res = run_rounds(solver, R, pll=True, keep_outputs=True, label_weight=label_weight,
+                     relation=relation)
+    fits = [(res.outputs[r], res.fits[r], res.residual[r]) for r in range(R + 1)]
+    fits.append((res.pll_outputs, res.pll_fit, res.pll_residual))
+    return [[(P[b], fit.x[b].T, float(cert[b])) for P, fit, cert in fits]
+            for b in range(len(cors))]
 
 
 def _trained_rounds(X, cor, lam, R, seed, epochs, monitor, label_weight=0.0, relation=None):
@@ -291,30 +297,64 @@ def _trained_rounds(X, cor, lam, R, seed, epochs, monitor, label_weight=0.0, rel
     return out
 
 
-@task
-def _probe_run(cfg, data, superclass_of, stats, lam_model, relation, kind, eta, seed):
-    """One (noise, eta, seed) run of :func:`run_probe`: its rows and its r* entry. A task of
-    :func:`sdtheory.executors.run_tasks`: everything it uses is in its arguments (the noise and
-    SGD seeds are ``seed``), so any worker gives the same result."""
-    from sdtheory.distill import pll_target_margin
-    from sdtheory.metrics import fragile
+PROBE_BATCH = 16
+"""Most (noise, eta, seed) runs of the closed engine solved as one batch, one task
+(:func:`_probe_runs`, :func:`_batches`); a fixed cut, whatever the executor, so that every
+executor gives the same last digits (benchmarks/README.md: the batch size)."""
 
+
+def _batches(combos: list, size: int) -> list[list]:
+    """The runs cut into batches of at most ``size``, the runs of one noise rate together: a
+    batch's CG iterations are those of its slowest run (the batch moves in lock-step), and
+    the iterations depend mostly on the rate (benchmarks/README.md: the batch size)."""
+    out = []
+    for eta in dict.fromkeys(e for _, e, _ in combos):
+        same = [c for c in combos if c[1] == eta]
+        out += [same[i:i + size] for i in range(0, len(same), size)]
+    return out
+
+
+def _batch(cfg) -> int:
+    """Runs per task: :data:`PROBE_BATCH` for the closed engine, one for the trained."""
+    return PROBE_BATCH if cfg.engine == "closed" else 1
+
+
+@task
+def _probe_runs(cfg, data, superclass_of, stats, lam_model, relation, combos):
+    """The (noise, eta, seed) runs ``combos`` of :func:`run_probe`: per run, its rows and its
+    r* entry. The closed engine solves them as one batch; the trained engine one after
+    another. A task of :func:`sdtheory.executors.run_tasks`: everything it uses is in its
+    arguments (the noise and SGD seeds are each run's ``seed``), so any worker gives the same
+    result."""
     X, y = data.X_train, data.y_train
-    K = data.K
-    T = noise.transition_matrix(kind, K, eta, superclass_of=superclass_of)
-    cor = noise.corrupt_sampled(T, y, seed)
-    dlt = float(noise.delta(cor.counts))
-    # the per-round and per-epoch reports of each training would drown the progress below
+    cors = [noise.corrupt_sampled(noise.transition_matrix(kind, data.K, eta,
+                                                          superclass_of=superclass_of), y, seed)
+            for kind, eta, seed in combos]
+    # the per-round and per-epoch reports of each training would drown the progress
     with quieted("sdtheory.distill", "sdtheory.solvers.trained"):
         if cfg.engine == "closed":
-            runs = _closed_rounds(X, cor, cfg.lam, cfg.rounds, cfg.label_weight, relation)
+            runs = _closed_rounds(X, cors, cfg.lam, cfg.rounds, cfg.label_weight, relation)
         else:
             monitor = None
             if cfg.select_on_test:
                 def monitor(W):
                     return _test_accuracy(data, W)
-            runs = _trained_rounds(X, cor, cfg.lam, cfg.rounds, seed, cfg.epochs, monitor,
-                                   cfg.label_weight, relation)
+            runs = [_trained_rounds(X, cor, cfg.lam, cfg.rounds, seed, cfg.epochs, monitor,
+                                    cfg.label_weight, relation)
+                    for cor, (_, _, seed) in zip(cors, combos)]
+    return [_run_rows(cfg, data, superclass_of, stats, lam_model, cor, combo, run)
+            for cor, combo, run in zip(cors, combos, runs)]
+
+
+def _run_rows(cfg, data, superclass_of, stats, lam_model, cor, combo, runs):
+    """The rows and the r* entry of one (noise, eta, seed) run from its trainings ``runs``
+    ((outputs, weights, certificate) of rounds 0..R and the PLL student)."""
+    from sdtheory.distill import pll_target_margin
+    from sdtheory.metrics import fragile
+
+    kind, eta, seed = combo
+    K = data.K
+    dlt = float(noise.delta(cor.counts))
     rows, first = [], None
     for r, (P, W, cert) in enumerate(runs):
         label = "pll" if r == cfg.rounds + 1 else str(r)
@@ -339,7 +379,7 @@ def _probe_run(cfg, data, superclass_of, stats, lam_model, relation, kind, eta, 
         })
         what = "PLL" if label == "pll" else f"round {label}"
         log.debug("%s eta=%g seed=%d %s: test %.4f", kind, eta, seed, what, rows[-1]["test_acc"])
-    model = theory_model(stats, np.bincount(y, minlength=K), superclass_of,
+    model = theory_model(stats, np.bincount(cor.true, minlength=K), superclass_of,
                          kind == "superclass")
     plain = cfg.method == "sd" and cfg.label_weight == 0.0   # the theory's r* is plain SD's
     r_th = (None if model is None or not plain
@@ -360,10 +400,19 @@ their copy on the JAX device, the Newton products, the test logits' operand; cal
 the probe jobs of benchmarks/bench_memory.py)."""
 
 
-def task_bytes(data: FeatureData) -> float:
-    """Estimated peak memory of one (noise, eta, seed) run of :func:`run_probe` on ``data``,
-    above the process's own (:data:`~sdtheory._memory.PROCESS_BYTES`)."""
-    return TASK_BASE_BYTES + 8.0 * FEATURE_COPIES * (data.N + data.X_test.shape[0]) * data.D
+RUN_COPIES = 12
+"""float64 arrays of N x K or D x K numbers held per run of a batch of the closed engine for
+each training (outputs, targets, unknowns and their warm starts, the Newton and CG vectors;
+counted from the code, not calibrated)."""
+
+
+def task_bytes(data: FeatureData, rounds: int = 1, runs: int = 1) -> float:
+    """Estimated peak memory of one task of :func:`run_probe` on ``data``, ``runs``
+    (noise, eta, seed) runs of ``rounds`` + 1 trainings and a PLL student, above the
+    process's own (:data:`~sdtheory._memory.PROCESS_BYTES`)."""
+    per_run = 8.0 * RUN_COPIES * (rounds + 2) * (data.N + data.D) * data.K
+    return (TASK_BASE_BYTES + 8.0 * FEATURE_COPIES * (data.N + data.X_test.shape[0]) * data.D
+            + runs * per_run)
 
 
 def run_probe(cfg: ProbeConfig, data: FeatureData, relation_view=None) -> ProbeResult:
@@ -393,19 +442,27 @@ def run_probe(cfg: ProbeConfig, data: FeatureData, relation_view=None) -> ProbeR
     combos = [(kind, eta, seed) for kind in cfg.noise for eta in cfg.rates for seed in cfg.seeds]
     shared = (cfg, data, superclass_of, stats, lam_model, relation)
     with executor(cfg.executor, workers=cfg.workers, scheduler=cfg.scheduler,
-                  task_bytes=task_bytes(data),
+                  task_bytes=task_bytes(data, cfg.rounds, min(len(combos), _batch(cfg))),
                   what=f"a probe of {data.N} training and {data.X_test.shape[0]} test samples "
                        f"of {data.D} features") as ex:
-        runs = run_tasks(ex, _probe_run, [shared + c for c in combos],
-                         labels=[f"{k} eta={e:g} seed={s}" for k, e, s in combos],
-                         what="(noise, eta, seed) run", logger=log)
+        batches = _batches(combos, _batch(cfg))
+        done = run_tasks(ex, _probe_runs, [shared + (b,) for b in batches],
+                         labels=[", ".join(f"{k} eta={e:g} seed={s}" for k, e, s in b)
+                                 for b in batches],
+                         what="(noise, eta, seed) run", logger=log,
+                         sizes=[len(b) for b in batches])
+    by_combo = {c: run for b, d in zip(batches, done) for c, run in zip(b, d)}
+    runs = [by_combo[c] for c in combos]
     rows = [row for run_rows, _ in runs for row in run_rows]
     r_stars = [r_star for _, r_star in runs]
     return ProbeResult(
         config=cfg.to_dict(), version=__version__,
         data={"source": data.source, "feature_map": data.feature_map, "N": data.N,
               "M": int(data.X_test.shape[0]), "D": data.D, "K": K,
-              "class_names": list(data.class_names), "class_sizes": sizes.tolist()},
+              "class_names": list(data.class_names), "class_sizes": sizes.tolist(),
+              # the exact solver's path (docs/theory.md section 2.5; benchmarks/README.md)
+              "solver_path": ("feature space, batches of <= %d runs" % PROBE_BATCH
+                              if cfg.engine == "closed" else "sgd")},
         superclass_of=superclass_of.tolist(),
         stats={**{k: v for k, v in stats.items() if k != "mean_inner"},
                "lam_model": lam_model, "correlation": class_correlation(X, y).tolist(),

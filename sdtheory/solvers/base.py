@@ -30,6 +30,7 @@ __all__ = [
     "BatchFit",
     "Solver",
     "one_hot",
+    "given_labels",
 ]
 
 
@@ -133,6 +134,13 @@ class BatchFit:
                    info=None if self.infos is None else self.infos[i])
 
 
+def given_labels(solver, idx) -> np.ndarray:
+    """The given labels of problems ``idx`` of ``solver``: (U,) where every problem has the
+    same, else (idx.size, U)."""
+    given = np.asarray(solver.given)
+    return given if given.ndim == 1 else given[idx]
+
+
 class Solver(Protocol):
     """What :mod:`sdtheory.distill` needs from a solver.
 
@@ -140,7 +148,9 @@ class Solver(Protocol):
       name: short name for tables ("exact", "linear", "trained").
       K: number of classes.
       true: (U,) true class of each unit.
-      given: (U,) given (possibly noisy) label of each unit.
+      given: (U,) given (possibly noisy) label of each unit, or (B, U), one label set per
+        problem (several label sets of one feature matrix, :class:`~sdtheory.solvers.FeatureSolver`;
+        :func:`given_labels` picks a subset's).
       weight: (B, U) samples each unit stands for, per problem.
     """
 

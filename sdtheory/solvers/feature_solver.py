@@ -12,8 +12,9 @@ import numpy as np
 from sdtheory._validate import check_lam
 from sdtheory._x64 import require_x64
 from sdtheory.models import Features
+from sdtheory.noise import Corruption
 from sdtheory.solvers.base import NewtonInfo
-from sdtheory.solvers.newton import DEFAULT_TOL, STATUS_NAMES
+from sdtheory.solvers.newton import DEFAULT_TOL, STATUS_NAMES, newton
 from sdtheory.solvers.newton_solver import NewtonSolver, sample_units
 from sdtheory.solvers.spectrum import feature_spectrum
 
@@ -47,7 +48,10 @@ class FeatureSolver(NewtonSolver):
 
     Args:
       gram: :class:`~sdtheory.models.Features` X (N x D).
-      labels: a :class:`~sdtheory.noise.Corruption` (true and given label per row of X).
+      labels: a :class:`~sdtheory.noise.Corruption` (true and given label per row of X), or a
+        sequence of B of them with the same true labels: B problems on the same features,
+        solved as one batch whose products with X act on all of them at once (``given`` is
+        then (B, N)).
       lam: ridge parameter lambda > 0.
       tol: certificate to reach.
       max_iter: Newton steps of the first attempt.
@@ -75,9 +79,18 @@ class FeatureSolver(NewtonSolver):
         self.tol, self.max_iter = float(tol), int(max_iter)
         X = gram.X
         N, D = X.shape
-        self.K, self.true, self.given = sample_units(labels, N, "features need",
-                                                     f"X has {N} rows")
-        self.weight, self.counts, self.lam_b = np.ones((1, N)), labels.counts, np.array([lam])
+        sets = [labels] if isinstance(labels, Corruption) else list(labels)
+        if not sets:
+            raise ValueError("labels must be a Corruption or a non-empty sequence of them")
+        units = [sample_units(c, N, "features need", f"X has {N} rows") for c in sets]
+        self.K, self.true = units[0][0], units[0][1]
+        if any(u[0] != self.K or not np.array_equal(u[1], self.true) for u in units):
+            raise ValueError("the label sets of one FeatureSolver must share K and the true "
+                             "labels (the same samples)")
+        B = len(sets)
+        self.given = units[0][2] if B == 1 else np.stack([u[2] for u in units])
+        self.counts = sets[0].counts if B == 1 else np.stack([c.counts for c in sets])
+        self.weight, self.lam_b = np.ones((B, N)), np.full(B, lam)
         s = 1.0 / (N * lam)
         put = jax.device_put
         X_device = put(X)
@@ -109,7 +122,17 @@ class FeatureSolver(NewtonSolver):
         raise ValueError(f"x0 must be weights ({self.K}, {D}) or logits ({N}, {self.K}), got "
                          f"{x0.shape}")
 
+    def _solve(self, idx, T, x0, max_iter):
+        """Several label sets: one batch on the shared problem (newton ``shared``)."""
+        if self.B == 1:
+            return super()._solve(idx, T, x0, max_iter)
+        r = newton(self._problem, T, x0, tol=self.tol, max_iter=max_iter, batched=True,
+                   shared=True)
+        return r.x, r.P, r.certificate, r.iterations, r.status, r.krylov
+
     def _infos(self, x, iterations, status, krylov, seconds):
-        return (FeatureNewtonInfo(
-            iterations=int(iterations[0]), status=STATUS_NAMES[int(status[0])], seconds=seconds,
-            logits=self.X @ x[0], krylov_iterations=int(krylov[0]), weights=x[0].T.copy()),)
+        """One info per problem solved (``seconds``: the whole batch's)."""
+        return tuple(FeatureNewtonInfo(
+            iterations=int(iterations[b]), status=STATUS_NAMES[int(status[b])], seconds=seconds,
+            logits=self.X @ x[b], krylov_iterations=int(krylov[b]), weights=x[b].T.copy())
+            for b in range(len(x)))

@@ -167,25 +167,28 @@ def _newton_one(problem, T, x0, tol, accept_tol, max_iter):
 _JITTED = {}
 
 
-def _compiled(batched: bool, devices: int = 1):
+def _compiled(batched: bool, devices: int = 1, shared: bool = False):
     """jit(_newton_one), or jit(vmap(_newton_one)) over a leading batch axis of the problem,
-    the targets and the starting point; with ``devices`` > 1 the batch is split evenly over
-    the first ``devices`` local devices (``jax.shard_map``: each device runs its own Newton
-    loop on its share, with no communication). One compilation per problem structure, shapes
-    and device count."""
-    key = (batched, devices)
+    the targets and the starting point (``shared``: of the targets and the starting point
+    only, one problem for all); with ``devices`` > 1 the batch is split evenly over the first
+    ``devices`` local devices (``jax.shard_map``: each device runs its own Newton loop on its
+    share, with no communication). One compilation per problem structure, shapes and device
+    count."""
+    key = (batched, devices, shared)
     if key not in _JITTED:
         import jax
 
         fn = _newton_one
         if batched:
-            fn = jax.vmap(fn, in_axes=(0, 0, 0, None, None, None))
+            fn = jax.vmap(fn, in_axes=(None if shared else 0, 0, 0, None, None, None))
             if devices > 1:
                 from jax.sharding import Mesh
                 from jax.sharding import PartitionSpec as Spec
 
                 mesh = Mesh(np.array(jax.local_devices()[:devices]), ("batch",))
-                fn = jax.shard_map(fn, mesh=mesh, in_specs=(Spec("batch"),) * 3 + (Spec(),) * 3,
+                problem = Spec() if shared else Spec("batch")
+                fn = jax.shard_map(fn, mesh=mesh,
+                                   in_specs=(problem,) + (Spec("batch"),) * 2 + (Spec(),) * 3,
                                    out_specs=Spec("batch"), check_vma=False)
         _JITTED[key] = jax.jit(fn)
     return _JITTED[key]
@@ -228,7 +231,7 @@ class NewtonResult:
 
 
 def newton(problem, T, x0, *, tol: float = DEFAULT_TOL, accept_tol: float | None = None,
-           max_iter: int = 60, batched: bool = False) -> NewtonResult:
+           max_iter: int = 60, batched: bool = False, shared: bool = False) -> NewtonResult:
     """Solve the fixed point (E) of ``problem`` for targets T from the start x0.
 
     Args:
@@ -243,6 +246,9 @@ def newton(problem, T, x0, *, tol: float = DEFAULT_TOL, accept_tol: float | None
       batched: solve a batch of independent problems at once (``jax.vmap``). Where JAX has
         several local devices (:func:`local_devices`), the batch is padded to a multiple of
         their number and sharded over them.
+      shared: with ``batched``, one problem (no batch axis) for every targets T[b] and start
+        x0[b]: its arrays are held once and its products act on the whole batch at once (the
+        label sets of one feature matrix, :class:`~sdtheory.solvers.FeatureSolver`).
 
     Returns:
       :class:`NewtonResult` (numpy). Nothing is raised here: the caller decides what a
@@ -258,8 +264,10 @@ def newton(problem, T, x0, *, tol: float = DEFAULT_TOL, accept_tol: float | None
     devices = min(local_devices(), B) if batched else 1
     if devices > 1 and B % devices:          # pad with copies of the last problem
         pad = np.concatenate([np.arange(B), np.full(devices - B % devices, B - 1)])
-        problem, T, x0 = jax.tree_util.tree_map(lambda a: a[pad], (problem, T, x0))
+        T, x0 = (a[pad] for a in (T, x0))
+        if not shared:
+            problem = jax.tree_util.tree_map(lambda a: a[pad], problem)
     args = (problem, T, x0, float(tol), float(accept), int(max_iter))
-    out = _compiled(bool(batched), devices)(*args)
+    out = _compiled(bool(batched), devices, bool(batched and shared))(*args)
     return NewtonResult(*(np.array(v)[:B] if batched else np.array(v) for v in out),
                         devices=devices)

@@ -123,7 +123,7 @@ class NewtonSolver:
     def targets0(self) -> np.ndarray:
         """Teacher targets: one-hot given labels, (U, K) for one problem, (B, U, K) for more."""
         Y = one_hot(self.given, self.K)
-        return Y if self.B == 1 else np.broadcast_to(Y, (self.B,) + Y.shape).copy()
+        return Y if self.B == 1 or Y.ndim == 3 else np.broadcast_to(Y, (self.B,) + Y.shape).copy()
 
     def expand(self, P_units: np.ndarray) -> np.ndarray:
         """Unit outputs -> per-sample outputs (the identity where units are samples)."""
