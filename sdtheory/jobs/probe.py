@@ -461,7 +461,7 @@ def run_probe(cfg: ProbeConfig, data: FeatureData, relation_view=None) -> ProbeR
               "M": int(data.X_test.shape[0]), "D": data.D, "K": K,
               "class_names": list(data.class_names), "class_sizes": sizes.tolist(),
               # the exact solver's path (docs/theory.md section 2.5; benchmarks/README.md)
-              "solver_path": ("feature space, batches of <= %d runs" % PROBE_BATCH
+              "solver_path": (f"feature space, batches of <= {PROBE_BATCH} runs"
                               if cfg.engine == "closed" else "sgd")},
         superclass_of=superclass_of.tolist(),
         stats={**{k: v for k, v in stats.items() if k != "mean_inner"},
