@@ -3,7 +3,7 @@ benchmarks/bench_explore.py [--repeats 5]; needs the explore and browser extras,
 chromedriver).
 
 A server (`sdtheory explore --no-browser`, its own compilation cache) and headless Chromium,
-driven as in tests/test_explore_browser.py. Each time runs from the key press that changes a
+driven as in the browser tests (tests/browser.py). Each time runs from the key press that changes a
 field (or the click on a cell) to the moment the browser holds the new view: a new diagram's
 cell colours, or the new cell's table. After one warm-up of each kind (the first compilation):
 
@@ -29,7 +29,7 @@ from _common import machine
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from sdtheory.explore import free_port  # noqa: E402
-from tests.test_explore_browser import CHROMIUM, DRIVER, Page  # noqa: E402
+from tests.browser import Page, chromium  # noqa: E402
 
 
 def _newest(page) -> int:
@@ -78,8 +78,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
 
     port = free_port()
     with tempfile.TemporaryDirectory() as cache:
@@ -88,12 +86,7 @@ def main() -> None:
              str(port)], env=dict(os.environ, SDTHEORY_JAX_CACHE=cache),
             stdout=subprocess.PIPE, text=True)
         server.stdout.readline()
-        opts = webdriver.ChromeOptions()
-        opts.binary_location = CHROMIUM
-        for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                  "--window-size=1300,1750"):
-            opts.add_argument(a)
-        driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+        driver = chromium()
         try:
             driver.get(f"http://127.0.0.1:{port}/")
             page = Page(driver)

@@ -1,14 +1,14 @@
 """sdtheory explore in a real browser: a server on a free port, driven by headless Chromium
 with every host but 127.0.0.1 unreachable (a page that needed a CDN would not draw).
 
-Needs Debian's chromium and chromium-driver (.ci/run installs them) and the explore and test
-extras. Without them the tests are skipped, except in CI (CI=true), where they fail.
-SDTHEORY_SCREENSHOT=PATH also saves the page's screenshot there (docs/explore.png).
+Needs Debian's chromium and chromium-driver (.ci/run installs them) and the explore and
+browser extras (tests/browser.py). Without them the tests are skipped, except in CI (CI=true),
+where they fail. SDTHEORY_SCREENSHOT=PATH also saves the page's screenshot there
+(docs/explore.png).
 """
 
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -18,47 +18,18 @@ import pytest
 
 from sdtheory.cli import main
 from sdtheory.explore import free_port, jobs
-
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-
-def _missing(what: str):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"the browser tests need {what} (CI installs it: .ci/run)")
-    pytest.skip(f"the browser tests need {what}")
-
+from tests.browser import Page, chromium, expected_colours, missing, webdriver
 
 try:
-    import panel  # noqa: F401
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import Select, WebDriverWait
 except ImportError:
-    webdriver = None
-
-# elements live in shadow roots: search them all
-_JS = """
-function walk(root, css, out) {
-  root.querySelectorAll(css).forEach(e => out.push(e));
-  for (const el of root.querySelectorAll('*')) if (el.shadowRoot) walk(el.shadowRoot, css, out);
-  return out;
-}
-function deepText(e) {
-  let t = e.shadowRoot ? deepText(e.shadowRoot) : '';
-  for (const c of e.childNodes)
-    if (c.nodeType === 3) t += c.textContent;
-    else if (c.nodeType === 1 && !['STYLE', 'SCRIPT'].includes(c.tagName)) t += deepText(c);
-  return t;
-}
-"""
+    ActionChains = None
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if webdriver is None:
-        _missing("the explore and test extras (panel, selenium)")
+        missing("the explore and browser extras (panel, selenium)")
     port = free_port()
     env = {**os.environ, "SDTHEORY_JAX_CACHE": str(tmp_path_factory.mktemp("cache"))}
     proc = subprocess.Popen([sys.executable, "-m", "sdtheory", "--quiet", "explore",
@@ -78,71 +49,10 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(server):
-    if not (CHROMIUM and DRIVER):
-        _missing("chromium and chromedriver (apt-get install chromium chromium-driver)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-              "--window-size=1300,1750",
-              # every host but the server unreachable: the page must need no network
-              "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-              "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=127.0.0.1"):
-        opts.add_argument(a)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    driver = chromium()
     driver.get(server)
     yield Page(driver)
     driver.quit()
-
-
-class Page:
-    def __init__(self, driver):
-        self.d = driver
-        self.wait = WebDriverWait(driver, 120, poll_frequency=0.1)
-
-    def all(self, css):
-        return self.d.execute_script(_JS + "return walk(document, arguments[0], []);", css)
-
-    def text(self, css) -> str:
-        return self.d.execute_script(_JS + "const e = walk(document, arguments[0], []);"
-                                     "return e.length ? deepText(e[0]) : '';", css).strip()
-
-    def until_text(self, css, cond):
-        self.wait.until(lambda _: cond(self.text(css)))
-        return self.text(css)
-
-    def colours(self):
-        """The fill colours of the diagram's cells, as the browser holds them (the newest
-        diagram's)."""
-        return self.d.execute_script("""
-            let best = null, n = -1;
-            for (const doc of window.Bokeh.documents) for (const m of doc.all_models) {
-              const k = m.name && m.name.startsWith('sd-cells-') ? +m.name.slice(9) : -1;
-              if (k > n) { n = k; best = m; }
-            }
-            if (!best) return null;
-            for (const doc of window.Bokeh.documents) for (const m of doc.all_models)
-              if (m.name === 'sd-palette')
-                return Array.from(best.data.index, i => m.palette[i]);
-            return null;""")
-
-    def type(self, key, value):
-        el = self.d.execute_script(_JS + "const h = walk(document, arguments[0], [])[0];"
-                                   "return walk(h.shadowRoot || h, 'input', [])[0];",
-                                   f".sd-field-{key}")
-        el.send_keys(Keys.END, *[Keys.BACKSPACE] * len(el.get_attribute("value")), value,
-                     Keys.ENTER)
-
-    def select(self, key, value):
-        el = self.d.execute_script(_JS + "const h = walk(document, arguments[0], [])[0];"
-                                   "return walk(h.shadowRoot || h, 'select', [])[0];",
-                                   f".sd-field-{key}")
-        Select(el).select_by_value(value)
-
-
-def _expected_colours(form):
-    from sdtheory.explore.app import _fill_colours
-
-    return _fill_colours(jobs.compute_phase(form).result)
 
 
 def _cli_stdout(capsys, argv):
@@ -156,7 +66,7 @@ def test_page_draws_offline_and_follows_the_controls(page, server):
     cmd = page.until_text(".sd-phase-command", lambda t: t.startswith("sdtheory phase"))
     assert cmd == jobs.command_line("phase", jobs.phase_argv({}))
     first = page.colours()
-    assert first == _expected_colours({})
+    assert first == expected_colours({})
     # every script and style sheet came from the server itself
     urls = page.d.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name)")
@@ -165,7 +75,7 @@ def test_page_draws_offline_and_follows_the_controls(page, server):
     page.select("quantity", "acc_round_R")
     page.until_text(".sd-phase-command", lambda t: "--quantity acc_round_R" in t)
     form = {"quantity": "acc_round_R"}
-    expected = _expected_colours(form)
+    expected = expected_colours(form)
     page.wait.until(lambda _: page.colours() == expected)
     assert page.colours() != first
     # the axes: c from 0.15 to 0.9 against lam
@@ -176,7 +86,7 @@ def test_page_draws_offline_and_follows_the_controls(page, server):
     form.update({"x": "c", "x-lo": "0.15", "x-hi": "0.9"})
     spec = "c:0.15:0.9:75"
     page.until_text(".sd-phase-command", lambda t: f"--x {spec} " in t)
-    expected = _expected_colours(form)
+    expected = expected_colours(form)
     page.wait.until(lambda _: page.colours() == expected)
     assert time.perf_counter() - t0 < 60
     assert len(set(expected)) > 1

@@ -3,8 +3,9 @@
 ``sdtheory explore`` serves the page on 127.0.0.1 (:func:`serve`); in a notebook
 ``sd.explore()`` shows the same page inline (:func:`explore`). Both need the ``explore`` extra
 (``pip install 'sdtheory[explore]'``: Panel and Bokeh, which serve their scripts themselves,
-so the page works offline). The computations are those of ``sdtheory phase`` and ``sdtheory
-simulate`` (:mod:`sdtheory.explore.jobs`, which imports no web library).
+so the served page works offline; a notebook loads them from their CDN unless
+``pn.extension(inline=True)`` came first). The computations are those of ``sdtheory phase``
+and ``sdtheory simulate`` (:mod:`sdtheory.explore.jobs`, which imports no web library).
 """
 
 from __future__ import annotations
