@@ -35,7 +35,7 @@ def test_failed_run_writes_nothing(feature_file, tmp_path, monkeypatch, capsys):
     def boom(*args):
         raise RuntimeError("worker lost")
 
-    monkeypatch.setattr(probe, "_probe_runs", boom)
+    monkeypatch.setattr(probe, "_probe_trainings", boom)
     out = tmp_path / "out"
     rc = main(["--quiet", "probe", "--features", str(feature_file), "--rates", "0.2",
                "--seeds", "0", "--rounds", "1", "--out", str(out)])

@@ -160,6 +160,43 @@ def test_probe_cli_csv_equals_engine(npz, tmp_path):
             bool(fragile(v)) for v in b["decision_margin"].values() if v is not None)
 
 
+def test_closed_probe_batches_and_repeated_problems_equal_single_fits(npz):
+    """The closed engine solves the distinct label sets as batches (PROBE_BATCH) and a label
+    set that repeats (every noise type and seed at eta = 0) once: every run's rows equal an
+    explicit one-problem solve of its own corruption, and the repeated runs' rows differ
+    only in their noise type and seed."""
+    import sdtheory.jobs.probe as probe
+    from sdtheory.distill import self_distill
+    from sdtheory.models import Features
+    from sdtheory.solvers import ExactSolver
+
+    path, (X, y, _, _) = npz
+    cfg = _cfg(path, engine="closed", rounds=1)
+    data = load_features(path)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(probe, "PROBE_BATCH", 2)           # several batches, one of them partial
+        res = run_probe(cfg, data)
+    rows = {(r["noise"], r["eta"], r["seed"], r["round"]): r for r in res.rows}
+    assert len(rows) == 2 * 2 * 2 * 3
+    free = [k for k in rows if k[1] == 0.0 and k[3] == "1"]
+    assert len(free) == 4
+    for k in free:
+        a, b = dict(rows[k]), dict(rows[free[0]])
+        for r in (a, b):
+            del r["noise"], r["seed"]
+        assert a == b
+    sc = superclasses_from_features(X, y, cut=cfg.superclass_cut)
+    for kind in ("sym", "superclass"):
+        cor = noise.corrupt_sampled(noise.transition_matrix(kind, 3, 0.4, superclass_of=sc),
+                                    y, 1)
+        one = self_distill(ExactSolver(gram=Features(X), labels=cor, lam=1e-2), 1, pll=True)
+        for rr, label in zip((*one.rounds, one.pll), ("0", "1", "pll")):
+            row = rows[(kind, 0.4, 1, label)]
+            assert rr.residual <= 1e-10 and row["certificate"] <= 1e-10
+            assert row["acc_given"] == np.mean(rr.P.argmax(1) == cor.given)
+            assert row["acc_true"] == np.mean(rr.P.argmax(1) == y)
+
+
 def test_gains_are_student_minus_teacher():
     rows = []
     for seed, (t0, t1, p) in enumerate([(0.5, 0.6, 0.7), (0.4, 0.6, 0.4)]):

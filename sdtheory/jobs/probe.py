@@ -299,19 +299,9 @@ def _trained_rounds(X, cor, lam, R, seed, epochs, monitor, label_weight=0.0, rel
 
 PROBE_BATCH = 16
 """Most (noise, eta, seed) runs of the closed engine solved as one batch, one task
-(:func:`_probe_runs`, :func:`_batches`); a fixed cut, whatever the executor, so that every
-executor gives the same last digits (benchmarks/README.md: the batch size)."""
-
-
-def _batches(combos: list, size: int) -> list[list]:
-    """The runs cut into batches of at most ``size``, the runs of one noise rate together: a
-    batch's CG iterations are those of its slowest run (the batch moves in lock-step), and
-    the iterations depend mostly on the rate (benchmarks/README.md: the batch size)."""
-    out = []
-    for eta in dict.fromkeys(e for _, e, _ in combos):
-        same = [c for c in combos if c[1] == eta]
-        out += [same[i:i + size] for i in range(0, len(same), size)]
-    return out
+(:func:`_probe_trainings`), cut from the distinct runs in their order (noise type first); a
+fixed cut, whatever the executor, so that every executor gives the same last digits. A batch
+moves in lock-step, as many CG iterations as its slowest run (benchmarks/README.md)."""
 
 
 def _batch(cfg) -> int:
@@ -319,31 +309,35 @@ def _batch(cfg) -> int:
     return PROBE_BATCH if cfg.engine == "closed" else 1
 
 
+def _distinct_runs(cfg, cors: list, combos: list) -> list[int]:
+    """For each run, the index of the first run with the same problem: the same given labels
+    (closed engine: e.g. every noise type and seed at eta = 0), and the same seed for the
+    trained engine, whose SGD order follows the seed."""
+    first: dict = {}
+    return [first.setdefault((c.given.tobytes(),) + ((s,) if cfg.engine == "trained" else ()),
+                             i)
+            for i, (c, (_, _, s)) in enumerate(zip(cors, combos))]
+
+
 @task
-def _probe_runs(cfg, data, superclass_of, stats, lam_model, relation, combos):
-    """The (noise, eta, seed) runs ``combos`` of :func:`run_probe`: per run, its rows and its
-    r* entry. The closed engine solves them as one batch; the trained engine one after
-    another. A task of :func:`sdtheory.executors.run_tasks`: everything it uses is in its
-    arguments (the noise and SGD seeds are each run's ``seed``), so any worker gives the same
-    result."""
-    X, y = data.X_train, data.y_train
-    cors = [noise.corrupt_sampled(noise.transition_matrix(kind, data.K, eta,
-                                                          superclass_of=superclass_of), y, seed)
-            for kind, eta, seed in combos]
+def _probe_trainings(cfg, data, relation, cors, seeds):
+    """The trainings (rounds 0..R and the PLL student: (outputs, weights, certificate)) of the
+    label sets ``cors`` of :func:`run_probe`. The closed engine solves them as one batch; the
+    trained engine one after another, with SGD seeds ``seeds``. A task of
+    :func:`sdtheory.executors.run_tasks`: everything it uses is in its arguments, so any worker
+    gives the same result."""
+    X = data.X_train
     # the per-round and per-epoch reports of each training would drown the progress
     with quieted("sdtheory.distill", "sdtheory.solvers.trained"):
         if cfg.engine == "closed":
-            runs = _closed_rounds(X, cors, cfg.lam, cfg.rounds, cfg.label_weight, relation)
-        else:
-            monitor = None
-            if cfg.select_on_test:
-                def monitor(W):
-                    return _test_accuracy(data, W)
-            runs = [_trained_rounds(X, cor, cfg.lam, cfg.rounds, seed, cfg.epochs, monitor,
-                                    cfg.label_weight, relation)
-                    for cor, (_, _, seed) in zip(cors, combos)]
-    return [_run_rows(cfg, data, superclass_of, stats, lam_model, cor, combo, run)
-            for cor, combo, run in zip(cors, combos, runs)]
+            return _closed_rounds(X, cors, cfg.lam, cfg.rounds, cfg.label_weight, relation)
+        monitor = None
+        if cfg.select_on_test:
+            def monitor(W):
+                return _test_accuracy(data, W)
+        return [_trained_rounds(X, cor, cfg.lam, cfg.rounds, seed, cfg.epochs, monitor,
+                                cfg.label_weight, relation)
+                for cor, seed in zip(cors, seeds)]
 
 
 def _run_rows(cfg, data, superclass_of, stats, lam_model, cor, combo, runs):
@@ -440,19 +434,27 @@ def run_probe(cfg: ProbeConfig, data: FeatureData, relation_view=None) -> ProbeR
         log.info("relation matrix: %d neighbours, tau %g, purity %.3f (mass on the same true "
                  "class)", k_used, cfg.relation_tau, purity)
     combos = [(kind, eta, seed) for kind in cfg.noise for eta in cfg.rates for seed in cfg.seeds]
-    shared = (cfg, data, superclass_of, stats, lam_model, relation)
+    cors = [noise.corrupt_sampled(noise.transition_matrix(kind, K, eta,
+                                                          superclass_of=superclass_of), y, seed)
+            for kind, eta, seed in combos]
+    same = _distinct_runs(cfg, cors, combos)
+    todo = sorted(set(same))          # each distinct problem once, in the runs' order
+    size = _batch(cfg)
+    batches = [todo[i:i + size] for i in range(0, len(todo), size)]
     with executor(cfg.executor, workers=cfg.workers, scheduler=cfg.scheduler,
-                  task_bytes=task_bytes(data, cfg.rounds, min(len(combos), _batch(cfg))),
+                  task_bytes=task_bytes(data, cfg.rounds, min(len(todo), size)),
                   what=f"a probe of {data.N} training and {data.X_test.shape[0]} test samples "
                        f"of {data.D} features") as ex:
-        batches = _batches(combos, _batch(cfg))
-        done = run_tasks(ex, _probe_runs, [shared + (b,) for b in batches],
-                         labels=[", ".join(f"{k} eta={e:g} seed={s}" for k, e, s in b)
+        done = run_tasks(ex, _probe_trainings,
+                         [(cfg, data, relation, [cors[i] for i in b],
+                           [combos[i][2] for i in b]) for b in batches],
+                         labels=["; ".join("{} eta={:g} seed={}".format(*combos[i]) for i in b)
                                  for b in batches],
                          what="(noise, eta, seed) run", logger=log,
                          sizes=[len(b) for b in batches])
-    by_combo = {c: run for b, d in zip(batches, done) for c, run in zip(b, d)}
-    runs = [by_combo[c] for c in combos]
+    trainings = {i: t for b, d in zip(batches, done) for i, t in zip(b, d)}
+    runs = [_run_rows(cfg, data, superclass_of, stats, lam_model, cors[i], combos[i],
+                      trainings[same[i]]) for i in range(len(combos))]
     rows = [row for run_rows, _ in runs for row in run_rows]
     r_stars = [r_star for _, r_star in runs]
     return ProbeResult(
