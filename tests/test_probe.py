@@ -174,7 +174,7 @@ def test_closed_probe_batches_and_repeated_problems_equal_single_fits(npz):
     cfg = _cfg(path, engine="closed", rounds=1)
     data = load_features(path)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(probe, "PROBE_BATCH", 2)           # several batches, one of them partial
+        mp.setattr(probe, "PROBE_BATCH", 2)           # batches of 1 (noise-free) and 2 runs
         res = run_probe(cfg, data)
     rows = {(r["noise"], r["eta"], r["seed"], r["round"]): r for r in res.rows}
     assert len(rows) == 2 * 2 * 2 * 3
