@@ -206,9 +206,20 @@ class Explorer:
 
     # ------------------------------------------------------------------------------- requests
 
+    @staticmethod
+    def _spawn(update):
+        """Run the coroutine function ``update`` on the running event loop (the page's server
+        or the notebook's kernel); without one (a plain script) nothing is scheduled, rather
+        than a coroutine that is never awaited."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.create_task(update())
+
     def start(self):
-        asyncio.ensure_future(self.update_phase())
-        asyncio.ensure_future(self.update_cell())
+        self._spawn(self.update_phase)
+        self._spawn(self.update_cell)
 
     def _changed(self, event):
         key = next(k for k, w in self.widgets.items() if w is event.obj)
@@ -216,10 +227,10 @@ class Explorer:
         self.last_changed = key
         if key in ("x", "y"):
             self.cell = None
-        asyncio.ensure_future(self.update_phase())
+        self._spawn(self.update_phase)
         shown = self.cell_view is not None and self.input_errors["cell"] is None
         if not (shown and jobs.cell_argv(self.values, self.cell) == self.cell_view.argv):
-            asyncio.ensure_future(self.update_cell())    # the cell's command changed
+            self._spawn(self.update_cell)    # the cell's command changed
 
     def _show_error(self, which, err):
         """The commands' one-line messages (``which`` view's now ``err``, None: none) next to
@@ -303,7 +314,7 @@ class Explorer:
             return
         self.cell = jobs.cell_at(self.phase_view, ix, iy)
         self._mark(ix, iy)
-        asyncio.ensure_future(self.update_cell())
+        self._spawn(self.update_cell)
 
     # -------------------------------------------------------------------------------- drawing
 
