@@ -86,8 +86,8 @@ def main() -> None:
                     times = run_once(path, tmp / f"cache-{label}", out, args.only)
                     for k, v in times.items():
                         rows.setdefault(k, {}).setdefault(label, []).append(v)
-                    print(f"run {i + 1}/{args.runs} {label}: {times['total (wall)']:.1f} s",
-                          file=sys.stderr, flush=True)
+                    print(f"run {i + 1}/{args.runs} {label}: " + ", ".join(
+                        f"{k} {v:.1f} s" for k, v in times.items()), flush=True)
         finally:
             if args.compare:
                 subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force",
