@@ -1,4 +1,9 @@
-"""Test session: float64 on (explicitly, as a user would), headless matplotlib."""
+"""Test session: float64 on (explicitly, as a user would), headless matplotlib, and JAX's
+persistent compilation cache of the ``sdtheory`` command (``$SDTHEORY_JAX_CACHE``, default
+~/.cache/sdtheory/jax) from the first test on: the suite's cost is mostly compilation, and a
+repeat run (or a test that compiles a program another one already compiled) loads it instead.
+The in-process command tests would switch the cache on anyway, so without this the tests before
+the first of them (or a file run alone) compiled everything."""
 
 import os
 
@@ -8,9 +13,9 @@ import pytest
 matplotlib.use("Agg")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from sdtheory import enable_x64  # noqa: E402
+from sdtheory._x64 import configure_process  # noqa: E402
 
-enable_x64()
+configure_process()
 
 
 @pytest.fixture

@@ -22,15 +22,17 @@ def _run(*args):
                           text=True, timeout=300, env=env)
 
 
-def test_simulate_json_reproduces_public_reference(tmp_path):
+def test_simulate_json_reproduces_public_reference(tmp_path, capsys):
+    """In-process through main() (the console entry point itself is the next tests')."""
     counts = tmp_path / "counts.json"
     counts.write_text(json.dumps(REF["counts"]))
     out = tmp_path / "out"
-    r = _run("simulate", "--K", "4", "--n", "120", "--c", "0.4", "--d", "0.1", "--lam", "1e-3",
-             "--counts", str(counts), "--rounds", "4", "--pll", "--solver", "both", "--json",
-             "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
+    rc = main(["simulate", "--K", "4", "--n", "120", "--c", "0.4", "--d", "0.1", "--lam", "1e-3",
+               "--counts", str(counts), "--rounds", "4", "--pll", "--solver", "both", "--json",
+               "--out", str(out)])
+    r = capsys.readouterr()
+    assert rc == 0, r.err
+    doc = json.loads(r.out)
     assert doc["config"]["counts"] == REF["counts"] and doc["version"]
     assert json.loads((out / "result.json").read_text()) == doc
     for which, key in [("exact", "groups"), ("linear", "linear_groups")]:

@@ -52,22 +52,25 @@ def test_gradients_equal_finite_differences():
     here, rounding error eps |f| / h ~ 1e-11."""
     model, C = _cases()[0]
     mm = MarginModel(model, C)
+    # compiled once each (the round r traced, as optimize() does), not op by op per call
+    margin = jax.jit(mm.margin)
+    grad_margin = jax.jit(jax.grad(mm.margin, argnums=(0, 1)))
+    r_star = jax.jit(mm.r_star_continuous)
+    grad_r_star = jax.jit(jax.grad(mm.r_star_continuous))
     h = 1e-5
     for log_lam in (math.log(1e-4), math.log(3e-3)):
         for alpha in (0.0, 0.35):
-            for r in (1, 3):
-                g_lam, g_alpha = jax.grad(lambda x, a, r=r: mm.margin(x, a, r),
-                                          argnums=(0, 1))(log_lam, alpha)
-                fd_lam = (float(mm.margin(log_lam + h, alpha, r))
-                          - float(mm.margin(log_lam - h, alpha, r))) / (2 * h)
-                fd_alpha = (float(mm.margin(log_lam, alpha + h, r))
-                            - float(mm.margin(log_lam, alpha - h, r))) / (2 * h)
+            for r in (1.0, 3.0):
+                g_lam, g_alpha = grad_margin(log_lam, alpha, r)
+                fd_lam = (float(margin(log_lam + h, alpha, r))
+                          - float(margin(log_lam - h, alpha, r))) / (2 * h)
+                fd_alpha = (float(margin(log_lam, alpha + h, r))
+                            - float(margin(log_lam, alpha - h, r))) / (2 * h)
                 assert abs(float(g_lam) - fd_lam) <= 1e-8
                 assert abs(float(g_alpha) - fd_alpha) <= 1e-8
         dlt = 0.25
-        g = float(jax.grad(lambda x, dlt=dlt: mm.r_star_continuous(x, dlt))(log_lam))
-        fd = (float(mm.r_star_continuous(log_lam + h, dlt))
-              - float(mm.r_star_continuous(log_lam - h, dlt))) / (2 * h)
+        g = float(grad_r_star(log_lam, dlt))
+        fd = (float(r_star(log_lam + h, dlt)) - float(r_star(log_lam - h, dlt))) / (2 * h)
         assert abs(g - fd) <= 1e-7 * max(1.0, abs(fd))
         a = averaging_eigenvalues(model, math.exp(log_lam))
         x = float(mm.r_star_continuous(log_lam, dlt))
@@ -83,9 +86,11 @@ def test_optimum_beats_a_grid_search():
     mm = MarginModel(model, C)
     res = optimize(model, C, [0, 2, 5])
     grid_lam = np.linspace(math.log(1e-8), math.log(1e3), 121)
+    # the whole grid in one compiled call (the round traced, as optimize() does)
+    x, a = (g.ravel() for g in np.meshgrid(grid_lam, np.linspace(0, 1, 11)))
+    on_grid = jax.jit(jax.vmap(mm.margin, in_axes=(0, 0, None)))
     for opt in res:
-        grid = max(float(mm.margin(x, a, opt.round)) for x in grid_lam
-                   for a in np.linspace(0, 1, 11))
+        grid = float(np.max(on_grid(x, a, float(opt.round))))
         assert opt.margin >= grid - 1e-12
         assert opt.margin == pytest.approx(float(mm.margin(math.log(opt.lam), opt.label_weight,
                                                            opt.round)), abs=1e-14)
@@ -128,6 +133,9 @@ def test_test_accuracy_model_equals_population_accuracy_and_its_gradient():
     means, sigma = gmm_means(K, c, d, D), math.sqrt((1 - c) / D)
     tm = TestAccuracyModel(X, cor.given, means, sigma)
     h = 1e-4
+    # compiled once per round (r is static in the model), not op by op per call
+    accuracy = jax.jit(tm.accuracy, static_argnums=2)
+    grad = jax.jit(jax.grad(tm.accuracy), static_argnums=2)
     for lam in (1e-4, 1e-2):
         s = LinearSolver(gram=X @ X.T, labels=cor, lam=lam)
         Y = s.targets0()
@@ -138,8 +146,7 @@ def test_test_accuracy_model_equals_population_accuracy_and_its_gradient():
                 want = population_accuracy(weights_from_outputs(X, T, P[r], lam), means,
                                            sigma)[1]
                 x = math.log(lam)
-                assert abs(float(tm.accuracy(x, alpha, r)) - want) <= 1e-13
-                g = float(jax.grad(lambda v, a=alpha, r=r: tm.accuracy(v, a, r))(x))
-                fd = (float(tm.accuracy(x + h, alpha, r))
-                      - float(tm.accuracy(x - h, alpha, r))) / (2 * h)
+                assert abs(float(accuracy(x, alpha, r)) - want) <= 1e-13
+                g = float(grad(x, alpha, r))
+                fd = (float(accuracy(x + h, alpha, r)) - float(accuracy(x - h, alpha, r))) / (2 * h)
                 assert abs(g - fd) <= 1e-9

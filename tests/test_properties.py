@@ -48,29 +48,62 @@ lams = st.floats(min_value=-8.0, max_value=3.0).map(lambda e: float(10.0 ** e))
 etas = st.floats(min_value=0.0, max_value=0.999)
 
 
-@settings(max_examples=25, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(K=st.integers(2, 100), n=st.integers(1, 30), eta=etas, lam=lams,
-       seed=st.integers(0, 2 ** 16))
-def test_linear_outputs_finite_over_validated_range(K, n, eta, lam, seed):
+_LINEAR_CASES = dict(K=st.integers(2, 100), n=st.integers(1, 30), eta=etas, lam=lams,
+                     seed=st.integers(0, 2 ** 16))
+_EXACT_CASES = dict(K=st.integers(2, 12), n=st.integers(1, 40), eta=etas, lam=lams,
+                    seed=st.integers(0, 2 ** 16))
+
+
+def _linear_sane(K, n, eta, lam, seed):
     _, res = _run(LinearSolver, K, n, eta, lam, seed)
     _assert_sane(res)
 
 
-@settings(max_examples=20, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(K=st.integers(2, 12), n=st.integers(1, 40), eta=etas, lam=lams,
-       seed=st.integers(0, 2 ** 16))
-def test_exact_outputs_finite_and_certified_over_validated_range(K, n, eta, lam, seed):
+def _exact_sane(K, n, eta, lam, seed):
     m, res = _run(ExactSolver, K, n, eta, lam, seed)
     _assert_sane(res, exact_bound=_bound(m, lam))
 
 
-@pytest.mark.parametrize("lam", [1e-8, 1e3])
-def test_exact_outputs_finite_and_certified_at_K100(lam):
-    """The range's corners at K = 100 (200 non-empty groups: one mislabelled sample per
-    class, given the next class)."""
-    K = 100
+@settings(max_examples=10, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(**_LINEAR_CASES)
+def test_linear_outputs_finite_over_validated_range(K, n, eta, lam, seed):
+    """Ten cases (the same on every run); 25 in the slow set."""
+    _linear_sane(K, n, eta, lam, seed)
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(**_LINEAR_CASES)
+def test_linear_outputs_finite_over_validated_range_more_cases(K, n, eta, lam, seed):
+    _linear_sane(K, n, eta, lam, seed)
+
+
+@settings(max_examples=6, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(**_EXACT_CASES)
+def test_exact_outputs_finite_and_certified_over_validated_range(K, n, eta, lam, seed):
+    """Six cases (the same on every run; each a new group count, so a new program to
+    compile); 20 in the slow set."""
+    _exact_sane(K, n, eta, lam, seed)
+
+
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(**_EXACT_CASES)
+def test_exact_outputs_finite_and_certified_over_validated_range_more_cases(K, n, eta, lam,
+                                                                             seed):
+    _exact_sane(K, n, eta, lam, seed)
+
+
+@pytest.mark.parametrize("K, lam", [(20, 1e-8), pytest.param(100, 1e-8, marks=pytest.mark.slow),
+                                    (100, 1e3)])
+def test_exact_outputs_finite_and_certified_at_K100(K, lam):
+    """The range's corners at K = 100 (2 K non-empty groups: one mislabelled sample per
+    class, given the next class); lam = 1e-8 (Newton's longest solve) at K = 20 in the fast
+    set, at K = 100 in the slow one."""
     counts = 2 * np.eye(K, dtype=int) + np.roll(np.eye(K, dtype=int), 1, axis=1)
     m = two_level(K, 3, 0.4, 0.1)
     res = self_distill(ExactSolver(gram=m, labels=counts, lam=lam), 1, pll=True)
