@@ -184,6 +184,11 @@ class Corruption:
     def __setattr__(self, name, value):
         raise AttributeError("Corruption is immutable")
 
+    def __reduce__(self):
+        # pickled by its constructor's arguments (slots and the immutability above rule out
+        # the default, which sets attributes): corruptions travel to Dask workers
+        return _corruption, (self.counts, self._true, self._given)
+
     def _materialise(self) -> None:
         from sdtheory._memory import check_memory
 
@@ -399,3 +404,8 @@ def is_balanced(counts):
     rows, cols = C.sum(axis=-1), C.sum(axis=-2)
     out = np.all(rows == rows[..., :1], axis=-1) & np.all(cols == rows[..., :1], axis=-1)
     return bool(out) if single else out
+
+
+def _corruption(counts, true, given) -> Corruption:
+    """A :class:`Corruption` from its constructor's arguments (unpickling)."""
+    return Corruption(counts=counts, true=true, given=given)

@@ -28,8 +28,8 @@ def test_failing_tasks_are_reported_not_dropped():
 
 
 def test_failed_run_writes_nothing(feature_file, tmp_path, monkeypatch, capsys):
-    """A probe whose task fails (its three runs are one batch): one warning for the retried
-    task, then one error line, exit 1, no file written."""
+    """A probe whose tasks fail (one per noise type, each a batch of its runs): one warning
+    per retried task, then one error line, exit 1, no file written."""
     import sdtheory.jobs.probe as probe
 
     def boom(*args):
@@ -40,8 +40,8 @@ def test_failed_run_writes_nothing(feature_file, tmp_path, monkeypatch, capsys):
     rc = main(["--quiet", "probe", "--features", str(feature_file), "--rates", "0.2",
                "--seeds", "0", "--rounds", "1", "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 1 and "failed, nothing written: 1 task(s) failed after 2 attempts" in err[-1]
-    assert len(err) == 2 and all("failed (RuntimeError: worker lost); retrying" in e
+    assert rc == 1 and "failed, nothing written: 3 task(s) failed after 2 attempts" in err[-1]
+    assert len(err) == 4 and all("failed (RuntimeError: worker lost); retrying" in e
                                  for e in err[:-1])
     assert not out.exists() or not any(out.iterdir())
 

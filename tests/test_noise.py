@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from sdtheory import noise
 from sdtheory.featuredata import superclasses_from_features
 from sdtheory.models import two_level
 from sdtheory.noise import (
@@ -284,3 +285,19 @@ def _noise_cases():
 def test_validation_errors(fn, kwargs, message):
     with pytest.raises(ValueError, match=message):
         fn(**kwargs)
+
+
+def test_corruption_pickles_with_and_without_its_labels():
+    """A Corruption survives pickling (the probe sends them to Dask workers): counts, labels,
+    and a counts-only one stays unmaterialised until asked."""
+    import pickle
+
+    y = np.repeat(np.arange(3), 10)
+    c = noise.corrupt_sampled(noise.transition_matrix("sym", 3, 0.3), y, 0)
+    d = pickle.loads(pickle.dumps(c))
+    np.testing.assert_array_equal(d.counts, c.counts)
+    np.testing.assert_array_equal(d.given, c.given)
+    np.testing.assert_array_equal(d.true, y)
+    lazy = pickle.loads(pickle.dumps(noise.Corruption(counts=c.counts)))
+    assert lazy._true is None
+    assert lazy.rate == c.rate and np.bincount(lazy.true).tolist() == [10, 10, 10]

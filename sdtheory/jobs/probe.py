@@ -297,10 +297,11 @@ def _trained_rounds(X, cor, lam, R, seed, epochs, monitor, label_weight=0.0, rel
     return out
 
 
-PROBE_BATCH = 16
+PROBE_BATCH = 8
 """Most (noise, eta, seed) runs of the closed engine solved as one batch, one task
 (:func:`_probe_trainings`, :func:`_batches`); a fixed cut, whatever the executor, so that
-every executor gives the same last digits."""
+every executor gives the same last digits. It also bounds one training's JAX call, which an
+interrupt waits for (tests/test_faults.py: exit within 10 s of Ctrl-C)."""
 
 
 def _batch(cfg) -> int:
