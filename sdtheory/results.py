@@ -53,6 +53,9 @@ KIND_OF_KEY = {
     "min_eigenvalue_requested_eps": "computed",
     # optima of L-BFGS-B (optimize_eta), stopped at a projected gradient of 1e-9
     "optima": "computed",
+    # seed means of finite-size kernel-ridge rounds (ridge_sd_proportional): linear algebra
+    # whose last digits follow the CPU's BLAS
+    "samples": "computed",
 }
 """The kind of a results file's entry by its key; it applies to everything below the key."""
 
