@@ -316,35 +316,39 @@ def first_perfect_linear(coef, a, max_rounds: int, tie_tol=None) -> np.ndarray:
       a: (C, L) averaging eigenvalues of each cell, levels in :func:`level_names` order.
       max_rounds: last round examined.
       tie_tol: margins must exceed this (default: the closed-form tie tolerance of
-        :func:`sdtheory.metrics.tie_tolerance`).
+        :func:`sdtheory.metrics.tie_tolerance`); or a sequence of T tolerances, answered from
+        one evaluation of the margins.
 
     Returns:
-      (C,) float: the round, NaN where none within max_rounds. Rounds are evaluated in blocks
-      (powers a^(r+1) for a block of r at once), over the cells not yet decided.
+      (C,) float: the round, NaN where none within max_rounds; (T, C) for a sequence of
+      tolerances. Rounds are evaluated in blocks (powers a^(r+1) for a block of r at once),
+      over the cells not yet decided for every tolerance.
     """
     coef, a = np.asarray(coef), np.asarray(a, dtype=np.float64)
-    tie_tol = float(tie_tolerance()) if tie_tol is None else float(tie_tol)
-    out = np.full(a.shape[0], np.nan)
+    one = tie_tol is None or np.ndim(tie_tol) == 0
+    tols = np.atleast_1d(float(tie_tolerance()) if tie_tol is None
+                         else np.asarray(tie_tol, dtype=np.float64))
+    out = np.full((tols.size, a.shape[0]), np.nan)
     active = np.arange(a.shape[0])           # the undecided cells, and their arrays, compacted
-    cf, aa, at = coef, a, np.ones_like(a)    # at = a^start (start = rounds done)
+    cf, aa, at = coef.transpose(0, 2, 1), a, np.ones_like(a)    # at = a^start
     R = int(max_rounds)
     start = 0
     while start <= R and active.size:
         size = int(np.clip(2 ** 22 // max(1, active.size * coef.shape[1] * coef.shape[2]), 1,
                            R + 1 - start))
-        if size == 1:       # many cells: one round at a time (the cheapest contraction)
-            pw = (at * aa)[:, None, :]
-            ok = np.all(np.einsum("apl,al->ap", cf, pw[:, 0]) > tie_tol, axis=1)[:, None]
-        else:               # a^t for t = start + 1 .. start + size by repeated products
-            pw = at[:, None, :] * np.cumprod(np.broadcast_to(aa[:, None, :], (active.size, size,
-                                                                             a.shape[1])), axis=1)
-            ok = np.all(np.einsum("apl,arl->arp", cf, pw) > tie_tol, axis=2)   # (A, rounds)
-        hit = ok.any(axis=1)
-        out[active[hit]] = start + np.argmax(ok[hit], axis=1)
-        keep = ~hit
+        # a^t for t = start + 1 .. start + size by repeated products, (A, rounds, L)
+        pw = at[:, None, :] * np.cumprod(np.broadcast_to(aa[:, None, :], (active.size, size,
+                                                                         a.shape[1])), axis=1)
+        worst = np.min(pw @ cf, axis=2)                   # (A, rounds): the smallest margin
+        ok = worst[None] > tols[:, None, None]            # (T, A, rounds)
+        hit = ok.any(axis=2)
+        first = start + np.argmax(ok, axis=2)
+        todo = np.isnan(out[:, active]) & hit
+        out[:, active] = np.where(todo, first, out[:, active])
+        keep = np.isnan(out[:, active]).any(axis=0)
         active, cf, aa, at = active[keep], cf[keep], aa[keep], pw[keep, -1, :]
         start += size
-    return out
+    return out[0] if one else out
 
 
 def r_star_linear(model, counts, lam: float, max_rounds: int = 1000) -> int | None:

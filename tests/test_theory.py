@@ -290,6 +290,29 @@ def test_r_star_unbalanced_uses_margins_and_can_be_lost_again():
     assert not ok[-1]
 
 
+def test_first_perfect_linear_several_tolerances_equal_round_by_round(rng):
+    """Several tolerances in one call (the sweep's r* and its fragility) give, per tolerance,
+    the first round whose smallest margin sum_l coef[p, l] a_l^(r+1) exceeds it, evaluated
+    here round by round; and each equals a call with that tolerance alone. Margins are set
+    to cross the tolerances at different rounds (some cells never)."""
+    C, P, L, R = 300, 6, 3, 40
+    a = rng.uniform(0.3, 0.99, size=(C, L))
+    coef = rng.normal(size=(C, P, L))
+    coef[:, :, 0] = np.abs(coef[:, :, 0]) + 0.05          # the slowest-decaying level wins
+    a[:, 0] = 0.995
+    tols = np.array([1e-2, 1e-2 * 10, 1e-2 / 10])
+    got = th.first_perfect_linear(coef, a, R, tie_tol=tols)
+    t = np.arange(1, R + 2)
+    worst = np.min(np.einsum("cpl,ctl->ctp", coef, a[:, None, :] ** t[None, :, None]), axis=2)
+    for i, tol in enumerate(tols):
+        ok = worst > tol
+        want = np.where(ok.any(axis=1), np.argmax(ok, axis=1), np.nan)
+        np.testing.assert_array_equal(got[i], want)
+        np.testing.assert_array_equal(th.first_perfect_linear(coef, a, R, tie_tol=tol), want)
+    assert np.isnan(got).any() and (np.nan_to_num(got) > 0).any() and (got == 0).any()
+    assert not np.array_equal(got[1], got[2])
+
+
 def test_r_star_noiseless_is_zero():
     m = sd.two_level(3, 10, 0.4, 0.1)
     assert th.r_star_theory(m, np.diag([10, 10, 10]), 1e-5) == 0

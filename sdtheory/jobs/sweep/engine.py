@@ -301,11 +301,10 @@ def _linear_cells(g: Cells, quantity: str, R: int, ties: str) -> dict:
         coef = theory.pair_coefficients(g.counts, g.superclass_of)
         log.debug("linear solver, K = %d: r* of %d cells", g.K, g.size)
         levels = np.stack([a[nm] for nm in names], axis=1)
-        r = theory.first_perfect_linear(coef[g.cfg], levels, R)
         # fragile: r* changes when the tolerance is scaled by FRAGILE_FACTOR or its inverse
         tau = float(tie_tolerance())
-        moved = [theory.first_perfect_linear(coef[g.cfg], levels, R, tie_tol=f * tau)
-                 for f in (FRAGILE_FACTOR, 1.0 / FRAGILE_FACTOR)]
+        r, *moved = theory.first_perfect_linear(
+            coef[g.cfg], levels, R, tie_tol=[tau, FRAGILE_FACTOR * tau, tau / FRAGILE_FACTOR])
         same = [(m == r) | (np.isnan(m) & np.isnan(r)) for m in moved]
         return {"r_star": r, "fragile": (~(same[0] & same[1])).astype(np.float64)}
     K = g.K
