@@ -10,6 +10,7 @@ error) and groups them by K, so that cells with the same shapes are solved toget
 from __future__ import annotations
 
 import decimal
+import functools
 import math
 from dataclasses import dataclass
 
@@ -113,19 +114,20 @@ class Axis:
         return np.round(v) if self.name in INT_PARAMS else v
 
 
-def decimal_grid(lo: float, hi: float, count: int, log: bool = False) -> list[float]:
+@functools.lru_cache(maxsize=256)      # an axis asks for its values many times
+def decimal_grid(lo: float, hi: float, count: int, log: bool = False) -> tuple[float, ...]:
     """``count`` points from ``lo`` to ``hi`` computed in 40-digit decimal arithmetic (software,
     hence identical on every CPU), evenly spaced in the value or, with ``log``, in log10."""
     with decimal.localcontext() as ctx:
         ctx.prec = 40
         a, b = decimal.Decimal(repr(float(lo))), decimal.Decimal(repr(float(hi)))
         if count == 1:
-            return [float(a)]
+            return (float(a),)
         if log:
             a, b = a.log10(), b.log10()
         step = (b - a) / (count - 1)
         points = [a + i * step for i in range(count - 1)] + [b]
-        return [float(decimal.Decimal(10) ** p if log else p) for p in points]
+        return tuple(float(decimal.Decimal(10) ** p if log else p) for p in points)
 
 
 
