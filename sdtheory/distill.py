@@ -36,6 +36,7 @@ from sdtheory.metrics import (
     fragile,
     group_means,
     nearest_ratio,
+    strict_accuracy,
     tie_tolerance,
 )
 from sdtheory.solvers.base import Fit, NewtonInfo, SolverError, TrainInfo, given_labels
@@ -222,6 +223,9 @@ def next_targets(T0, P, label_weight: float = 0.0, relation=None) -> np.ndarray:
     return T
 
 
+_PENDING_FLOATS = 2 ** 22
+"""Most output numbers held for :meth:`_RoundLoop.flush` (32 MB)."""
+
 _ROUND_FIELDS = ("train_acc", "clean_acc", "noisy_acc", "strict_acc", "residual", "uncertainty",
                  "tie_tol", "decision_margin", "min_margin")
 _PLL_FIELDS = ("pll_acc", "pll_clean_acc", "pll_noisy_acc", "pll_strict_acc", "pll_residual",
@@ -291,7 +295,7 @@ def run_rounds(solver, rounds: int, *, pll: bool = False, pll_ties: str = "split
         active = active[keep]
         progress.step(f"{solver.name} solver, round {r}" + (
             f": {active.size} of {B} problems still running" if B > 1 else
-            f": training accuracy {loop.table['train_acc'][r, 0]:.4f}"))
+            f": strict training accuracy {loop.table['strict_acc'][r, 0]:.4f}"))
     return loop.result()
 
 
@@ -309,6 +313,7 @@ class _RoundLoop:
         self.ok = np.ones(B, dtype=bool)
         self.r_star = np.full(B, -1)
         self.outputs, self.fits, self.pll_P, self.pll_fit = [], [], None, None
+        self.pending = []                 # rounds recorded, their accuracies not yet computed
 
     def train(self, idx, targets, x0):
         """Fit problems ``idx``; a missed tolerance raises or marks the problem failed."""
@@ -336,21 +341,41 @@ class _RoundLoop:
 
     def record(self, r, active, fit, u):
         """Record round r of the problems ``active`` with output uncertainty u; returns the
-        tie tolerance and the strict accuracy."""
+        tie tolerance and the strict accuracy. The other accuracies and the decision margins
+        are computed for many rounds at once (:meth:`flush`): per round, for a few units,
+        their cost was that of numpy's calls, not of the numbers."""
         solver, col = self.solver, self.table
         tol = tie_tolerance(u)
-        a, c, n, st = accuracy(fit.P, solver.true, given_labels(solver, active),
-                               solver.weight[active], tol)
-        col["train_acc"][r, active], col["clean_acc"][r, active] = a, c
-        col["noisy_acc"][r, active], col["strict_acc"][r, active] = n, st
+        st = strict_accuracy(fit.P, solver.true, solver.weight[active], tol)
+        col["strict_acc"][r, active] = st
         col["residual"][r, active], col["uncertainty"][r, active] = fit.residual, u
         col["tie_tol"][r, active] = tol
-        col["decision_margin"][r, active], col["min_margin"][r, active] = decision_margins(
-            fit.P, solver.true, solver.weight[active], tol)
+        if self.pending and not np.array_equal(self.pending[0][1], active):
+            self.flush()
+        self.pending.append((r, active, fit.P))
+        if len(self.pending) * fit.P.size >= _PENDING_FLOATS:
+            self.flush()
         if self.keep_outputs:
             self.outputs.append(self._expand(active, fit.P))
             self.fits.append(fit)
         return tol, st
+
+    def flush(self):
+        """The accuracies and decision margins of the rounds recorded since the last flush
+        (all of the same problems), as one batch."""
+        if not self.pending:
+            return
+        solver, col = self.solver, self.table
+        rs = np.array([p[0] for p in self.pending])
+        active = self.pending[0][1]
+        P = np.stack([p[2] for p in self.pending])                  # (rounds, B', U, K)
+        self.pending = []
+        at = (rs[:, None], active[None, :])
+        w, tol = solver.weight[active], col["tie_tol"][at]
+        a, c, n, _ = accuracy(P, solver.true, given_labels(solver, active), w, tol)
+        col["train_acc"][at], col["clean_acc"][at], col["noisy_acc"][at] = a, c, n
+        col["decision_margin"][at], col["min_margin"][at] = decision_margins(
+            P, solver.true, w, tol)
 
     def pll_student(self, active, fit, tol, ties):
         """Train and record the PLL student on the top-2 labels of the teacher ``fit`` (tie
@@ -372,6 +397,7 @@ class _RoundLoop:
             self.pll_fit = pfit
 
     def result(self) -> Rounds:
+        self.flush()
         keep = self.keep_outputs
         return Rounds(**self.table, **self.pll, ok=self.ok, r_star=self.r_star,
                       outputs=self.outputs if keep else None, pll_outputs=self.pll_P,

@@ -45,6 +45,7 @@ __all__ = [
     "correct",
     "Accuracy",
     "accuracy",
+    "strict_accuracy",
     "first_true",
     "group_means",
     "FRAGILE_FACTOR",
@@ -139,19 +140,27 @@ def accuracy(P, true, given, weight, tol=None) -> Accuracy:
     true, given = np.asarray(true), np.asarray(given)
     w = np.broadcast_to(np.asarray(weight, dtype=np.float64), P.shape[:-1])
     cr = credit(P, true, tol)
-    strict = correct(P, true, tol)
-
-    def frac(mask, score):
-        tot = (w * mask).sum(axis=-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(tot > 0, (w * mask * score).sum(axis=-1) / tot, np.nan)
-
     every = np.ones(w.shape, dtype=bool)
-    out = (frac(every, cr), frac(given == true, cr), frac(given != true, cr),
-           frac(every, strict))
+    out = (_frac(w, every, cr), _frac(w, given == true, cr), _frac(w, given != true, cr),
+           strict_accuracy(P, true, w, tol))
     if P.ndim == 2:
         return Accuracy(*(None if np.isnan(v) else float(v) for v in out))
     return Accuracy(*out)
+
+
+def strict_accuracy(P, true, weight, tol=None) -> np.ndarray:
+    """The strict accuracy of :func:`accuracy` alone: the weighted fraction of strictly
+    correct units, (...,) for outputs P (..., U, K) (NaN where the weights sum to 0)."""
+    P = np.asarray(P)
+    w = np.broadcast_to(np.asarray(weight, dtype=np.float64), P.shape[:-1])
+    return _frac(w, np.ones(w.shape, dtype=bool), correct(P, np.asarray(true), tol))
+
+
+def _frac(w, mask, score):
+    """The weighted mean of ``score`` over the units in ``mask`` (NaN where none weighs)."""
+    tot = (w * mask).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tot > 0, (w * mask * score).sum(axis=-1) / tot, np.nan)
 
 
 FRAGILE_FACTOR = 10.0
@@ -223,12 +232,22 @@ def group_means(P, true, given, weight, K: int) -> list[dict]:
     """Mean output of the samples of each non-empty (true, given) group, in row-major order."""
     P, true, given = np.asarray(P), np.asarray(true), np.asarray(given)
     w = np.asarray(weight, dtype=np.float64)
+    key = true * K + given
+    keys, first, size = np.unique(key, return_index=True, return_counts=True)
+    # groups of one row (the units of the group solver): their means at once, in the same
+    # arithmetic as the sum over a larger group's rows below
+    one = first[size == 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        alone = dict(zip(keys[size == 1].tolist(), zip(w[one], (w[one, None] * P[one])
+                                                        / w[one, None])))
     out = []
-    for k in range(K):
-        for j in range(K):
-            mask = (true == k) & (given == j)
+    for k in keys.tolist():
+        if k in alone:
+            m, p = alone[k]
+        else:
+            mask = key == k
             m = w[mask].sum()
-            if m > 0:
-                p = (w[mask, None] * P[mask]).sum(axis=0) / m
-                out.append({"true": k, "given": j, "count": int(round(m)), "p": p.tolist()})
+            p = (w[mask, None] * P[mask]).sum(axis=0) / m if m > 0 else None
+        if m > 0:
+            out.append({"true": k // K, "given": k % K, "count": int(round(m)), "p": p.tolist()})
     return out
