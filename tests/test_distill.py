@@ -275,3 +275,40 @@ def test_r_star_fragile_equals_recounting_with_scaled_tolerances():
         assert bool(res.r_star_fragile[0]) == moved, (lam, eps)
         seen.add(moved)
     assert seen == {True, False}
+
+
+@pytest.mark.parametrize("pending", [None, 1])
+def test_batched_round_metrics_equal_each_round_computed_alone(monkeypatch, pending):
+    """run_rounds computes the accuracies and decision margins of many rounds in one batch
+    (with ``pending`` = 1 output number held: one round at a time); every round's numbers equal
+    accuracy and decision_margins of that round's kept outputs, bit for bit, also after the
+    batch of problems shrinks (until_perfect: the noise-free problem stops at round 0)."""
+    from sdtheory import distill
+    from sdtheory.metrics import decision_margins
+    from sdtheory.models import Features
+    from sdtheory.noise import corruption_from_labels
+
+    if pending is not None:
+        monkeypatch.setattr(distill, "_PENDING_FLOATS", pending)
+    rng = np.random.default_rng(3)
+    N, D, K = 120, 30, 3
+    y = np.arange(N) % K
+    X = np.eye(K)[y] @ rng.standard_normal((K, D)) + 0.8 * rng.standard_normal((N, D))
+    sets = [corruption_from_labels(y, np.where(rng.random(N) < rate, rng.integers(0, K, N), y),
+                                   K) for rate in (0.0, 0.3, 0.6)]
+    solver = ExactSolver(gram=Features(X), labels=sets, lam=1e-3)
+    res = run_rounds(solver, 5, until_perfect=True, keep_outputs=True)
+    assert res.r_star[0] == 0 and np.isnan(res.train_acc[1:, 0]).all()
+    checked = 0
+    for r, P in enumerate(res.outputs):
+        for b in np.flatnonzero(~np.isnan(res.residual[r])):
+            tol = tie_tolerance(res.uncertainty[r, b])
+            want = accuracy(P[b], solver.true, solver.given[b], solver.weight[b], tol)
+            got = [res.train_acc[r, b], res.clean_acc[r, b], res.noisy_acc[r, b],
+                   res.strict_acc[r, b]]
+            np.testing.assert_array_equal(got, [np.nan if v is None else v for v in want])
+            np.testing.assert_array_equal(
+                [res.decision_margin[r, b], res.min_margin[r, b]],
+                decision_margins(P[b], solver.true, solver.weight[b], tol))
+            checked += 1
+    assert checked >= 1 + 2 * 6 - 2
