@@ -97,10 +97,14 @@ class Page:
                 return Array.from(best.data.index, i => m.palette[i]);
             return null;""")
 
+    def field(self, key):
+        """The text input of form field ``key``."""
+        return self.d.execute_script(_JS + "const h = walk(document, arguments[0], [])[0];"
+                                     "return walk(h.shadowRoot || h, 'input', [])[0];",
+                                     f".sd-field-{key}")
+
     def type(self, key, value):
-        el = self.d.execute_script(_JS + "const h = walk(document, arguments[0], [])[0];"
-                                   "return walk(h.shadowRoot || h, 'input', [])[0];",
-                                   f".sd-field-{key}")
+        el = self.field(key)
         el.send_keys(Keys.END, *[Keys.BACKSPACE] * len(el.get_attribute("value")), value,
                      Keys.ENTER)
 

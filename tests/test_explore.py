@@ -203,3 +203,62 @@ def test_sd_explore_is_the_page_with_the_given_values():
     assert values == {**jobs.DEFAULTS, "K": "3", "solver": "exact"}
     with pytest.raises(ValueError, match="unknown field 'k'"):
         sd.explore(k=3)
+
+
+def test_downloads_follow_the_newest_view():
+    """The download buttons stay across views (new buttons relay the page out), and a click
+    downloads the newest view's files: byte for byte those of its command."""
+    import panel as pn
+
+    from sdtheory.explore.app import Explorer
+
+    page = Explorer(**FORM)
+
+    async def scenario():
+        await page.update_phase()
+        first = list(page.phase_downloads.row.objects)
+        page.values["x-hi"] = "0.5"
+        await page.update_phase()
+        return first
+
+    first = asyncio.run(scenario())
+    buttons = page.phase_downloads.row.objects
+    assert buttons == first and all(isinstance(b, pn.widgets.FileDownload) for b in buttons)
+    assert "0.5:7" in page.phase_view.command
+    want = jobs.phase_files(jobs.compute_phase({**FORM, "x-hi": "0.5"}))
+    assert {b.filename: b.callback().read() for b in buttons} == want
+
+
+def test_cell_plot_keeps_its_figure_and_takes_the_new_cells_lines():
+    """A second cell with the same lines (solvers, PLL students, K = 3 groups) keeps the
+    figure and its lines hold the new cell's series (cell_series of simulate's document); a
+    cell with other lines (K = 4: no simplex) gets a new figure."""
+    from sdtheory.explore.app import Explorer
+    from sdtheory.explore.figures import cell_series
+
+    page = Explorer(**FORM)
+    models = []
+
+    async def scenario():
+        for values, cell in [(FORM, None), (FORM, {"eta": 0.2, "lam": 1e-3}),
+                             ({**FORM, "K": "4"}, None)]:
+            page.values = {**jobs.DEFAULTS, **values}
+            page.cell = cell
+            await page.update_cell()
+            models.append(page.cell_plot.object)
+            if cell is not None:
+                ser = cell_series(page.cell_view.doc)
+                src = page.cell_plots.sources
+                for k, (r, y) in ser["curves"].items():
+                    np.testing.assert_array_equal(src["curve", k].data["x"], r)
+                    np.testing.assert_array_equal(src["curve", k].data["y"], y)
+                for k, (u, v) in ser["groups"].items():
+                    np.testing.assert_array_equal(src["group", k].data["x"], u)
+                    assert list(src["end", k].data["y"]) == [v[-1]]
+                for k, a in ser["pll"].items():
+                    assert list(src["pll", k].data["y"]) == [a]
+                assert "η=0.2" in page.cell_plots.acc.title.text
+
+    asyncio.run(scenario())
+    assert models[0] is models[1] and models[2] is not models[1]
+    assert len(models[1].children) == 2 and not hasattr(models[2], "children")

@@ -9,6 +9,7 @@ and a request still waiting is skipped).
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import io
 import logging
@@ -59,6 +60,18 @@ _CSS = """
 .sd-command pre, .sd-table pre { font-size: 11px; white-space: pre; overflow-x: auto;
   background: #f6f6f6; padding: 4px; margin: 0; }
 .sd-status { font-size: 12px; color: #444; }
+"""
+
+
+_BUSY = "<span class='sd-busy'></span>"
+"""Marks a status line while its view computes: a CSS animation (Panel's spinner widget
+changes its CSS classes, and the browser then lays the page out again, which took longer than
+drawing a new diagram: benchmarks/README.md)."""
+_BUSY_CSS = """
+.sd-busy { display: inline-block; width: 10px; height: 10px; margin-right: 6px;
+  border: 2px solid #bbb; border-top-color: #1f77b4; border-radius: 50%;
+  animation: sd-spin 0.8s linear infinite; vertical-align: middle; }
+@keyframes sd-spin { to { transform: rotate(360deg); } }
 """
 
 
@@ -155,20 +168,21 @@ class Explorer:
         self.input_errors = {"phase": None, "cell": None}
         self._draws = 0                                     # diagrams drawn (names their data)
         self._figure = self._figure_kinds = self._edges = None
-        self.phase_status = pn.pane.HTML("", css_classes=["sd-status", "sd-phase-status"])
-        self.phase_spinner = pn.indicators.LoadingSpinner(value=False, size=20)
+        self.phase_status = pn.pane.HTML("", css_classes=["sd-status", "sd-phase-status"],
+                                         stylesheets=[_BUSY_CSS])
         self.plot = pn.pane.Bokeh(None, css_classes=["sd-phase-plot"])
         self.legend = pn.pane.HTML("", css_classes=["sd-legend"])
         self.phase_command = pn.pane.HTML("", css_classes=["sd-command", "sd-phase-command"])
-        self.phase_downloads = pn.Row()
-        self.cell_status = pn.pane.HTML("", css_classes=["sd-status", "sd-cell-status"])
-        self.cell_spinner = pn.indicators.LoadingSpinner(value=False, size=20)
+        self.phase_downloads = _Downloads()
+        self.cell_status = pn.pane.HTML("", css_classes=["sd-status", "sd-cell-status"],
+                                        stylesheets=[_BUSY_CSS])
         self.cell_command = pn.pane.HTML("", css_classes=["sd-command", "sd-cell-command"])
         self.cell_summary = pn.pane.HTML("", css_classes=["sd-cell-summary"])
         self.cell_plot = pn.pane.Bokeh(None, css_classes=["sd-cell-plot"])
+        self.cell_plots = _CellPlots()
         self.cell_table = pn.pane.HTML("", css_classes=["sd-table", "sd-cell-table"],
                                        max_height=420, styles={"overflow-y": "auto"})
-        self.cell_downloads = pn.Row()
+        self.cell_downloads = _Downloads()
 
     # ---------------------------------------------------------------------------------- layout
 
@@ -192,12 +206,12 @@ class Explorer:
             *axis, self.form_error, width=520)
         phase = pn.Column(
             pn.pane.Markdown("## Phase diagram (click a cell)"),
-            row(self.phase_spinner, self.phase_status), self.plot, self.legend,
-            self.phase_command, self.phase_downloads, width=640)
+            self.phase_status, self.plot, self.legend,
+            self.phase_command, self.phase_downloads.row, width=640)
         cell = pn.Column(
-            pn.pane.Markdown("## Cell"), row(self.cell_spinner, self.cell_status),
+            pn.pane.Markdown("## Cell"), self.cell_status,
             self.cell_command, self.cell_summary, self.cell_plot, self.cell_table,
-            self.cell_downloads, width=760)
+            self.cell_downloads.row, width=760)
         page = pn.Column(
             pn.pane.Markdown("# sdtheory explore: self-distillation under label noise"),
             row(form, phase), cell, stylesheets=[_CSS])
@@ -250,29 +264,22 @@ class Explorer:
         """A job of one view; None when superseded or failed (the message shown instead)."""
         runner = self.phase_jobs if which == "phase" else self.cell_jobs
         status = self.phase_status if which == "phase" else self.cell_status
-        spinner = self.phase_spinner if which == "phase" else self.cell_spinner
-        spinner.value = True
-        status.object = "computing…"
+        status.object = _BUSY + "computing…"
         try:
             out = await runner.run(fn, progress=lambda m: setattr(status, "object",
-                                                                   html.escape(m)))
+                                                                   _BUSY + html.escape(m)))
         except jobs.InputError as err:
             self._show_error(which, err)
             status.object = "not computed: bad input (see the message at the field)"
-            spinner.value = False
             return None
         except jobs.Failed as err:
             status.object = html.escape(str(err))
-            spinner.value = False
             return None
         except Exception as err:        # noqa: BLE001  the page reports, it never stops
             log.warning("sdtheory explore: %s failed: %s: %s", which, type(err).__name__, err)
             status.object = html.escape(f"sdtheory {'phase' if which == 'phase' else 'simulate'}"
                                         f": failed: {type(err).__name__}: {err}")
-            spinner.value = False
             return None
-        if out is not None:
-            spinner.value = False
         return out
 
     async def update_phase(self):
@@ -289,8 +296,7 @@ class Explorer:
         self.phase_status.object = (f"{r.x.count} x {r.y.count} cells, {r.solver} solver, "
                                     f"{r.seconds:.2f} s")
         self.phase_command.object = f"<pre>{html.escape(view.command)}</pre>"
-        self.phase_downloads.objects = _downloads(jobs.phase_file_names(view),
-                                                  lambda: jobs.phase_files(view))
+        self.phase_downloads.show(jobs.phase_file_names(view), lambda: jobs.phase_files(view))
 
     async def update_cell(self):
         values, cell = dict(self.values), self.cell
@@ -304,9 +310,10 @@ class Explorer:
                                        f"{k} = {v:g}" for k, v in cell.items()))
         self.cell_command.object = f"<pre>{html.escape(view.command)}</pre>"
         self.cell_summary.object = _summary(view)
-        self.cell_plot.object = _cell_plots(view)
+        if self.cell_plots.show(view):
+            self.cell_plot.object = self.cell_plots.model
         self.cell_table.object = f"<pre>{html.escape(view.table)}</pre>"
-        self.cell_downloads.objects = _downloads(jobs.CELL_FILES, lambda: jobs.cell_files(view))
+        self.cell_downloads.show(jobs.CELL_FILES, lambda: jobs.cell_files(view))
 
     def click(self, ix: int, iy: int):
         """Show cell (ix, iy) of the current diagram in the cell view."""
@@ -328,12 +335,7 @@ class Explorer:
             self._fill(view, lines, cols)
             self.plot.object = self._figure
             return
-        doc = self._figure.document
-        if doc is not None and doc.session_context is not None:
-            # a served page's models change under the document's lock
-            doc.add_next_tick_callback(lambda: self._fill(view, lines, cols))
-        else:
-            self._fill(view, lines, cols)
+        _locked(self._figure, lambda: self._fill(view, lines, cols))
 
     def _fill(self, view, lines, cols):
         from sdtheory.plots.phase import LABELS
@@ -415,49 +417,98 @@ class Explorer:
 _DASH = {"-": "solid", "--": "dashed", ":": "dotted"}
 
 
-def _cell_plots(view):
+class _CellPlots:
     """The cell figure of :func:`sdtheory.explore.figures.cell_figure` (its PNG download),
-    drawn by the browser: the same :func:`~sdtheory.explore.figures.cell_series`."""
-    from bokeh.layouts import row
+    drawn by the browser from the same :func:`~sdtheory.explore.figures.cell_series`. The
+    figure stays while the lines do (the same solvers, PLL students and groups): a new cell
+    then only sends the lines' data, not a new figure for the browser to build."""
 
-    from sdtheory.plots.figures import SIMPLEX_HEIGHT
-    from sdtheory.plots.style import CLASS_COLORS
+    def __init__(self):
+        self.model, self.key, self.sources, self.acc = None, None, {}, None
 
-    ser = cell_series(view.doc)
-    R = ser["R"]
-    colours = {"exact": "#1f77b4", "linear": "#ff7f0e"}
-    dash = {part: _DASH[ls] for _, part, ls in PARTS}
-    acc = figure(width=470, height=330, title=cell_title(view.doc), x_range=(-0.5, R + 1.5),
-                 y_range=(-0.03, 1.03), tools="pan,wheel_zoom,reset,save,hover",
-                 x_axis_label="round r (PLL student after the last round)",
-                 y_axis_label="training accuracy (true labels)")
-    acc.title.text_font_size = "8pt"
-    for (name, part), (r, y) in ser["curves"].items():
-        acc.line(r, y, color=colours[name], line_dash=dash[part], line_width=1.5,
-                 legend_label=f"{SOLVER_NAMES[name]}, {part}")
-    for name, a in ser["pll"].items():
-        acc.scatter([R + 1], [a], marker="star", size=13, color=colours[name],
-                    legend_label=f"{SOLVER_NAMES[name]}, PLL student (all)")
-    acc.legend.location = "bottom_right"
-    acc.legend.label_text_font_size = "7pt"
-    acc.legend.spacing = 0
-    if not ser["groups"]:
-        return acc
-    sx = figure(width=300, height=300, tools="pan,wheel_zoom,reset,save",
-                x_range=(-0.12, 1.12), y_range=(-0.14, SIMPLEX_HEIGHT + 0.12),
-                title="group means across rounds (colour: true class)")
-    sx.title.text_font_size = "8pt"
-    sx.axis.visible = sx.grid.visible = False
-    sx.line([0, 1, 0.5, 0], [0, 0, SIMPLEX_HEIGHT, 0], color="#444444")
-    for k, (x, y) in enumerate([(0.0, -0.07), (1.0, -0.07), (0.5, SIMPLEX_HEIGHT + 0.03)]):
-        sx.text([x], [y], text=[f"class {k}"], text_color=CLASS_COLORS[k], text_align="center",
-                text_font_size="9pt")
-    for (t, g), (u, v) in ser["groups"].items():
-        sx.line(u, v, color=CLASS_COLORS[t], line_alpha=0.7)
-        sx.scatter(u[:1], v[:1], marker="circle" if t == g else "square", size=8,
-                   color=CLASS_COLORS[t], fill_color=CLASS_COLORS[t] if t == g else "white")
-        sx.scatter(u[-1:], v[-1:], marker="triangle", size=8, color=CLASS_COLORS[t])
-    return row(acc, sx)
+    def show(self, view) -> bool:
+        """Draw ``view``'s cell; True where that made a new figure (``self.model``)."""
+        ser = cell_series(view.doc)
+        key = (tuple(ser["curves"]), tuple(ser["pll"]), tuple(ser["groups"]))
+        new = key != self.key
+        if new:
+            self.key, self.model = key, self._new(ser)
+        _locked(self.model, lambda: self._fill(view, ser))
+        return new
+
+    def _fill(self, view, ser):
+        R, src = ser["R"], self.sources
+        self.acc.title.text = cell_title(view.doc)
+        self.acc.x_range.start, self.acc.x_range.end = -0.5, R + 1.5
+        for k, (r, y) in ser["curves"].items():
+            src["curve", k].data = dict(x=r, y=y)
+        for k, a in ser["pll"].items():
+            src["pll", k].data = dict(x=[R + 1], y=[a])
+        for k, (u, v) in ser["groups"].items():
+            src["group", k].data = dict(x=u, y=v)
+            src["start", k].data = dict(x=u[:1], y=v[:1])
+            src["end", k].data = dict(x=u[-1:], y=v[-1:])
+
+    def _new(self, ser):
+        from bokeh.layouts import row
+
+        from sdtheory.plots.figures import SIMPLEX_HEIGHT
+        from sdtheory.plots.style import CLASS_COLORS
+
+        def source(*key):
+            src[key] = ColumnDataSource(dict(x=[], y=[]))
+            return src[key]
+
+        src = self.sources = {}
+        colours = {"exact": "#1f77b4", "linear": "#ff7f0e"}
+        dash = {part: _DASH[ls] for _, part, ls in PARTS}
+        acc = self.acc = figure(
+            width=470, height=330, title="", x_range=Range1d(-0.5, 1.5),
+            y_range=(-0.03, 1.03), tools="pan,wheel_zoom,reset,save,hover",
+            x_axis_label="round r (PLL student after the last round)",
+            y_axis_label="training accuracy (true labels)")
+        acc.title.text_font_size = "8pt"
+        for name, part in ser["curves"]:
+            acc.line("x", "y", source=source("curve", (name, part)), color=colours[name],
+                     line_dash=dash[part], line_width=1.5,
+                     legend_label=f"{SOLVER_NAMES[name]}, {part}")
+        for name in ser["pll"]:
+            acc.scatter("x", "y", source=source("pll", name), marker="star", size=13,
+                        color=colours[name],
+                        legend_label=f"{SOLVER_NAMES[name]}, PLL student (all)")
+        acc.legend.location = "bottom_right"
+        acc.legend.label_text_font_size = "7pt"
+        acc.legend.spacing = 0
+        if not ser["groups"]:
+            return acc
+        sx = figure(width=300, height=300, tools="pan,wheel_zoom,reset,save",
+                    x_range=(-0.12, 1.12), y_range=(-0.14, SIMPLEX_HEIGHT + 0.12),
+                    title="group means across rounds (colour: true class)")
+        sx.title.text_font_size = "8pt"
+        sx.axis.visible = sx.grid.visible = False
+        sx.line([0, 1, 0.5, 0], [0, 0, SIMPLEX_HEIGHT, 0], color="#444444")
+        for k, (x, y) in enumerate([(0.0, -0.07), (1.0, -0.07), (0.5, SIMPLEX_HEIGHT + 0.03)]):
+            sx.text([x], [y], text=[f"class {k}"], text_color=CLASS_COLORS[k],
+                    text_align="center", text_font_size="9pt")
+        for t, g in ser["groups"]:
+            c = CLASS_COLORS[t]
+            sx.line("x", "y", source=source("group", (t, g)), color=c, line_alpha=0.7)
+            sx.scatter("x", "y", source=source("start", (t, g)),
+                       marker="circle" if t == g else "square", size=8, color=c,
+                       fill_color=c if t == g else "white")
+            sx.scatter("x", "y", source=source("end", (t, g)), marker="triangle", size=8,
+                       color=c)
+        return row(acc, sx)
+
+
+def _locked(model, fn):
+    """Call ``fn``, which changes ``model``'s data: in a served page under its document's lock
+    (at the server's next tick), elsewhere (a notebook, a model not shown yet) at once."""
+    doc = model.document
+    if doc is not None and doc.session_context is not None:
+        doc.add_next_tick_callback(fn)
+    else:
+        fn()
 
 
 def _phase_job(values):
@@ -475,7 +526,7 @@ def _columns(view) -> dict:
     xe, ye = cell_edges(r.x), cell_edges(r.y)
     ny, nx = r.data.shape
     iy, ix = np.divmod(np.arange(nx * ny), nx)
-    palette, index = np.unique(np.asarray(_fill_colours(r)), return_inverse=True)
+    palette, index = _cell_palette(r)
     return dict(left=xe[ix], right=xe[ix + 1], bottom=ye[iy], top=ye[iy + 1],
                 index=index.astype(np.float64), xv=r.x_values[ix], yv=r.y_values[iy],
                 value=r.data.ravel(), cf=r.values["r_star_closed_form"].ravel(),
@@ -487,19 +538,31 @@ def _fmt(v) -> str:
 
 
 def _hex(rgba) -> list[str]:
-    c = np.clip(np.round(np.asarray(rgba)[..., :3] * 255), 0, 255).astype(int)
-    return [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in c.reshape(-1, 3)]
+    return [f"#{c:06x}" for c in _rgb_codes(rgba)]
 
 
-def _fill_colours(result) -> list[str]:
-    """The PNG's colours of every cell (:func:`sdtheory.plots.phase.cell_colors`); failed
-    cells grey."""
+def _rgb_codes(rgba) -> np.ndarray:
+    """Colours (..., 3 or 4 floats in [0, 1]) as integers 0xRRGGBB, flattened."""
+    c = np.clip(np.round(np.asarray(rgba)[..., :3] * 255), 0, 255).astype(np.int64)
+    return (c[..., 0] * 65536 + c[..., 1] * 256 + c[..., 2]).ravel()
+
+
+def _cell_palette(result) -> tuple[list[str], np.ndarray]:
+    """The PNG's colours of every cell (:func:`sdtheory.plots.phase.cell_colors`; failed
+    cells grey) as a palette of the distinct ones and each cell's index into it."""
     from sdtheory.plots.phase import cell_colors
 
     Z, cmap, norm, _, _ = cell_colors(result)
-    out = np.array(_hex(cmap(norm(Z))), dtype=object)
-    out[result.failed.ravel()] = "#999999"
-    return list(out)
+    codes = _rgb_codes(cmap(norm(Z)))
+    codes[result.failed.ravel()] = 0x999999
+    distinct, index = np.unique(codes, return_inverse=True)
+    return [f"#{c:06x}" for c in distinct], index
+
+
+def _fill_colours(result) -> list[str]:
+    """The PNG's colours of every cell, failed cells grey (:func:`_cell_palette`)."""
+    palette, index = _cell_palette(result)
+    return [palette[i] for i in index]
 
 
 def _legend(result) -> str:
@@ -538,15 +601,25 @@ def _summary(view) -> str:
     return f"<table style='font-size:12px'>{body}</table>"
 
 
-def _downloads(names, files):
-    """Download buttons of a view's files ``names``, made by ``files()`` when one is clicked."""
-    cache = {}
+class _Downloads:
+    """Download buttons of a view's files (:attr:`row`). The buttons stay while the file names
+    do, and a new view only changes what they download: new buttons make the browser lay out
+    the page again, which took longer than drawing a new diagram (benchmarks/README.md)."""
 
-    def get(name):
-        if not cache:
-            cache.update(files())
-        return io.BytesIO(cache[name])
+    def __init__(self):
+        self.row = pn.Row()
+        self.names, self.files, self.cache = None, None, {}
 
-    return [pn.widgets.FileDownload(callback=(lambda n=n: get(n)), filename=n, label=n,
-                                    button_type="light", embed=False, width=230)
-            for n in names]
+    def show(self, names, files):
+        """Offer ``names``, made by ``files()`` ({name: bytes}) at the first click."""
+        self.files, self.cache = files, {}
+        if list(names) != self.names:
+            self.names = list(names)
+            self.row.objects = [pn.widgets.FileDownload(
+                callback=functools.partial(self._get, n), filename=n, label=n,
+                embed=False, width=230) for n in names]
+
+    def _get(self, name):
+        if not self.cache:
+            self.cache = self.files()
+        return io.BytesIO(self.cache[name])
