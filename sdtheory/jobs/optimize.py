@@ -65,18 +65,18 @@ class MarginModel:
         self.KN = float(model.K * model.N)
 
     def _a(self, log_lam):
-        import jax.numpy as jnp
-
-        return averaging(jnp.asarray(self.mu), self.KN, 1.0, jnp.exp(log_lam))
+        return _averaging(self.mu, self.KN, log_lam)
 
     def margin(self, log_lam, alpha, r):
         """min over pairs of the round-r margin (a JAX scalar; differentiable in log_lam and
         alpha)."""
-        import jax.numpy as jnp
+        return _margin(self.arrays, log_lam, alpha, r)
 
-        a = self._a(log_lam)
-        f = output_filter(a, alpha, r, xp=jnp)
-        return jnp.min(jnp.asarray(self.coef) @ f)
+    @property
+    def arrays(self) -> tuple:
+        """(coef, mu, K N): what the margin depends on, as arguments of one compiled program
+        for every model of the same shapes (:func:`optimize`)."""
+        return self.coef, self.mu, self.KN
 
     def r_star_continuous(self, log_lam, delta):
         """log(1 + 1/Delta) / log(a_class/a_instance) (section 7.2) as a JAX scalar."""
@@ -84,6 +84,40 @@ class MarginModel:
 
         a = self._a(log_lam)
         return r_star_continuous(delta, a[-2], a[-1], xp=jnp)
+
+
+def _averaging(mu, KN, log_lam):
+    """The averaging eigenvalues a_level at lam = exp(log_lam) (JAX)."""
+    import jax.numpy as jnp
+
+    return averaging(jnp.asarray(mu), KN, 1.0, jnp.exp(log_lam))
+
+
+def _margin(arrays, log_lam, alpha, r):
+    """min over pairs of the round-r margin of :class:`MarginModel` ``arrays``."""
+    import jax.numpy as jnp
+
+    coef, mu, KN = arrays
+    a = _averaging(mu, KN, log_lam)
+    return jnp.min(jnp.asarray(coef) @ output_filter(a, alpha, r, xp=jnp))
+
+
+def _neg_margin(x, r, alpha, arrays):
+    """-margin at x = (log lam, alpha) (alpha: x[1] where x has two entries, else ``alpha``)."""
+    return -_margin(arrays, x[0], x[1] if x.shape[0] == 2 else alpha, r)
+
+
+_COMPILED = {}
+
+
+def _value_and_grad():
+    """-margin and its gradient in x, compiled once per process (the model's arrays are
+    arguments, so each model of the same shapes reuses the program)."""
+    if "vg" not in _COMPILED:
+        import jax
+
+        _COMPILED["vg"] = jax.jit(jax.value_and_grad(_neg_margin))
+    return _COMPILED["vg"]
 
 
 class TestAccuracyModel:
@@ -165,7 +199,6 @@ def optimize(model: BlockModel, counts, rounds=range(21), *, fix_label_weight=No
     Returns:
       one :class:`OptimumRound` per round.
     """
-    import jax
     import jax.numpy as jnp
     from scipy.optimize import minimize
 
@@ -175,14 +208,8 @@ def optimize(model: BlockModel, counts, rounds=range(21), *, fix_label_weight=No
     lo, hi = math.log(LAM_MIN), math.log(LAM_MAX)
     alpha_fixed = 0.0 if fix_label_weight is None else float(fix_label_weight)
 
-    def neg_free(x, r):
-        return -mm.margin(x[0], x[1], r)
-
-    def neg_fixed(x, r, alpha):
-        return -mm.margin(x[0], alpha, r)
-
-    vg_free = jax.jit(jax.value_and_grad(neg_free))
-    vg_fixed = jax.jit(jax.value_and_grad(neg_fixed))
+    vg = _value_and_grad()
+    arrays = tuple(jnp.asarray(a) for a in mm.arrays)
     out = []
     for r in rounds:
         # round 0 trains on the labels whatever alpha is: alpha is not a variable there
@@ -191,9 +218,8 @@ def optimize(model: BlockModel, counts, rounds=range(21), *, fix_label_weight=No
         x0s = ([(l0, a0) for l0 in np.linspace(lo, hi, starts) for a0 in (0.0, 0.5)] if free
                else [(l0,) for l0 in np.linspace(lo, hi, starts)])
 
-        def fun(x, r=r, free=free):
-            v, g = (vg_free(jnp.asarray(x), float(r)) if free else
-                    vg_fixed(jnp.asarray(x), float(r), alpha_fixed))
+        def fun(x, r=r):
+            v, g = vg(jnp.asarray(x), float(r), alpha_fixed, arrays)
             return float(v), np.asarray(g, dtype=np.float64)
 
         best = None
