@@ -51,7 +51,11 @@ def server(tmp_path_factory):
 def page(server):
     driver = chromium()
     driver.get(server)
-    yield Page(driver)
+    p = Page(driver)
+    # the form and both views drawn: each test may run alone (-k), not only after the first
+    p.until_text(".sd-phase-command", lambda t: t.startswith("sdtheory phase"))
+    p.until_text(".sd-cell-command", lambda t: t.startswith("sdtheory simulate"))
+    yield p
     driver.quit()
 
 
