@@ -7,6 +7,7 @@ browser extras. Without them the tests are skipped, except in CI (CI=true), wher
 """
 
 import os
+import shlex
 import shutil
 
 import pytest
@@ -17,6 +18,7 @@ try:
     import panel  # noqa: F401
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select, WebDriverWait
 except ImportError:
@@ -121,3 +123,17 @@ def expected_colours(form):
     from sdtheory.explore.jobs import compute_phase
 
     return _fill_colours(compute_phase(form).result)
+
+
+def click_cell(page) -> list[str]:
+    """Click the diagram (60 px left of its canvas's centre, 40 px below) once the cell view
+    shows a cell, and wait for the status line's "clicked cell" and the new cell's command:
+    that command's arguments (after ``sdtheory simulate``)."""
+    before = page.until_text(".sd-cell-command", lambda t: t.startswith("sdtheory simulate"))
+    (canvas, *_) = [c for c in page.all("canvas") if c.size["width"] > 300]
+    page.d.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+    ActionChains(page.d).move_to_element_with_offset(canvas, -60, 40).click().perform()
+    page.until_text(".sd-cell-status", lambda t: t.startswith("clicked cell"))
+    cmd = page.until_text(".sd-cell-command",
+                          lambda t: t != before and t.startswith("sdtheory simulate"))
+    return shlex.split(cmd)[2:]

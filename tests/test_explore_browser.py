@@ -18,12 +18,7 @@ import pytest
 
 from sdtheory.cli import main
 from sdtheory.explore import free_port, jobs
-from tests.browser import Page, chromium, expected_colours, missing, webdriver
-
-try:
-    from selenium.webdriver.common.action_chains import ActionChains
-except ImportError:
-    ActionChains = None
+from tests.browser import Page, chromium, click_cell, expected_colours, missing, webdriver
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +93,8 @@ def test_page_draws_offline_and_follows_the_controls(page, server):
 
 def test_click_shows_the_cell_as_simulate_prints_it(page, capsys):
     page.until_text(".sd-phase-command", lambda t: t.startswith("sdtheory phase"))
-    page.until_text(".sd-cell-command", lambda t: t.startswith("sdtheory simulate"))
-    before = page.text(".sd-cell-command")
-    (canvas, *_) = [c for c in page.all("canvas") if c.size["width"] > 300]
-    ActionChains(page.d).move_to_element_with_offset(canvas, -60, 40).click().perform()
-    status = page.until_text(".sd-cell-status", lambda t: t.startswith("clicked cell"))
-    cmd = page.until_text(".sd-cell-command",
-                          lambda t: t != before and t.startswith("sdtheory simulate"))
-    argv = shlex.split(cmd)[2:]
+    argv = click_cell(page)
+    status = page.text(".sd-cell-status")
     # the clicked values are grid values of the two axes
     phase = shlex.split(page.text(".sd-phase-command"))[2:]
     for axis in ("--x", "--y"):

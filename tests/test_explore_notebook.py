@@ -1,26 +1,34 @@
 """sd.explore() in Jupyter: the display a notebook receives holds the page (its form with its
 values, the diagram and the cell view once computed), in process and in a real kernel; the
-executed notebook exported to HTML draws the page in headless Chromium with no network.
+executed notebook exported to HTML draws the page in headless Chromium with no network; and in
+a notebook run in JupyterLab, the page follows its form and clicks, the kernel computing.
 
-The kernel and HTML tests need the browser extra (ipykernel, nbclient, nbconvert) and, for the
-HTML, Debian's chromium (tests/browser.py). Without them they are skipped, except in CI
-(CI=true), where they fail.
+The kernel, HTML and JupyterLab tests need the browser extra (ipykernel, nbclient, nbconvert,
+jupyterlab) and, for the browser, Debian's chromium (tests/browser.py). Without them they are
+skipped, except in CI (CI=true), where they fail.
 """
 
 import base64
+import contextlib
 import gzip
 import html
 import json
 import os
 import re
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
 
 import numpy as np
 import pytest
 
 import sdtheory
 from sdtheory.cli import main
-from sdtheory.explore import jobs
-from tests.browser import Page, chromium, expected_colours, missing
+from sdtheory.explore import free_port, jobs
+from tests.browser import Page, chromium, click_cell, expected_colours, missing
+from tests.test_explore import FORM
 
 EXEC = "application/vnd.holoviews_exec.v0+json"     # Panel's mime type for a live view
 
@@ -125,6 +133,11 @@ def test_notebook_display_holds_the_form():
     _check_form(bundle, meta, {**jobs.DEFAULTS, "K": "3", "solver": "exact"})
 
 
+def _checkout() -> str:
+    """The folder holding the imported sdtheory package."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(sdtheory.__file__)))
+
+
 @pytest.fixture(scope="module")
 def notebook(tmp_path_factory):
     """The notebook CELLS executed in a fresh Python kernel (this interpreter's)."""
@@ -134,7 +147,7 @@ def notebook(tmp_path_factory):
     except ImportError:
         missing("the browser extra (nbclient, nbformat, ipykernel)")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
-    root = os.path.dirname(os.path.dirname(os.path.abspath(sdtheory.__file__)))
+    root = _checkout()
     env = {**os.environ, "SDTHEORY_JAX_CACHE": str(tmp_path_factory.mktemp("cache")),
            "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     client = NotebookClient(nb, timeout=600, kernel_name="python3",
@@ -236,3 +249,110 @@ def _canvas_colours(page, width, height) -> set[str]:
               v => v.toString(16).padStart(2, '0')).join(''));
         }
         return Array.from(seen);""", page.all("canvas"), width, height))
+
+
+@contextlib.contextmanager
+def _jupyterlab(root):
+    """A JupyterLab server on 127.0.0.1 serving ``root``, with all its state (configuration,
+    data, runtime files, IPython's profile) in ``root``'s subfolders: the URL of the notebook
+    ``root/explore.ipynb`` with its token. The page exposes the application
+    (window.jupyterapp) so that a test can run its commands; the server fetches nothing (no
+    news, no update check, no extension index)."""
+    try:
+        import jupyterlab  # noqa: F401
+    except ImportError:
+        missing("the browser extra (jupyterlab)")
+    port, token = free_port(), secrets.token_hex(16)
+    env = {**os.environ, "SDTHEORY_JAX_CACHE": str(root / "cache"),
+           "PYTHONPATH": os.pathsep.join([_checkout(), os.environ.get("PYTHONPATH", "")])}
+    for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
+        env[var] = str(root / var.lower())
+        os.mkdir(env[var])
+    log = open(root / "jupyter.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         "--allow-root", "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         "--LabApp.extension_manager=readonly"],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (root / "jupyter.log").read_text()
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, (root / "jupyter.log").read_text()
+                time.sleep(0.1)
+        yield f"{url}/doc/tree/explore.ipynb?token={token}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.mark.slow
+def test_live_notebook_in_jupyterlab(tmp_path, capsys):
+    """sd.explore() in a notebook opened in JupyterLab and run there: the page in the
+    notebook's output follows its form (a new x range redraws the diagram in the phase
+    command's colours) and a click on the diagram shows the cell as simulate prints it, the
+    kernel computing both."""
+    import nbformat
+
+    form = dict(FORM)
+    cells = ["import panel as pn\npn.extension(inline=True)",
+             f"import sdtheory as sd\nsd.enable_x64()\nsd.explore(**{form!r})"]
+    nbformat.write(nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(c) for c in cells],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}}), tmp_path / "explore.ipynb")
+    with _jupyterlab(tmp_path) as url:
+        driver = chromium()
+        try:
+            driver.get(url)
+            page = Page(driver)
+            # the notebook open and its kernel started: run all its cells
+            page.wait.until(lambda _: driver.execute_script(
+                "const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+                "const k = w && w.sessionContext && w.sessionContext.session"
+                " && w.sessionContext.session.kernel;"
+                "return !!k && k.status === 'idle';"))
+            driver.execute_script(
+                "window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            cmd = page.until_text(".sd-phase-command", lambda t: t.startswith("sdtheory phase"))
+            assert cmd == jobs.command_line("phase", jobs.phase_argv(form))
+            first = expected_colours(form)
+            page.wait.until(lambda _: page.colours() == first)
+            # a new x range, typed into the output: the kernel redraws the diagram
+            page.type("x-hi", "0.9")
+            form["x-hi"] = "0.9"
+            page.until_text(".sd-phase-command", lambda t: " --x eta:0:0.9:7 " in t)
+            assert page.text(".sd-phase-command") == jobs.command_line(
+                "phase", jobs.phase_argv(form))
+            expected = expected_colours(form)
+            page.wait.until(lambda _: page.colours() == expected)
+            assert expected != first
+            # a click on the diagram: the cell view shows what simulate prints for that cell
+            argv = click_cell(page)
+            capsys.readouterr()
+            assert main(["simulate", *argv]) == 0
+            printed = capsys.readouterr().out.strip()
+            page.until_text(".sd-cell-table", lambda t: t == printed)
+            # what the browser fetched from outside the server: only style sheets of Panel's
+            # (its theme and loading spinner, which Panel's updates name by their CDN address
+            # in a notebook), which failed; the page drew and worked without them
+            urls = driver.execute_script(
+                "return performance.getEntriesByType('resource').map(e => e.name)")
+            outside = [u for u in urls if not u.startswith("http://127.0.0.1:")]
+            assert all(re.match(r"https://cdn\.holoviz\.org/panel/[^/]+/dist/.*\.css", u)
+                       for u in outside), outside
+        finally:
+            driver.save_screenshot(str(tmp_path / "jupyterlab.png"))
+            driver.quit()
