@@ -29,8 +29,8 @@ def run_once(checkout: Path, cache: Path, out: Path, only) -> dict[str, float]:
     """One cold `sdtheory figures`: seconds per figure and the process's wall time."""
     env = dict(os.environ, PYTHONPATH=str(checkout), SDTHEORY_JAX_CACHE=str(cache))
     argv = [sys.executable, "-m", "sdtheory", "figures", "--out", str(out)]
-    if only:
-        argv += ["--only", *only]
+    for name in only or ():
+        argv += ["--only", name]          # the option takes one name and repeats
     t = time.perf_counter()
     r = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=checkout)
     wall = time.perf_counter() - t
