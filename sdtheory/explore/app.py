@@ -433,13 +433,16 @@ class _CellPlots:
         new = key != self.key
         if new:
             self.key, self.model = key, self._new(ser)
-        _locked(self.model, lambda: self._fill(view, ser))
+        # the figure's own sources and axes, should a later cell build a new figure first
+        src, acc = self.sources, self.acc
+        _locked(self.model, lambda: self._fill(view, ser, src, acc))
         return new
 
-    def _fill(self, view, ser):
-        R, src = ser["R"], self.sources
-        self.acc.title.text = cell_title(view.doc)
-        self.acc.x_range.start, self.acc.x_range.end = -0.5, R + 1.5
+    @staticmethod
+    def _fill(view, ser, src, acc):
+        R = ser["R"]
+        acc.title.text = cell_title(view.doc)
+        acc.x_range.start, acc.x_range.end = -0.5, R + 1.5
         for k, (r, y) in ser["curves"].items():
             src["curve", k].data = dict(x=r, y=y)
         for k, a in ser["pll"].items():
