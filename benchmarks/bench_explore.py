@@ -85,8 +85,7 @@ def redraw(page, key, value) -> tuple[float, float]:
     from selenium.webdriver.common.keys import Keys
 
     page.d.execute_script(_CLOCK)
-    el = page.field(key)
-    el.send_keys(Keys.END, *[Keys.BACKSPACE] * len(el.get_attribute("value")), value)
+    el = page.type(key, value, enter=False)
     n, _ = _state(page, "Diagram")
     t0 = time.perf_counter()
     el.send_keys(Keys.ENTER)

@@ -105,10 +105,13 @@ class Page:
                                      "return walk(h.shadowRoot || h, 'input', [])[0];",
                                      f".sd-field-{key}")
 
-    def type(self, key, value):
+    def type(self, key, value, enter=True):
+        """Replace field ``key``'s text by ``value`` and commit it with Enter (``enter``
+        False: not yet); returns the input."""
         el = self.field(key)
         el.send_keys(Keys.END, *[Keys.BACKSPACE] * len(el.get_attribute("value")), value,
-                     Keys.ENTER)
+                     *([Keys.ENTER] if enter else []))
+        return el
 
     def select(self, key, value):
         el = self.d.execute_script(_JS + "const h = walk(document, arguments[0], [])[0];"
