@@ -342,10 +342,10 @@ def first_perfect_linear(coef, a, max_rounds: int, tie_tol=None) -> np.ndarray:
         worst = np.min(pw @ cf, axis=2)                   # (A, rounds): the smallest margin
         ok = worst[None] > tols[:, None, None]            # (T, A, rounds)
         hit = ok.any(axis=2)
-        first = start + np.argmax(ok, axis=2)
-        todo = np.isnan(out[:, active]) & hit
-        out[:, active] = np.where(todo, first, out[:, active])
-        keep = np.isnan(out[:, active]).any(axis=0)
+        now = out[:, active]
+        now = np.where(np.isnan(now) & hit, start + np.argmax(ok, axis=2), now)
+        out[:, active] = now
+        keep = np.isnan(now).any(axis=0)
         active, cf, aa, at = active[keep], cf[keep], aa[keep], pw[keep, -1, :]
         start += size
     return out[0] if one else out
