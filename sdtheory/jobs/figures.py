@@ -707,6 +707,7 @@ def run_figures(names, out: Path, *, quick: bool = False, final=None) -> None:
       FigureFailed: a figure failed (the files already in ``out`` are the caller's to keep or
         discard).
     """
+    from sdtheory._blas import one_blas_thread
     from sdtheory._progress import Progress, quieted
     from sdtheory.solvers import SolverError
 
@@ -723,8 +724,10 @@ def run_figures(names, out: Path, *, quick: bool = False, final=None) -> None:
         step("start" + (" (quick)" if quick else ""))
         before = set(out.iterdir()) if out.is_dir() else set()
         try:
-            with quieted("sdtheory.jobs.sweep", "sdtheory.jobs.probe", "sdtheory.executors",
-                         "sdtheory.distill", "sdtheory.solvers"):
+            # numpy's idle BLAS threads spin against JAX's: 3x slower (benchmarks/README.md)
+            with one_blas_thread(), quieted("sdtheory.jobs.sweep", "sdtheory.jobs.probe",
+                                            "sdtheory.executors", "sdtheory.distill",
+                                            "sdtheory.solvers"):
                 run_figure(name, out, quick=quick, log=step)
         except (SolverError, FigureError) as err:
             raise FigureFailed(name, err) from None
