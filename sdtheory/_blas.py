@@ -14,7 +14,9 @@ benchmarks/README.md, "Numbers behind choices in the code"):
 
 One thread where two were free makes a large eigh about twice as slow, so outside sweep tasks
 (simulate, the Python API) numpy keeps its own thread count, except on matrices of order above
-:data:`THREADED_LAPACK_MAX` (:func:`lapack_threads`).
+:data:`THREADED_LAPACK_MAX` (:func:`lapack_threads`), and in ``sdtheory figures``, whose
+figures mix small numpy factorisations with JAX programs: there numpy's idle threads spun
+against JAX's, and one thread made the figures 2 to 19 times faster (benchmarks/README.md).
 """
 
 from __future__ import annotations

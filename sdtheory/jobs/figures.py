@@ -724,7 +724,7 @@ def run_figures(names, out: Path, *, quick: bool = False, final=None) -> None:
         step("start" + (" (quick)" if quick else ""))
         before = set(out.iterdir()) if out.is_dir() else set()
         try:
-            # numpy's idle BLAS threads spin against JAX's: 3x slower (benchmarks/README.md)
+            # numpy's idle BLAS threads spun against JAX's, 2-19x slower (benchmarks/README.md)
             with one_blas_thread(), quieted("sdtheory.jobs.sweep", "sdtheory.jobs.probe",
                                             "sdtheory.executors", "sdtheory.distill",
                                             "sdtheory.solvers"):
