@@ -3,28 +3,16 @@ persistent compilation cache of the ``sdtheory`` command (``$SDTHEORY_JAX_CACHE`
 ~/.cache/sdtheory/jax) from the first test on: the suite's cost is mostly compilation, and a
 repeat run (or a test that compiles a program another one already compiled) loads it instead.
 The in-process command tests would switch the cache on anyway, so without this the tests before
-the first of them (or a file run alone) compiled everything."""
+the first of them (or a file run alone) compiled everything.
+
+The plain ``pytest`` runs the tests in one worker process per CPU (pytest-xdist, up to
+MAX_WORKERS; ``-n 0`` runs them in this process): below, each worker's BLAS threads and
+compilation cache folder."""
 
 import os
 
-import matplotlib
-import pytest
-
-matplotlib.use("Agg")
-os.environ.setdefault("MPLBACKEND", "Agg")
-
-from sdtheory._x64 import configure_process  # noqa: E402
-
-configure_process()
-
-# The plain ``pytest`` runs on every CPU (pytest-xdist: addopts ``-n auto`` in pyproject.toml).
-# Each worker compiles into a cache folder of its own: JAX's documentation describes one
-# process writing a cache folder, and JAX (0.10) writes an entry in place, unlocked (without
-# jax_compilation_cache_max_size), so a second process could read it half written (the command
-# then reports and removes it as damaged). The worker's folder starts as hard links to the
-# shared folder's entries (complete files; a link is made whole or not at all), and at its end
-# the worker links its new entries into the shared folder the same way.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 MAX_WORKERS = 4
 
 
@@ -33,6 +21,46 @@ def _cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+# In a worker, numpy's and scipy's BLAS (OpenBLAS) get the worker's share of the CPUs (one
+# thread with two workers on two CPUs), in this process and the commands it starts: OpenBLAS's
+# threads spin while they wait, and on a busy machine a test ran 10 times slower on two of them
+# than on one (test_real_features_every_solve_meets_its_certificate[1e-08-standard-dense],
+# 26.5 s against 2.7 s, load average 3.7; sdtheory/_blas.py has the same for eigh). The
+# environment variable reaches the libraries loaded from here on; threadpoolctl the ones already
+# loaded.
+BLAS_THREADS = max(1, _cpus() // WORKERS) if WORKER and WORKERS > 1 else None
+if BLAS_THREADS is not None:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(BLAS_THREADS))
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=BLAS_THREADS, user_api="blas")
+
+# JAX puts its cache folder into the compile options of every program (for the GPU autotuning
+# cache it keeps there) and so into every cache key: a worker's own folder would share no entry
+# with another's. Without those XLA caches (GPU only) a key does not depend on the folder; the
+# commands and kernels the tests start inherit the setting.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES", "none")
+
+import matplotlib  # noqa: E402
+import pytest  # noqa: E402
+
+matplotlib.use("Agg")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from sdtheory._x64 import configure_process  # noqa: E402
+
+configure_process()
+
+# Each worker compiles into a cache folder of its own: JAX's documentation describes one
+# process writing a cache folder, and JAX (0.10) writes an entry in place, unlocked (without
+# jax_compilation_cache_max_size), so a second process could read it half written (the command
+# then reports and removes it as damaged). The worker's folder starts as hard links to the
+# shared folder's entries (complete files; a link is made whole or not at all), and at its end
+# the worker links its new entries into the shared folder the same way. A server or kernel that
+# a test runs beside itself gets such a folder too (fixture side_cache).
+SHARED_CACHE = None
 
 
 def _link_entries(src: str, dst: str) -> None:
@@ -66,8 +94,12 @@ def _worker_cache() -> tuple[str, str] | None:
 
     import jax
 
+    global SHARED_CACHE
     shared = jax.config.jax_compilation_cache_dir
-    if not WORKER or not shared or not os.path.isdir(shared):
+    if not shared or not os.path.isdir(shared):
+        return None
+    SHARED_CACHE = shared
+    if not WORKER:
         return None
     own = tempfile.mkdtemp(prefix=f"sdtheory-jax-{WORKER}-")  # owner-only, as the shared one
     _link_entries(shared, own)
@@ -79,21 +111,6 @@ def _worker_cache() -> tuple[str, str] | None:
 CACHES = _worker_cache()
 
 
-def _worker_blas_threads() -> None:
-    """In a worker, numpy's BLAS gets the worker's share of the CPUs (one thread with two
-    workers on two CPUs): OpenBLAS's threads spin while they wait, and two workers each with a
-    thread per CPU made the conditioning tests 1.6 times slower than one thread each
-    (sdtheory/_blas.py measured up to 35 times for eigh under contention)."""
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if WORKER and count > 1:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=max(1, _cpus() // count), user_api="blas")
-
-
-_worker_blas_threads()
-
-
 def pytest_sessionfinish(session):
     if CACHES is not None:
         import shutil
@@ -101,6 +118,18 @@ def pytest_sessionfinish(session):
         shared, own = CACHES
         _link_entries(own, shared)
         shutil.rmtree(own, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def side_cache(tmp_path_factory):
+    """A compilation cache folder for a process that runs beside the tests (a server, a
+    kernel): the shared folder's entries, and its new ones linked back at the end."""
+    own = tmp_path_factory.mktemp("cache")
+    if SHARED_CACHE is not None:
+        _link_entries(SHARED_CACHE, str(own))
+    yield own
+    if SHARED_CACHE is not None:
+        _link_entries(str(own), SHARED_CACHE)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -116,10 +145,11 @@ def pytest_xdist_auto_num_workers(config):
 
 def pytest_addoption(parser, pluginmanager):
     """Without pytest-xdist (``-p no:xdist``, or not installed), addopts' ``--numprocesses``
-    is accepted and the tests run in this process."""
+    and ``--dist`` are accepted and the tests run in this process."""
     if not pluginmanager.has_plugin("xdist"):
-        parser.addoption("--numprocesses", dest="numprocesses", default=None,
-                         help="the number of test processes (ignored: pytest-xdist is off)")
+        for name in ("numprocesses", "dist"):
+            parser.addoption(f"--{name}", dest=name, default=None,
+                             help="pytest-xdist's option (ignored: pytest-xdist is off)")
 
 
 @pytest.fixture
