@@ -1,5 +1,6 @@
 """The sdtheory command: contract of DESIGN.md, exit codes, reference case end to end."""
 
+import io
 import json
 import os
 import subprocess
@@ -63,9 +64,11 @@ def test_the_command_flushes_its_output_and_exits_with_its_code(tmp_path):
     assert not (tmp_path / "never").exists()
 
 
+@pytest.mark.slow
 def test_the_command_runs_under_a_profiler(tmp_path):
     """The command ends like any Python program, so cProfile writes its profile, and the
-    profile holds the command's own entry point."""
+    profile holds the command's own entry point. (Slow: a third process start; the fast set's
+    case of the command ending as a Python program is the previous test's.)"""
     import pstats
 
     prof = tmp_path / "p.prof"
@@ -143,13 +146,13 @@ def _on_terminal(args, tmp_path):
     return proc.wait(), out.decode()
 
 
-def test_progress_bar_on_a_terminal(tmp_path):
-    """On a terminal a phase diagram draws one tqdm bar counting cells (erased at the end),
-    with the job's summary line after it and no line per cell; --quiet draws nothing."""
-    args = ["phase", "--x", "eta:0:0.5:10", "--y", "lam:1e-4:1e-2:10:log", "--solver",
-            "linear", "--max-rounds", "5"]
-    rc, out = _on_terminal(args + ["--out", "a"], tmp_path)
-    assert rc == 0, out
+PHASE_BAR = ["phase", "--x", "eta:0:0.5:10", "--y", "lam:1e-4:1e-2:10:log", "--solver",
+             "linear", "--max-rounds", "5"]
+
+
+def _assert_one_bar(out):
+    """What a terminal showed of PHASE_BAR: one tqdm bar counting its 100 cells (erased at the
+    end), the job's summary line after it, and no line per cell."""
     frames = [f for f in out.replace("\r\n", "\n").replace("\r", "\n").split("\n")
               if "cells:" in f and "%|" in f]
     # (a job this short may end before tqdm redraws: its first frame counts 0 of 100 cells)
@@ -157,5 +160,37 @@ def test_progress_bar_on_a_terminal(tmp_path):
     lines = [ln.strip() for ln in out.replace("\r", "\n").split("\n") if ln.strip()]
     assert sum("100 cells in" in ln for ln in lines) == 1, out
     assert not any("cell " in ln and "/100" in ln and "%|" not in ln for ln in lines), out
-    rc, out = _on_terminal(["--quiet"] + args + ["--out", "b"], tmp_path)
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_on_a_terminal_stream(tmp_path, monkeypatch, capsys):
+    """In this process, stderr a terminal: the phase diagram draws one tqdm bar; --quiet draws
+    nothing (the next test runs the command on a pseudo-terminal)."""
+    for quiet, out in (([], "a"), (["--quiet"], "b")):
+        terminal = _Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        rc = main([*quiet, *PHASE_BAR, "--out", str(tmp_path / out)])
+        monkeypatch.undo()
+        assert rc == 0, terminal.getvalue()
+        if quiet:
+            assert "%|" not in terminal.getvalue() and "cells in" not in terminal.getvalue()
+        else:
+            _assert_one_bar(terminal.getvalue())
+    capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_progress_bar_on_a_terminal(tmp_path):
+    """On a terminal a phase diagram draws one tqdm bar counting cells (erased at the end),
+    with the job's summary line after it and no line per cell; --quiet draws nothing."""
+    rc, out = _on_terminal(PHASE_BAR + ["--out", "a"], tmp_path)
+    assert rc == 0, out
+    _assert_one_bar(out)
+    rc, out = _on_terminal(["--quiet"] + PHASE_BAR + ["--out", "b"], tmp_path)
     assert rc == 0 and "%|" not in out and "cells in" not in out, out

@@ -91,30 +91,38 @@ def test_worker_killed_mid_run_is_survived(tmp_path, scheduler):
     assert got == [i * i for i in range(8)]
 
 
-def test_phase_same_csv_on_every_executor(tmp_path, scheduler, monkeypatch):
-    """A 12 x 16 exact phase diagram of r*, cut into tasks of 40 cells (the default cut,
+@pytest.mark.parametrize("executors, nx, ny, cut", [
+    (("dask",), 6, 8, 10),
+    pytest.param(("local", "dask"), 12, 16, 40, marks=pytest.mark.slow),
+], ids=["dask-6x8", "local-dask-12x16"])
+def test_phase_same_csv_on_every_executor(tmp_path, scheduler, monkeypatch, executors, nx, ny,
+                                          cut):
+    """An nx x ny exact phase diagram of r*, cut into tasks of ``cut`` cells (the default cut,
     thousands of cells per task, is shrunk so that this small grid makes 5 tasks): the CSV is
-    byte-identical across serial, local and the explicit scheduler, certificates included.
+    byte-identical across serial, the explicit scheduler and (12 x 16, slow: it starts a cluster
+    of its own) local, certificates included.
 
     The cut is the same on every executor because a cell's last digits depend on the batch it
-    is solved in: on this grid, tasks of 40 cells against one task of 192 change 172
+    is solved in: on the 12 x 16 grid, tasks of 40 cells against one task of 192 change 172
     certificates by up to 3.6e-13 (measured), while every executor with the same cut agrees.
     """
     from sdtheory.jobs.sweep import engine
 
-    monkeypatch.setattr(engine, "_task_cells", lambda K, solver: 40)
+    monkeypatch.setattr(engine, "_task_cells", lambda K, solver: cut)
+    extras = {"serial": [], "local": ["--executor", "local", "--workers", "2"],
+              "dask": ["--executor", "dask", "--scheduler", scheduler]}
     raw, rows = {}, {}
-    for name, extra in (("serial", []), ("local", ["--executor", "local", "--workers", "2"]),
-                        ("dask", ["--executor", "dask", "--scheduler", scheduler])):
+    for name in ("serial", *executors):
         out = tmp_path / name
-        rc = main(["--quiet", "phase", "--x", "eta:0:0.7:12", "--y", "lam:1e-5:1e-2:16:log",
-                   "--max-rounds", "30", "--n", "100", "--out", str(out), *extra])
+        rc = main(["--quiet", "phase", "--x", f"eta:0:0.7:{nx}", "--y", f"lam:1e-5:1e-2:{ny}:log",
+                   "--max-rounds", "30", "--n", "100", "--out", str(out), *extras[name]])
         assert rc == 0
         (csv_path,) = out.glob("*.csv")
         raw[name], rows[name] = csv_path.read_bytes(), _rows(csv_path)
-    assert len(rows["serial"]) == 12 * 16
+    assert len(rows["serial"]) == nx * ny
     assert all(float(r["certificate"]) <= 1e-10 for r in rows["serial"])
-    assert raw["local"] == raw["serial"] and raw["dask"] == raw["serial"]
+    assert len({r["r_star"] for r in rows["serial"]}) > 2          # not one value everywhere
+    assert all(raw[name] == raw["serial"] for name in executors)
 
 
 def test_local_cluster_listens_on_loopback_only():

@@ -5,6 +5,12 @@ Needs Debian's chromium and chromium-driver (.ci/run installs them) and the expl
 browser extras (tests/browser.py). Without them the tests are skipped, except in CI (CI=true),
 where they fail. SDTHEORY_SCREENSHOT=PATH also saves the page's screenshot there
 (docs/explore.png).
+
+Every test here is marked slow (a server process and a browser, about 20 s before the first
+test); the fast set keeps the same behaviour in this process, through the page's own jobs:
+tests/test_explore.py, test_cell_view_is_what_simulate_prints (a cell shown as simulate prints
+it) and test_bad_input_gets_the_commands_message (a bad value gets the command's message at its
+field).
 """
 
 import os
@@ -22,11 +28,11 @@ from tests.browser import Page, chromium, click_cell, expected_colours, missing,
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(side_cache):
     if webdriver is None:
         missing("the explore and browser extras (panel, selenium)")
     port = free_port()
-    env = {**os.environ, "SDTHEORY_JAX_CACHE": str(tmp_path_factory.mktemp("cache"))}
+    env = {**os.environ, "SDTHEORY_JAX_CACHE": str(side_cache)}
     proc = subprocess.Popen([sys.executable, "-m", "sdtheory", "--quiet", "explore",
                              "--no-browser", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -91,6 +97,7 @@ def test_page_draws_offline_and_follows_the_controls(page, server):
     assert len(set(expected)) > 1
 
 
+@pytest.mark.slow
 def test_click_shows_the_cell_as_simulate_prints_it(page, capsys):
     page.until_text(".sd-phase-command", lambda t: t.startswith("sdtheory phase"))
     argv = click_cell(page)
@@ -116,6 +123,7 @@ def test_click_shows_the_cell_as_simulate_prints_it(page, capsys):
         assert f"{name} r*{'not reached' if r is None else r}" in summary
 
 
+@pytest.mark.slow
 def test_bad_value_gets_the_commands_message_at_its_field(page, capsys):
     page.until_text(".sd-phase-command", lambda t: t.startswith("sdtheory phase"))
     page.type("c", "abc")

@@ -139,7 +139,7 @@ def _checkout() -> str:
 
 
 @pytest.fixture(scope="module")
-def notebook(tmp_path_factory):
+def notebook(side_cache):
     """The notebook CELLS executed in a fresh Python kernel (this interpreter's)."""
     try:
         import nbformat
@@ -148,7 +148,7 @@ def notebook(tmp_path_factory):
         missing("the browser extra (nbclient, nbformat, ipykernel)")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
     root = _checkout()
-    env = {**os.environ, "SDTHEORY_JAX_CACHE": str(tmp_path_factory.mktemp("cache")),
+    env = {**os.environ, "SDTHEORY_JAX_CACHE": str(side_cache),
            "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     client = NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": root}})
@@ -252,9 +252,10 @@ def _canvas_colours(page, width, height) -> set[str]:
 
 
 @contextlib.contextmanager
-def _jupyterlab(root):
+def _jupyterlab(root, cache):
     """A JupyterLab server on 127.0.0.1 serving ``root``, with all its state (configuration,
-    data, runtime files, IPython's profile) in ``root``'s subfolders: the URL of the notebook
+    data, runtime files, IPython's profile) in ``root``'s subfolders and JAX's compilation
+    cache in ``cache``: the URL of the notebook
     ``root/explore.ipynb`` with its token. The page exposes the application
     (window.jupyterapp) so that a test can run its commands; the server fetches nothing (no
     news, no update check, no extension index)."""
@@ -263,7 +264,7 @@ def _jupyterlab(root):
     except ImportError:
         missing("the browser extra (jupyterlab)")
     port, token = free_port(), secrets.token_hex(16)
-    env = {**os.environ, "SDTHEORY_JAX_CACHE": str(root / "cache"),
+    env = {**os.environ, "SDTHEORY_JAX_CACHE": str(cache),
            "PYTHONPATH": os.pathsep.join([_checkout(), os.environ.get("PYTHONPATH", "")])}
     for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
         env[var] = str(root / var.lower())
@@ -299,7 +300,7 @@ def _jupyterlab(root):
 
 
 @pytest.mark.slow
-def test_live_notebook_in_jupyterlab(tmp_path, capsys):
+def test_live_notebook_in_jupyterlab(tmp_path, capsys, side_cache):
     """sd.explore() in a notebook opened in JupyterLab and run there: the page in the
     notebook's output follows its form (a new x range redraws the diagram in the phase
     command's colours) and a click on the diagram shows the cell as simulate prints it, the
@@ -313,7 +314,7 @@ def test_live_notebook_in_jupyterlab(tmp_path, capsys):
         cells=[nbformat.v4.new_code_cell(c) for c in cells],
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}}), tmp_path / "explore.ipynb")
-    with _jupyterlab(tmp_path) as url:
+    with _jupyterlab(tmp_path, side_cache) as url:
         driver = chromium()
         try:
             driver.get(url)

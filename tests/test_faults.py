@@ -4,7 +4,11 @@ stderr, and that nothing is left behind.
 
 The signal tests start ``python -m sdtheory`` as a separate process (without JAX's
 compilation cache, so that every run compiles, the slowest case for an interrupt) and signal
-it at a point of its run: during start-up, or once its first progress line is out.
+it at a point of its run: during start-up, or once its first progress line is out. They are
+marked slow (each a process start, a compilation and up to EXIT_LIMIT_S of waiting); the fast
+set keeps an interrupt in this process: test_run_tasks_never_retries_an_interrupt (not retried
+as a failed task) and test_interrupt_while_writing_leaves_nothing (exit 130, one line, nothing
+left).
 """
 
 import errno
@@ -85,6 +89,7 @@ def _assert_interrupted(run, rc, seconds, sig, command, tmp_path, *, one_line=Fa
 PHASE = ["phase", "--x", "eta:0:0.74:150", "--y", "lam:1e-6:1e-2:81:log", "--out", "o"]
 
 
+@pytest.mark.slow
 def test_sigint_during_startup_of_phase(tmp_path):
     """Ctrl-C while the command starts (imports, JAX set-up): exit 130, one line."""
     run = _Run(PHASE, tmp_path, quiet=True)
@@ -93,6 +98,7 @@ def test_sigint_during_startup_of_phase(tmp_path):
     _assert_interrupted(run, rc, seconds, signal.SIGINT, "phase", tmp_path, one_line=True)
 
 
+@pytest.mark.slow
 def test_sigint_during_phase_computation_is_not_retried(tmp_path):
     """Ctrl-C while the cells are computed: the interrupt is not retried as a failed task
     (it was: the run went on, wrote its files and exited 0)."""

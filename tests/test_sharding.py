@@ -21,8 +21,8 @@ GRID = dict(x="eta:0:0.7:12", y="lam:1e-5:1e-2:5:log", max_rounds=30)
 
 CHILD = """
 import json
-from sdtheory import enable_x64
-enable_x64()
+from sdtheory._x64 import configure_process
+configure_process()        # float64 and the compilation cache (a repeat run compiles nothing)
 import jax
 from sdtheory.solvers import group_solver
 from sdtheory.jobs.sweep import phase_diagram
