@@ -19,7 +19,7 @@ from sdtheory.models import Features, jitter, two_level
 from sdtheory.noise import corrupt_exact, corrupt_sampled, transition_matrix
 from sdtheory.solvers import ExactSolver, SolverError, one_hot
 from sdtheory.solvers.newton import ACCEPT_FACTOR, DEFAULT_TOL, ROUNDOFF_FACTOR
-from sdtheory.solvers.problems import DenseProblem, FactorProblem, GroupProblem
+from sdtheory.solvers.problems import SINGLE_RTOL, DenseProblem, FactorProblem, GroupProblem
 from sdtheory.solvers.spectrum import feature_spectrum, leading_spectrum
 
 EPS64 = np.finfo(np.float64).eps
@@ -130,31 +130,48 @@ def test_dense_direction_at_high_condition(cond):
             assert res <= bound, (rtol, single, res, bound, its)
 
 
-@pytest.mark.parametrize("direct", [False, True])
-@pytest.mark.parametrize("cond", CONDS)
-def test_feature_direction_at_high_condition(cond, direct):
-    """FactorProblem.direction (preconditioned CG in weight space, or J formed and factorised
-    by Cholesky) on 60 digits samples with the standard feature map: backward error within
-    its bound, at cond(J) up to 1e12."""
+def _with_modes(conds, modes):
+    """(cond, mode) parameters, a condition's marks kept."""
+    out = []
+    for c in conds:
+        value, marks = (c.values[0], c.marks) if hasattr(c, "values") else (c, ())
+        out += [pytest.param(value, m, marks=marks) for m in modes]
+    return out
+
+
+@pytest.mark.parametrize("cond,mode", _with_modes(CONDS, ("cg", "direct"))
+                         # within FEATURE_SINGLE_SCALE, where the feature solver uses float32 CG
+                         + _with_modes(CONDS[:2], ("cg float32",)))
+def test_feature_direction_at_high_condition(cond, mode):
+    """FactorProblem.direction (preconditioned CG in weight space, in float64 or float32, or J
+    formed and factorised by Cholesky) on 60 digits samples with the standard feature map:
+    backward error within its bound, at cond(J) up to 1e12 (float32 CG: up to 1e6, within the
+    scale where the solver uses it; it aims for max(rtol, SINGLE_RTOL), with float32's eps in
+    the round-off term). At cond(J) = 1e9 and 1e12 float32 CG diverged (residual 80 times
+    its bound after 2000 iterations)."""
     import jax.numpy as jnp
 
     X, y = _digits(60, "standard")
     K = 10
     T = one_hot(y, K)
     W = 0.05 * _logits((X.shape[1], K), 2)
+    single = mode == "cg float32"
 
     def problem(s):
         sp = feature_spectrum(X, s, K)
         return FactorProblem(s=jnp.asarray(s), X=jnp.asarray(X), Vf=jnp.asarray(sp["V"]),
                              nu=jnp.asarray(sp["nu"]), nu_rest=jnp.asarray(sp["nu_rest"]),
-                             maxiter=2000, direct=direct)
+                             maxiter=2000, direct=mode == "direct",
+                             X32=jnp.asarray(X, dtype=jnp.float32) if single else None)
 
     s, achieved = _scaled(lambda s: _feature_jacobian(X, s, W), cond)
     assert cond / 30 <= achieved <= 30 * cond
     J = _feature_jacobian(X, s, W)
     for rtol in (1e-2, 1e-6):
         F, d, its = _direction(problem(s), W, T, rtol)
-        res, bound = _backward_error_ok(J, F, d, rtol, EPS64)
+        assert d.dtype == np.float64
+        aim, eps = (max(rtol, SINGLE_RTOL), EPS32) if single else (rtol, EPS64)
+        res, bound = _backward_error_ok(J, F, d, aim, eps)
         assert res <= bound, (rtol, res, bound, its)
 
 
@@ -277,3 +294,47 @@ def test_jittered_block_model_still_converges():
     T = s.targets0()
     cert = np.abs(fit.P - softmax(G @ (T - fit.P) / (120 * 1e-5), axis=1)).max()
     assert cert <= 2 * _accept(G, 1e-5)
+
+
+def _efficientnet(fmap):
+    data = feature_map(load_dataset("digits-efficientnet-lite0"), fmap)
+    return data.X_train, data.y_train
+
+
+@pytest.mark.parametrize("lam", [1e-5, pytest.param(1e-8, marks=pytest.mark.slow)])
+def test_feature_solver_float32_cg_equals_float64_cg(lam):
+    """On the bundled EfficientNet-Lite0 digits features (N = 1257, D = 1280, l2 map: s nu_max
+    = 0.82 / lam, within FEATURE_SINGLE_SCALE) the first attempt runs CG in float32: each
+    teacher meets its acceptance bound and equals the float64-CG solve of the same problem
+    (the retry's) to 1e-10."""
+    from sdtheory.solvers.feature_solver import FEATURE_SINGLE_SCALE
+
+    X, y = _efficientnet("l2")
+    cors = [corrupt_sampled(transition_matrix("sym", 10, 0.4), y, seed) for seed in (0, 1)]
+    solver = ExactSolver(gram=Features(X), labels=cors, lam=lam).solver
+    s = 1.0 / (X.shape[0] * lam)
+    assert s * solver.spectrum["nu"][0] <= FEATURE_SINGLE_SCALE
+    assert solver._problem.X32 is not None and solver._problem64.X32 is None
+    T = solver.targets0()
+    single = solver.fit_batch(T)
+    solver._problem = solver._problem64
+    double = solver.fit_batch(T)
+    norms = np.sqrt(np.sum(X * X, axis=1))
+    bound = max(ACCEPT_FACTOR * DEFAULT_TOL,
+                ROUNDOFF_FACTOR * EPS64 * s * norms.max() * norms.sum())
+    for fit in (single, double):
+        assert fit.ok.all() and (fit.residual <= bound).all(), (fit.residual, bound)
+    assert np.abs(single.P - double.P).max() <= 1e-10
+
+
+def test_feature_solver_keeps_float64_cg_beyond_the_single_scale():
+    """The standard map at lam = 1e-7 (s nu_max = 6.3e8): float32 CG took 60 Newton steps and
+    three times the CG iterations there and stopped at the round-off floor's bound, so CG
+    stays in float64."""
+    from sdtheory.solvers.feature_solver import FEATURE_SINGLE_SCALE
+
+    X, y = _efficientnet("standard")
+    solver = ExactSolver(gram=Features(X), labels=corrupt_sampled(
+        transition_matrix("sym", 10, 0.4), y, 0), lam=1e-7).solver
+    assert 1.0 / (X.shape[0] * 1e-7) * solver.spectrum["nu"][0] > FEATURE_SINGLE_SCALE
+    assert solver._problem.X32 is None

@@ -418,8 +418,9 @@ def task_bytes(data: FeatureData, rounds: int = 1, runs: int = 1) -> float:
     (noise, eta, seed) runs of ``rounds`` + 1 trainings and a PLL student, above the
     process's own (:data:`~sdtheory._memory.PROCESS_BYTES`)."""
     per_run = 8.0 * RUN_COPIES * (rounds + 2) * (data.N + data.D) * data.K
+    # plus the float32 copy of the training features that the exact solver's CG runs on
     return (TASK_BASE_BYTES + 8.0 * FEATURE_COPIES * (data.N + data.X_test.shape[0]) * data.D
-            + runs * per_run)
+            + 4.0 * data.N * data.D + runs * per_run)
 
 
 def run_probe(cfg: ProbeConfig, data: FeatureData, relation_view=None) -> ProbeResult:

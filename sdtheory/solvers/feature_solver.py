@@ -5,6 +5,7 @@ returns the weights W (K x D), for outputs on held-out features."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,8 @@ from sdtheory.solvers.newton import DEFAULT_TOL, STATUS_NAMES, newton
 from sdtheory.solvers.newton_solver import NewtonSolver, sample_units
 from sdtheory.solvers.spectrum import feature_spectrum
 
-__all__ = ["FEATURE_DIRECT_MAX", "FEATURE_DIRECT_WORK", "FeatureNewtonInfo", "FeatureSolver"]
+__all__ = ["FEATURE_DIRECT_MAX", "FEATURE_DIRECT_WORK", "FEATURE_SINGLE_SCALE",
+           "FeatureNewtonInfo", "FeatureSolver"]
 
 FEATURE_DIRECT_MAX = 1024
 """Largest D K for which feature-space Newton systems are formed and solved by Cholesky
@@ -27,6 +29,13 @@ forming J (about N (D K)^2 operations a Newton step) costs at most :data:`FEATUR
 
 FEATURE_DIRECT_WORK = 2 ** 31
 """Most multiply-adds of forming one feature-space Jacobian for the direct solve."""
+
+FEATURE_SINGLE_SCALE = 1e8
+"""Largest s nu_max (nu_max the largest eigenvalue of X^T X, s = 1/(N lam)) at which the first
+attempt runs CG in float32 (:class:`~sdtheory.solvers.problems.FactorProblem` ``X32``; a
+failed problem is retried in float64). The Jacobian's eigenvalues reach 1 + s nu_max / 2;
+beyond this scale float32 CG took markedly more iterations than float64, then stalled
+(benchmarks/README.md)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,8 +106,12 @@ class FeatureSolver(NewtonSolver):
         self.spectrum = sp = feature_spectrum(X, s, self.K, X_device=X_device)
         DK = D * self.K
         direct = DK <= FEATURE_DIRECT_MAX and N * DK * DK <= FEATURE_DIRECT_WORK
-        self._problem = FactorProblem(s=put(s), X=X_device, Vf=put(sp["V"]), nu=put(sp["nu"]),
-                                      nu_rest=put(sp["nu_rest"]), direct=direct)
+        self._problem64 = FactorProblem(s=put(s), X=X_device, Vf=put(sp["V"]),
+                                        nu=put(sp["nu"]), nu_rest=put(sp["nu_rest"]),
+                                        direct=direct)
+        single = not direct and s * float(sp["nu"][0]) <= FEATURE_SINGLE_SCALE
+        self._problem = (dataclasses.replace(self._problem64, X32=put(X.astype(np.float32)))
+                         if single else self._problem64)
         self._sel = np.arange(N)
         self.X = X
 
@@ -122,12 +135,16 @@ class FeatureSolver(NewtonSolver):
         raise ValueError(f"x0 must be weights ({self.K}, {D}) or logits ({N}, {self.K}), got "
                          f"{x0.shape}")
 
-    def _solve(self, idx, T, x0, max_iter):
+    def _problem_of(self, retry):
+        """The retry runs CG in float64."""
+        return self._problem64 if retry else self._problem
+
+    def _solve(self, idx, T, x0, max_iter, retry=False):
         """Several label sets: one batch on the shared problem (newton ``shared``)."""
         if self.B == 1:
-            return super()._solve(idx, T, x0, max_iter)
-        r = newton(self._problem, T, x0, tol=self.tol, max_iter=max_iter, batched=True,
-                   shared=True)
+            return super()._solve(idx, T, x0, max_iter, retry)
+        r = newton(self._problem_of(retry), T, x0, tol=self.tol, max_iter=max_iter,
+                   batched=True, shared=True)
         return r.x, r.P, r.certificate, r.iterations, r.status, r.krylov
 
     def _infos(self, x, iterations, status, krylov, seconds):

@@ -101,11 +101,12 @@ class GroupSolver(NewtonSolver):
         """Unit outputs -> per-sample outputs, samples ordered as ``noise.corrupt_exact``."""
         return np.repeat(P_units, self.weight[0].astype(np.int64), axis=0)
 
-    def _solve(self, idx, T, x0, max_iter):
+    def _solve(self, idx, T, x0, max_iter, retry=False):
         import jax
 
         if self.B == 1:
-            r = newton(self._problem, T, x0, tol=self.tol, max_iter=max_iter, batched=True)
+            r = newton(self._problem_of(retry), T, x0, tol=self.tol, max_iter=max_iter,
+                       batched=True)
             return r.x, r.P, r.certificate, r.iterations, r.status, r.krylov
         # Batches are cut into chunks of two padded sizes (each size compiles once per K), so
         # that an active set that shrinks round after round does not recompile: full chunks of
@@ -119,7 +120,7 @@ class GroupSolver(NewtonSolver):
             size = big if idx.size - at >= big else SMALL_BATCH
             part = np.arange(at, min(idx.size, at + size))
             pad = np.concatenate([part, np.full(size - part.size, part[-1])])
-            problem = jax.tree_util.tree_map(lambda a, i=idx[pad]: a[i], self._problem)
+            problem = jax.tree_util.tree_map(lambda a, i=idx[pad]: a[i], self._problem_of(retry))
             r = newton(problem, T[pad], x0[pad], tol=self.tol, max_iter=max_iter, batched=True)
             for o, v in zip(out, (r.x, r.P, r.certificate, r.iterations, r.status, r.krylov)):
                 o[part] = v[:part.size]

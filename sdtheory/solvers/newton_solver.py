@@ -94,10 +94,15 @@ class NewtonSolver:
                            seconds=seconds, logits=x[0].reshape(-1, self.K)[self._sel],
                            krylov_iterations=int(krylov[0])),)
 
-    def _solve(self, idx, T, x0, max_iter):
+    def _problem_of(self, retry: bool):
+        """The problem pytree of the first attempt, or of the retry (the same here)."""
+        return self._problem
+
+    def _solve(self, idx, T, x0, max_iter, retry=False):
         """The Newton core on problems idx: (x, P, certificate, iterations, status, Krylov
-        iterations). Here: one problem, held and solved unbatched."""
-        r = newton(self._problem, T[0], x0[0], tol=self.tol, max_iter=max_iter)
+        iterations); ``retry``: the second attempt (where a subclass solves it differently).
+        Here: one problem, held and solved unbatched."""
+        r = newton(self._problem_of(retry), T[0], x0[0], tol=self.tol, max_iter=max_iter)
         return tuple(np.asarray(v)[None] for v in (r.x, r.P, r.certificate, r.iterations,
                                                    r.status, r.krylov))
 
@@ -148,7 +153,8 @@ class NewtonSolver:
         bad = np.flatnonzero(status == FAILED)
         if bad.size:     # second attempt from zero logits, more steps
             log.info("retrying %d of %d problems from zero logits", bad.size, idx.size)
-            r2 = self._solve(idx[bad], Tl[bad], np.zeros_like(x0[bad]), RETRY_MAX_ITER)
+            r2 = self._solve(idx[bad], Tl[bad], np.zeros_like(x0[bad]), RETRY_MAX_ITER,
+                             retry=True)
             x[bad], P[bad], cert[bad], its[bad], status[bad] = r2[:5]
             kry[bad] += r2[5]            # both attempts' Krylov iterations
         seconds = time.perf_counter() - t0

@@ -260,10 +260,11 @@ class DenseProblem:
 
 
 SINGLE_RTOL = 1e-4
-"""Relative residual the single-precision GMRES stage of :class:`DenseProblem` aims for. Its
-products carry relative errors of order 1e-7 times the conditioning of the preconditioned
-system, so it cannot go much lower: with a floor of 1e-6 (and no second stage) GMRES stalled
-and ran to its iteration limit, slower than float64 alone (benchmarks/README.md)."""
+"""Relative residual the single-precision GMRES stage of :class:`DenseProblem` (and the float32
+CG of :class:`FactorProblem`) aims for at least. Its products carry relative errors of order
+1e-7 times the conditioning of the preconditioned system, so it cannot go much lower: with a
+floor of 1e-6 (and no second stage) GMRES stalled and ran to its iteration limit, slower than
+float64 alone (benchmarks/README.md)."""
 
 SINGLE_ITERATIONS = 30
 """Most iterations of the single-precision stage (a stalled stage wastes no more)."""
@@ -317,6 +318,13 @@ class FactorProblem:
     O(N D K) for the products with X. The certificate is the same as for every other problem:
     max |P - softmax(s X X^T (T - P))|, computed as X (X^T (T - P)).
 
+    With a single-precision copy ``X32`` of X, CG runs in float32 throughout (products,
+    preconditioner and vectors; half the memory traffic of the float64 products) to the
+    relative residual max(rtol, :data:`SINGLE_RTOL`), with no float64 stage: under ``vmap``
+    the choice of a second stage becomes a select that runs it at every step
+    (benchmarks/README.md). A looser direction costs Newton steps, never accuracy: F, its
+    norm and the certificate stay float64 (docs/theory.md section 2.5).
+
     Attributes:
       s: 1 / (N lam).
       X: (N, D) features.
@@ -325,6 +333,7 @@ class FactorProblem:
       maxiter: most CG iterations per Newton step (static).
       direct: form J ((D K) x (D K)) and solve each Newton system by Cholesky instead of CG
         (static; for small D K, where CG at small lam can stall: docs/theory.md section 2.5).
+      X32: X rounded to float32, or None (CG in float64).
     """
 
     s: jax.Array
@@ -334,6 +343,7 @@ class FactorProblem:
     nu_rest: jax.Array
     maxiter: int = _static(200)
     direct: bool = _static(False)
+    X32: jax.Array | None = None
 
     def evaluate(self, x, T):
         P = jax.nn.softmax(self.X @ x, axis=-1)
@@ -353,16 +363,23 @@ class FactorProblem:
         sig, W = _mean_hessian_eigh(P)
         den = 1.0 + s * jnp.maximum(self.nu, 0.0)[:, None] * sig[None, :]
         den_rest = 1.0 + s * jnp.maximum(self.nu_rest, 0.0) * sig
+        X, Vf = self.X, self.Vf
+        if self.X32 is not None:
+            f32 = self.X32.dtype
+            X, (Vf, W, den, den_rest, P, s) = self.X32, (
+                a.astype(f32) for a in (Vf, W, den, den_rest, P, s))
+            rtol = jnp.maximum(rtol, SINGLE_RTOL)
 
         def prec(Y):
-            C = self.Vf.T @ Y
-            rest = Y - self.Vf @ C
-            return self.Vf @ (((C @ W) / den) @ W.T) + ((rest @ W) / den_rest) @ W.T
+            C = Vf.T @ Y
+            rest = Y - Vf @ C
+            return Vf @ (((C @ W) / den) @ W.T) + ((rest @ W) / den_rest) @ W.T
 
         def jac(Y):
-            return Y + s * (self.X.T @ hessian_apply(P, self.X @ Y))
+            return Y + s * (X.T @ hessian_apply(P, X @ Y))
 
-        return pcg(jac, -F, prec, rtol, self.maxiter)
+        dx, its = pcg(jac, (-F).astype(X.dtype), prec, jnp.asarray(rtol, X.dtype), self.maxiter)
+        return dx.astype(F.dtype), its
 
     def _direct_direction(self, P, F):
         """J dx = -F with J = I + s sum_i (x_i x_i^T) (x) (diag(p_i) - p_i p_i^T) formed,
