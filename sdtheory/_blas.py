@@ -34,7 +34,11 @@ THREADED_LAPACK_MAX = 8192
 
 
 def one_blas_thread() -> threadpool_limits:
-    """A context in which numpy's BLAS/LAPACK runs on one thread (restored afterwards)."""
+    """A context in which numpy's BLAS/LAPACK runs on one thread (restored afterwards), and
+    scipy's, which JAX's LAPACK calls on the CPU (Cholesky, eigh) run on."""
+    # loaded now, or the limit misses it: a library loaded inside the block keeps its threads
+    import scipy.linalg  # noqa: F401
+
     return threadpool_limits(limits=1, user_api="blas")
 
 

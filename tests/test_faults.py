@@ -131,6 +131,22 @@ def test_two_ctrl_c_during_probe(tmp_path):
 
 
 @pytest.mark.slow
+def test_ctrl_c_in_figures_stops_the_figure_made_beside(tmp_path):
+    """Ctrl-C in figures while probe_digits is made by the second process: exit 130, one
+    line, nothing left, and that process is gone."""
+    psutil = pytest.importorskip("psutil")
+    run = _Run(["figures", "--only", "min_rounds", "--only", "probe_digits", "--out", "o"],
+               tmp_path)
+    run.wait_for_line()
+    children = psutil.Process(run.proc.pid).children(recursive=True)
+    assert any("probe_digits" in " ".join(c.cmdline()) for c in children), children
+    rc, seconds = run.signal(signal.SIGINT)
+    _assert_interrupted(run, rc, seconds, signal.SIGINT, "figures", tmp_path)
+    gone, alive = psutil.wait_procs(children, timeout=5)
+    assert alive == [], alive
+
+
+@pytest.mark.slow
 def test_sigterm_stops_local_dask_workers(tmp_path):
     """SIGTERM in probe on a local Dask cluster: exit 143, one line, and the worker
     processes are gone."""

@@ -767,3 +767,41 @@ def test_every_quick_figure_gives_the_stored_bytes(tmp_path):
     assert written == stored
     for name in stored:
         assert (tmp_path / name).read_bytes() == (STORED / name).read_bytes(), name
+
+
+def test_a_figure_made_beside_the_others_gives_the_same_bytes(tmp_path, caplog):
+    """run_figures with ``beside``: min_rounds is made by a second ``sdtheory figures``
+    process while label_averaging is made here; both results files are the stored bytes, the
+    per-figure lines name the moved files, and the hidden folder is gone."""
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="sdtheory.jobs.figures"):
+        figures.run_figures(["min_rounds", "label_averaging"], tmp_path, quick=True,
+                            beside=["min_rounds"])
+    for name in ("min_rounds.json", "label_averaging.json"):
+        assert (tmp_path / name).read_bytes() == (STORED / name).read_bytes(), name
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "label_averaging.json", "label_averaging.png", "min_rounds.json", "min_rounds.png"]
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(ln.startswith("min_rounds") and "made beside the other figures" in ln
+               for ln in lines), lines
+    done = [ln for ln in lines if "done ->" in ln]
+    assert [ln.split()[0] for ln in done] == ["label_averaging", "min_rounds"], done
+    assert done[1].endswith(f"{tmp_path / 'min_rounds.json'}, {tmp_path / 'min_rounds.png'}")
+
+
+def test_a_failed_figure_beside_the_others_names_its_exit(tmp_path, monkeypatch):
+    """The second process exits with an error: FigureFailed names the figure, the exit code
+    and its last line; nothing of it is left in the output folder."""
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'sdtheory figures: min_rounds failed: no luck' >&2\n"
+                    "exit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(figures.sys, "executable", str(fake))
+    out = tmp_path / "out"
+    with pytest.raises(figures.FigureFailed) as err:
+        figures.run_figures(["min_rounds", "label_averaging"], out, quick=True,
+                            beside=["min_rounds"])
+    assert err.value.name == "min_rounds"
+    assert "exited with 1: sdtheory figures: min_rounds failed: no luck" in str(err.value)
+    assert not (out / ".beside").exists()

@@ -22,6 +22,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
+import subprocess
+import sys
 import time
 import tomllib
 from collections.abc import Callable
@@ -613,12 +617,14 @@ def compute_ridge_sd_proportional(cfg: dict, out: Path, log: Callable[[str], Non
 @dataclass(frozen=True)
 class Figure:
     """One figure: name, one-line description, compute step (config -> results file) and plot
-    step (results file -> PNG)."""
+    step (results file -> PNG); ``beside``: made in a second process while the others are made
+    (:func:`run_figures`)."""
 
     name: str
     description: str
     compute: Callable[[dict, Path, Callable[[str], None]], Path]
     plot: Callable[[Path, Path], None]
+    beside: bool = False
 
 
 FIGURES: dict[str, Figure] = {f.name: f for f in [
@@ -668,7 +674,7 @@ FIGURES: dict[str, Figure] = {f.name: f for f in [
            "linear probing on the bundled digits through ImageNet EfficientNet-Lite0 features: "
            "distillation gain (student - teacher test accuracy) against eta per noise type, "
            "and the class-correlation heatmap with its superclass dendrogram",
-           compute_probe_digits, plots.plot_probe_digits),
+           compute_probe_digits, plots.plot_probe_digits, beside=True),
 ]}
 
 
@@ -698,10 +704,57 @@ def run_figure(name: str, out: Path, *, quick: bool = False,
     return results, png
 
 
-def run_figures(names, out: Path, *, quick: bool = False, final=None) -> None:
-    """Compute and plot the figures ``names`` into ``out``, one after the other: one progress
-    step and one line each (``final(file name)`` names a written file in that line; default
-    its path in ``out``); the jobs inside a figure report nothing of their own.
+class _Beside:
+    """The figures ``names`` made by one ``sdtheory figures`` process in a hidden folder of
+    ``out``, started on entry; :meth:`finish` waits for it and moves the files of one figure
+    into ``out``. Leaving the block stops the process if it still runs."""
+
+    def __init__(self, names, out: Path, quick: bool):
+        # its staging folder lands beside its output folder: inside .beside too
+        self.names, self.home, self.quick = list(names), out / ".beside", quick
+        self.folder = self.home / "figures"
+        self.proc, self.started = None, time.perf_counter()
+
+    def __enter__(self):
+        if self.names:
+            shutil.rmtree(self.home, ignore_errors=True)
+            self.home.mkdir(parents=True)
+            argv = [sys.executable, "-m", "sdtheory", "--quiet", "figures",
+                    "--out", str(self.folder)] + (["--quick"] if self.quick else [])
+            for name in self.names:
+                argv += ["--only", name]
+            with open(self.home / "stderr", "w") as err:
+                self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+        return self
+
+    def finish(self, name: str, out: Path) -> None:
+        if self.proc.wait():
+            lines = (self.home / "stderr").read_text().strip().splitlines()
+            raise FigureFailed(name, FigureError(
+                f"the process making it beside the others exited with {self.proc.returncode}: "
+                f"{lines[-1] if lines else 'no message'}"))
+        for p in sorted(self.folder.glob(f"{name}*")):
+            os.replace(p, out / p.name)
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            shutil.rmtree(self.home, ignore_errors=True)
+
+
+def run_figures(names, out: Path, *, quick: bool = False, final=None, beside=None) -> None:
+    """Compute and plot the figures ``names`` into ``out``: one progress step and one line
+    each (``final(file name)`` names a written file in that line; default its path in
+    ``out``); the jobs inside a figure report nothing of their own.
+
+    With more than one figure to make and more than one CPU, the figures marked ``beside``
+    (or those named in ``beside``) are made by a second ``sdtheory figures`` process while this
+    one makes the others, one after the other: the probe's solves keep XLA's threads busy,
+    the other figures mostly one core (benchmarks/README.md). That process writes into a
+    hidden folder of ``out``, its files are moved into ``out`` when it has finished, and it is
+    stopped if this process stops first.
 
     Raises:
       FigureFailed: a figure failed (the files already in ``out`` are the caller's to keep or
@@ -715,23 +768,38 @@ def run_figures(names, out: Path, *, quick: bool = False, final=None) -> None:
     final = final or (lambda n: str(out / n))
     t_all = time.perf_counter()
     progress = Progress(log, total=len(names), what="figure")
-    for name in names:
-        t0 = time.perf_counter()
+    if beside is None:
+        beside = [n for n in names if FIGURES[n].beside]
+    cpus = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1)
+    side = [n for n in names if n in beside] if len(names) > 1 and cpus > 1 else []
 
-        def step(msg, name=name, t0=t0, level=logging.DEBUG):
-            log.log(level, "%s %7.1f s  %s", name, time.perf_counter() - t0, msg)
+    def made_since(before):
+        return sorted(final(p.name) for p in set(out.iterdir()) - before
+                      if not p.name.startswith("."))
 
-        step("start" + (" (quick)" if quick else ""))
-        before = set(out.iterdir()) if out.is_dir() else set()
-        try:
-            # numpy's idle BLAS threads spun against JAX's, 2-19x slower (benchmarks/README.md)
-            with one_blas_thread(), quieted("sdtheory.jobs.sweep", "sdtheory.jobs.probe",
-                                            "sdtheory.executors", "sdtheory.distill",
-                                            "sdtheory.solvers"):
-                run_figure(name, out, quick=quick, log=step)
-        except (SolverError, FigureError) as err:
-            raise FigureFailed(name, err) from None
-        made = sorted(final(p.name) for p in set(out.iterdir()) - before)
-        step(f"done -> {', '.join(made)}", level=logging.INFO)
-        progress.step(name)
+    with _Beside(side, out, quick) as others:
+        for name in [n for n in names if n not in side] + side:
+            t0 = others.started if name in side else time.perf_counter()
+
+            def step(msg, name=name, t0=t0, level=logging.DEBUG):
+                log.log(level, "%s %7.1f s  %s", name, time.perf_counter() - t0, msg)
+
+            before = set(out.iterdir()) if out.is_dir() else set()
+            if name in side:
+                step("made beside the other figures")
+                others.finish(name, out)
+            else:
+                step("start" + (" (quick)" if quick else ""))
+                try:
+                    # numpy's idle BLAS threads spun against JAX's, 2-19x slower
+                    # (benchmarks/README.md)
+                    with one_blas_thread(), quieted("sdtheory.jobs.sweep", "sdtheory.jobs.probe",
+                                                    "sdtheory.executors", "sdtheory.distill",
+                                                    "sdtheory.solvers"):
+                        run_figure(name, out, quick=quick, log=step)
+                except (SolverError, FigureError) as err:
+                    raise FigureFailed(name, err) from None
+            step(f"done -> {', '.join(made_since(before))}", level=logging.INFO)
+            progress.step(name)
     log.info("%d figure(s) in %.1f s", len(names), time.perf_counter() - t_all)
