@@ -253,16 +253,16 @@ def _test_accuracy_margin(data, W) -> tuple[float, float]:
     return _accuracy_margin(softmax(data.X_test @ W.T, axis=1), data.y_test)
 
 
-def _closed_rounds(X, cors, lam, R, label_weight=0.0, relation=None):
+def _closed_rounds(X, cors, lam, R, label_weight=0.0, relation=None, spectrum=None):
     """Rounds 0..R and the PLL student of every label set ``cors`` by the exact solver, the
-    label sets solved as one batch on the shared features: per label set, (outputs, weights,
-    certificate) per training; the weights are the feature-space solver's own
-    (P = softmax(X W^T))."""
+    label sets solved as one batch on the shared features (``spectrum``: the preconditioner's
+    data of X, shared by the batches): per label set, (outputs, weights, certificate) per
+    training; the weights are the feature-space solver's own (P = softmax(X W^T))."""
     from sdtheory.distill import run_rounds
     from sdtheory.models import Features
-    from sdtheory.solvers import ExactSolver
+    from sdtheory.solvers.feature_solver import FeatureSolver
 
-    solver = ExactSolver(gram=Features(X), labels=cors, lam=lam)
+    solver = FeatureSolver(gram=Features(X), labels=cors, lam=lam, spectrum=spectrum)
     res = run_rounds(solver, R, pll=True, keep_outputs=True, label_weight=label_weight,
                      relation=relation)
     fits = [(res.outputs[r], res.fits[r], res.residual[r]) for r in range(R + 1)]
@@ -333,17 +333,19 @@ def _batches(todo: list[int], combos: list, size: int) -> list[list[int]]:
 
 
 @task
-def _probe_trainings(cfg, data, relation, cors, seeds):
+def _probe_trainings(cfg, data, relation, cors, seeds, spectrum=None):
     """The trainings (rounds 0..R and the PLL student: (outputs, weights, certificate)) of the
-    label sets ``cors`` of :func:`run_probe`. The closed engine solves them as one batch; the
-    trained engine one after another, with SGD seeds ``seeds``. A task of
+    label sets ``cors`` of :func:`run_probe`. The closed engine solves them as one batch (with
+    the preconditioner's ``spectrum`` of the features); the trained engine one after another,
+    with SGD seeds ``seeds``. A task of
     :func:`sdtheory.executors.run_tasks`: everything it uses is in its arguments, so any worker
     gives the same result."""
     X = data.X_train
     # the per-round and per-epoch reports of each training would drown the progress
     with quieted("sdtheory.distill", "sdtheory.solvers.trained"):
         if cfg.engine == "closed":
-            return _closed_rounds(X, cors, cfg.lam, cfg.rounds, cfg.label_weight, relation)
+            return _closed_rounds(X, cors, cfg.lam, cfg.rounds, cfg.label_weight, relation,
+                                  spectrum)
         monitor = None
         if cfg.select_on_test:
             def monitor(W):
@@ -455,13 +457,21 @@ def run_probe(cfg: ProbeConfig, data: FeatureData, relation_view=None) -> ProbeR
     todo = sorted(set(same))          # each distinct problem once, in the runs' order
     size = _batch(cfg)
     batches = _batches(todo, combos, size)
+    spectrum = None
+    if cfg.engine == "closed" and len(batches) > 1:
+        from sdtheory._blas import one_blas_thread
+        from sdtheory.solvers.spectrum import feature_spectrum
+
+        # once for every batch (a D x D eigendecomposition), on one thread as in a task
+        with one_blas_thread():
+            spectrum = feature_spectrum(X, 1.0 / (data.N * cfg.lam), K)
     with executor(cfg.executor, workers=cfg.workers, scheduler=cfg.scheduler,
                   task_bytes=task_bytes(data, cfg.rounds, min(len(todo), size)),
                   what=f"a probe of {data.N} training and {data.X_test.shape[0]} test samples "
                        f"of {data.D} features") as ex:
         done = run_tasks(ex, _probe_trainings,
                          [(cfg, data, relation, [cors[i] for i in b],
-                           [combos[i][2] for i in b]) for b in batches],
+                           [combos[i][2] for i in b], spectrum) for b in batches],
                          labels=["; ".join("{} eta={:g} seed={}".format(*combos[i]) for i in b)
                                  for b in batches],
                          what="(noise, eta, seed) run", logger=log,

@@ -64,6 +64,9 @@ class FeatureSolver(NewtonSolver):
       lam: ridge parameter lambda > 0.
       tol: certificate to reach.
       max_iter: Newton steps of the first attempt.
+      spectrum: the preconditioner's spectral data of X for this lam
+        (:func:`~sdtheory.solvers.spectrum.feature_spectrum`), where the caller holds it
+        (solvers of several batches on one X); default computed here.
 
     Attributes:
       X: the features.
@@ -78,7 +81,7 @@ class FeatureSolver(NewtonSolver):
     kind = "features"
 
     def __init__(self, *, gram: Features, labels, lam, tol: float = DEFAULT_TOL,
-                 max_iter: int = 60):
+                 max_iter: int = 60, spectrum: dict | None = None):
         import jax
 
         from sdtheory.solvers.problems import FactorProblem
@@ -103,7 +106,11 @@ class FeatureSolver(NewtonSolver):
         s = 1.0 / (N * lam)
         put = jax.device_put
         X_device = put(X)
-        self.spectrum = sp = feature_spectrum(X, s, self.K, X_device=X_device)
+        if spectrum is None:
+            spectrum = feature_spectrum(X, s, self.K, X_device=X_device)
+        elif spectrum["V"].shape[0] != D:
+            raise ValueError(f"spectrum is of {spectrum['V'].shape[0]} features, X has {D}")
+        self.spectrum = sp = spectrum
         DK = D * self.K
         direct = DK <= FEATURE_DIRECT_MAX and N * DK * DK <= FEATURE_DIRECT_WORK
         self._problem64 = FactorProblem(s=put(s), X=X_device, Vf=put(sp["V"]),
