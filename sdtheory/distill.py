@@ -379,9 +379,10 @@ class _RoundLoop:
 
     def pll_student(self, active, fit, tol, ties):
         """Train and record the PLL student on the top-2 labels of the teacher ``fit`` (tie
-        tolerance ``tol``), warm-started from the teacher."""
+        tolerance ``tol``), from zero: the teacher's saturated outputs made a longer Newton
+        path (docs/theory.md section 2.3)."""
         solver, out = self.solver, self.pll
-        pfit = self.train(active, pll_targets(fit.P, tol[:, None], ties=ties), fit.x)
+        pfit = self.train(active, pll_targets(fit.P, tol[:, None], ties=ties), None)
         ptol = tie_tolerance(self.uncertainty(pfit))
         pa, pc, pn, ps = accuracy(pfit.P, solver.true, given_labels(solver, active),
                                   solver.weight[active], ptol)
