@@ -94,8 +94,9 @@ def _logits(shape, seed):
     return 2.0 * np.random.default_rng(seed).standard_normal(shape)
 
 
-def _digits(rows, fmap="l2"):
-    data = feature_map(load_dataset("digits"), fmap)
+def _digits(rows, fmap="l2", dataset="digits"):
+    """The first ``rows`` training samples (None: all) of a bundled digits dataset."""
+    data = feature_map(load_dataset(dataset), fmap)
     return data.X_train[:rows], data.y_train[:rows]
 
 
@@ -216,6 +217,14 @@ def _accept(G, lam):
     return max(ACCEPT_FACTOR * DEFAULT_TOL, ROUNDOFF_FACTOR * EPS64 * s * np.abs(G).sum(1).max())
 
 
+def _feature_accept(X, lam):
+    """The same for the feature path, whose round-off scale is s max|x_i| sum|x_j|
+    (Cauchy-Schwarz) in place of s ||G||_inf."""
+    norms = np.linalg.norm(X, axis=1)
+    s = 1.0 / (X.shape[0] * lam)
+    return max(ACCEPT_FACTOR * DEFAULT_TOL, ROUNDOFF_FACTOR * EPS64 * s * norms.max() * norms.sum())
+
+
 def _solve_and_check(path, X, y, lam):
     """One teacher solve on the path's structure; its certificate recomputed in numpy must be
     within twice the acceptance bound (the recomputation carries the same round-off), or the
@@ -240,9 +249,8 @@ def _solve_and_check(path, X, y, lam):
     N = G.shape[0]
     cert = np.abs(P - softmax(G @ (T - P) / (N * lam), axis=1)).max()
     bound = _accept(G, lam)
-    if path == "features":      # its round-off bound is s max|x_i| sum|x_j| (Cauchy-Schwarz)
-        norms = np.linalg.norm(X, axis=1)
-        bound = max(bound, EPS64 * norms.max() * norms.sum() / (N * lam))
+    if path == "features":
+        bound = max(bound, _feature_accept(X, lam))
     assert cert <= 2 * bound, (path, lam, cert, bound)
     return fit
 
@@ -296,11 +304,6 @@ def test_jittered_block_model_still_converges():
     assert cert <= 2 * _accept(G, 1e-5)
 
 
-def _efficientnet(fmap):
-    data = feature_map(load_dataset("digits-efficientnet-lite0"), fmap)
-    return data.X_train, data.y_train
-
-
 @pytest.mark.parametrize("lam", [1e-5, pytest.param(1e-8, marks=pytest.mark.slow)])
 def test_feature_solver_float32_cg_equals_float64_cg(lam):
     """On the bundled EfficientNet-Lite0 digits features (N = 1257, D = 1280, l2 map: s nu_max
@@ -309,7 +312,7 @@ def test_feature_solver_float32_cg_equals_float64_cg(lam):
     (the retry's) to 1e-10."""
     from sdtheory.solvers.feature_solver import FEATURE_SINGLE_SCALE
 
-    X, y = _efficientnet("l2")
+    X, y = _digits(None, "l2", "digits-efficientnet-lite0")
     cors = [corrupt_sampled(transition_matrix("sym", 10, 0.4), y, seed) for seed in (0, 1)]
     solver = ExactSolver(gram=Features(X), labels=cors, lam=lam).solver
     s = 1.0 / (X.shape[0] * lam)
@@ -319,9 +322,7 @@ def test_feature_solver_float32_cg_equals_float64_cg(lam):
     single = solver.fit_batch(T)
     solver._problem = solver._problem64
     double = solver.fit_batch(T)
-    norms = np.sqrt(np.sum(X * X, axis=1))
-    bound = max(ACCEPT_FACTOR * DEFAULT_TOL,
-                ROUNDOFF_FACTOR * EPS64 * s * norms.max() * norms.sum())
+    bound = _feature_accept(X, lam)
     for fit in (single, double):
         assert fit.ok.all() and (fit.residual <= bound).all(), (fit.residual, bound)
     assert np.abs(single.P - double.P).max() <= 1e-10
@@ -333,7 +334,7 @@ def test_feature_solver_keeps_float64_cg_beyond_the_single_scale():
     stays in float64."""
     from sdtheory.solvers.feature_solver import FEATURE_SINGLE_SCALE
 
-    X, y = _efficientnet("standard")
+    X, y = _digits(None, "standard", "digits-efficientnet-lite0")
     solver = ExactSolver(gram=Features(X), labels=corrupt_sampled(
         transition_matrix("sym", 10, 0.4), y, 0), lam=1e-7).solver
     assert 1.0 / (X.shape[0] * 1e-7) * solver.spectrum["nu"][0] > FEATURE_SINGLE_SCALE
