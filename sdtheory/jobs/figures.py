@@ -711,7 +711,8 @@ class _Beside:
 
     def __init__(self, names, out: Path, quick: bool):
         # its staging folder lands beside its output folder: inside .beside too
-        self.names, self.home, self.quick = list(names), out / ".beside", quick
+        self.names, self.out, self.quick = list(names), out, quick
+        self.home = out / ".beside"
         self.folder = self.home / "figures"
         self.proc, self.started = None, time.perf_counter()
 
@@ -727,14 +728,14 @@ class _Beside:
                 self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
         return self
 
-    def finish(self, name: str, out: Path) -> None:
+    def finish(self, name: str) -> None:
         if self.proc.wait():
             lines = (self.home / "stderr").read_text().strip().splitlines()
             raise FigureFailed(name, FigureError(
                 f"the process making it beside the others exited with {self.proc.returncode}: "
                 f"{lines[-1] if lines else 'no message'}"))
         for p in sorted(self.folder.glob(f"{name}*")):
-            os.replace(p, out / p.name)
+            os.replace(p, self.out / p.name)
 
     def __exit__(self, *exc):
         if self.proc is not None:
@@ -788,7 +789,7 @@ def run_figures(names, out: Path, *, quick: bool = False, final=None, beside=Non
             before = set(out.iterdir()) if out.is_dir() else set()
             if name in side:
                 step("made beside the other figures")
-                others.finish(name, out)
+                others.finish(name)
             else:
                 step("start" + (" (quick)" if quick else ""))
                 try:

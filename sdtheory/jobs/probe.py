@@ -460,11 +460,11 @@ def run_probe(cfg: ProbeConfig, data: FeatureData, relation_view=None) -> ProbeR
     spectrum = None
     if cfg.engine == "closed" and len(batches) > 1:
         from sdtheory._blas import one_blas_thread
-        from sdtheory.solvers.spectrum import feature_spectrum
+        from sdtheory.solvers.feature_solver import FeatureSolver
 
         # once for every batch (a D x D eigendecomposition), on one thread as in a task
         with one_blas_thread():
-            spectrum = feature_spectrum(X, 1.0 / (data.N * cfg.lam), K)
+            spectrum = FeatureSolver.spectrum_of(X, cfg.lam, K)
     with executor(cfg.executor, workers=cfg.workers, scheduler=cfg.scheduler,
                   task_bytes=task_bytes(data, cfg.rounds, min(len(todo), size)),
                   what=f"a probe of {data.N} training and {data.X_test.shape[0]} test samples "

@@ -64,9 +64,9 @@ class FeatureSolver(NewtonSolver):
       lam: ridge parameter lambda > 0.
       tol: certificate to reach.
       max_iter: Newton steps of the first attempt.
-      spectrum: the preconditioner's spectral data of X for this lam
-        (:func:`~sdtheory.solvers.spectrum.feature_spectrum`), where the caller holds it
-        (solvers of several batches on one X); default computed here.
+      spectrum: the preconditioner's spectral data of X for this lam (:meth:`spectrum_of`),
+        where the caller holds it (solvers of several batches on one X); default computed
+        here.
 
     Attributes:
       X: the features.
@@ -107,7 +107,7 @@ class FeatureSolver(NewtonSolver):
         put = jax.device_put
         X_device = put(X)
         if spectrum is None:
-            spectrum = feature_spectrum(X, s, self.K, X_device=X_device)
+            spectrum = self.spectrum_of(X, lam, self.K, X_device=X_device)
         elif spectrum["V"].shape[0] != D:
             raise ValueError(f"spectrum is of {spectrum['V'].shape[0]} features, X has {D}")
         self.spectrum = sp = spectrum
@@ -121,6 +121,12 @@ class FeatureSolver(NewtonSolver):
                          if single else self._problem64)
         self._sel = np.arange(N)
         self.X = X
+
+    @staticmethod
+    def spectrum_of(X, lam: float, K: int, *, X_device=None) -> dict:
+        """The preconditioner's spectral data of features X at ridge lam
+        (:func:`~sdtheory.solvers.spectrum.feature_spectrum` at s = 1 / (N lam))."""
+        return feature_spectrum(X, 1.0 / (X.shape[0] * lam), K, X_device=X_device)
 
     def _layout(self, T, fill=None):
         """Unit rows are the problem's rows already."""
